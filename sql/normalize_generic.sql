@@ -1,0 +1,55 @@
+-- purpose: any table whose columns were mapped with --col -> canonical plays
+-- input views: raw (user_raw, ts_raw, track_raw, played_raw, duration_raw, skipped_raw,
+--              session_raw, artist_raw, title_raw, src_row, source_user)
+-- output columns: schema.PLAY_COLUMNS + parse_error
+-- grain: one row per source row
+-- parameters: $ts_unit ('s' | 'ms' epochs, 'text', 'timestamp'); the time is the play start, UTC
+with source as (
+    select * from raw
+),
+
+parsed as (
+    select
+        src_row,
+        nullif(cast(user_raw as varchar), '') as user_id,
+        case
+            when $ts_unit = 'timestamp' then try_cast(ts_raw as timestamp)
+            when $ts_unit = 's' then to_timestamp(try_cast(ts_raw as double))::timestamp
+            when $ts_unit = 'ms' then to_timestamp(try_cast(ts_raw as double) / 1000)::timestamp
+            else try_cast(ts_raw as timestamptz)::timestamp
+        end as start_ts,
+        nullif(cast(track_raw as varchar), '') as track_key,
+        cast(artist_raw as varchar) as artist,
+        cast(title_raw as varchar) as title,
+        try_cast(played_raw as double)::bigint as played,
+        try_cast(duration_raw as double)::bigint as duration,
+        case
+            when lower(cast(skipped_raw as varchar)) in ('1', 'true', 't', 'yes', 'y') then true
+            when lower(cast(skipped_raw as varchar)) in ('0', 'false', 'f', 'no', 'n') then false
+        end as skip_flag,
+        cast(session_raw as varchar) as session_hint,
+        ts_raw is not null and start_ts is null as bad_ts,
+        played_raw is not null and played is null as bad_played
+    from source
+),
+
+final as (
+    select
+        src_row,
+        user_id,
+        start_ts as ts,
+        null::timestamp as ts_end,
+        track_key,
+        artist,
+        title,
+        played as played_ms,
+        duration as duration_ms,
+        skip_flag,
+        session_hint,
+        null::bigint as position_hint,
+        false as is_podcast,
+        case when bad_ts then 'ts' when bad_played then 'played_ms' end as parse_error
+    from parsed
+)
+
+select * from final

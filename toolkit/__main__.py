@@ -1,0 +1,5 @@
+"""``python -m toolkit`` runs the command-line interface."""
+
+from toolkit.cli import app
+
+app(prog_name="toolkit")

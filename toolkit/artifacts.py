@@ -1,0 +1,182 @@
+"""Where things live in a workspace, and one reader and one writer per artifact.
+
+    <workspace>/
+        catalog.duckdb              datasets and runs, so `report` and `runs` are queries
+        datasets/<name>/
+            events.parquet          one row per kept play (schema.EVENTS_SCHEMA)
+            items.parquet           one row per track id (schema.ITEMS_SCHEMA)
+            <split>_<array>.npy     sequence arrays per split (seqs, skips, next_item, next_pos, row_session)
+            manifest.json           config, row accounting, summary, input fingerprint, versions
+        tmp/                        DuckDB spill files and unpacked archives (safe to delete)
+
+Every file is written to a temporary name in the same folder and renamed into place, so a reader
+never sees half a file and an interrupted command leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from toolkit.errors import ArtifactMissingError
+
+ENV_WORKSPACE = "TOOLKIT_WORKSPACE"
+DEFAULT_WORKSPACE = "toolkit-workspace"
+ARRAYS = ("seqs", "skips", "next_item", "next_pos", "row_session")
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def at(cls, root: Path | str | None) -> "Workspace":
+        """The workspace given, else ``$TOOLKIT_WORKSPACE``, else ``./toolkit-workspace``."""
+        chosen = root or os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE
+        ws = cls(Path(chosen).expanduser().resolve())
+        (ws.root / "datasets").mkdir(parents=True, exist_ok=True)
+        ws.tmp.mkdir(parents=True, exist_ok=True)
+        return ws
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    def dataset(self, name: str) -> "DatasetDir":
+        return DatasetDir(self.root / "datasets" / name)
+
+
+@dataclass(frozen=True)
+class DatasetDir:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def events(self) -> Path:
+        return self.path / "events.parquet"
+
+    @property
+    def items(self) -> Path:
+        return self.path / "items.parquet"
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / "manifest.json"
+
+    def array(self, split: str, name: str) -> Path:
+        return self.path / f"{split}_{name}.npy"
+
+
+def safe_name(text: str) -> str:
+    """A dataset name usable as a folder name."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
+    return name or "dataset"
+
+
+@contextmanager
+def atomic_path(target: Path):
+    """Yield a temporary path beside ``target``; rename it onto ``target`` only on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_array(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+
+def read_array(path: Path, mmap: bool = True) -> np.ndarray:
+    """Load a sequence array; memory-mapped by default so training never copies it whole."""
+    if not path.exists():
+        raise ArtifactMissingError(f"{path}: missing; run `toolkit prep` again for this dataset")
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def write_manifest(ds: DatasetDir, manifest: dict) -> None:
+    write_json(ds.manifest, {"manifest_version": MANIFEST_VERSION, **manifest})
+
+
+def read_manifest(ds: DatasetDir) -> dict:
+    if not ds.manifest.exists():
+        raise ArtifactMissingError(
+            f"{ds.path}: no prepared dataset here (manifest.json missing); run `toolkit prep LOGS --name {ds.name}`"
+        )
+    return read_json(ds.manifest)
+
+
+_CATALOG_DDL = """
+create table if not exists datasets (
+    name varchar primary key,
+    created timestamp,
+    path varchar,
+    format varchar,
+    rows_in bigint,
+    rows_kept bigint,
+    users bigint,
+    sessions bigint,
+    items bigint,
+    skip_share double,
+    fingerprint varchar,
+    manifest json
+)
+"""
+
+
+def record_dataset(ws: Workspace, ds: DatasetDir, manifest: dict) -> None:
+    """Add or replace the dataset's row in the workspace catalog."""
+    with duckdb.connect(str(ws.catalog)) as con:
+        con.execute(_CATALOG_DDL)
+        con.execute("delete from datasets where name = ?", [ds.name])
+        con.execute(
+            "insert into datasets values (?, now()::timestamp, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                ds.name, str(ds.path), manifest["format"], manifest["rows_in"], manifest["rows_kept"],
+                manifest["users"], manifest["sessions"], manifest["items"], manifest["skip_share"],
+                manifest["fingerprint"], json.dumps(manifest, default=str),
+            ],
+        )
+
+
+def list_datasets(ws: Workspace) -> list[dict]:
+    """Catalogued datasets, newest first."""
+    if not ws.catalog.exists():
+        return []
+    with duckdb.connect(str(ws.catalog), read_only=True) as con:
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        if "datasets" not in tables:
+            return []
+        rel = con.sql("select * exclude (manifest) from datasets order by created desc, name")
+        return [dict(zip(rel.columns, row)) for row in rel.fetchall()]

@@ -1,0 +1,185 @@
+"""The ``toolkit`` command line: parse options, build the config, call the stage, print.
+
+No logic lives here.  A ``ToolkitError`` becomes one red line on stderr and exit status 1;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from toolkit import __version__
+from toolkit.artifacts import Workspace, list_datasets
+from toolkit.config import PrepConfig
+from toolkit.errors import ToolkitError
+
+app = typer.Typer(
+    help="Sequential music recommendation that learns from skips.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar="TOOLKIT_WORKSPACE",
+                            help="Workspace folder [default: ./toolkit-workspace].")
+
+
+def friendly(fn):
+    """Turn a ToolkitError into one red line and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ToolkitError as exc:
+            err.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False, markup=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _stage_status():
+    """A spinner that shows the current stage and its elapsed time."""
+    status = out.status("starting")
+    started = time.perf_counter()
+
+    def update(stage: str) -> None:
+        status.update(f"{stage} [dim]({time.perf_counter() - started:.0f} s)[/dim]")
+
+    return status, update
+
+
+@app.command()
+@friendly
+def prep(
+    logs: list[Path] = typer.Argument(..., help="Files, globs, folders or zip archives of raw plays."),
+    format: str = typer.Option("auto", "--format", "-f", help="auto, generic, spotify, spotify-extended, mssd, lastfm, piki, sequences."),
+    col: list[str] = typer.Option([], "--col", help="Generic format: role=column (roles: user ts track played_ms duration_ms skipped session artist title)."),
+    user: Optional[str] = typer.Option(None, help="User id for every play (one listener's export)."),
+    name: Optional[str] = typer.Option(None, help="Dataset name [default: from the input path]."),
+    session_gap: int = typer.Option(1800, help="Seconds of pause that start a new session (strictly longer)."),
+    skip_ms: int = typer.Option(30_000, help="A play shorter than this many ms is a skip (no explicit flag)."),
+    skip_ratio: Optional[float] = typer.Option(None, help="With track lengths: played/length below this is a skip."),
+    collapse_repeats: bool = typer.Option(False, help="Drop a play of the same track as the play right before it."),
+    min_session_len: int = typer.Option(2, help="Drop sessions with fewer plays."),
+    min_item_plays: int = typer.Option(1, help="Drop tracks with fewer plays in the whole log."),
+    keep_podcasts: bool = typer.Option(False, help="Keep podcast / audiobook rows (extended history)."),
+    max_play_ms: Optional[int] = typer.Option(None, help="Drop plays longer than this (e.g. podcasts)."),
+    split: str = typer.Option("time", help="'time' (train/valid/test by session start) or 'last' (leave-last-out, leaky)."),
+    valid_frac: float = typer.Option(0.1, help="Share of sessions for validation."),
+    test_frac: float = typer.Option(0.1, help="Share of sessions for test."),
+    max_len: int = typer.Option(50, help="Width of the sequence arrays."),
+    memory_limit: str = typer.Option("2GB", help="DuckDB memory limit (spills to disk past it)."),
+    workspace: Optional[Path] = WorkspaceOpt,
+) -> None:
+    """Turn raw plays into sessions with skip labels, ids, splits and sequence arrays.
+
+    Example: toolkit prep ~/Downloads/my_spotify_data.zip --format auto
+    """
+    from toolkit.prep import prep as run_prep
+
+    cfg = PrepConfig(
+        format=format, cols=tuple(col), user=user, name=name, session_gap_s=session_gap, skip_ms=skip_ms,
+        skip_ratio=skip_ratio, collapse_repeats=collapse_repeats, min_session_len=min_session_len,
+        min_item_plays=min_item_plays, keep_podcasts=keep_podcasts, max_play_ms=max_play_ms, split=split,
+        valid_frac=valid_frac, test_frac=test_frac, max_len=max_len, memory_limit=memory_limit,
+    )
+    ws = Workspace.at(workspace)
+    started = time.perf_counter()
+    status, update = _stage_status()
+    with status:
+        manifest = run_prep(list(logs), ws, cfg, update)
+    _print_prep_summary(manifest, ws, time.perf_counter() - started)
+
+
+def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
+    title = f"dataset [bold]{m['name']}[/bold] ({m['format']}, {m['files']} file(s))"
+    if m.get("up_to_date"):
+        title += " [dim]already prepared from this exact input and options[/dim]"
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("rows read", f"{m['rows_in']:,}")
+    table.add_row("rows kept", f"{m['rows_kept']:,}")
+    for reason, n in m["rows_dropped"].items():
+        table.add_row(f"  dropped: {reason}", f"{n:,}")
+    table.add_row("users", f"{m['users']:,}")
+    table.add_row("sessions", f"{m['sessions']:,}")
+    table.add_row("tracks", f"{m['items']:,}")
+    table.add_row("skip share", f"{m['skip_share']:.1%}")
+    table.add_row("skip rule", ", ".join(f"{k}: {v:,}" for k, v in m["skip_rule"]["plays_by_rule"].items()))
+    table.add_row("median session length", f"{m['median_session_len']:g}")
+    for split, s in m["splits"].items():
+        table.add_row(f"{split}", f"{s['sessions']:,} sessions, {s['events']:,} plays")
+    table.add_row("tracks never in train", f"{m['cold_items']:,} ({m['cold_events']:,} valid/test plays)")
+    table.add_row("period", f"{m['first_play'][:10]} to {m['last_play'][:10]}")
+    out.print(table)
+    out.print(f"written to {ws.root / 'datasets' / m['name']} in {seconds:.1f} s")
+
+
+@app.command()
+@friendly
+def synth(
+    out_path: Path = typer.Argument(Path("synthetic-logs.parquet"), metavar="OUT", help="Parquet file to write."),
+    users: int = typer.Option(200, help="Listeners."),
+    plays: int = typer.Option(100_000, help="Plays (rows) in total."),
+    tracks: int = typer.Option(5_000, help="Catalogue size."),
+    seed: int = typer.Option(0, help="Random seed; the same seed writes the same file."),
+) -> None:
+    """Write a realistic synthetic listening log with planted, skip-informative structure.
+
+    Example: toolkit synth logs.parquet --users 2000 --plays 1000000
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from toolkit.synth import SynthConfig
+    from toolkit.synth import synth as run_synth
+
+    cfg = SynthConfig(users=users, plays=plays, tracks=tracks, seed=seed)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=out) as bar:
+        task = bar.add_task("writing plays", total=plays)
+        summary = run_synth(out_path, cfg, progress=lambda n: bar.update(task, completed=n))
+    out.print(
+        f"wrote {summary['rows']:,} plays of {summary['users']:,} users over {summary['tracks']:,} tracks "
+        f"({summary['sessions']:,} sessions, {summary['skip_share']:.1%} skipped) to {out_path}"
+    )
+
+
+@app.command()
+@friendly
+def datasets(workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """List the prepared datasets of the workspace.
+
+    Example: toolkit datasets
+    """
+    ws = Workspace.at(workspace)
+    rows = list_datasets(ws)
+    if not rows:
+        out.print(f"no datasets in {ws.root}; run `toolkit prep LOGS`")
+        return
+    table = Table(title=f"datasets in {ws.root}")
+    for col in ("name", "format", "rows_in", "rows_kept", "users", "sessions", "items", "skip_share", "created"):
+        table.add_column(col, justify="right" if col not in ("name", "format") else "left")
+    for r in rows:
+        table.add_row(r["name"], r["format"], f"{r['rows_in']:,}", f"{r['rows_kept']:,}", f"{r['users']:,}",
+                      f"{r['sessions']:,}", f"{r['items']:,}", f"{r['skip_share']:.1%}", str(r["created"])[:19])
+    out.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the toolkit version.
+
+    Example: toolkit version
+    """
+    out.print(__version__)

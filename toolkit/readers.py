@@ -1,0 +1,320 @@
+"""Find the input files, recognise their format and expose them to SQL as the view ``raw``.
+
+Each format preset has a ``sql/normalize_<format>.sql`` that turns ``raw`` into the canonical
+play table (``toolkit.schema.PLAY_COLUMNS``).  This module only decides *which* files and *how*
+DuckDB reads them; no column logic lives here except the validated ``--col`` mapping of the
+``generic`` format.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import hashlib
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from toolkit import sql
+from toolkit.errors import ConfigError, EmptyInputError, InputError, MissingColumnsError
+
+FORMATS = ("auto", "generic", "spotify", "spotify-extended", "mssd", "lastfm", "piki", "sequences")
+DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".txt", ".parquet")
+
+# File-name patterns of Spotify's own exports; the first list is the account-data history, the
+# second the extended history.  Podcast and video histories are deliberately not matched.
+SPOTIFY_NAMES = ("StreamingHistory[0-9]*.json", "StreamingHistory_music_*.json")
+EXTENDED_NAMES = ("Streaming_History_Audio_*.json", "endsong*.json")
+
+# Columns each preset needs (what `--format auto` looks for, and what a missing-column error lists).
+REQUIRED = {
+    "spotify": ("endTime", "artistName", "trackName", "msPlayed"),
+    "spotify-extended": ("ts", "ms_played", "spotify_track_uri"),
+    "mssd": ("session_id", "session_position", "track_id_clean", "skip_2", "date", "hour_of_day"),
+    "piki": ("user_id", "timestamp", "song_id", "liked"),
+}
+GENERIC_ROLES = ("user", "ts", "track", "played_ms", "duration_ms", "skipped", "session", "artist", "title")
+GENERIC_DEFAULTS = {
+    "user": ("user_id", "user", "userid"),
+    "ts": ("ts", "timestamp", "time", "played_at"),
+    "track": ("track_id", "track", "item_id", "trackid"),
+    "played_ms": ("played_ms", "ms_played", "msplayed"),
+    "duration_ms": ("duration_ms", "track_ms", "length_ms"),
+    "skipped": ("skipped", "is_skip", "skip"),
+    "session": ("session_id",),
+    "artist": ("artist", "artist_name", "artistname"),
+    "title": ("track_name", "title", "trackname"),
+}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .\-]*$")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One data file and the user it belongs to when the format carries no user column."""
+
+    path: Path
+    user: str | None
+    shown: str  # how the file is named in messages (the archive member for zipped files)
+
+
+@dataclass(frozen=True)
+class Source:
+    """The resolved input: files in a fixed order, their format and the reader options."""
+
+    files: tuple[SourceFile, ...]
+    format: str
+    columns: tuple[str, ...]
+    mapping: tuple[tuple[str, str], ...] = ()  # generic role -> source column
+
+
+def natural_key(text: str) -> list:
+    """Sort key that puts ``StreamingHistory2`` before ``StreamingHistory10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def expand(paths: list[Path], unzip_dir: Path, user: str | None) -> list[SourceFile]:
+    """Files, globs, folders and zip archives -> data files in a deterministic order.
+
+    The user of a file is ``user`` when given; otherwise, for a folder whose exports sit in
+    several sub-folders, the first-level sub-folder; otherwise the folder (or, for a single
+    file or archive, the parent folder) that holds the export.
+    """
+    found: list[SourceFile] = []
+    for raw in paths:
+        text = str(raw)
+        matches = sorted(glob.glob(text), key=natural_key) if glob.has_magic(text) else [text]
+        if not matches:
+            raise InputError(f"{text}: no file matches this pattern; check the path")
+        for m in matches:
+            found.extend(_expand_one(Path(m), unzip_dir, user))
+    if not found:
+        raise EmptyInputError(
+            f"{', '.join(map(str, paths))}: no data files found (looked for {', '.join(DATA_SUFFIXES)} and .zip)"
+        )
+    return found
+
+
+def _expand_one(path: Path, unzip_dir: Path, user: str | None) -> list[SourceFile]:
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    if path.is_file():
+        owner = user or path.resolve().parent.name
+        return _unzip(path, unzip_dir, owner) if path.suffix == ".zip" else [SourceFile(path, owner, str(path))]
+    files = sorted(
+        (p for p in path.rglob("*") if p.is_file() and (p.suffix in DATA_SUFFIXES or p.suffix == ".zip")),
+        key=lambda p: natural_key(str(p.relative_to(path))),
+    )
+    files = [p for p in files if not p.name.startswith(".") and p.name not in ("SOURCE.md",)]
+    tops = {p.relative_to(path).parts[0] for p in files if len(p.relative_to(path).parts) > 1}
+    many = user is None and len(tops) > 1
+    out: list[SourceFile] = []
+    for p in files:
+        rel = p.relative_to(path)
+        owner = user or (rel.parts[0] if many and len(rel.parts) > 1 else path.resolve().name)
+        out.extend(_unzip(p, unzip_dir, owner) if p.suffix == ".zip" else [SourceFile(p, owner, str(p))])
+    return out
+
+
+def _unzip(archive: Path, unzip_dir: Path, owner: str) -> list[SourceFile]:
+    """Extract an archive's data members (DuckDB cannot read inside a zip)."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{archive}: not a readable zip archive ({exc}); re-download or extract it") from exc
+    target = unzip_dir / f"{owner}-{hashlib.sha1(str(archive.resolve()).encode()).hexdigest()[:12]}"
+    out = []
+    with zf:
+        names = sorted((n for n in zf.namelist() if Path(n).suffix in DATA_SUFFIXES), key=natural_key)
+        for name in names:
+            dest = target / name
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(zf.read(name))
+            out.append(SourceFile(dest, owner, f"{archive}!{name}"))
+    return out
+
+
+def select_files(files: list[SourceFile], fmt: str) -> list[SourceFile]:
+    """Keep the files a format reads; Spotify exports ship other JSON files beside the history."""
+    patterns = {"spotify": SPOTIFY_NAMES, "spotify-extended": EXTENDED_NAMES}.get(fmt)
+    if patterns is None:
+        return [f for f in files if f.path.suffix not in (".md",)]
+    return [f for f in files if any(fnmatch.fnmatchcase(f.path.name, p) for p in patterns)]
+
+
+def read_expr(files: list[SourceFile], fmt: str) -> tuple[str, list]:
+    """The DuckDB table function (text, parameters) that reads ``files`` in order."""
+    paths = [str(f.path) for f in files]
+    suffixes = {f.path.suffix for f in files}
+    if len(suffixes) > 1:
+        raise InputError(
+            f"{files[0].shown}: mixes file types {sorted(suffixes)}; pass one kind of file at a time"
+        )
+    suffix = suffixes.pop()
+    if fmt == "sequences":
+        return "read_text($files)", paths
+    if fmt == "lastfm":
+        return "read_csv($files, delim='\t', header=false, quote='', escape='', all_varchar=true, filename=true)", paths
+    if suffix == ".parquet":
+        return "read_parquet($files, filename=true, union_by_name=true)", paths
+    if suffix in (".json", ".jsonl", ".ndjson"):
+        return "read_json($files, filename=true, union_by_name=true)", paths
+    delim = "\t" if suffix == ".tsv" else None
+    if delim:
+        return "read_csv($files, delim='\t', filename=true, union_by_name=true)", paths
+    return "read_csv($files, filename=true, union_by_name=true)", paths
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, files: list[SourceFile], fmt: str) -> tuple[str, ...]:
+    """Column names DuckDB sees in the first file (cheap: it reads a sample only)."""
+    expr, paths = read_expr(files[:1], fmt)
+    try:
+        rel = con.sql(f"select * from {expr} limit 0", params={"files": paths})
+        return tuple(c for c in rel.columns if c != "filename")
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise InputError(f"{files[0].shown}: cannot be read ({first}); check that it is {fmt} data") from exc
+
+
+def detect(con: duckdb.DuckDBPyConnection, files: list[SourceFile]) -> str:
+    """Recognise the format from file names first, then from the columns of the first file."""
+    names = [f.path.name for f in files]
+    if any(fnmatch.fnmatchcase(n, p) for n in names for p in EXTENDED_NAMES):
+        return "spotify-extended"
+    if any(fnmatch.fnmatchcase(n, p) for n in names for p in SPOTIFY_NAMES):
+        return "spotify"
+    first = files[0]
+    if first.path.suffix == ".txt" and _looks_like_sequences(first.path):
+        return "sequences"
+    if first.path.suffix == ".tsv" and _looks_like_lastfm(first.path):
+        return "lastfm"
+    cols = set(columns_of(con, files, "generic"))
+    for fmt in ("spotify-extended", "spotify", "mssd", "piki"):
+        if set(REQUIRED[fmt]) <= cols:
+            return fmt
+    if {"user_id", "ts", "track_id"} <= cols:
+        return "generic"
+    raise InputError(
+        f"{first.shown}: cannot recognise the format from its columns ({', '.join(sorted(cols))}); "
+        "pass --format generic --col user=<column> --col ts=<column> --col track=<column>"
+    )
+
+
+def _head(path: Path, n: int = 5) -> list[str]:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return [line.rstrip("\n") for _, line in zip(range(n), fh)]
+
+
+def _looks_like_sequences(path: Path) -> bool:
+    lines = [ln for ln in _head(path) if ln.strip()]
+    return bool(lines) and all(re.fullmatch(r"\d+( \d+)*", ln.strip()) for ln in lines)
+
+
+def _looks_like_lastfm(path: Path) -> bool:
+    lines = _head(path)
+    return bool(lines) and all(
+        len(parts) == 6 and re.match(r"\d{4}-\d\d-\d\dT", parts[1]) for parts in (ln.split("\t") for ln in lines)
+    )
+
+
+def generic_mapping(columns: tuple[str, ...], cols: dict[str, str], shown: str) -> tuple[tuple[str, str], ...]:
+    """Resolve ``--col role=column`` options (and the default names) against the real columns."""
+    unknown = set(cols) - set(GENERIC_ROLES)
+    if unknown:
+        raise ConfigError(f"--col: unknown role(s) {sorted(unknown)}; roles are {', '.join(GENERIC_ROLES)}")
+    lower = {c.lower(): c for c in columns}
+    mapping = {}
+    for role in GENERIC_ROLES:
+        if role in cols:
+            if cols[role] not in columns or not _IDENT.match(cols[role]):
+                raise MissingColumnsError(
+                    shown, [cols[role]], list(columns), f"Fix --col {role}=<one of the columns above>."
+                )
+            mapping[role] = cols[role]
+            continue
+        hit = next((lower[c] for c in GENERIC_DEFAULTS[role] if c in lower), None)
+        if hit is not None:
+            mapping[role] = hit
+    missing = [r for r in ("user", "ts", "track") if r not in mapping]
+    if missing:
+        raise MissingColumnsError(
+            shown, missing, list(columns), "Name them with " + " ".join(f"--col {r}=<column>" for r in missing) + "."
+        )
+    return tuple(mapping.items())
+
+
+def resolve(
+    con: duckdb.DuckDBPyConnection, paths: list[Path], fmt: str, cols: dict[str, str], user: str | None, unzip_dir: Path
+) -> Source:
+    """Expand the inputs, settle the format and check the columns it needs are there."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
+    files = expand(paths, unzip_dir, user)
+    if fmt == "auto":
+        fmt = detect(con, files)
+    chosen = select_files(files, fmt)
+    if not chosen:
+        raise EmptyInputError(f"{paths[0]}: no {fmt} files found among {len(files)} file(s); check --format")
+    columns = () if fmt in ("sequences", "lastfm") else columns_of(con, chosen, fmt)
+    mapping: tuple[tuple[str, str], ...] = ()
+    if fmt == "generic":
+        mapping = generic_mapping(columns, cols, chosen[0].shown)
+    elif fmt in REQUIRED:
+        missing = [c for c in REQUIRED[fmt] if c not in columns]
+        if missing:
+            raise MissingColumnsError(
+                chosen[0].shown, missing, list(columns), f"Is it really {fmt} data? Otherwise use --format generic --col ..."
+            )
+    return Source(tuple(chosen), fmt, columns, mapping)
+
+
+def register_raw(con: duckdb.DuckDBPyConnection, src: Source) -> None:
+    """Create the view ``raw``: the source rows in file order, plus ``src_row`` and ``source_user``."""
+    expr, paths = read_expr(list(src.files), src.format)
+    con.execute("create or replace temp table source_users (filename varchar, source_user varchar)")
+    con.executemany("insert into source_users values (?, ?)", [[str(f.path), f.user] for f in src.files])
+    # row_number() over () numbers rows in scan order (DuckDB preserves insertion order), which is
+    # what breaks ties between equal timestamps; parquet has an exact file_row_number instead.
+    if src.format == "sequences":
+        body = f"select filename, content from {expr}"
+    else:
+        body = f"select * from {expr}"
+    rel = con.sql(
+        f"select row_number() over () as src_row, r.*, u.source_user from ({body}) r "
+        "left join source_users u using (filename)",
+        params={"files": paths},
+    )
+    if src.format == "generic":
+        rel = _generic_projection(rel, dict(src.mapping))
+    rel.create_view("raw")
+
+
+def _generic_projection(rel: duckdb.DuckDBPyRelation, mapping: dict[str, str]) -> duckdb.DuckDBPyRelation:
+    """Rename mapped source columns to fixed names (identifiers validated and quoted)."""
+    names = {
+        "user": "user_raw", "ts": "ts_raw", "track": "track_raw", "played_ms": "played_raw",
+        "duration_ms": "duration_raw", "skipped": "skipped_raw", "session": "session_raw",
+        "artist": "artist_raw", "title": "title_raw",
+    }
+    parts = ["src_row", "source_user"]
+    for role, alias in names.items():
+        col = mapping.get(role)
+        parts.append(f'"{col}" as {alias}' if col else f"null::varchar as {alias}")
+    return rel.project(", ".join(parts))
+
+
+def ts_unit(con: duckdb.DuckDBPyConnection) -> str:
+    """How the generic ``ts`` column encodes time: 's' / 'ms' epochs, or 'text' / 'timestamp'."""
+    kind = sql.one(con, "select typeof(ts_raw) from raw limit 1")
+    if kind is None:
+        return "text"
+    kind = kind[0].upper()
+    if kind.startswith("TIMESTAMP") or kind == "DATE":
+        return "timestamp"
+    if any(k in kind for k in ("INT", "DOUBLE", "FLOAT", "DECIMAL")):
+        top = sql.one(con, "select max(abs(ts_raw::double)) from raw")[0] or 0
+        return "ms" if top > 1e11 else "s"
+    return "text"
