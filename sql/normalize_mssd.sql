@@ -18,10 +18,11 @@ parsed as (
         cast(track_id_clean as varchar) as track_id,
         try_cast(session_position as bigint) as position,
         try_cast(skip_2 as boolean) as skip_2,
-        coalesce(
-            try_strptime(cast(date as varchar), '%Y-%m-%d'),
-            try_strptime(cast(date as varchar), '%d-%m-%y')
-        ) + to_hours(coalesce(try_cast(hour_of_day as bigint), 0)) as start_ts,
+        case
+            when regexp_full_match(cast(date as varchar), '\d\d-\d\d-\d\d')
+                then try_strptime(cast(date as varchar), '%d-%m-%y')
+            else try_strptime(cast(date as varchar), '%Y-%m-%d')
+        end + to_hours(coalesce(try_cast(hour_of_day as bigint), 0)) as start_ts,
         date is not null and start_ts is null as bad_ts
     from source
 ),

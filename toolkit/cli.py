@@ -74,7 +74,7 @@ def prep(
     min_item_plays: int = typer.Option(1, help="Drop tracks with fewer plays in the whole log."),
     keep_podcasts: bool = typer.Option(False, help="Keep podcast / audiobook rows (extended history)."),
     max_play_ms: Optional[int] = typer.Option(None, help="Drop plays longer than this (e.g. podcasts)."),
-    split: str = typer.Option("time", help="'time' (train/valid/test by session start) or 'last' (leave-last-out, leaky)."),
+    split: str = typer.Option("auto", help="'time' (train/valid/test by session start), 'last' (leave-last-out, leaky), 'auto' (time; last for the sequences format, which has no time)."),
     valid_frac: float = typer.Option(0.1, help="Share of sessions for validation."),
     test_frac: float = typer.Option(0.1, help="Share of sessions for test."),
     max_len: int = typer.Option(50, help="Width of the sequence arrays."),

@@ -12,7 +12,7 @@ import hashlib
 import importlib.metadata as md
 import platform
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
@@ -32,6 +32,7 @@ from toolkit.schema import IS_SKIP, ITEM, SESSION, SPLIT, SPLITS, USER
 
 Progress = Callable[[str], None]
 FORMAT_VERSION = 1  # bump when the files prep writes change meaning
+UNTIMED_FORMATS = ("sequences",)  # formats whose order is known but whose time is not
 
 
 def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | None = None) -> dict:
@@ -57,6 +58,8 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
         done = _up_to_date(ds, fingerprint, cfg)
         if done is not None:
             return done
+        if cfg.split == "auto":
+            cfg = replace(cfg, split="last" if src.format in UNTIMED_FORMATS else "time")
         readers.register_raw(con, src)
         rows_in, dropped = _run_sql(con, src, cfg, say)
         say("writing events")
@@ -66,7 +69,7 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
     manifest.update(_accounting(rows_in, dropped, manifest["rows_kept"]))
     manifest.update(
         name=name, format=src.format, files=len(src.files), fingerprint=fingerprint,
-        config=asdict(cfg), versions=_versions(), format_version=FORMAT_VERSION,
+        config=asdict(cfg), versions=_versions(), format_version=FORMAT_VERSION, pipeline=pipeline_hash(),
     )
     write_manifest(ds, manifest)
     record_dataset(ws, ds, manifest)
@@ -110,13 +113,26 @@ def _fingerprint(src: readers.Source) -> str:
     return h.hexdigest()
 
 
+def pipeline_hash() -> str:
+    """sha256 of the code that decides what prep writes (SQL, readers, kernels, this module)."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    sources = sorted(sql.sql_dir().rglob("*.sql")) + [here / "prep.py", here / "readers.py"]
+    sources += sorted(Path(kernels.__file__).resolve().parent.glob("*.py"))
+    for path in sources:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def _up_to_date(ds: DatasetDir, fingerprint: str, cfg: PrepConfig) -> dict | None:
-    """The existing manifest when this exact input and config were already prepared."""
+    """The existing manifest when this exact input, config and code were already prepared."""
     if not ds.manifest.exists():
         return None
     old = read_json(ds.manifest)
     same = (
         old.get("fingerprint") == fingerprint
+        and old.get("pipeline") == pipeline_hash()
         and old.get("config") == _json_roundtrip(asdict(cfg))
         and old.get("format_version") == FORMAT_VERSION
         and all(ds.array(s, a).exists() for s in SPLITS for a in ARRAYS)
@@ -217,7 +233,7 @@ def _write_dataset(con: duckdb.DuckDBPyConnection, ds: DatasetDir, src: readers.
         " from events e join items i using (item_id)"
     )
     return {
-        **summary, "items": n_items, "splits": splits, "skip_rule": _skip_rule(cfg, skip_rule),
+        **summary, "items": n_items, "splits": splits, "skip_rule": _skip_rule(cfg, src.format, skip_rule), "split_mode": cfg.split,
         "cold_items": sql.one(con, "select count(*) from items where train_plays = 0")[0],
         "cold_events": cold[1], "max_len": cfg.max_len,
     }
@@ -283,7 +299,7 @@ def _summary(con: duckdb.DuckDBPyConnection, ds: DatasetDir) -> dict:
     return row
 
 
-def _skip_rule(cfg: PrepConfig, by_source: dict) -> dict:
+def _skip_rule(cfg: PrepConfig, fmt: str, by_source: dict) -> dict:
     rules = {
         "explicit": "the source's own skip flag",
         "ratio": f"played_ms < {cfg.skip_ratio} x duration_ms",
@@ -291,6 +307,8 @@ def _skip_rule(cfg: PrepConfig, by_source: dict) -> dict:
         "gap": f"pause to the next play of the session < {cfg.skip_ms} ms",
         "unknown": "last play of a session without played time: counted as not skipped",
     }
+    if fmt in UNTIMED_FORMATS:
+        return {"plays_by_rule": {"none": sum(by_source.values())}, "rules": {"none": "the format has no feedback"}}
     return {"plays_by_rule": by_source, "rules": {k: rules[k] for k in by_source}}
 
 

@@ -158,6 +158,9 @@ def read_expr(files: list[SourceFile], fmt: str) -> tuple[str, list]:
         return "read_text($files)", paths
     if fmt == "lastfm":
         return "read_csv($files, delim='\t', header=false, quote='', escape='', all_varchar=true, filename=true)", paths
+    if fmt == "mssd" and suffix in (".csv", ".tsv"):
+        # All text: the sniffer would read the dd-mm-yy dates of some copies as yy-mm-dd.
+        return "read_csv($files, all_varchar=true, filename=true, union_by_name=true)", paths
     if suffix == ".parquet":
         return "read_parquet($files, filename=true, union_by_name=true)", paths
     if suffix in (".json", ".jsonl", ".ndjson"):
@@ -179,28 +182,44 @@ def columns_of(con: duckdb.DuckDBPyConnection, files: list[SourceFile], fmt: str
         raise InputError(f"{files[0].shown}: cannot be read ({first}); check that it is {fmt} data") from exc
 
 
-def detect(con: duckdb.DuckDBPyConnection, files: list[SourceFile]) -> str:
-    """Recognise the format from file names first, then from the columns of the first file."""
+def detect(con: duckdb.DuckDBPyConnection, files: list[SourceFile]) -> tuple[str, SourceFile]:
+    """Recognise the format from file names first, then from the columns of each file in turn.
+
+    Returns the format and the first file recognised; files before it that match no format
+    (a profile table beside a log, say) are left out by the caller.
+    """
     names = [f.path.name for f in files]
-    if any(fnmatch.fnmatchcase(n, p) for n in names for p in EXTENDED_NAMES):
-        return "spotify-extended"
-    if any(fnmatch.fnmatchcase(n, p) for n in names for p in SPOTIFY_NAMES):
-        return "spotify"
-    first = files[0]
-    if first.path.suffix == ".txt" and _looks_like_sequences(first.path):
+    for fmt, patterns in (("spotify-extended", EXTENDED_NAMES), ("spotify", SPOTIFY_NAMES)):
+        hit = next((f for f, n in zip(files, names) if any(fnmatch.fnmatchcase(n, p) for p in patterns)), None)
+        if hit is not None:
+            return fmt, hit
+    seen = []
+    for f in files:
+        fmt = _detect_one(con, f)
+        if fmt is not None:
+            return fmt, f
+        seen.append(f.shown)
+    raise InputError(
+        f"{files[0].shown}: cannot recognise the format from its columns; "
+        "pass --format generic --col user=<column> --col ts=<column> --col track=<column>"
+    )
+
+
+def _detect_one(con: duckdb.DuckDBPyConnection, f: SourceFile) -> str | None:
+    if f.path.suffix == ".txt" and _looks_like_sequences(f.path):
         return "sequences"
-    if first.path.suffix == ".tsv" and _looks_like_lastfm(first.path):
+    if f.path.suffix == ".tsv" and _looks_like_lastfm(f.path):
         return "lastfm"
-    cols = set(columns_of(con, files, "generic"))
+    try:
+        cols = set(columns_of(con, [f], "generic"))
+    except InputError:
+        return None
     for fmt in ("spotify-extended", "spotify", "mssd", "piki"):
         if set(REQUIRED[fmt]) <= cols:
             return fmt
     if {"user_id", "ts", "track_id"} <= cols:
         return "generic"
-    raise InputError(
-        f"{first.shown}: cannot recognise the format from its columns ({', '.join(sorted(cols))}); "
-        "pass --format generic --col user=<column> --col ts=<column> --col track=<column>"
-    )
+    return None
 
 
 def _head(path: Path, n: int = 5) -> list[str]:
@@ -254,7 +273,10 @@ def resolve(
         raise ConfigError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
     files = expand(paths, unzip_dir, user)
     if fmt == "auto":
-        fmt = detect(con, files)
+        fmt, first = detect(con, files)
+        files = [f for f in files if f.path.suffix == first.path.suffix]
+        if fmt in ("lastfm", "sequences", "generic", "mssd", "piki") and len(files) > 1:
+            files = [f for f in files if f is first or _detect_one(con, f) == fmt]
     chosen = select_files(files, fmt)
     if not chosen:
         raise EmptyInputError(f"{paths[0]}: no {fmt} files found among {len(files)} file(s); check --format")

@@ -1,0 +1,253 @@
+"""Hand-computed values for every loss in toolkit/losses.py on 2-4 row tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from toolkit.losses import (
+    bce_negatives,
+    contrastive_skip_loss,
+    contrastive_skip_terms,
+    full_cross_entropy,
+    negative_target_loss,
+    sampled_softmax,
+)
+
+TAU = 0.1
+
+
+def lse(*xs: float) -> float:
+    m = max(xs)
+    return m + math.log(sum(math.exp(x - m) for x in xs))
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# full softmax cross-entropy
+# ---------------------------------------------------------------------------------------------
+
+
+def test_full_cross_entropy_ignores_pad_and_pad_column():
+    ninf = float("-inf")
+    scores = torch.tensor(
+        [[ninf, 1.0, 2.0, 0.0], [ninf, 0.5, 0.5, 3.0], [ninf, 9.0, 9.0, 9.0]], requires_grad=True
+    )
+    targets = torch.tensor([2, 1, 0])  # third row has no target
+    loss = full_cross_entropy(scores, targets)
+    expected = ((lse(1.0, 2.0, 0.0) - 2.0) + (lse(0.5, 0.5, 3.0) - 0.5)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(scores.grad).all()
+    assert torch.all(scores.grad[2] == 0)
+
+
+def test_full_cross_entropy_all_pad_is_zero_with_grad():
+    scores = torch.randn(3, 5, requires_grad=True)
+    loss = full_cross_entropy(scores, torch.zeros(3, dtype=torch.long))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.all(scores.grad == 0)
+
+
+def test_full_cross_entropy_accepts_btv():
+    scores = torch.randn(2, 3, 6)
+    targets = torch.tensor([[0, 1, 2], [3, 0, 5]])
+    flat = full_cross_entropy(scores.reshape(6, 6), targets.reshape(6))
+    assert full_cross_entropy(scores, targets).item() == pytest.approx(flat.item())
+
+
+# ---------------------------------------------------------------------------------------------
+# sampled softmax and BCE
+# ---------------------------------------------------------------------------------------------
+
+# item 1..4 embeddings in 2-d, row 0 is PAD
+EMB = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 2.0]])
+HID = torch.tensor([[1.0, 2.0], [0.5, -1.0], [3.0, 3.0]])
+# dot products s[n][i] = HID[n] . EMB[i]
+S = [[float(h @ e) for e in EMB] for h in HID]
+
+
+def test_sampled_softmax_masks_negative_equal_to_target_and_pad():
+    targets = torch.tensor([1, 2, 0])
+    negatives = torch.tensor([[2, 1, 4], [3, 0, 2], [1, 2, 3]])  # row 0 has target 1 as negative
+    loss = sampled_softmax(HID, EMB, targets, negatives)
+    row0 = lse(S[0][1], S[0][2], S[0][4]) - S[0][1]
+    row1 = lse(S[1][2], S[1][3]) - S[1][2]  # PAD and the target itself dropped
+    assert loss.item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+
+
+def test_sampled_softmax_log_q_correction():
+    q = torch.tensor([1e-9, 0.1, 0.2, 0.3, 0.4])
+    log_q = q.log()
+    targets = torch.tensor([3, 4])
+    negatives = torch.tensor([[1, 2], [1, 3]])
+    loss = sampled_softmax(HID[:2], EMB, targets, negatives, log_q=log_q)
+    lq = [math.log(x) for x in q.tolist()]
+    row0 = lse(S[0][3] - lq[3], S[0][1] - lq[1], S[0][2] - lq[2]) - (S[0][3] - lq[3])
+    row1 = lse(S[1][4] - lq[4], S[1][1] - lq[1], S[1][3] - lq[3]) - (S[1][4] - lq[4])
+    assert loss.item() == pytest.approx((row0 + row1) / 2, rel=1e-5)
+
+
+def test_bce_negatives_sums_valid_negatives():
+    targets = torch.tensor([1, 3, 0])
+    negatives = torch.tensor([[2, 1], [4, 2], [1, 2]])  # row 0's second negative is its target
+    loss = bce_negatives(HID, EMB, targets, negatives)
+    row0 = softplus(-S[0][1]) + softplus(S[0][2])
+    row1 = softplus(-S[1][3]) + softplus(S[1][4]) + softplus(S[1][2])
+    assert loss.item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+
+
+def test_sampled_losses_gradient_flows():
+    hid = HID.clone().requires_grad_(True)
+    emb = EMB.clone().requires_grad_(True)
+    targets = torch.tensor([1, 2, 3])
+    negatives = torch.tensor([[2, 3], [4, 1], [1, 2]])
+    sampled = sampled_softmax(hid, emb, targets, negatives)
+    (sampled + bce_negatives(hid, emb, targets, negatives)).backward()
+    assert hid.grad.abs().sum() > 0 and emb.grad.abs().sum() > 0
+    assert torch.isfinite(hid.grad).all() and torch.isfinite(emb.grad).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# contrastive skip loss
+# ---------------------------------------------------------------------------------------------
+
+# unit-ish item vectors at distinct angles: cos(item a, item b) = cos(angle_a - angle_b)
+ANGLES = [0.0, 0.0, 0.4, 1.1, 1.9, 2.6, 0.9]  # index 0 is PAD (its vector is zeroed below)
+ITEM_EMB = torch.tensor([[math.cos(a), math.sin(a)] for a in ANGLES]) * torch.tensor(
+    [[0.0], [1.0], [2.0], [0.5], [1.5], [3.0], [1.0]]
+)  # different norms, so the test also checks that the loss uses cosine similarity
+
+
+def cos_items(a: int, b: int) -> float:
+    return math.cos(ANGLES[a] - ANGLES[b])
+
+
+def nce(c: int, p: int, negs: list[int]) -> float:
+    """The paper's loss for context item c, positive p, negatives negs (context = e_c)."""
+    fp = math.exp(cos_items(p, c) / TAU)
+    return -math.log(fp / (fp + sum(math.exp(cos_items(n, c) / TAU) for n in negs)))
+
+
+def run_terms(seqs, fb, next_pos):
+    seqs, fb, next_pos = (torch.tensor(x) for x in (seqs, fb, next_pos))
+    context = ITEM_EMB[seqs]  # context = input embedding e_{t_i}
+    return contrastive_skip_terms(context, ITEM_EMB, seqs, fb, next_pos, tau=TAU)
+
+
+def test_contrastive_hand_computed_and_mean_over_valid_queries():
+    # row 0: plays 1 (skip) 2 3 (skip) 4; next positives 2 4 4 4 -
+    # row 1: padding, then plays 5 6; no skip, so no query counts
+    seqs = [[1, 2, 3, 4], [0, 0, 5, 6]]
+    fb = [[1, 0, 1, 0], [0, 0, 0, 0]]
+    next_pos = [[2, 4, 4, 0], [0, 0, 6, 0]]
+    per_query, valid = run_terms(seqs, fb, next_pos)
+    assert valid.tolist() == [[True, True, True, False], [False, False, False, False]]
+    expected = [nce(1, 2, [1, 3]), nce(2, 4, [1, 3]), nce(3, 4, [1, 3])]
+    assert per_query[0, :3].tolist() == pytest.approx(expected, rel=1e-5)
+
+    t = [torch.tensor(x) for x in (seqs, fb, next_pos)]
+    loss, n = contrastive_skip_loss(ITEM_EMB[t[0]], ITEM_EMB, *t, tau=TAU)
+    assert int(n) == 3
+    assert loss.item() == pytest.approx(sum(expected) / 3, rel=1e-5)  # not / 4, not / 8
+
+
+def test_contrastive_negative_equal_to_positive_is_excluded():
+    # item 2 is skipped at position 0 and played later: it must not be its own negative
+    seqs = [[2, 1, 2, 3]]
+    fb = [[1, 1, 0, 0]]
+    next_pos = [[2, 2, 3, 0]]
+    per_query, valid = run_terms(seqs, fb, next_pos)
+    assert valid.tolist() == [[True, True, True, False]]
+    expected = [nce(2, 2, [1]), nce(1, 2, [1]), nce(2, 3, [2, 1])]
+    assert per_query[0, :3].tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_contrastive_negatives_never_come_from_another_row():
+    # row 0 has no skip; row 1 has skips. Row 0's queries must not count, and changing row 1's
+    # skipped tracks must not change anything in row 0.
+    seqs = [[1, 2, 3], [4, 5, 6]]
+    fb = [[0, 0, 0], [1, 1, 0]]
+    next_pos = [[2, 3, 0], [6, 6, 0]]
+    per_query, valid = run_terms(seqs, fb, next_pos)
+    assert not valid[0].any()
+    assert per_query[0].tolist() == [0.0, 0.0, 0.0]
+    expected_row1 = [nce(4, 6, [4, 5]), nce(5, 6, [4, 5])]
+    assert per_query[1, :2].tolist() == pytest.approx(expected_row1, rel=1e-5)
+
+    # row 0 with a skip of its own: its per-query values use row 0's skip only
+    fb2 = [[1, 0, 0], [1, 1, 0]]
+    per_a, _ = run_terms(seqs, fb2, next_pos)
+    per_b, _ = run_terms([[1, 2, 3], [5, 4, 6]], fb2, next_pos)  # row 1's skipped tracks changed
+    assert per_a[0].tolist() == pytest.approx([nce(1, 2, [1]), nce(2, 3, [1]), 0.0], rel=1e-5)
+    assert torch.equal(per_a[0], per_b[0])
+    # and row 0 alone gives the same values as inside the batch
+    per_alone, _ = run_terms(seqs[:1], fb2[:1], next_pos[:1])
+    assert torch.allclose(per_alone[0], per_a[0])
+
+
+def test_contrastive_padding_does_not_enter_denominator():
+    seqs = [[1, 2, 3]]
+    fb = [[1, 0, 0]]
+    next_pos = [[2, 3, 0]]
+    base, _ = run_terms(seqs, fb, next_pos)
+    padded, valid = run_terms([[0, 0, 0, 1, 2, 3]], [[0, 0, 0, 1, 0, 0]], [[0, 0, 0, 2, 3, 0]])
+    assert torch.allclose(padded[0, 3:], base[0], atol=1e-6)
+    assert not valid[0, :3].any()
+    # a zero vector in the denominator would add exp(0) = 1 per padding slot
+    assert base[0, 0].item() == pytest.approx(nce(1, 2, [1]), rel=1e-5)
+
+
+def test_contrastive_gradient_flows_and_empty_batch_is_zero():
+    seqs = torch.tensor([[1, 2, 3, 4], [0, 5, 6, 1]])
+    fb = torch.tensor([[1, 0, 1, 0], [0, 1, 0, 0]])
+    next_pos = torch.tensor([[2, 4, 4, 0], [0, 6, 1, 0]])
+    emb = ITEM_EMB.clone().requires_grad_(True)
+    context = torch.randn(2, 4, 2, requires_grad=True)
+    loss, n = contrastive_skip_loss(context, emb, seqs, fb, next_pos, tau=TAU)
+    assert int(n) == 5
+    loss.backward()
+    assert torch.isfinite(emb.grad).all() and torch.isfinite(context.grad).all()
+    assert context.grad[0, :3].abs().sum() > 0 and emb.grad.abs().sum() > 0
+    assert torch.all(context.grad[0, 3] == 0) and torch.all(context.grad[1, 0] == 0)
+
+    loss0, n0 = contrastive_skip_loss(context, emb, seqs, torch.zeros_like(fb), next_pos, tau=TAU)
+    assert int(n0) == 0 and loss0.item() == 0.0
+    loss0.backward()  # still differentiable
+
+
+# ---------------------------------------------------------------------------------------------
+# negative-target (unlikelihood) loss
+# ---------------------------------------------------------------------------------------------
+
+
+def test_negative_target_loss_hand_computed():
+    ninf = float("-inf")
+    scores = torch.tensor([[ninf, 1.0, 2.0, 0.0], [ninf, 0.0, 0.0, 0.0], [ninf, 1.0, 1.0, 1.0]],
+                          requires_grad=True)
+    skipped = torch.tensor([2, 3, 0])
+    loss = negative_target_loss(scores, skipped)
+    p0 = math.exp(2.0) / (math.exp(1.0) + math.exp(2.0) + math.exp(0.0))
+    p1 = 1.0 / 3.0
+    expected = (-math.log(1 - p0) - math.log(1 - p1)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(scores.grad).all() and torch.all(scores.grad[2] == 0)
+    assert scores.grad[0, 2] > 0  # descending the loss lowers the skipped track's score
+
+
+def test_negative_target_loss_is_stable_when_skip_is_certain():
+    scores = torch.tensor([[float("-inf"), 200.0, 0.0], [0.0, -200.0, 0.0]], requires_grad=True)
+    loss = negative_target_loss(scores, torch.tensor([1, 1]))
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(scores.grad).all()
+    # second row: p = e^-200 / (2 + e^-200) is tiny, so its term is ~0
+    alone = negative_target_loss(scores[1:].detach(), torch.tensor([1]))
+    assert alone.item() == pytest.approx(0.0, abs=1e-12)

@@ -1,0 +1,151 @@
+"""Shapes, masking properties and trainability of toolkit/model.py on tiny models."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import FrozenInstanceError, asdict, replace
+
+import pytest
+import torch
+
+from toolkit.config import ModelConfig
+from toolkit.losses import full_cross_entropy
+from toolkit.model import SeqRec, append_cloze_query, cloze_mask
+from toolkit.schema import PAD, mask_id
+
+N_ITEMS = 20
+CFG = ModelConfig(n_items=N_ITEMS, max_len=8, d_model=16, n_heads=2, n_layers=2, dropout=0.2)
+
+
+def make_model(cfg: ModelConfig = CFG, seed: int = 0) -> SeqRec:
+    torch.manual_seed(seed)
+    return SeqRec(cfg).eval()
+
+
+SEQS = torch.tensor([[0, 0, 3, 7, 1, 9], [4, 5, 6, 7, 8, 2], [0, 0, 0, 0, 0, 11]])
+FB = torch.tensor([[0, 0, 1, 0, 0, 1], [0, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1]])
+
+
+def test_config_is_frozen_and_json_serialisable():
+    assert json.loads(json.dumps(asdict(CFG))) == asdict(CFG)
+    with pytest.raises(FrozenInstanceError):
+        CFG.d_model = 32  # type: ignore[misc]
+    with pytest.raises(ValueError, match="n_heads"):
+        ModelConfig(n_items=5, d_model=10, n_heads=3)
+
+
+def test_shapes_and_pad_column():
+    model = make_model()
+    hidden = model(SEQS)
+    assert hidden.shape == (3, 6, 16)
+    scores = model.scores(hidden)
+    assert scores.shape == (3, 6, N_ITEMS + 1)
+    assert torch.isneginf(scores[..., PAD]).all()
+    assert torch.isfinite(scores[..., 1:]).all()
+    emb = model.item_embeddings()
+    assert emb.shape == (N_ITEMS + 1, 16)
+    assert torch.all(emb[PAD] == 0)
+    assert torch.allclose(scores[..., 1:], hidden @ emb[1:].T)
+
+
+@pytest.mark.parametrize("feedback_input", [False, True])
+def test_causal_outputs_ignore_the_future(feedback_input):
+    model = make_model(replace(CFG, feedback_input=feedback_input))
+    base = model(SEQS, FB)
+    for t in range(SEQS.shape[1] - 1):
+        changed, changed_fb = SEQS.clone(), FB.clone()
+        changed[:, t + 1 :] = (changed[:, t + 1 :] % N_ITEMS) + 1
+        changed_fb[:, t + 1 :] = 1 - changed_fb[:, t + 1 :]
+        out = model(changed, changed_fb)
+        assert torch.allclose(out[:, : t + 1], base[:, : t + 1], atol=1e-6)
+        assert not torch.allclose(out[1, t + 1], base[1, t + 1], atol=1e-6)
+
+
+def test_bidirectional_outputs_see_the_future():
+    model = make_model(replace(CFG, causal=False))
+    changed = SEQS.clone()
+    changed[1, 5] = 12
+    assert not torch.allclose(model(changed)[1, 0], model(SEQS)[1, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_left_padding_does_not_change_real_positions(causal):
+    model = make_model(replace(CFG, causal=causal, feedback_input=True))
+    extra = 2
+    padded = torch.cat([torch.zeros(3, extra, dtype=torch.long), SEQS], dim=1)
+    padded_fb = torch.cat([torch.zeros(3, extra, dtype=torch.long), FB], dim=1)
+    out, out_padded = model(SEQS, FB), model(padded, padded_fb)[:, extra:]
+    real = SEQS != PAD
+    assert torch.allclose(out_padded[real], out[real], atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_all_pad_row_is_finite_in_train_and_eval(causal):
+    model = make_model(replace(CFG, causal=causal))
+    seqs = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 2]])
+    for mode in (model.train, model.eval):
+        mode()
+        hidden = model(seqs)
+        assert torch.isfinite(hidden).all()
+        loss = full_cross_entropy(model.scores(hidden), torch.tensor([[0, 0, 2, 3], [0, 0, 0, 0]]))
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        model.zero_grad()
+
+
+def test_feedback_input_changes_outputs():
+    model = make_model(replace(CFG, feedback_input=True))
+    flipped = FB.clone()
+    flipped[0, 3] = 1
+    out, out_flipped = model(SEQS, FB), model(SEQS, flipped)
+    assert not torch.allclose(out[0, 3:], out_flipped[0, 3:], atol=1e-6)
+    assert torch.allclose(out[1:], out_flipped[1:])  # other rows untouched
+    with pytest.raises(ValueError, match="fb"):
+        model(SEQS)
+    # without the flag, fb is ignored
+    plain = make_model()
+    assert torch.equal(plain(SEQS, FB), plain(SEQS, flipped))
+
+
+def test_rows_longer_than_max_len_are_rejected():
+    with pytest.raises(ValueError, match="max_len"):
+        make_model()(torch.ones(1, CFG.max_len + 1, dtype=torch.long))
+
+
+def test_cloze_mask_and_query():
+    seqs = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    gen = torch.Generator().manual_seed(0)
+    masked, targets = cloze_mask(seqs, N_ITEMS, 0.5, gen)
+    hidden = masked == mask_id(N_ITEMS)
+    assert hidden.any() and not hidden[seqs == PAD].any()
+    assert torch.equal(targets[hidden], seqs[hidden])
+    assert torch.all(targets[~hidden] == PAD) and torch.equal(masked[~hidden], seqs[~hidden])
+    again, _ = cloze_mask(seqs, N_ITEMS, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(masked, again)
+
+    q_seqs, q_fb = append_cloze_query(seqs, torch.ones_like(seqs), N_ITEMS)
+    assert q_seqs.tolist() == [[0, 3, 4, 5, 6, mask_id(N_ITEMS)], [2, 3, 4, 5, 6, mask_id(N_ITEMS)]]
+    assert q_fb[:, -1].tolist() == [0, 0] and q_fb[:, :-1].eq(1).all()
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_overfits_one_tiny_batch(causal):
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_items=12, max_len=6, d_model=32, n_heads=2, n_layers=1, dropout=0.0,
+                      causal=causal)
+    model = SeqRec(cfg).train()
+    # left-padded sessions with distinct first tracks, so every prefix determines its next track
+    seqs = torch.tensor([[0, 1, 5, 9, 2, 7], [3, 8, 4, 11, 6, 12], [0, 0, 10, 2, 8, 1]])
+    next_item = torch.cat([seqs[:, 1:], torch.zeros(3, 1, dtype=torch.long)], dim=1)
+    next_item[seqs == PAD] = PAD
+    if causal:
+        inputs, targets = seqs, next_item
+    else:  # learn to fill every position in (a fixed cloze batch keeps the test deterministic)
+        inputs, targets = cloze_mask(seqs, cfg.n_items, 0.5, torch.Generator().manual_seed(1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = full_cross_entropy(model.scores(model(inputs)), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05

@@ -1,0 +1,214 @@
+"""Training losses as pure tensor functions.
+
+Conventions: ``PAD = 0`` marks "no target here"; every loss averages over the queries that have a
+target and returns a 0-valued tensor that still carries a graph when there is none, so callers can
+always ``backward()``. No function moves data to the host (no ``.item()``), so none forces a sync.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from toolkit.schema import PAD
+
+_NEG_INF = float("-inf")
+
+
+def _masked_mean(per_query: Tensor, keep: Tensor) -> Tensor:
+    """Mean of ``per_query`` over ``keep``; 0 (with grad) when nothing is kept."""
+    total = torch.where(keep, per_query, torch.zeros_like(per_query)).sum()
+    return total / keep.sum().clamp(min=1)
+
+
+def full_cross_entropy(scores: Tensor, targets: Tensor) -> Tensor:
+    """Softmax cross-entropy over the whole catalogue.
+
+    Parameters
+    ----------
+    scores : float (N, V) (or (..., V)), e.g. ``SeqRec.scores``; the PAD column may be -inf.
+    targets : int64 (N,) (or (...)) in 0..V-1; PAD targets are ignored.
+
+    Returns
+    -------
+    Scalar mean over non-PAD targets.
+    """
+    scores = scores.reshape(-1, scores.shape[-1])  # (N, V)
+    targets = targets.reshape(-1)  # (N,)
+    per_query = F.cross_entropy(scores, targets, ignore_index=PAD, reduction="none")  # (N,)
+    return _masked_mean(per_query, targets != PAD)
+
+
+def _candidate_logits(
+    hidden: Tensor, item_emb: Tensor, targets: Tensor, negatives: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Dot products with [target, negatives]: logits (N, 1 + K) and the candidate ids (N, 1 + K)."""
+    candidates = torch.cat([targets.unsqueeze(1), negatives], dim=1)  # (N, 1 + K)
+    cand_emb = item_emb[candidates]  # (N, 1 + K, D)
+    logits = torch.einsum("nd,nkd->nk", hidden, cand_emb)  # (N, 1 + K)
+    return logits, candidates
+
+
+def _negative_ok(targets: Tensor, negatives: Tensor) -> Tensor:
+    """bool (N, K): a negative counts unless it is PAD or equals the query's own target."""
+    return (negatives != PAD) & (negatives != targets.unsqueeze(1))
+
+
+def sampled_softmax(
+    hidden: Tensor,
+    item_emb: Tensor,
+    targets: Tensor,
+    negatives: Tensor,
+    log_q: Tensor | None = None,
+) -> Tensor:
+    """Softmax over the target and K sampled negatives, with optional logQ correction.
+
+    Parameters
+    ----------
+    hidden : float (N, D), prediction vectors.
+    item_emb : float (V, D), output item table (row PAD unused).
+    targets : int64 (N,); PAD targets are ignored.
+    negatives : int64 (N, K); a negative equal to the target, or PAD, is masked out (-inf).
+    log_q : float (V,) or None; log sampling probability of each item. When given, each
+        candidate's logit becomes ``s - log q`` (Yi et al., RecSys 2019), which makes the sampled
+        softmax an unbiased-in-the-limit estimate of the full one for a non-uniform sampler.
+
+    Returns
+    -------
+    Scalar mean of ``-log softmax(logits)[target]`` over non-PAD targets.
+    """
+    logits, candidates = _candidate_logits(hidden, item_emb, targets, negatives)  # (N, 1 + K)
+    if log_q is not None:
+        logits = logits - log_q[candidates]
+    neg_logits = logits[:, 1:].masked_fill(~_negative_ok(targets, negatives), _NEG_INF)  # (N, K)
+    logits = torch.cat([logits[:, :1], neg_logits], dim=1)  # (N, 1 + K)
+    per_query = torch.logsumexp(logits, dim=1) - logits[:, 0]  # (N,); column 0 is never -inf
+    return _masked_mean(per_query, targets != PAD)
+
+
+def bce_negatives(hidden: Tensor, item_emb: Tensor, targets: Tensor, negatives: Tensor) -> Tensor:
+    """Binary cross-entropy with K negatives (SASRec's loss for K = 1).
+
+    Per query: ``-log sigmoid(s_target) - sum_k log(1 - sigmoid(s_k))`` over the valid negatives
+    (a negative equal to the target, or PAD, is skipped); summing (not averaging) over k keeps the
+    K = 1 case identical to SASRec.
+
+    Parameters
+    ----------
+    hidden : float (N, D); item_emb : float (V, D); targets : int64 (N,), PAD ignored;
+    negatives : int64 (N, K).
+
+    Returns
+    -------
+    Scalar mean over non-PAD targets.
+    """
+    logits, _ = _candidate_logits(hidden, item_emb, targets, negatives)  # (N, 1 + K)
+    pos_term = F.softplus(-logits[:, 0])  # (N,) = -log sigmoid(s_pos)
+    neg_terms = F.softplus(logits[:, 1:])  # (N, K) = -log(1 - sigmoid(s_neg))
+    neg_terms = neg_terms.masked_fill(~_negative_ok(targets, negatives), 0.0)
+    return _masked_mean(pos_term + neg_terms.sum(dim=1), targets != PAD)
+
+
+def contrastive_skip_terms(
+    context: Tensor,
+    item_emb: Tensor,
+    seqs: Tensor,
+    fb: Tensor,
+    next_pos: Tensor,
+    tau: float = 0.1,
+) -> tuple[Tensor, Tensor]:
+    """Per-query InfoNCE terms of the skip-contrastive loss, and which queries count.
+
+    Query (b, i) counts when ``seqs[b, i] != PAD``, ``next_pos[b, i] != PAD`` and row b has at
+    least one skipped play whose track differs from that positive. A query without a negative
+    would contribute exactly ``-log(f/f) = 0`` and no gradient; averaging it in would only dilute
+    the loss by the batch's share of skip-free sessions (defect 2 of the reference code).
+
+    Negatives are *positions*: a track skipped twice in a session counts twice. They come only
+    from the query's own row (an explicit (B, T) mask broadcast over the row's queries) and
+    include skips later in the session, as in the paper.
+
+    Parameters
+    ----------
+    context : float (B, T, D), c at each position: model output y_hat_i or input embedding e_{t_i}.
+    item_emb : float (V, D), item table used for positives and negatives.
+    seqs : int64 (B, T), left-padded with PAD. fb : int64 (B, T), 1 = skipped play.
+    next_pos : int64 (B, T), next non-skipped track of the session, PAD where none.
+    tau : temperature of ``f(x, c) = exp(cos(x, c) / tau)``.
+
+    Returns
+    -------
+    per_query : float (B, T), ``-log(f(p, c) / (f(p, c) + sum_n f(n, c)))`` (0 where not counted).
+    valid : bool (B, T), the queries that count.
+    """
+    c = F.normalize(context, dim=-1)  # (B, T, D)
+    pos = F.normalize(item_emb[next_pos], dim=-1)  # (B, T, D)
+    cand = F.normalize(item_emb[seqs], dim=-1)  # (B, T, D): every play of the row, key index j
+
+    is_neg = (fb == 1) & (seqs != PAD)  # (B, T_key): skipped real plays of row b
+    # (B, T_query, T_key): row b's skips, minus those equal to query i's positive
+    neg_ok = is_neg.unsqueeze(1) & (seqs.unsqueeze(1) != next_pos.unsqueeze(2))
+
+    pos_logit = (c * pos).sum(dim=-1) / tau  # (B, T)
+    neg_logit = torch.einsum("bid,bjd->bij", c, cand) / tau  # (B, T, T), same row b only
+    neg_logit = neg_logit.masked_fill(~neg_ok, _NEG_INF)  # padding / plays never in the denominator
+    logits = torch.cat([pos_logit.unsqueeze(-1), neg_logit], dim=-1)  # (B, T, 1 + T)
+    per_query = torch.logsumexp(logits, dim=-1) - pos_logit  # (B, T); pos column is never -inf
+
+    valid = (seqs != PAD) & (next_pos != PAD) & neg_ok.any(dim=-1)  # (B, T)
+    per_query = torch.where(valid, per_query, torch.zeros_like(per_query))
+    return per_query, valid
+
+
+def contrastive_skip_loss(
+    context: Tensor,
+    item_emb: Tensor,
+    seqs: Tensor,
+    fb: Tensor,
+    next_pos: Tensor,
+    tau: float = 0.1,
+) -> tuple[Tensor, Tensor]:
+    """The paper's skip-contrastive InfoNCE loss, averaged over the queries that count.
+
+    Shapes as in :func:`contrastive_skip_terms` (context (B, T, D), item_emb (V, D), seqs / fb /
+    next_pos int64 (B, T)). Returns ``(loss, n_queries)``: the scalar mean over valid queries
+    (0 with grad when there is none) and the int64 0-dim count of valid queries, left on the device
+    so that callers decide when to synchronise (``int(n_queries)``).
+    """
+    per_query, valid = contrastive_skip_terms(context, item_emb, seqs, fb, next_pos, tau)
+    n_queries = valid.sum()
+    return per_query.sum() / n_queries.clamp(min=1), n_queries
+
+
+def _log1mexp(x: Tensor) -> Tensor:
+    """log(1 - exp(x)) for x <= 0, stable at both ends (Maechler 2012)."""
+    x = x.clamp(max=-1e-7)  # exp(0) = 1 would give log(0)
+    near_zero = x > -math.log(2.0)
+    return torch.where(near_zero, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def negative_target_loss(scores: Tensor, skipped_targets: Tensor) -> Tensor:
+    """Unlikelihood term that pushes an observed skipped next track down.
+
+    Per query: ``-log(1 - softmax(scores)[skipped])``, computed from the log-softmax with a stable
+    ``log(1 - exp(.))``; probabilities are clamped just below 1.
+
+    Parameters
+    ----------
+    scores : float (N, V) (or (..., V)); the PAD column may be -inf.
+    skipped_targets : int64 (N,) (or (...)); the skipped track to push down, PAD where none.
+
+    Returns
+    -------
+    Scalar mean over non-PAD skipped targets.
+    """
+    scores = scores.reshape(-1, scores.shape[-1])  # (N, V)
+    skipped_targets = skipped_targets.reshape(-1)  # (N,)
+    log_p = F.log_softmax(scores, dim=-1).gather(1, skipped_targets.unsqueeze(1)).squeeze(1)  # (N,)
+    keep = skipped_targets != PAD
+    # PAD rows gather the -inf PAD column; give them a harmless value before the non-linearity
+    log_p = torch.where(keep, log_p, torch.full_like(log_p, -1.0))
+    return _masked_mean(-_log1mexp(log_p), keep)

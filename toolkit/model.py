@@ -1,0 +1,192 @@
+"""The sequence model: a small transformer encoder over a listening session.
+
+Conventions (see ``toolkit/schema.py``): ``seqs: int64[B, T]`` left-padded with ``PAD = 0``, real
+tracks ``1..n_items``, cloze token ``MASK = n_items + 1``; ``fb: int64[B, T]`` is 1 for a skipped
+play and 0 for a played track or padding.
+
+- ``causal=True``: SASRec-like. The hidden state at column t sees plays ``<= t`` and predicts the
+  track at t + 1 (``next_item`` / ``next_pos`` of the batch).
+- ``causal=False``: BERT4Rec-like. Train on ``cloze_mask`` output; at prediction time put a MASK in
+  the last column (``append_cloze_query``) and read the hidden state there.
+
+Positions are counted from the oldest real play of each row, not from column 0, so extra left
+padding never changes the outputs at real positions. Every query position may attend to itself,
+so rows and columns of pure padding stay finite (they attend only to themselves and are never
+attended to by real positions).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from toolkit.config import ModelConfig
+from toolkit.schema import PAD, mask_id
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a boolean "may attend" mask."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.dropout = cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        """x: (B, T, D); allowed: bool (B, 1, T, T), True where query t may attend to key s."""
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, T, D)
+        # (B, T, D) -> (B, H, T, D / H)
+        q, k, v = (z.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for z in (q, k, v))
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
+        y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        return self.resid_drop(self.proj(y))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + ffn(ln(x)) with GELU."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        hidden = cfg.ffn_mult * cfg.d_model
+        self.ln_1 = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model)
+        self.ffn = nn.Sequential(
+            nn.Linear(cfg.d_model, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, cfg.d_model),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        x = x + self.attn(self.ln_1(x), allowed)  # (B, T, D)
+        x = x + self.ffn(self.ln_2(x))  # (B, T, D)
+        return x
+
+
+class SeqEncoder(nn.Module):
+    """Item + position (+ optional feedback) embeddings, then ``n_layers`` blocks and a final LN."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # rows: PAD, items 1..n_items, MASK; PAD row stays zero (padding_idx)
+        self.item_emb = nn.Embedding(cfg.n_items + 2, cfg.d_model, padding_idx=PAD)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.fb_emb = nn.Embedding(2, cfg.d_model) if cfg.feedback_input else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, seqs: Tensor, fb: Tensor | None = None) -> Tensor:
+        """seqs: int64 (B, T) left-padded; fb: int64 (B, T) in {0, 1}. Returns (B, T, D)."""
+        B, T = seqs.shape
+        if T > self.cfg.max_len:
+            raise ValueError(f"rows have {T} columns but ModelConfig.max_len is {self.cfg.max_len}")
+        valid = seqs != PAD  # (B, T)
+        # count positions from the oldest real play, so left padding does not shift them
+        pos = (valid.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
+        x = self.item_emb(seqs) + self.pos_emb(pos)  # (B, T, D)
+        if self.fb_emb is not None:
+            if fb is None:
+                raise ValueError("ModelConfig.feedback_input is set: pass fb (B, T) to forward")
+            x = x + self.fb_emb(fb.long()) * valid.unsqueeze(-1)  # (B, T, D)
+        x = self.drop(x)
+
+        allowed = valid.unsqueeze(1).expand(B, T, T)  # (B, T_query, T_key): keys that are real
+        if self.cfg.causal:
+            allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=seqs.device).tril()
+        # attending to oneself keeps all-padding query rows finite (an empty softmax is NaN)
+        allowed = allowed | torch.eye(T, dtype=torch.bool, device=seqs.device)
+        allowed = allowed.unsqueeze(1)  # (B, 1, T, T), broadcast over heads
+
+        for block in self.blocks:
+            x = block(x, allowed)  # (B, T, D)
+        return self.ln_f(x)  # (B, T, D)
+
+
+class SeqRec(nn.Module):
+    """Encoder + FC/GELU/LayerNorm head, scored against the tied item embedding table.
+
+    Example: ``hidden = model(batch["seqs"], batch["fb"]); logits = model.scores(hidden)``.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = SeqEncoder(cfg)
+        self.head = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.d_model),
+            nn.GELU(),
+            nn.LayerNorm(cfg.d_model),
+        )
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=self.cfg.init_std)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=self.cfg.init_std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+
+    def forward(self, seqs: Tensor, fb: Tensor | None = None) -> Tensor:
+        """seqs, fb: int64 (B, T). Returns the prediction vectors y_hat: (B, T, D)."""
+        return self.head(self.encoder(seqs, fb))  # (B, T, D)
+
+    def item_embeddings(self) -> Tensor:
+        """The tied output table, rows PAD and 1..n_items: (n_items + 1, D). MASK is excluded."""
+        return self.encoder.item_emb.weight[: self.cfg.n_items + 1]
+
+    def scores(self, hidden: Tensor) -> Tensor:
+        """hidden: (..., D) -> catalogue scores (..., n_items + 1); the PAD column is -inf."""
+        logits = hidden @ self.item_embeddings().T  # (..., V)
+        logits[..., PAD] = float("-inf")  # in place is safe: matmul's backward ignores its output
+        return logits
+
+
+def cloze_mask(
+    seqs: Tensor, n_items: int, p: float, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Hide each real play with probability ``p`` behind the MASK token (BERT4Rec training input).
+
+    Parameters
+    ----------
+    seqs : int64 (B, T), left-padded with PAD; padding is never masked.
+    n_items : catalogue size; MASK = n_items + 1.
+    p : masking probability in (0, 1).
+    generator : torch.Generator on ``seqs.device`` (for reproducible masks), or None.
+
+    Returns
+    -------
+    masked_seqs : int64 (B, T), MASK where hidden, ``seqs`` elsewhere.
+    targets : int64 (B, T), the hidden track where masked, PAD elsewhere.
+
+    A row may end up with no masked position. With ``feedback_input`` on, callers should zero ``fb``
+    where ``targets != PAD``: otherwise the skip label of the hidden track leaks into the input.
+    """
+    u = torch.rand(seqs.shape, generator=generator, device=seqs.device)  # (B, T)
+    chosen = (u < p) & (seqs != PAD)
+    masked_seqs = seqs.masked_fill(chosen, mask_id(n_items))
+    targets = torch.where(chosen, seqs, torch.full_like(seqs, PAD))
+    return masked_seqs, targets
+
+
+def append_cloze_query(seqs: Tensor, fb: Tensor, n_items: int) -> tuple[Tensor, Tensor]:
+    """Shift rows left by one and put MASK in the last column, for next-track prediction with a
+    bidirectional model: the hidden state of the last column then scores the next track.
+
+    seqs, fb: int64 (B, T) -> (B, T), (B, T). The oldest column is dropped (it is padding unless
+    the row is full); the MASK column gets fb = 0 because its feedback is unknown.
+    """
+    q_seqs = torch.cat([seqs[:, 1:], torch.full_like(seqs[:, :1], mask_id(n_items))], dim=1)
+    q_fb = torch.cat([fb[:, 1:], torch.zeros_like(fb[:, :1])], dim=1)
+    return q_seqs, q_fb
