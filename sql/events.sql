@@ -43,7 +43,7 @@ final as (
         i.item_id,
         p.order_ts as ts,
         p.played_ms,
-        p.is_skip::int8 as is_skip
+        p.is_skip::tinyint as is_skip
     from final_plays as p
     inner join numbered as n using (user_id, session_no)
     inner join items as i using (track_key)

@@ -1,6 +1,6 @@
 -- purpose: label every sessioned play as skipped (1) or not (0), recording which rule decided
 -- input views: sessioned (output of sessionize)
--- output columns: every input column + is_skip (int8), skip_source
+-- output columns: every input column + is_skip (tinyint), skip_source
 -- grain: one row per play
 -- parameters: $skip_ms (bigint: a play shorter than this is a skip),
 --             $skip_ratio (double or null: when the track length is known, played / length
@@ -24,12 +24,12 @@ final as (
     select
         * exclude (next_ts),
         case
-            when skip_flag is not null then skip_flag::int8
+            when skip_flag is not null then skip_flag::tinyint
             when played_ms is not null and duration_ms is not null and $skip_ratio is not null
-                then (played_ms < $skip_ratio * duration_ms)::int8
-            when played_ms is not null then (played_ms < $skip_ms)::int8
-            when next_ts is not null then (epoch_ms(next_ts) - epoch_ms(ts) < $skip_ms)::int8
-            else 0::int8
+                then (played_ms < $skip_ratio * duration_ms)::tinyint
+            when played_ms is not null then (played_ms < $skip_ms)::tinyint
+            when next_ts is not null then (epoch_ms(next_ts) - epoch_ms(ts) < $skip_ms)::tinyint
+            else 0::tinyint
         end as is_skip,
         case
             when skip_flag is not null then 'explicit'

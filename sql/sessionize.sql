@@ -6,7 +6,8 @@
 --             longer than this many seconds; a pause exactly equal stays in the session)
 -- notes: plays are ordered by their end time when the source gives one (else their start),
 --        then the source's position, then source order, so equal timestamps keep file order.
---        The pause is this play's start minus the previous play's end (or start).  A source
+--        The pause is this play's start minus the previous play's end: its end time when the
+--        source gives one, else its start plus the played time, else its start.  A source
 --        session id (MSSD) always starts a new session where it changes.
 with kept as (
     select * from kept
@@ -16,7 +17,7 @@ ordered as (
     select
         *,
         coalesce(ts_end, ts) as order_ts,
-        lag(coalesce(ts_end, ts)) over w as prev_end,
+        lag(coalesce(ts_end, ts + to_milliseconds(greatest(coalesce(played_ms, 0), 0)))) over w as prev_end,
         lag(session_hint) over w as prev_hint,
         row_number() over w as user_rn
     from kept

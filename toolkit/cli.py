@@ -133,6 +133,9 @@ def synth(
     users: int = typer.Option(200, help="Listeners."),
     plays: int = typer.Option(100_000, help="Plays (rows) in total."),
     tracks: int = typer.Option(5_000, help="Catalogue size."),
+    artists: Optional[int] = typer.Option(None, help="Artists [default: one per 10 tracks, at least --genres]."),
+    genres: int = typer.Option(12, help="Genres."),
+    days: int = typer.Option(180, help="Days the log spans."),
     seed: int = typer.Option(0, help="Random seed; the same seed writes the same file."),
 ) -> None:
     """Write a realistic synthetic listening log with planted, skip-informative structure.
@@ -144,7 +147,8 @@ def synth(
     from toolkit.synth import SynthConfig
     from toolkit.synth import synth as run_synth
 
-    cfg = SynthConfig(users=users, plays=plays, tracks=tracks, seed=seed)
+    n_artists = artists if artists is not None else max(genres, tracks // 10)
+    cfg = SynthConfig(users=users, plays=plays, tracks=tracks, artists=n_artists, genres=genres, days=days, seed=seed)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=out) as bar:
         task = bar.add_task("writing plays", total=plays)
@@ -168,11 +172,12 @@ def datasets(workspace: Optional[Path] = WorkspaceOpt) -> None:
         out.print(f"no datasets in {ws.root}; run `toolkit prep LOGS`")
         return
     table = Table(title=f"datasets in {ws.root}")
-    for col in ("name", "format", "rows_in", "rows_kept", "users", "sessions", "items", "skip_share", "created"):
-        table.add_column(col, justify="right" if col not in ("name", "format") else "left")
+    table.add_column("name", no_wrap=True)
+    for col in ("format", "plays", "kept", "users", "sessions", "tracks", "skips", "created"):
+        table.add_column(col, justify="left" if col == "format" else "right")
     for r in rows:
         table.add_row(r["name"], r["format"], f"{r['rows_in']:,}", f"{r['rows_kept']:,}", f"{r['users']:,}",
-                      f"{r['sessions']:,}", f"{r['items']:,}", f"{r['skip_share']:.1%}", str(r["created"])[:19])
+                      f"{r['sessions']:,}", f"{r['items']:,}", f"{r['skip_share']:.1%}", str(r["created"])[:10])
     out.print(table)
 
 

@@ -52,14 +52,14 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
     try:
         say("reading")
         src = readers.resolve(con, list(logs), cfg.format, _cols(cfg), cfg.user, ws.tmp / "unzipped")
+        if cfg.split == "auto":
+            cfg = replace(cfg, split="last" if src.format in UNTIMED_FORMATS else "time")
         name = safe_name(cfg.name or _default_name(logs))
         ds = ws.dataset(name)
         fingerprint = _fingerprint(src)
         done = _up_to_date(ds, fingerprint, cfg)
         if done is not None:
             return done
-        if cfg.split == "auto":
-            cfg = replace(cfg, split="last" if src.format in UNTIMED_FORMATS else "time")
         readers.register_raw(con, src)
         rows_in, dropped = _run_sql(con, src, cfg, say)
         say("writing events")

@@ -1,0 +1,138 @@
+"""End to end through the command line, and one test per kind of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_prep_end_to_end(tiny_logs, tmp_path):
+    ws = tmp_path / "ws"
+    result = invoke("prep", tiny_logs, "--workspace", ws, "--max-len", 8)
+    assert result.exit_code == 0, result.output
+    assert "rows read" in result.output and "41" in result.output
+    assert "dropped: exact_duplicate" in result.output
+    ds = ws / "datasets" / "tiny_logs"
+    for name in ("events.parquet", "items.parquet", "manifest.json", "train_seqs.npy", "test_next_pos.npy"):
+        assert (ds / name).is_file(), name
+    manifest = json.loads((ds / "manifest.json").read_text())
+    assert manifest["rows_in"] == manifest["rows_kept"] + sum(manifest["rows_dropped"].values())
+    assert manifest["config"]["max_len"] == 8
+    listed = invoke("datasets", "--workspace", ws)
+    assert listed.exit_code == 0 and "tiny_logs" in listed.output
+
+
+def test_synth_then_prep(tmp_path):
+    logs = tmp_path / "logs.parquet"
+    result = invoke("synth", logs, "--users", 20, "--plays", 3000, "--tracks", 300, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert logs.is_file()
+    result = invoke("prep", logs, "--workspace", tmp_path / "ws")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "ws" / "datasets" / "logs" / "manifest.json").read_text())
+    assert manifest["format"] == "generic" and manifest["rows_in"] == 3000
+    assert 0.15 < manifest["skip_share"] < 0.5
+
+
+@pytest.mark.parametrize("command", ["prep", "synth", "datasets", "version"])
+def test_every_command_has_help(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "Example:" in result.output or command == "version"
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def assert_clean_error(result, *needles: str):
+    """Exit 1, one line naming what is wrong, no traceback."""
+    assert result.exit_code == 1, result.output
+    text = result.output.strip()
+    assert "Traceback" not in text
+    assert len(text.splitlines()) == 1, text
+    for needle in needles:
+        assert needle in text, (needle, text)
+
+
+def test_missing_column_names_the_columns_and_the_fix(tmp_path):
+    logs = _write(tmp_path, "plays.csv", "listener,when,song\na,2024-01-01T00:00:00Z,x\n")
+    result = invoke("prep", logs, "--format", "generic")
+    assert_clean_error(result, "plays.csv", "listener", "--col user=")
+
+
+def test_misnamed_col_option(tiny_logs):
+    result = invoke("prep", tiny_logs, "--format", "generic", "--col", "track=song")
+    assert_clean_error(result, "tiny_logs.csv", "song", "--col track")
+
+
+def test_unknown_role_and_bad_col_syntax(tiny_logs):
+    assert_clean_error(invoke("prep", tiny_logs, "--col", "tempo=bpm"), "unknown role")
+    assert_clean_error(invoke("prep", tiny_logs, "--col", "user"), "role=column")
+
+
+def test_unreadable_file(tmp_path):
+    logs = _write(tmp_path, "plays.parquet", "this is not parquet")
+    assert_clean_error(invoke("prep", logs, "--format", "generic"), "plays.parquet")
+
+
+def test_empty_file(tmp_path):
+    logs = _write(tmp_path, "plays.csv", "user_id,ts,track_id,played_ms\n")
+    assert_clean_error(invoke("prep", logs), "plays.csv", "no rows")
+
+
+def test_missing_path(tmp_path):
+    assert_clean_error(invoke("prep", tmp_path / "nope.csv"), "nope.csv", "no such file")
+
+
+def test_unknown_format(tiny_logs):
+    assert_clean_error(invoke("prep", tiny_logs, "--format", "itunes"), "--format itunes")
+
+
+def test_unparseable_timestamps(tmp_path):
+    logs = _write(tmp_path, "plays.csv", "user_id,ts,track_id\na,yesterday,x\nb,last week,y\n")
+    assert_clean_error(invoke("prep", logs), "plays.csv", "'ts'", "--col ts=")
+
+
+def test_wrong_type_of_played_time(tmp_path):
+    rows = "".join(f"a,2024-01-01T00:0{i}:00Z,x{i},long\n" for i in range(3))
+    logs = _write(tmp_path, "plays.csv", "user_id,ts,track_id,played_ms\n" + rows)
+    assert_clean_error(invoke("prep", logs), "plays.csv", "'played_ms'")
+
+
+def test_some_bad_rows_are_dropped_and_counted(tmp_path, tiny_logs):
+    text = tiny_logs.read_text()
+    bad = "u1,2024-01-01T10:01:00Z,t9,Z,Nine,-5,100000\nu1,not a time,t1,A,One,1,1\n,2024-01-01T10:02:00Z,t1,A,One,1,1\n"
+    logs = _write(tmp_path, "plays.csv", text + bad)
+    result = invoke("prep", logs, "--workspace", tmp_path / "ws")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "ws" / "datasets" / "plays" / "manifest.json").read_text())
+    dropped = manifest["rows_dropped"]
+    assert dropped["negative_played_ms"] == 1 and dropped["unparseable_ts"] == 1 and dropped["null_user"] == 1
+    assert manifest["rows_in"] == 44 == manifest["rows_kept"] + sum(dropped.values())
+
+
+def test_everything_filtered_away(tiny_logs):
+    assert_clean_error(invoke("prep", tiny_logs, "--min-session-len", 1000), "filtered away", "--min-session-len")
+
+
+def test_unrecognised_format(tmp_path):
+    logs = _write(tmp_path, "weather.csv", "city,temp\nOslo,3\n")
+    assert_clean_error(invoke("prep", logs), "weather.csv", "--format generic")
+
+
+def test_bad_option_value(tiny_logs):
+    assert_clean_error(invoke("prep", tiny_logs, "--skip-ratio", 2), "--skip-ratio")

@@ -1,0 +1,127 @@
+"""prep() on the tiny fixture: artifacts, row accounting, id and pad conventions, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from toolkit.artifacts import ARRAYS, Workspace, read_array, read_manifest
+from toolkit.config import PrepConfig
+from toolkit.errors import ConfigError
+from toolkit.prep import prep
+from toolkit.schema import EVENTS_SCHEMA, ITEMS_SCHEMA, PAD, SPLITS
+
+
+@pytest.fixture
+def prepared(tiny_logs, tmp_path):
+    ws = Workspace.at(tmp_path / "ws")
+    manifest = prep([tiny_logs], ws, PrepConfig(max_len=4))
+    return ws, ws.dataset(manifest["name"]), manifest
+
+
+def test_every_row_is_kept_or_counted(prepared):
+    _, ds, m = prepared
+    assert m["rows_in"] == 41
+    assert m["rows_in"] == m["rows_kept"] + sum(m["rows_dropped"].values())
+    # the fixture holds one exact duplicate, one single-play session (u3) and one single-play user (u5)
+    assert m["rows_dropped"] == {"exact_duplicate": 1, "short_session": 2}
+    assert pl.read_parquet(ds.events).height == m["rows_kept"]
+
+
+def test_gap_exactly_at_threshold_stays_in_session(prepared):
+    _, ds, _ = prepared
+    ev = pl.read_parquet(ds.events).filter(pl.col("user_id") == "u1").sort("ts")
+    first_day = ev.filter(pl.col("ts") < pl.datetime(2024, 1, 2))
+    # u1 plays 7 tracks on day one; the pause before the 5th is exactly 1800 s
+    assert first_day["session_idx"].n_unique() == 1
+    assert first_day.height == 7
+
+
+def test_equal_timestamps_keep_source_order(prepared):
+    _, ds, _ = prepared
+    ev = pl.read_parquet(ds.events)
+    items = pl.read_parquet(ds.items)
+    key = dict(zip(items["item_id"], items["track_key"]))
+    u2 = ev.filter((pl.col("user_id") == "u2") & (pl.col("ts") >= pl.datetime(2024, 1, 2, 9)))
+    u2 = u2.filter(pl.col("ts") < pl.datetime(2024, 1, 3)).sort("position")
+    assert [key[i] for i in u2["item_id"]] == ["t1", "t6", "t7"]
+
+
+def test_skip_labels_and_all_skip_session(prepared):
+    _, ds, _ = prepared
+    ev = pl.read_parquet(ds.events)
+    assert ev.filter(pl.col("played_ms") < 30_000)["is_skip"].to_list() == [1] * ev.filter(pl.col("played_ms") < 30_000).height
+    assert ev.filter(pl.col("played_ms") >= 30_000)["is_skip"].sum() == 0
+    all_skip = ev.filter((pl.col("user_id") == "u2") & (pl.col("ts") < pl.datetime(2024, 1, 2, 8, 30)))
+    assert all_skip.height == 3 and all_skip["is_skip"].sum() == 3
+
+
+def test_schemas_and_ids(prepared):
+    _, ds, m = prepared
+    ev = pl.read_parquet(ds.events)
+    items = pl.read_parquet(ds.items)
+    assert dict(ev.schema) == EVENTS_SCHEMA
+    assert dict(items.schema) == ITEMS_SCHEMA
+    assert items["item_id"].to_list() == list(range(1, m["items"] + 1))
+    assert items["plays"].to_list() == sorted(items["plays"].to_list(), reverse=True)
+    assert set(ev["item_id"].unique()) <= set(items["item_id"])
+
+
+def test_time_split_never_leaks_the_future(prepared):
+    _, ds, m = prepared
+    ev = pl.read_parquet(ds.events)
+    bounds = ev.group_by("split").agg(pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last"))
+    b = {r["split"]: r for r in bounds.iter_rows(named=True)}
+    assert b["train"]["last"] <= b["valid"]["first"] <= b["valid"]["last"] <= b["test"]["first"]
+    assert sum(s["events"] for s in m["splits"].values()) == m["rows_kept"]
+    # sessions are never cut across splits
+    assert ev.group_by("session_idx").agg(pl.col("split").n_unique())["split"].max() == 1
+
+
+def test_sequence_arrays_follow_the_pad_conventions(prepared):
+    _, ds, m = prepared
+    ev = pl.read_parquet(ds.events)
+    for split in SPLITS:
+        seqs = read_array(ds.array(split, "seqs"))
+        skips = read_array(ds.array(split, "skips"))
+        nxt = read_array(ds.array(split, "next_item"))
+        assert seqs.dtype == np.int32 and skips.dtype == np.int8 and seqs.shape[1] == 4
+        assert np.all(skips[seqs == PAD] == 0)
+        assert np.all(nxt[seqs == PAD] == PAD)
+        # every play of the split appears exactly once across its windows
+        assert int((seqs != PAD).sum()) == m["splits"][split]["events"]
+        part = ev.filter(pl.col("split") == split)
+        assert sorted(seqs[seqs != PAD].tolist()) == sorted(part["item_id"].to_list())
+
+
+def test_rerun_is_identical_and_reuses_the_dataset(tiny_logs, tmp_path):
+    a = Workspace.at(tmp_path / "a")
+    b = Workspace.at(tmp_path / "b")
+    ma = prep([tiny_logs], a, PrepConfig())
+    prep([tiny_logs], b, PrepConfig())
+    da, db = a.dataset(ma["name"]), b.dataset(ma["name"])
+    assert da.events.read_bytes() == db.events.read_bytes()
+    assert da.items.read_bytes() == db.items.read_bytes()
+    for split in SPLITS:
+        for name in ARRAYS:
+            assert da.array(split, name).read_bytes() == db.array(split, name).read_bytes()
+    again = prep([tiny_logs], a, PrepConfig())
+    assert again.get("up_to_date") is True
+    assert read_manifest(da)["fingerprint"] == again["fingerprint"]
+
+
+def test_leave_last_out_split(tiny_logs, tmp_path):
+    ws = Workspace.at(tmp_path / "ws")
+    m = prep([tiny_logs], ws, PrepConfig(split="last", name="loo"))
+    ev = pl.read_parquet(ws.dataset("loo").events)
+    last = ev.group_by("session_idx").agg(pl.col("split").sort_by("position").last())
+    assert set(last["split"]) == {"test"}
+    assert m["splits"]["test"]["events"] == m["sessions"]
+    assert m["split_mode"] == "last"
+
+
+@pytest.mark.parametrize("bad", [dict(split="random"), dict(session_gap_s=0), dict(test_frac=0.0), dict(max_len=1)])
+def test_contradictory_options_are_refused(bad):
+    with pytest.raises(ConfigError):
+        PrepConfig(**bad)
