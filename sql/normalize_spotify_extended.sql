@@ -1,11 +1,13 @@
 -- purpose: Spotify extended history (Streaming_History_Audio_*.json, endsong_*.json) -> canonical plays
--- input views: raw (ts, ms_played, spotify_track_uri, master_metadata_*, skipped, src_row, source_user)
+-- input views: raw (ts, ms_played, spotify_track_uri, spotify_episode_uri, episode_name,
+--              episode_show_name, master_metadata_*, skipped, src_row, source_user)
 -- output columns: schema.PLAY_COLUMNS + parse_error
 -- grain: one row per source row
 -- parameters: none
 -- notes: ts is the play END (UTC, seconds); rows arrive in any order and are sorted later.
 --        skipped is Spotify's own flag and is null on most rows of 2021-era endsong exports;
---        those rows fall back to the played-time rule in label_skips.
+--        those rows fall back to the played-time rule in label_skips.  Podcast episodes (no
+--        track uri) are keyed by their episode uri, so --keep-podcasts can keep them.
 with source as (
     select * from raw
 ),
@@ -15,8 +17,9 @@ parsed as (
         src_row,
         source_user,
         spotify_track_uri,
-        master_metadata_album_artist_name as artist,
-        master_metadata_track_name as title,
+        coalesce(spotify_track_uri, spotify_episode_uri) as uri,
+        coalesce(master_metadata_album_artist_name, episode_show_name) as artist,
+        coalesce(master_metadata_track_name, episode_name) as title,
         try_cast(cast(ts as varchar) as timestamptz)::timestamp as end_ts,
         try_cast(ms_played as bigint) as played,
         try_cast(skipped as boolean) as skip_flag,
@@ -31,7 +34,7 @@ final as (
         source_user as user_id,
         end_ts - to_milliseconds(greatest(coalesce(played, 0), 0)) as ts,
         end_ts as ts_end,
-        spotify_track_uri as track_key,
+        uri as track_key,
         artist,
         title,
         played as played_ms,

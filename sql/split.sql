@@ -4,7 +4,7 @@
 -- grain: one row per play
 -- parameters: $split_mode ('time' | 'last'), $valid_frac, $test_frac (fractions of sessions)
 -- notes: 'time' ranks sessions by start time (ties: end time, user, session) and gives the
---        earliest to train, then valid, then test; no session is cut.  A session still running
+--        earliest n - round(n * valid) - round(n * test) to train, then valid, then test; no session is cut.  A session still running
 --        when the next window's first session starts is dropped as 'straddles_split', so every
 --        train play ends no later than the first valid play starts, and likewise valid / test.
 --        'last' (leave-last-out, leaky across time) keeps every session whole and marks its last
@@ -32,15 +32,24 @@ ranked as (
     from sessions
 ),
 
+-- whole numbers of sessions per window (rounded), so float fractions never shift a boundary
+sizes as (
+    select
+        *,
+        n - round(n * $valid_frac) - round(n * $test_frac) as n_train,
+        n - round(n * $test_frac) as n_train_valid
+    from ranked
+),
+
 windows as (
     select
         *,
         case
-            when r <= n * (1 - $valid_frac - $test_frac) then 'train'
-            when r <= n * (1 - $test_frac) then 'valid'
+            when r <= n_train then 'train'
+            when r <= n_train_valid then 'valid'
             else 'test'
         end as window_split
-    from ranked
+    from sizes
 ),
 
 bounds as (
@@ -66,9 +75,9 @@ final as (
         f.*,
         case
             when $split_mode = 'last' then
-                case
-                    when f.position = max(f.position) over s then 'test'
-                    when f.position = max(f.position) over s - 1 then 'valid'
+                case row_number() over s
+                    when 1 then 'test'
+                    when 2 then 'valid'
                     else 'train'
                 end
             else ss.window_split
@@ -76,7 +85,7 @@ final as (
         case when $split_mode = 'time' and ss.straddles then 'straddles_split' end as drop_reason
     from filtered as f
     inner join session_splits as ss using (user_id, session_no)
-    window s as (partition by f.user_id, f.session_no)
+    window s as (partition by f.user_id, f.session_no order by f.position desc)
 )
 
 select * from final

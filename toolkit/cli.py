@@ -161,6 +161,36 @@ def synth(
 
 @app.command()
 @friendly
+def demo(
+    plays: int = typer.Option(200_000, help="Plays in the synthetic log."),
+    users: int = typer.Option(300, help="Listeners in the synthetic log."),
+    seed: int = typer.Option(0, help="Random seed."),
+    workspace: Optional[Path] = WorkspaceOpt,
+) -> None:
+    """Run the whole pipeline on a built-in synthetic log (nothing to download).
+
+    Example: toolkit demo --plays 200000
+    """
+    from toolkit.prep import prep as run_prep
+    from toolkit.synth import SynthConfig
+    from toolkit.synth import synth as run_synth
+
+    ws = Workspace.at(workspace)
+    logs = ws.root / "demo" / f"synthetic-{plays}-{users}-{seed}.parquet"
+    logs.parent.mkdir(parents=True, exist_ok=True)
+    if not logs.exists():
+        with out.status("writing a synthetic listening log"):
+            s = run_synth(logs, SynthConfig(users=users, plays=plays, tracks=5_000, artists=500, seed=seed))
+        out.print(f"synthetic log: {s['rows']:,} plays, {s['users']:,} users, {s['skip_share']:.1%} skipped -> {logs}")
+    started = time.perf_counter()
+    status, update = _stage_status()
+    with status:
+        manifest = run_prep([logs], ws, PrepConfig(name="demo"), update)
+    _print_prep_summary(manifest, ws, time.perf_counter() - started)
+
+
+@app.command()
+@friendly
 def datasets(workspace: Optional[Path] = WorkspaceOpt) -> None:
     """List the prepared datasets of the workspace.
 

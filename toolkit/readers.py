@@ -32,7 +32,7 @@ EXTENDED_NAMES = ("Streaming_History_Audio_*.json", "endsong*.json")
 # Columns each preset needs (what `--format auto` looks for, and what a missing-column error lists).
 REQUIRED = {
     "spotify": ("endTime", "artistName", "trackName", "msPlayed"),
-    "spotify-extended": ("ts", "ms_played", "spotify_track_uri"),
+    "spotify-extended": ("ts", "ms_played", "spotify_track_uri", "spotify_episode_uri", "episode_name", "episode_show_name"),
     "mssd": ("session_id", "session_position", "track_id_clean", "skip_2", "date", "hour_of_day"),
     "piki": ("user_id", "timestamp", "song_id", "liked"),
 }
