@@ -33,6 +33,13 @@ def test_prep_end_to_end(tiny_logs, tmp_path):
     assert listed.exit_code == 0 and "tiny_logs" in listed.output
 
 
+def test_demo_runs_the_pipeline(tmp_path):
+    result = invoke("demo", "--plays", 4000, "--users", 30, "--workspace", tmp_path / "ws")
+    assert result.exit_code == 0, result.output
+    assert "dataset demo" in result.output
+    assert (tmp_path / "ws" / "datasets" / "demo" / "train_seqs.npy").is_file()
+
+
 def test_synth_then_prep(tmp_path):
     logs = tmp_path / "logs.parquet"
     result = invoke("synth", logs, "--users", 20, "--plays", 3000, "--tracks", 300, "--seed", 1)
@@ -45,7 +52,7 @@ def test_synth_then_prep(tmp_path):
     assert 0.15 < manifest["skip_share"] < 0.5
 
 
-@pytest.mark.parametrize("command", ["prep", "synth", "datasets", "version"])
+@pytest.mark.parametrize("command", ["prep", "synth", "demo", "datasets", "version"])
 def test_every_command_has_help(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0

@@ -251,3 +251,21 @@ def test_negative_target_loss_is_stable_when_skip_is_certain():
     # second row: p = e^-200 / (2 + e^-200) is tiny, so its term is ~0
     alone = negative_target_loss(scores[1:].detach(), torch.tensor([1]))
     assert alone.item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_negative_target_sampled_by_hand():
+    from toolkit.losses import negative_target_sampled
+
+    # D = 1 so every logit is hidden * embedding; item 1 is the skipped track, items 2, 3 negatives
+    item_emb = torch.tensor([[0.0], [2.0], [1.0], [-1.0]])
+    hidden = torch.tensor([[1.0], [0.5]])
+    skipped = torch.tensor([1, 0])  # 0 = PAD: no skipped track for the second query
+    negatives = torch.tensor([[2, 3], [2, 3]])
+    p = math.exp(2.0) / (math.exp(2.0) + math.exp(1.0) + math.exp(-1.0))
+    expected = -math.log(1.0 - p)  # the PAD row is excluded from the mean
+    got = negative_target_sampled(hidden, item_emb, skipped, negatives)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    # a negative equal to the skipped track is ignored
+    same = negative_target_sampled(hidden, item_emb, skipped, torch.tensor([[2, 1], [2, 3]]))
+    p2 = math.exp(2.0) / (math.exp(2.0) + math.exp(1.0))
+    assert same.item() == pytest.approx(-math.log(1.0 - p2), rel=1e-6)

@@ -212,3 +212,27 @@ def negative_target_loss(scores: Tensor, skipped_targets: Tensor) -> Tensor:
     # PAD rows gather the -inf PAD column; give them a harmless value before the non-linearity
     log_p = torch.where(keep, log_p, torch.full_like(log_p, -1.0))
     return _masked_mean(-_log1mexp(log_p), keep)
+
+
+def negative_target_sampled(hidden: Tensor, item_emb: Tensor, skipped_targets: Tensor, negatives: Tensor) -> Tensor:
+    """``negative_target_loss`` over a sampled candidate set, for catalogues too big to score whole.
+
+    Per query: ``-log(1 - p)`` with ``p = softmax([s_skipped, s_neg_1..K])[0]``; negatives equal to
+    the skipped track, or PAD, are masked out.
+
+    Parameters
+    ----------
+    hidden : float (N, D); item_emb : float (V, D); skipped_targets : int64 (N,), PAD where none;
+    negatives : int64 (N, K).
+
+    Returns
+    -------
+    Scalar mean over non-PAD skipped targets.
+    """
+    logits, _ = _candidate_logits(hidden, item_emb, skipped_targets, negatives)  # (N, 1 + K)
+    neg_logits = logits[:, 1:].masked_fill(~_negative_ok(skipped_targets, negatives), _NEG_INF)
+    logits = torch.cat([logits[:, :1], neg_logits], dim=1)  # (N, 1 + K)
+    log_p = logits[:, 0] - torch.logsumexp(logits, dim=1)  # (N,)
+    keep = skipped_targets != PAD
+    log_p = torch.where(keep, log_p, torch.full_like(log_p, -1.0))
+    return _masked_mean(-_log1mexp(log_p), keep)

@@ -1,0 +1,91 @@
+"""Obvious plain-Python references for every kernel in ``kernels/`` (no numba here).
+
+They favour the most literal reading of the spec over speed: windows are cut one by one from the
+end of the session, and ``next_pos`` is a forward scan per play (quadratic on purpose, so it does
+not share the kernel's backward-pass logic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PAD = 0
+
+
+def count_windows(offsets, max_len):
+    """Number of rows: ceil(len / max_len) per session, by repeated subtraction."""
+    rows = 0
+    for s in range(len(offsets) - 1):
+        remaining = int(offsets[s + 1] - offsets[s])
+        while remaining > 0:
+            rows += 1
+            remaining -= max_len
+    return rows
+
+
+def build_sequences(items, skips, offsets, max_len):
+    """Reference for ``kernels.build_sequences``: same five arrays, built row by row."""
+    rows = []  # (session, [(event index or None) * max_len])
+    for s in range(len(offsets) - 1):
+        start, end = int(offsets[s]), int(offsets[s + 1])
+        windows = []
+        hi = end
+        while hi > start:
+            lo = max(start, hi - max_len)
+            windows.append([None] * (max_len - (hi - lo)) + list(range(lo, hi)))
+            hi = lo
+        for window in reversed(windows):  # earliest window first
+            rows.append((s, window))
+
+    n_rows = len(rows)
+    seqs = np.zeros((n_rows, max_len), dtype=np.int32)
+    fb = np.zeros((n_rows, max_len), dtype=np.int8)
+    next_item = np.zeros((n_rows, max_len), dtype=np.int32)
+    next_pos = np.zeros((n_rows, max_len), dtype=np.int32)
+    row_session = np.zeros(n_rows, dtype=np.int64)
+    for r, (s, window) in enumerate(rows):
+        row_session[r] = s
+        end = int(offsets[s + 1])
+        for j, e in enumerate(window):
+            if e is None:
+                continue  # padding: PAD / 0 everywhere
+            seqs[r, j] = items[e]
+            fb[r, j] = skips[e]
+            if e + 1 < end:
+                next_item[r, j] = items[e + 1]
+            for f in range(e + 1, end):
+                if skips[f] == 0:
+                    next_pos[r, j] = items[f]
+                    break
+    return seqs, fb, next_item, next_pos, row_session
+
+
+def popularity_cdf(counts, beta):
+    """Reference for ``kernels.popularity_cdf``: running sum of counts ** beta, PAD weighted 0."""
+    weights = [0.0] + [float(c) ** float(beta) for c in counts[1:]]
+    total = 0.0
+    running = []
+    for w in weights:
+        total += w
+        running.append(total)
+    cdf = [x / total for x in running]
+    cdf[-1] = 1.0
+    return np.array(cdf, dtype=np.float64)
+
+
+def allowed_items(seqs_row, exclude_row, n_items):
+    """The ids a negative for this row may take: 1..n_items minus the row's positives/exclusions."""
+    banned = set(int(x) for x in seqs_row) | set(int(x) for x in exclude_row)
+    return [i for i in range(1, n_items + 1) if i not in banned]
+
+
+def negative_probabilities(seqs_row, exclude_row, n_items, cdf=None):
+    """Expected probability of each id 1..n_items for one row's negatives (index 0 is PAD)."""
+    probs = np.zeros(n_items + 1, dtype=np.float64)
+    allowed = allowed_items(seqs_row, exclude_row, n_items)
+    for i in allowed:
+        probs[i] = 1.0 if cdf is None else cdf[i] - cdf[i - 1]
+    if probs.sum() == 0.0:  # no allowed item has mass: uniform over the allowed ones
+        for i in allowed:
+            probs[i] = 1.0
+    return probs / probs.sum()
