@@ -180,3 +180,116 @@ def list_datasets(ws: Workspace) -> list[dict]:
             return []
         rel = con.sql("select * exclude (manifest) from datasets order by created desc, name")
         return [dict(zip(rel.columns, row)) for row in rel.fetchall()]
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """``runs/<id>/``: config.json, metrics.jsonl, checkpoint.pt (resume), best.pt, result.json."""
+
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.pt"
+
+    @property
+    def result(self) -> Path:
+        return self.path / "result.json"
+
+
+def run_dir(ws: Workspace, run_id: str) -> RunDir:
+    return RunDir(ws.root / "runs" / run_id)
+
+
+def append_metrics(run: RunDir, row: dict) -> None:
+    """Add one line to metrics.jsonl (rewritten atomically, so a crash never leaves half a line)."""
+    old = run.metrics.read_text(encoding="utf-8") if run.metrics.exists() else ""
+    with atomic_path(run.metrics) as tmp:
+        tmp.write_text(old + json.dumps(row, sort_keys=True, default=float) + "\n", encoding="utf-8")
+
+
+def read_metrics(run: RunDir) -> list[dict]:
+    if not run.metrics.exists():
+        return []
+    return [json.loads(line) for line in run.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def save_torch(path: Path, state: dict) -> None:
+    """torch.save to a temp file, then rename: a checkpoint is either whole or absent."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_torch(path: Path) -> dict:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain containers, never pickled code."""
+    import torch
+
+    if not path.exists():
+        raise ArtifactMissingError(f"{path}: missing; train the run again or pick another run")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+_RUNS_DDL = """
+create table if not exists runs (
+    id varchar primary key,
+    dataset varchar,
+    model varchar,
+    feedback varchar,
+    seed integer,
+    status varchar,
+    epochs_done integer,
+    best_epoch integer,
+    valid_ndcg10 double,
+    valid_hr10 double,
+    valid_skip_hr10 double,
+    wall_s double,
+    git_commit varchar,
+    updated timestamp,
+    config json,
+    valid_metrics json
+)
+"""
+
+
+def record_run(ws: Workspace, row: dict) -> None:
+    """Add or replace the run's row in the workspace catalog."""
+    cols = ["id", "dataset", "model", "feedback", "seed", "status", "epochs_done", "best_epoch", "valid_ndcg10",
+            "valid_hr10", "valid_skip_hr10", "wall_s", "git_commit", "config", "valid_metrics"]
+    with duckdb.connect(str(ws.catalog)) as con:
+        con.execute(_RUNS_DDL)
+        con.execute("delete from runs where id = ?", [row["id"]])
+        values = [json.dumps(row[c], default=float) if c in ("config", "valid_metrics") else row.get(c) for c in cols]
+        con.execute(
+            f"insert into runs ({', '.join(cols)}, updated) values ({', '.join('?' * len(cols))}, now()::timestamp)",
+            values,
+        )
+
+
+def list_runs(ws: Workspace) -> list[dict]:
+    """Catalogued runs, newest first."""
+    if not ws.catalog.exists():
+        return []
+    with duckdb.connect(str(ws.catalog), read_only=True) as con:
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        if "runs" not in tables:
+            return []
+        rel = con.sql("select * from runs order by updated desc, id")
+        return [dict(zip(rel.columns, row)) for row in rel.fetchall()]

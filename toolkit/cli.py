@@ -77,7 +77,7 @@ def prep(
     split: str = typer.Option("auto", help="'time' (train/valid/test by session start), 'last' (leave-last-out, leaky), 'auto' (time; last for the sequences format, which has no time)."),
     valid_frac: float = typer.Option(0.1, help="Share of sessions for validation."),
     test_frac: float = typer.Option(0.1, help="Share of sessions for test."),
-    max_len: int = typer.Option(50, help="Width of the sequence arrays."),
+    max_len: int = typer.Option(20, help="Width of the sequence arrays; longer sessions become several windows."),
     memory_limit: str = typer.Option("2GB", help="DuckDB memory limit (spills to disk past it)."),
     workspace: Optional[Path] = WorkspaceOpt,
 ) -> None:
@@ -187,6 +187,113 @@ def demo(
     with status:
         manifest = run_prep([logs], ws, PrepConfig(name="demo"), update)
     _print_prep_summary(manifest, ws, time.perf_counter() - started)
+
+
+@app.command()
+@friendly
+def train(
+    dataset: Optional[str] = typer.Option(None, help="Prepared dataset [default: the latest]."),
+    model: str = typer.Option("sasrec", help="sasrec, bert4rec, pop (most popular) or markov (transitions)."),
+    feedback: str = typer.Option("all", help="all, positives-only, contrastive, feedback-input, negative-target; combine with '+'."),
+    target: str = typer.Option("next-item", help="Causal target: next-item or next-pos (next non-skipped play)."),
+    loss: str = typer.Option("auto", help="ce (full softmax), sampled (logQ-corrected), bce, or auto."),
+    negatives: int = typer.Option(256, help="Sampled negatives per row."),
+    sampler: str = typer.Option("uniform", help="Negative sampler: uniform or popularity."),
+    alpha: float = typer.Option(0.5, help="Contrastive: weight of the skip InfoNCE term."),
+    tau: float = typer.Option(0.1, help="Contrastive: temperature."),
+    context: str = typer.Option("output", help="Contrastive context: output (y_i) or input (e_t)."),
+    neg_weight: float = typer.Option(0.5, help="Negative-target: weight of the unlikelihood term."),
+    d_model: int = typer.Option(64, help="Model width."),
+    n_layers: int = typer.Option(2, help="Transformer blocks."),
+    n_heads: int = typer.Option(2, help="Attention heads."),
+    dropout: float = typer.Option(0.2, help="Dropout."),
+    epochs: int = typer.Option(10, help="Epochs."),
+    batch_size: int = typer.Option(128, help="Rows per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW)."),
+    patience: int = typer.Option(3, help="Early stopping patience in epochs (validation NDCG@10)."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps (smoke tests)."),
+    seed: int = typer.Option(0, help="Seed for numpy, the numba samplers and torch."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    resume: Optional[str] = typer.Option(None, help="Continue an interrupted run by id (its saved config is used)."),
+    workspace: Optional[Path] = WorkspaceOpt,
+) -> None:
+    """Train a recommender on a prepared dataset; interrupted runs resume where they stopped.
+
+    Example: toolkit train --model sasrec --feedback contrastive --seed 3
+    """
+    from dataclasses import fields
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from toolkit.artifacts import read_json, run_dir
+    from toolkit.config import TrainConfig
+    from toolkit.errors import ArtifactMissingError
+    from toolkit.train import train as run_train
+
+    ws = Workspace.at(workspace)
+    if resume:
+        rd = run_dir(ws, resume)
+        if not rd.config.exists():
+            raise ArtifactMissingError(f"run {resume}: not in {ws.root / 'runs'}; `toolkit runs` lists the runs")
+        saved = read_json(rd.config)["train"]
+        cfg = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
+    else:
+        cfg = TrainConfig(
+            dataset=dataset, model=model, feedback=feedback, target=target, loss=loss, negatives=negatives,
+            sampler=sampler, alpha=alpha, tau=tau, context=context, neg_weight=neg_weight, d_model=d_model,
+            n_layers=n_layers, n_heads=n_heads, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
+            patience=patience, max_steps=max_steps, seed=seed, device=device,
+        )
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), console=out) as bar:
+        task = bar.add_task("training", total=None, info="")
+
+        def show(ev: dict) -> None:
+            if ev["event"] == "step":
+                bar.update(task, description=f"epoch {ev['epoch'] + 1}", total=ev["batches"], completed=ev["batch"],
+                           info=f"loss {ev['loss']:.3f}  {ev['rows_per_s']:.0f} rows/s")
+            elif ev["event"] == "epoch":
+                bar.console.print(f"epoch {ev['epoch'] + 1}: valid NDCG@10 {ev['valid_ndcg@10']:.4f}  "
+                                  f"HR@10 {ev['valid_hr@10']:.4f}  skip HR@10 {ev['valid_skip_hr@10']:.4f}  "
+                                  f"({ev['seconds']:.1f} s, {ev['rows_per_s']:.0f} rows/s)")
+            elif ev["event"] == "resumed":
+                bar.console.print(f"resuming at epoch {ev['epoch'] + 1}, step {ev['step']}")
+
+        try:
+            result = run_train(ws, cfg, show)
+        except KeyboardInterrupt:
+            err.print("interrupted: the run is checkpointed; continue it with `toolkit train --resume <id>` "
+                      "(`toolkit runs` lists ids)")
+            raise typer.Exit(130) from None
+    v = result["valid"]
+    note = " (already trained: reused)" if result.get("reused") else ""
+    out.print(f"run [bold]{result['id']}[/bold]{note}: valid NDCG@10 {v['ndcg@10']:.4f}, HR@10 {v['hr@10']:.4f}, "
+              f"skip HR@10 {v['skip_hr@10']:.4f} on {v['n_pos']:,} positive / {v['n_skip']:,} skip queries")
+    out.print(f"files in {result['path']}")
+
+
+@app.command()
+@friendly
+def runs(workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """List the trained runs of the workspace with their best validation metrics.
+
+    Example: toolkit runs
+    """
+    from toolkit.artifacts import list_runs
+
+    ws = Workspace.at(workspace)
+    rows = list_runs(ws)
+    if not rows:
+        out.print(f"no runs in {ws.root}; run `toolkit train`")
+        return
+    table = Table(title=f"runs in {ws.root}")
+    table.add_column("id", no_wrap=True)
+    for col in ("dataset", "status", "epochs", "NDCG@10", "HR@10", "skip HR@10", "wall s"):
+        table.add_column(col, justify="left" if col in ("dataset", "status") else "right")
+    for r in rows:
+        table.add_row(r["id"], r["dataset"], r["status"], str(r["epochs_done"]), f"{r['valid_ndcg10']:.4f}",
+                      f"{r['valid_hr10']:.4f}", f"{r['valid_skip_hr10']:.4f}", f"{r['wall_s']:.0f}")
+    out.print(table)
 
 
 @app.command()

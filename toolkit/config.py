@@ -67,7 +67,7 @@ class PrepConfig:
     split: str = "auto"  # 'time': sessions by start time into train/valid/test; 'last': leave-last-out (leaky); 'auto': time, or last for formats without time
     valid_frac: float = 0.1  # share of sessions in the validation window
     test_frac: float = 0.1  # share of sessions in the test window
-    max_len: int = 50  # width of the sequence arrays; longer sessions are cut into windows
+    max_len: int = 20  # width of the sequence arrays (the paper uses 20); longer sessions are cut into windows
     min_ts: str = "1990-01-01"  # plays before this date are impossible and dropped
     memory_limit: str = "2GB"  # DuckDB memory limit; past it DuckDB spills to the workspace tmp/
     threads: int = 0  # DuckDB threads (0: all cores)
@@ -91,4 +91,83 @@ class PrepConfig:
         if problems:
             from toolkit.errors import ConfigError
 
+            raise ConfigError("; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# TrainConfig: a prepared dataset -> a trained run (toolkit/train.py). Saved as runs/<id>/config.json.
+# ---------------------------------------------------------------------------------------------
+
+MODELS = ("sasrec", "bert4rec", "pop", "markov")
+FEEDBACK_MODES = ("all", "positives-only", "contrastive", "feedback-input", "negative-target")
+NEURAL = ("sasrec", "bert4rec")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str | None = None  # prepared dataset name; None: the most recently prepared one
+    model: str = "sasrec"  # sasrec (causal), bert4rec (masked), pop (most popular), markov (item-to-item)
+    feedback: str = "all"  # '+'-joined modes: all, positives-only, contrastive, feedback-input, negative-target
+    target: str = "next-item"  # causal target: next-item (every play) or next-pos (next non-skipped play)
+    loss: str = "auto"  # next-item loss: ce (full softmax), sampled (sampled softmax, logQ), bce, auto
+    negatives: int = 256  # sampled / bce: negatives per row, drawn by the prep kernel
+    sampler: str = "uniform"  # negative sampler: uniform or popularity (popularity^beta of train plays)
+    sampler_beta: float = 0.75  # exponent of the popularity sampler
+    alpha: float = 0.5  # contrastive: weight of the InfoNCE term (the next-item term has weight 1)
+    tau: float = 0.1  # contrastive: temperature of cos(x, c) / tau
+    context: str = "output"  # contrastive context: output (model output y_i) or input (embedding e_t)
+    neg_weight: float = 0.5  # negative-target: weight of the unlikelihood term on skipped next tracks
+    d_model: int = 64  # model width
+    n_layers: int = 2  # transformer blocks
+    n_heads: int = 2  # attention heads
+    dropout: float = 0.2  # dropout
+    mask_prob: float = 0.2  # bert4rec: share of plays hidden in training
+    epochs: int = 10  # passes over the train rows
+    batch_size: int = 128  # rows per step
+    lr: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_steps: int = 100  # linear warm-up, then constant
+    grad_clip: float = 5.0  # max gradient norm
+    patience: int = 3  # stop after this many epochs without a better validation NDCG@10
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke tests)
+    eval_batch: int = 256  # query positions scored at once against the whole catalogue
+    seed: int = 0  # one seed for numpy, the numba samplers and torch
+    device: str = "auto"  # auto (cuda when present), cpu or cuda
+    compile: bool = False  # torch.compile the model
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(sorted(self.feedback.split("+")))
+
+    def __post_init__(self) -> None:
+        from toolkit.errors import ConfigError
+
+        problems = []
+        if self.model not in MODELS:
+            problems.append(f"--model {self.model}: choose one of {', '.join(MODELS)}")
+        unknown = [m for m in self.feedback.split("+") if m not in FEEDBACK_MODES]
+        if unknown:
+            problems.append(f"--feedback {self.feedback}: unknown mode(s) {unknown}; modes are {', '.join(FEEDBACK_MODES)}")
+        modes = set(self.feedback.split("+"))
+        if len(modes) > 1 and "all" in modes:
+            problems.append("--feedback: 'all' is the skip-blind baseline and does not combine with other modes")
+        if "positives-only" in modes and modes & {"contrastive", "negative-target", "feedback-input"}:
+            problems.append("--feedback positives-only removes skips, so it cannot combine with a mode that uses them")
+        if self.model not in NEURAL and modes - {"all", "positives-only"}:
+            problems.append(f"--model {self.model} is a count baseline: use --feedback all or positives-only")
+        if self.model == "bert4rec" and self.target == "next-pos":
+            problems.append("--model bert4rec trains on masked plays; --target next-pos applies to sasrec only")
+        if self.target not in ("next-item", "next-pos"):
+            problems.append(f"--target {self.target}: choose next-item or next-pos")
+        if self.loss not in ("auto", "ce", "sampled", "bce"):
+            problems.append(f"--loss {self.loss}: choose auto, ce, sampled or bce")
+        if self.sampler not in ("uniform", "popularity"):
+            problems.append(f"--sampler {self.sampler}: choose uniform or popularity")
+        if self.context not in ("output", "input"):
+            problems.append(f"--context {self.context}: choose output or input")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append(f"--device {self.device}: choose auto, cpu or cuda")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.tau <= 0:
+            problems.append("--epochs, --batch-size, --lr and --tau must be positive")
+        if problems:
             raise ConfigError("; ".join(problems))

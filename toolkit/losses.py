@@ -236,3 +236,42 @@ def negative_target_sampled(hidden: Tensor, item_emb: Tensor, skipped_targets: T
     keep = skipped_targets != PAD
     log_p = torch.where(keep, log_p, torch.full_like(log_p, -1.0))
     return _masked_mean(-_log1mexp(log_p), keep)
+
+
+def row_negative_logits(hidden: Tensor, item_emb: Tensor, targets: Tensor, negatives: Tensor,
+                        log_q: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Logits of each position's target and of its ROW's K negatives, without an (N, K, D) gather.
+
+    Parameters
+    ----------
+    hidden : float (B, T, D); item_emb : float (V, D); targets : int64 (B, T), PAD = no target;
+    negatives : int64 (B, K), shared by every position of a row; log_q : float (V,) or None.
+
+    Returns
+    -------
+    logits : float (B, T, 1 + K), column 0 the target, -inf where a negative is PAD or the target.
+    keep : bool (B, T), positions with a target.
+    """
+    pos = (hidden * item_emb[targets]).sum(-1, keepdim=True)  # (B, T, 1)
+    neg = torch.einsum("btd,bkd->btk", hidden, item_emb[negatives])  # (B, T, K)
+    if log_q is not None:
+        pos = pos - log_q[targets].unsqueeze(-1)
+        neg = neg - log_q[negatives].unsqueeze(1)
+    ok = (negatives != PAD).unsqueeze(1) & (negatives.unsqueeze(1) != targets.unsqueeze(-1))  # (B, T, K)
+    return torch.cat([pos, neg.masked_fill(~ok, _NEG_INF)], dim=-1), targets != PAD
+
+
+def sampled_softmax_rows(hidden: Tensor, item_emb: Tensor, targets: Tensor, negatives: Tensor,
+                         log_q: Tensor | None = None) -> Tensor:
+    """``sampled_softmax`` where every position of a row shares the row's negatives (B, K)."""
+    logits, keep = row_negative_logits(hidden, item_emb, targets, negatives, log_q)
+    per_query = torch.logsumexp(logits, dim=-1) - logits[..., 0]  # (B, T)
+    return _masked_mean(per_query, keep)
+
+
+def negative_target_rows(hidden: Tensor, item_emb: Tensor, skipped_targets: Tensor, negatives: Tensor) -> Tensor:
+    """``negative_target_sampled`` where every position of a row shares the row's negatives."""
+    logits, keep = row_negative_logits(hidden, item_emb, skipped_targets, negatives)
+    log_p = logits[..., 0] - torch.logsumexp(logits, dim=-1)  # (B, T)
+    log_p = torch.where(keep, log_p, torch.full_like(log_p, -1.0))
+    return _masked_mean(-_log1mexp(log_p), keep)

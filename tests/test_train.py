@@ -1,0 +1,146 @@
+"""Training on the tiny fixture: every model and feedback mode runs, seeds reproduce, resume is exact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.artifacts import Workspace, read_metrics, run_dir
+from toolkit.cli import app
+from toolkit.config import TrainConfig
+from toolkit.errors import ConfigError
+from toolkit.prep import prep
+from toolkit.config import PrepConfig
+from toolkit.train import train
+
+TIMING = ("seconds", "rows_per_s")
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+SMALL = dict(d_model=16, n_heads=2, n_layers=1, batch_size=4, epochs=2, negatives=3, warmup_steps=2)
+
+
+@pytest.fixture
+def ws(tiny_logs, tmp_path):
+    workspace = Workspace.at(tmp_path / "ws")
+    prep([tiny_logs], workspace, PrepConfig(name="tiny", max_len=4))
+    return workspace
+
+
+@pytest.mark.parametrize("model,feedback", [
+    ("pop", "all"), ("markov", "all"), ("markov", "positives-only"),
+    ("sasrec", "all"), ("sasrec", "positives-only"), ("sasrec", "contrastive"), ("sasrec", "feedback-input"),
+    ("sasrec", "negative-target"), ("sasrec", "contrastive+feedback-input"), ("bert4rec", "all"),
+    ("bert4rec", "contrastive"),
+])
+def test_every_model_and_mode_trains(ws, model, feedback):
+    result = train(ws, TrainConfig(model=model, feedback=feedback, **SMALL))
+    assert result["status"] == "finished"
+    v = result["valid"]
+    assert 0.0 <= v["hr@10"] <= 1.0 and v["n_pos"] > 0
+    assert run_dir(ws, result["id"]).result.exists()
+
+
+@pytest.mark.parametrize("loss", ["sampled", "bce"])
+def test_sampled_losses_train(ws, loss):
+    result = train(ws, TrainConfig(loss=loss, feedback="negative-target", **SMALL))
+    assert result["status"] == "finished"
+
+
+def test_same_seed_same_metrics_and_the_run_is_reused(ws, tmp_path, tiny_logs):
+    first = train(ws, TrainConfig(seed=5, **SMALL))
+    again = train(ws, TrainConfig(seed=5, **SMALL))
+    assert again.get("reused") and again["valid"] == first["valid"]
+    other = Workspace.at(tmp_path / "other")
+    prep([tiny_logs], other, PrepConfig(name="tiny", max_len=4))
+    fresh = train(other, TrainConfig(seed=5, **SMALL))
+    assert fresh["id"] == first["id"] and fresh["valid"] == first["valid"]
+    assert untimed(read_metrics(run_dir(other, fresh["id"]))) == untimed(read_metrics(run_dir(ws, first["id"])))
+
+
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(ws, tmp_path, tiny_logs):
+    cfg = TrainConfig(seed=2, patience=10, **{**SMALL, "epochs": 3})
+    whole = train(ws, cfg)
+
+    other = Workspace.at(tmp_path / "other")
+    prep([tiny_logs], other, PrepConfig(name="tiny", max_len=4))
+
+    def crash_after_first_epoch(event):
+        if event["event"] == "epoch" and event["epoch"] == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(other, cfg, crash_after_first_epoch)
+    assert not run_dir(other, whole["id"]).result.exists()
+    resumed_events = []
+    resumed = train(other, cfg, resumed_events.append)
+    assert resumed_events[0]["event"] == "resumed"
+    assert resumed["valid"] == whole["valid"]
+    # the loss of every epoch after the interruption matches too, so the data order and RNG resumed exactly
+    assert untimed(read_metrics(run_dir(other, whole["id"])))[1:] == untimed(read_metrics(run_dir(ws, whole["id"])))[1:]
+
+
+def test_interrupt_mid_epoch_resumes_exactly(ws, tmp_path, tiny_logs):
+    cfg = TrainConfig(seed=4, patience=10, **SMALL)
+    whole = train(ws, cfg)
+    other = Workspace.at(tmp_path / "other")
+    prep([tiny_logs], other, PrepConfig(name="tiny", max_len=4))
+    seen = []
+
+    def crash_at_second_step(event):
+        seen.append(event)
+        if event["event"] == "step" and len([e for e in seen if e["event"] == "step"]) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(other, cfg, crash_at_second_step)
+    assert train(other, cfg)["valid"] == whole["valid"]
+
+
+def test_checkpoints_load_with_weights_only(ws):
+    import torch
+
+    result = train(ws, TrainConfig(**SMALL))
+    run = run_dir(ws, result["id"])
+    for path in (run.best, run.checkpoint):
+        state = torch.load(path, weights_only=True)
+        assert "model" in state and "model_config" in state
+
+
+@pytest.mark.parametrize("bad", [
+    dict(model="gru4rec"), dict(feedback="all+contrastive"), dict(feedback="positives-only+contrastive"),
+    dict(model="bert4rec", target="next-pos"), dict(model="pop", feedback="contrastive"), dict(context="both"),
+])
+def test_contradictory_options_are_refused(bad):
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad)
+
+
+def test_skip_aware_mode_on_data_without_skips(tmp_path):
+    logs = tmp_path / "seq.txt"
+    logs.write_text("1 2 3 4 5\n2 3 4 5 6\n3 4 5 6 7\n")
+    ws = Workspace.at(tmp_path / "ws")
+    prep([logs], ws, PrepConfig(name="noskips", max_len=4))
+    with pytest.raises(ConfigError, match="no skipped plays"):
+        train(ws, TrainConfig(dataset="noskips", feedback="contrastive", **SMALL))
+
+
+def test_cli_train_runs_and_resume_errors(ws):
+    runner = CliRunner()
+    root = str(ws.root)
+    result = runner.invoke(app, ["train", "--workspace", root, "--epochs", "1", "--d-model", "16", "--batch-size", "4",
+                                 "--negatives", "3"])
+    assert result.exit_code == 0, result.output
+    assert "valid NDCG@10" in result.output and "run " in result.output
+    listed = runner.invoke(app, ["runs", "--workspace", root])
+    assert listed.exit_code == 0 and "sasrec-all" in listed.output
+    missing = runner.invoke(app, ["train", "--workspace", root, "--resume", "nope"])
+    assert missing.exit_code == 1 and "toolkit runs" in missing.output
+    unknown = runner.invoke(app, ["train", "--workspace", root, "--dataset", "absent"])
+    assert unknown.exit_code == 1 and "absent" in unknown.output
+    json.dumps(result.output)

@@ -1,0 +1,98 @@
+"""Batches for training and evaluation, read from the memory-mapped sequence arrays of ``prep``.
+
+Shapes (see ``toolkit/schema.py``): every array is ``[rows, max_len]``, left-padded with PAD = 0.
+``next_skip`` is derived here: 1 where the next play of the session was skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+import kernels
+from toolkit.artifacts import DatasetDir, read_array
+from toolkit.schema import PAD
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    seqs: np.ndarray  # int32 (R, L) item ids
+    skips: np.ndarray  # int8 (R, L) 1 = skipped
+    next_item: np.ndarray  # int32 (R, L) next play of the session, PAD if none
+    next_pos: np.ndarray  # int32 (R, L) next non-skipped play of the session, PAD if none
+    next_skip: np.ndarray  # int8 (R, L) 1 = the next play was skipped
+    row_session: np.ndarray  # int64 (R,) session_idx of each row
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+
+def load_split(ds: DatasetDir, split: str) -> SplitArrays:
+    """The arrays of one split, memory-mapped (nothing is copied until a batch is taken)."""
+    seqs = read_array(ds.array(split, "seqs"))
+    skips = read_array(ds.array(split, "skips"))
+    row_session = read_array(ds.array(split, "row_session"))
+    return SplitArrays(
+        seqs=seqs, skips=skips, next_item=read_array(ds.array(split, "next_item")),
+        next_pos=read_array(ds.array(split, "next_pos")), next_skip=next_skip(np.asarray(skips), np.asarray(row_session)),
+        row_session=row_session,
+    )
+
+
+def next_skip(skips: np.ndarray, row_session: np.ndarray) -> np.ndarray:
+    """int8 (R, L): the skip flag of the play after each position, looking into the next window.
+
+    Windows are aligned at the session end, so every window but a session's earliest is full and
+    the play after column L-1 of a row is column 0 of the next row of the same session.
+    """
+    out = np.zeros_like(skips)
+    out[:, :-1] = skips[:, 1:]
+    if len(skips) > 1:
+        same = row_session[1:] == row_session[:-1]
+        out[:-1, -1] = np.where(same, skips[1:, 0], 0)
+    return out
+
+
+def positives_only(a: SplitArrays) -> SplitArrays:
+    """Skipped plays become padding in the input; every target is the next non-skipped play.
+
+    Positions are counted over real plays only (``SeqEncoder``), so interior padding acts as if
+    the skipped plays had never been in the session.
+    """
+    seqs = np.where(a.skips == 1, PAD, a.seqs).astype(np.int32)
+    nxt = np.where(seqs != PAD, a.next_pos, PAD).astype(np.int32)
+    return replace(a, seqs=seqs, skips=np.zeros_like(a.skips), next_item=nxt, next_pos=nxt.copy())
+
+
+def to_batch(a: SplitArrays, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    """Rows ``idx`` as int64 tensors on ``device``: seqs, fb, next_item, next_pos, next_skip (B, T)."""
+    idx = np.sort(idx)  # sorted reads are sequential in the memory map
+    take = {
+        "seqs": a.seqs, "fb": a.skips, "next_item": a.next_item, "next_pos": a.next_pos, "next_skip": a.next_skip,
+    }
+    return {k: torch.from_numpy(np.asarray(v[idx], dtype=np.int64)).to(device) for k, v in take.items()}
+
+
+def row_batches(n_rows: int, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Row indices cut into batches; shuffled when an rng is given (one rng per epoch)."""
+    order = rng.permutation(n_rows) if rng is not None else np.arange(n_rows)
+    return [order[i : i + batch_size] for i in range(0, n_rows, batch_size)]
+
+
+def negatives_for(batch_seqs: torch.Tensor, targets: torch.Tensor, n_items: int, k: int, seed: int,
+                  cdf: np.ndarray | None) -> torch.Tensor:
+    """k sampled negatives per row (B, k), never PAD, never a play or target of that row."""
+    seqs = np.ascontiguousarray(batch_seqs.cpu().numpy().astype(np.int32))
+    excl = np.ascontiguousarray(targets.cpu().numpy().astype(np.int32))
+    neg = kernels.sample_negatives(seqs, n_items, k, seed, cdf=cdf, exclude=excl)
+    return torch.from_numpy(neg.astype(np.int64)).to(batch_seqs.device)
+
+
+def train_counts(a: SplitArrays, n_items: int) -> np.ndarray:
+    """int64 (n_items + 1,): plays of each track in the train rows (PAD counted as 0)."""
+    seqs = np.asarray(a.seqs)
+    counts = np.bincount(seqs[seqs != PAD].ravel(), minlength=n_items + 1).astype(np.int64)
+    counts[PAD] = 0
+    return counts

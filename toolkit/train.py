@@ -1,0 +1,290 @@
+"""``toolkit train``: a prepared dataset -> a trained run, reproducible and resumable.
+
+One loop, read top to bottom: seed, build, (resume), then per epoch shuffle the train rows,
+step, evaluate on validation (full ranking, next positive), checkpoint, stop early.  The run id
+is a hash of the dataset and the config, so the same dataset + config + seed is the same run:
+a finished run is reused and an interrupted one continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import kernels
+from toolkit import losses
+from toolkit.artifacts import (
+    RunDir, Workspace, append_metrics, list_datasets, load_torch, read_json, read_manifest, record_run,
+    run_dir, save_torch, write_json,
+)
+from toolkit.config import NEURAL, ModelConfig, TrainConfig
+from toolkit.data import (
+    SplitArrays, load_split, negatives_for, positives_only, row_batches, to_batch, train_counts,
+)
+from toolkit.errors import ArtifactMissingError, ConfigError
+from toolkit.evaluate import evaluate
+from toolkit.model import SeqRec, cloze_mask
+from toolkit.prep import FORMAT_VERSION
+from toolkit.schema import PAD
+from toolkit.scorers import MarkovScorer, NeuralScorer, PopScorer, hide_skips
+
+Progress = Callable[[dict], None]
+CE_BUDGET = 2**26  # full softmax while batch positions x catalogue stays under this many scores
+SELECT_METRIC = "ndcg@10"
+
+
+def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> dict:
+    """Train (or reuse, or resume) the run for ``cfg`` and return its result record.
+
+    Example: ``toolkit train --dataset spotify --model sasrec --feedback contrastive --seed 3``
+    """
+    say = progress or (lambda _event: None)
+    ds_name = cfg.dataset or latest_dataset(ws)
+    cfg = replace(cfg, dataset=ds_name)
+    ds = ws.dataset(ds_name)
+    manifest = read_manifest(ds)
+    _check_dataset(manifest, cfg)
+    run = run_dir(ws, run_id(manifest, cfg))
+    if run.result.exists() and read_json(run.result).get("status") == "finished":
+        return {**read_json(run.result), "reused": True}
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest["fingerprint"]})
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    started = time.perf_counter()
+    if cfg.model in NEURAL:
+        outcome = _fit_neural(run, ds, manifest, cfg, device, say)
+    else:
+        outcome = _fit_baseline(ds, manifest, cfg, device)
+        append_metrics(run, {"epoch": 0, **{f"valid_{k}": v for k, v in outcome["valid"].items()}})
+    return _finish(ws, run, cfg, outcome, time.perf_counter() - started)
+
+
+def latest_dataset(ws: Workspace) -> str:
+    rows = list_datasets(ws)
+    if not rows:
+        raise ArtifactMissingError(f"{ws.root}: no prepared dataset; run `toolkit prep LOGS` first")
+    return rows[0]["name"]
+
+
+def run_id(manifest: dict, cfg: TrainConfig) -> str:
+    """Deterministic id: same dataset content, same code version of prep, same config -> same run."""
+    key = json.dumps({"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": asdict(cfg)},
+                     sort_keys=True)
+    return f"{cfg.model}-{cfg.feedback.replace('+', '_')}-s{cfg.seed}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def _check_dataset(manifest: dict, cfg: TrainConfig) -> None:
+    name = manifest.get("name", "?")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"dataset {name} was prepared by an incompatible toolkit version; run `toolkit prep` again")
+    uses_skips = set(cfg.modes) & {"positives-only", "contrastive", "feedback-input", "negative-target"}
+    if uses_skips and manifest["skip_share"] == 0:
+        raise ConfigError(f"dataset {name} has no skipped plays, so --feedback {cfg.feedback} has nothing to learn "
+                          "from; use --feedback all")
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is visible; use --device cpu or auto")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def _fit_baseline(ds, manifest: dict, cfg: TrainConfig, device) -> dict:
+    scorer = build_baseline(ds, manifest, cfg)
+    valid = load_split(ds, "valid")
+    metrics = evaluate(scorer, valid, manifest["items"], device, last_only=manifest["split_mode"] == "last")
+    return {"valid": metrics, "best_epoch": 0, "epochs_done": 0}
+
+
+def build_baseline(ds, manifest: dict, cfg: TrainConfig):
+    """Most-popular or transition scorer counted from the train rows."""
+    tr = load_split(ds, "train")
+    hide = "positives-only" in cfg.modes
+    counts = train_counts(positives_only(tr) if hide else tr, manifest["items"])
+    if cfg.model == "pop":
+        return PopScorer(counts)
+    return MarkovScorer(np.asarray(tr.seqs), np.asarray(tr.skips), counts, hide)
+
+
+def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
+    return ModelConfig(
+        n_items=manifest["items"], max_len=manifest["max_len"], d_model=cfg.d_model, n_heads=cfg.n_heads,
+        n_layers=cfg.n_layers, dropout=cfg.dropout, causal=cfg.model == "sasrec",
+        feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob,
+    )
+
+
+def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: Progress) -> dict:
+    n_items = manifest["items"]
+    train_rows, valid = load_split(ds, "train"), load_split(ds, "valid")
+    last_only = manifest["split_mode"] == "last"
+    model = SeqRec(model_config(manifest, cfg)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    sampler = _Sampler(train_rows, n_items, cfg, device)
+    state = {"epoch": 0, "step": 0, "batch": 0, "best": -math.inf, "best_epoch": -1, "bad_epochs": 0}
+    if run.checkpoint.exists():
+        state = _restore(run, model, opt, sched)
+        say({"event": "resumed", "epoch": state["epoch"], "step": state["step"]})
+    step_fn = torch.compile(model) if cfg.compile else model
+    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+        epoch = state["epoch"]
+        batches = row_batches(len(train_rows), cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
+        model.train()
+        t0, sums, n_seen = time.perf_counter(), {}, 0
+        for b in range(state["batch"], len(batches)):
+            if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
+                break
+            batch = to_batch(train_rows, batches[b], device)
+            try:
+                terms = train_step(step_fn, model, batch, cfg, sampler, state["step"])
+                loss = sum(terms.values())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+            except KeyboardInterrupt:
+                _checkpoint(run, model, opt, sched, {**state, "batch": b})
+                raise
+            state["step"] += 1
+            n_seen += len(batches[b])
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            say({"event": "step", "epoch": epoch, "batch": b + 1, "batches": len(batches),
+                 "loss": float(loss.detach()), "rows_per_s": n_seen / max(time.perf_counter() - t0, 1e-9)})
+        seconds = time.perf_counter() - t0
+        model.eval()
+        metrics = evaluate(NeuralScorer(model, "positives-only" in cfg.modes), valid, n_items, device, last_only)
+        row = {"epoch": epoch, "step": state["step"], "seconds": seconds, "rows_per_s": n_seen / max(seconds, 1e-9),
+               **{f"loss_{k}": v / max(1, len(batches) - state["batch"]) for k, v in sums.items()},
+               **{f"valid_{k}": v for k, v in metrics.items()}}
+        append_metrics(run, row)
+        improved = metrics[SELECT_METRIC] > state["best"]
+        if improved:
+            save_torch(run.best, {"model": model.state_dict(), "model_config": asdict(model.cfg), "epoch": epoch,
+                                  "valid": metrics})
+        state.update(epoch=epoch + 1, batch=0, best=max(state["best"], metrics[SELECT_METRIC]),
+                     best_epoch=epoch if improved else state["best_epoch"],
+                     bad_epochs=0 if improved else state["bad_epochs"] + 1)
+        _checkpoint(run, model, opt, sched, state)
+        say({"event": "epoch", **row})
+        if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
+            break
+    best = load_torch(run.best)
+    return {"valid": best["valid"], "best_epoch": best["epoch"], "epochs_done": state["epoch"]}
+
+
+class _Sampler:
+    """Negatives for sampled losses, seeded per step so a resumed run draws the same ones."""
+
+    def __init__(self, train_rows: SplitArrays, n_items: int, cfg: TrainConfig, device) -> None:
+        self.n_items, self.k, self.seed = n_items, cfg.negatives, cfg.seed
+        counts = train_counts(train_rows, n_items)
+        self.cdf = kernels.popularity_cdf(counts, cfg.sampler_beta) if cfg.sampler == "popularity" else None
+        probs = np.diff(self.cdf, prepend=0.0) if self.cdf is not None else np.r_[0.0, np.full(n_items, 1.0 / n_items)]
+        self.log_q = torch.log(torch.from_numpy(probs).clamp(min=1e-12)).float().to(device)
+        use_ce = cfg.loss == "ce" or (cfg.loss == "auto" and cfg.batch_size * train_rows.seqs.shape[1] * n_items <= CE_BUDGET)
+        self.loss = "ce" if use_ce else ("sampled" if cfg.loss == "auto" else cfg.loss)
+
+    def draw(self, seqs: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
+        k = min(self.k, max(1, self.n_items // 2))
+        return negatives_for(seqs, targets, self.n_items, k, (self.seed * 1_000_003 + step) % 2**32, self.cdf)
+
+
+def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: _Sampler, step: int) -> dict:
+    """Loss terms of one batch: next-item term, plus contrastive / negative-target terms when on."""
+    seqs, fb = batch["seqs"], batch["fb"]
+    modes = set(cfg.modes)
+    if "positives-only" in modes:
+        seqs, fb = hide_skips(seqs, fb)
+    if model.cfg.causal:
+        targets = batch["next_pos"] if cfg.target == "next-pos" or "positives-only" in modes else batch["next_item"]
+        targets = torch.where(seqs != PAD, targets, torch.zeros_like(targets))
+        inputs, in_fb = seqs, fb
+    else:
+        g = torch.Generator(device=seqs.device).manual_seed(cfg.seed * 7919 + step)
+        inputs, targets = cloze_mask(seqs, model.cfg.n_items, model.cfg.mask_prob, g)
+        in_fb = torch.where(targets != PAD, torch.zeros_like(fb), fb)  # a hidden play's skip would leak
+    hidden = step_fn(inputs, in_fb)  # (B, T, D)
+    emb = model.item_embeddings()
+    terms = {}
+    negatives = None
+    if sampler.loss == "ce":
+        keep = targets != PAD
+        terms["next"] = losses.full_cross_entropy(model.scores(hidden[keep]), targets[keep])
+    else:
+        negatives = sampler.draw(seqs, targets, step)
+        if sampler.loss == "sampled":
+            terms["next"] = losses.sampled_softmax_rows(hidden, emb, targets, negatives, sampler.log_q)
+        else:
+            flat_neg = negatives.unsqueeze(1).expand(-1, seqs.shape[1], -1)[targets != PAD]
+            terms["next"] = losses.bce_negatives(hidden[targets != PAD], emb, targets[targets != PAD], flat_neg)
+    if "contrastive" in modes:
+        context = hidden if cfg.context == "output" else model.encoder.item_emb(seqs)
+        term, _ = losses.contrastive_skip_loss(context, emb, seqs, fb, batch["next_pos"], cfg.tau)
+        terms["contrastive"] = cfg.alpha * term
+    if "negative-target" in modes:
+        skipped = torch.where((batch["next_skip"] == 1) & (seqs != PAD), batch["next_item"], torch.zeros_like(seqs))
+        if sampler.loss == "ce":
+            keep = skipped != PAD
+            term = losses.negative_target_loss(model.scores(hidden[keep]), skipped[keep])
+        else:
+            term = losses.negative_target_rows(hidden, emb, skipped, negatives)
+        terms["negative"] = cfg.neg_weight * term
+    return terms
+
+
+def _checkpoint(run: RunDir, model, opt, sched, state: dict) -> None:
+    save_torch(run.checkpoint, {
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "torch_rng": torch.get_rng_state(), "state": {k: float(v) if k == "best" else v for k, v in state.items()},
+        "model_config": asdict(model.cfg),
+    })
+
+
+def _restore(run: RunDir, model, opt, sched) -> dict:
+    ck = load_torch(run.checkpoint)
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    torch.set_rng_state(ck["torch_rng"])
+    return dict(ck["state"])
+
+
+def _finish(ws: Workspace, run: RunDir, cfg: TrainConfig, outcome: dict, seconds: float) -> dict:
+    result = {
+        "id": run.id, "status": "finished", "dataset": cfg.dataset, "model": cfg.model, "feedback": cfg.feedback,
+        "seed": cfg.seed, "epochs_done": outcome["epochs_done"], "best_epoch": outcome["best_epoch"],
+        "valid": outcome["valid"], "wall_s": seconds, "git_commit": _git_commit(), "path": str(run.path),
+    }
+    write_json(run.result, result)
+    record_run(ws, {
+        **result, "valid_ndcg10": outcome["valid"]["ndcg@10"], "valid_hr10": outcome["valid"]["hr@10"],
+        "valid_skip_hr10": outcome["valid"]["skip_hr@10"], "config": asdict(cfg), "valid_metrics": outcome["valid"],
+    })
+    return result
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
