@@ -89,3 +89,33 @@ def negative_probabilities(seqs_row, exclude_row, n_items, cdf=None):
         for i in allowed:
             probs[i] = 1.0
     return probs / probs.sum()
+
+
+def sessionize(user, start_us, end_us, hint, track, flag, played, duration, gap_s, skip_ms, skip_ratio,
+               collapse_repeats):
+    """Obvious loop version of kernels.sessions.sessionize (same outputs, as Python lists)."""
+    n = len(user)
+    session, position, is_skip, source, repeat = [], [], [], [], []
+    current = -1
+    for i in range(n):
+        new = i == 0 or user[i] != user[i - 1] or hint[i] != hint[i - 1] or (
+            hint[i] == -1 and start_us[i] - end_us[i - 1] > gap_s * 1_000_000)
+        current += 1 if new else 0
+        session.append(current)
+        position.append(0 if new else position[-1] + 1)
+        repeat.append(bool(collapse_repeats and not new and track[i] == track[i - 1]))
+    for i in range(n):
+        nxt_same = i + 1 < n and session[i + 1] == session[i]
+        if flag[i] >= 0:
+            label, src = int(flag[i]), 0
+        elif played[i] >= 0 and duration[i] >= 0 and skip_ratio is not None:
+            label, src = int(played[i] < skip_ratio * duration[i]), 1
+        elif played[i] >= 0:
+            label, src = int(played[i] < skip_ms), 2
+        elif nxt_same:
+            label, src = int(start_us[i + 1] - start_us[i] < skip_ms * 1000), 3
+        else:
+            label, src = 0, 4
+        is_skip.append(label)
+        source.append(src)
+    return session, position, is_skip, source, repeat

@@ -269,3 +269,23 @@ def test_negative_target_sampled_by_hand():
     same = negative_target_sampled(hidden, item_emb, skipped, torch.tensor([[2, 1], [2, 3]]))
     p2 = math.exp(2.0) / (math.exp(2.0) + math.exp(1.0))
     assert same.item() == pytest.approx(-math.log(1.0 - p2), rel=1e-6)
+
+
+def test_row_shared_negatives_equal_the_per_query_losses():
+    """Sharing a row's negatives across its positions is only a faster layout, not another loss."""
+    from toolkit.losses import negative_target_rows, negative_target_sampled, sampled_softmax_rows
+
+    g = torch.Generator().manual_seed(0)
+    B, T, D, V, K = 3, 4, 5, 9, 6
+    hidden = torch.randn(B, T, D, generator=g)
+    item_emb = torch.randn(V, D, generator=g)
+    targets = torch.randint(1, V, (B, T), generator=g)
+    targets[0, :2] = 0  # padding positions
+    negatives = torch.randint(0, V, (B, K), generator=g)
+    log_q = torch.log(torch.rand(V, generator=g) + 0.1)
+    per_query_negs = negatives.unsqueeze(1).expand(B, T, K).reshape(-1, K)
+    flat = hidden.reshape(-1, D), item_emb, targets.reshape(-1), per_query_negs
+    assert sampled_softmax_rows(hidden, item_emb, targets, negatives, log_q).item() == pytest.approx(
+        sampled_softmax(*flat, log_q=log_q).item(), rel=1e-5)
+    assert negative_target_rows(hidden, item_emb, targets, negatives).item() == pytest.approx(
+        negative_target_sampled(*flat).item(), rel=1e-5)

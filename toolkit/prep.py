@@ -1,8 +1,11 @@
 """``toolkit prep``: raw listening logs -> a prepared dataset in the workspace.
 
-DuckDB runs the SQL steps (normalise, clean, sessionize, label skips, filter, split, ids) over
-temporary tables that spill to the workspace's tmp/ past the memory limit; polars summarises; the
-numba kernels build the sequence arrays.  Every input row ends up either in events.parquet or
+DuckDB reads and normalises the input, marks unusable rows, builds the user and track
+dictionaries and sorts the usable plays once into listening order (``sql/``); one numba pass cuts
+that stream into sessions and labels skips (``kernels/sessions.py``, ``toolkit/sessions.py``);
+sessions go back to SQL for the train / valid / test windows; polars writes the parquet files and
+the numba kernels build the sequence arrays.  Sorting once instead of running a window query per
+step is what keeps prep near the cost of a plain read-sort-write (see benchmarks/).  Every input row ends up either in events.parquet or
 counted under a named drop reason, and ``rows_in == rows_kept + sum(rows_dropped)`` is checked.
 """
 
@@ -29,6 +32,7 @@ from toolkit.artifacts import (
 from toolkit.config import PrepConfig
 from toolkit.errors import EmptyInputError, InputError
 from toolkit.schema import IS_SKIP, ITEM, SESSION, SPLIT, SPLITS, USER
+from toolkit.sessions import Events, build_events, item_ids, session_bounds, skip_rule_counts
 
 Progress = Callable[[str], None]
 FORMAT_VERSION = 1  # bump when the files prep writes change meaning
@@ -61,9 +65,15 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
         if done is not None:
             return done
         readers.register_raw(con, src)
-        rows_in, dropped = _run_sql(con, src, cfg, say)
+        rows_in, dropped, stream, users, tracks = _read(con, src, cfg, say)
+        say("sessionizing")
+        ev = build_events(con, stream, len(tracks), cfg)
+        del stream
+        for reason, n in ev.dropped.items():
+            if n:
+                dropped[reason] = dropped.get(reason, 0) + n
         say("writing events")
-        manifest = _write_dataset(con, ds, src, cfg, say)
+        manifest = _write_dataset(con, ds, src, cfg, ev, users, tracks, say)
     finally:
         con.close()
     manifest.update(_accounting(rows_in, dropped, manifest["rows_kept"]))
@@ -147,8 +157,8 @@ def _json_roundtrip(value: dict) -> dict:
     return json.loads(json.dumps(value, default=str))
 
 
-def _run_sql(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, say: Progress):
-    """Normalise -> clean -> sessionize -> label -> filter -> split; returns rows_in and drops."""
+def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, say: Progress):
+    """Normalise and clean in SQL; return rows_in, drops, the sorted play stream and the dictionaries."""
     params = {"ts_unit": readers.ts_unit(con)} if src.format == "generic" else {}
     try:
         sql.materialize(con, f"normalize_{src.format.replace('-', '_')}", "plays", **params)
@@ -159,28 +169,24 @@ def _run_sql(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfi
         raise EmptyInputError(f"{src.files[0].shown}: holds no rows; check the file or the --format")
     _check_parseable(con, src)
     say("cleaning")
-    max_ts = datetime.now() + timedelta(days=1)
     sql.materialize(
         con, "clean", "cleaned", drop_podcasts=not cfg.keep_podcasts, min_ts=datetime.fromisoformat(cfg.min_ts),
-        max_ts=max_ts, max_played_ms=cfg.max_play_ms if cfg.max_play_ms is not None else 2**62,
+        max_ts=datetime.now() + timedelta(days=1),
+        max_played_ms=cfg.max_play_ms if cfg.max_play_ms is not None else 2**62,
     )
+    con.execute("drop table plays")
+    dropped = dict(con.execute(
+        "select drop_reason, count(*) from cleaned where drop_reason is not null group by 1"
+    ).fetchall())
     con.execute("create or replace temp view kept as select * exclude (drop_reason) from cleaned where drop_reason is null")
-    say("sessionizing")
-    sql.relation(con, "sessionize", session_gap_s=cfg.session_gap_s).create_view("sessioned")
-    sql.relation(con, "label_skips", skip_ms=cfg.skip_ms, skip_ratio=cfg.skip_ratio).create_view("labelled")
-    sql.materialize(
-        con, "filter_sessions", "filtered_all", collapse_repeats=cfg.collapse_repeats,
-        min_item_plays=cfg.min_item_plays, min_session_len=cfg.min_session_len,
-    )
-    con.execute("create or replace temp view filtered as select * exclude (drop_reason) from filtered_all where drop_reason is null")
-    say("splitting")
-    sql.materialize(con, "split", "split_all", split_mode=cfg.split, valid_frac=cfg.valid_frac, test_frac=cfg.test_frac)
-    con.execute("create or replace temp view final_plays as select * exclude (drop_reason) from split_all where drop_reason is null")
-    dropped = {}
-    for table in ("cleaned", "filtered_all", "split_all"):
-        for reason, n in con.sql(f"select drop_reason, count(*) from {table} where drop_reason is not null group by 1").fetchall():
-            dropped[reason] = dropped.get(reason, 0) + n
-    return rows_in, dropped
+    sql.materialize(con, "users", "users")
+    sql.materialize(con, "tracks", "tracks")
+    say("ordering plays")
+    stream = {k: np.ascontiguousarray(v) for k, v in sql.relation(con, "ordered_plays").fetchnumpy().items()}
+    users = con.sql("select user_id from users order by user_code").pl()["user_id"]
+    tracks = con.sql("select * from tracks order by track_code").pl()
+    con.execute("drop table cleaned")
+    return rows_in, dropped, stream, users, tracks
 
 
 def _check_parseable(con: duckdb.DuckDBPyConnection, src: readers.Source) -> None:
@@ -206,97 +212,99 @@ def _check_parseable(con: duckdb.DuckDBPyConnection, src: readers.Source) -> Non
         raise InputError(f"{shown}: every track id is empty; map the right column with --col track=<column>")
 
 
-def _write_dataset(con: duckdb.DuckDBPyConnection, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, say: Progress) -> dict:
+def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, ev: Events, users: pl.Series,
+                   tracks: pl.DataFrame, say: Progress) -> dict:
     """items.parquet, events.parquet, the sequence arrays and the summary part of the manifest."""
-    n_final = sql.one(con, "select count(*) from final_plays")[0]
-    if n_final == 0:
+    if len(ev.session_idx) == 0:
         raise EmptyInputError(
             f"{src.files[0].shown}: every row was filtered away; loosen --min-session-len / --min-item-plays "
             "or check --session-gap"
         )
     ds.path.mkdir(parents=True, exist_ok=True)
-    sql.materialize(con, "items", "items")
-    sql.materialize(con, "events", "events")
-    problems = {k: v for k, v in sql.run_checks(con).items() if v}
-    if problems:
-        raise RuntimeError(f"prepared events fail audits {problems}; this is a bug, please report it")
-    _copy_parquet(con, "select * from items order by item_id", ds.items)
-    _copy_parquet(con, "select * from events order by session_idx, position", ds.events)
+    item, code_of_item = item_ids(ev.track_code, len(tracks))
+    items = _items_frame(item, ev, code_of_item, tracks)
+    events = pl.DataFrame({
+        SPLIT: pl.Series(SPLITS).gather(ev.split), SESSION: ev.session_idx, "position": ev.position,
+        USER: users.gather(ev.user_code), ITEM: item, "ts": pl.Series(ev.order_us).cast(pl.Datetime("us")),
+        "played_ms": pl.Series(ev.played).replace(-1, None), IS_SKIP: ev.is_skip,
+    })
+    _audit(con, events, ev)
+    _write_parquet(items, ds.items)
+    _write_parquet(events, ds.events)
     say("building sequences")
-    n_items = sql.one(con, "select count(*) from items")[0]
-    splits = _write_arrays(con, ds, cfg)
-    summary = _summary(con, ds)
-    skip_rule = dict(con.sql("select skip_source, count(*) from final_plays group by 1 order by 1").fetchall())
-    cold = sql.one(
-        con,
-        "select count(*) filter (where i.train_plays = 0), count(*) filter (where e.split <> 'train' and i.train_plays = 0)"
-        " from events e join items i using (item_id)"
-    )
+    splits = _write_arrays(ds, cfg, ev, item)
+    cold_item = items["train_plays"].to_numpy() == 0
     return {
-        **summary, "items": n_items, "splits": splits, "skip_rule": _skip_rule(cfg, src.format, skip_rule), "split_mode": cfg.split,
-        "cold_items": sql.one(con, "select count(*) from items where train_plays = 0")[0],
-        "cold_events": cold[1], "max_len": cfg.max_len,
+        **_summary(events, ev), "items": len(items), "splits": splits, "split_mode": cfg.split,
+        "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(ev.source)), "max_len": cfg.max_len,
+        "cold_items": int(cold_item.sum()), "cold_events": int((cold_item[item - 1] & (ev.split != 0)).sum()),
     }
 
 
-def _copy_parquet(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
+def _items_frame(item: np.ndarray, ev: Events, code_of_item: np.ndarray, tracks: pl.DataFrame) -> pl.DataFrame:
+    n = len(code_of_item) - 1
+    names = tracks[code_of_item[1:]]
+    return pl.DataFrame({
+        ITEM: np.arange(1, n + 1, dtype=np.int32), "track_key": names["track_key"], "artist": names["artist"],
+        "title": names["title"], "plays": np.bincount(item, minlength=n + 1)[1:].astype(np.int64),
+        "skips": np.bincount(item, weights=ev.is_skip, minlength=n + 1)[1:].astype(np.int64),
+        "train_plays": np.bincount(item[ev.split == 0], minlength=n + 1)[1:].astype(np.int64),
+    })
+
+
+def _audit(con: duckdb.DuckDBPyConnection, events: pl.DataFrame, ev: Events) -> None:
+    """Run sql/checks over the events, and check time never runs backwards inside a session."""
+    con.register("events", events)
+    try:
+        problems = {k: v for k, v in sql.run_checks(con).items() if v}
+    finally:
+        con.unregister("events")
+    same = ev.session_idx[1:] == ev.session_idx[:-1]
+    if np.any(same & (ev.order_us[1:] < ev.order_us[:-1])):
+        problems["time runs backwards"] = 1
+    if problems:
+        raise RuntimeError(f"prepared events fail audits {problems}; this is a bug, please report it")
+
+
+def _write_parquet(frame: pl.DataFrame, target: Path) -> None:
     with atomic_path(target) as tmp:
-        con.sql(query).write_parquet(str(tmp), compression="zstd")
+        frame.write_parquet(tmp, compression="zstd", statistics=True)
 
 
-def _write_arrays(con: duckdb.DuckDBPyConnection, ds: DatasetDir, cfg: PrepConfig) -> dict:
+def _write_arrays(ds: DatasetDir, cfg: PrepConfig, ev: Events, item: np.ndarray) -> dict:
     """Per split, CSR offsets over its sessions -> the kernels' left-padded arrays (.npy)."""
-    cols = con.sql(f"select {SESSION}, {ITEM}, {IS_SKIP}, {SPLIT} = 'train' as tr, {SPLIT} = 'valid' as va, "
-                   f"{SPLIT} = 'test' as te from events order by {SESSION}, position").fetchnumpy()
-    session = np.asarray(cols[SESSION], dtype=np.int64)
-    items = np.ascontiguousarray(cols[ITEM], dtype=np.int32)
-    skips = np.ascontiguousarray(cols[IS_SKIP], dtype=np.int8)
-    in_split = {"train": np.asarray(cols["tr"]), "valid": np.asarray(cols["va"]), "test": np.asarray(cols["te"])}
     out = {}
-    for split in SPLITS:
+    for code, split in enumerate(SPLITS):
+        mine = ev.split == code
         # Under split 'last' a valid / test row is the whole prefix ending in its held-out play,
         # so the arrays of a split hold its own plays and everything before them in the session.
         if cfg.split == "last":
-            rank = {"train": 0, "valid": 1, "test": 2}[split]
-            keep = in_split["train"] | (in_split["valid"] & (rank >= 1)) | (in_split["test"] & (rank >= 2))
-            keep &= np.isin(session, np.unique(session[in_split[split]]))
+            owners = np.zeros(int(ev.session_idx.max()) + 1, bool)
+            owners[ev.session_idx[mine]] = True
+            keep = (ev.split <= code) & owners[ev.session_idx]
         else:
-            keep = in_split[split]
-        s_items, s_skips, s_session = items[keep], skips[keep], session[keep]
-        uniq, counts = np.unique(s_session, return_counts=True)
-        offsets = np.zeros(len(uniq) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
+            keep = mine
+        session = ev.session_idx[keep]
+        offsets = session_bounds(session)
         seqs, fb, nxt, npos, row_session = kernels.build_sequences(
-            np.ascontiguousarray(s_items), np.ascontiguousarray(s_skips), offsets, cfg.max_len
+            np.ascontiguousarray(item[keep]), np.ascontiguousarray(ev.is_skip[keep]), offsets, cfg.max_len
         )
-        arrays = {"seqs": seqs, "skips": fb, "next_item": nxt, "next_pos": npos, "row_session": uniq[row_session]}
+        arrays = {"seqs": seqs, "skips": fb, "next_item": nxt, "next_pos": npos,
+                  "row_session": session[offsets[:-1]][row_session]}
         for name in ARRAYS:
             write_array(ds.array(split, name), arrays[name])
-        out[split] = {
-            "sessions": int(len(uniq)), "events": int(in_split[split].sum()), "rows": int(len(seqs)),
-            "skips": int(skips[in_split[split]].sum()),
-        }
+        out[split] = {"sessions": len(offsets) - 1, "events": int(mine.sum()), "rows": len(seqs),
+                      "skips": int(ev.is_skip[mine].sum())}
     return out
 
 
-def _summary(con: duckdb.DuckDBPyConnection, ds: DatasetDir) -> dict:
-    """Headline numbers, computed lazily with polars over the written events file."""
-    ev = pl.scan_parquet(ds.events)
-    per_session = ev.group_by(SESSION).agg(pl.len().alias("n"))
-    head = ev.select(
-        pl.len().alias("rows_kept"),
-        pl.col(USER).n_unique().alias("users"),
-        pl.col(SESSION).n_unique().alias("sessions"),
-        pl.col(IS_SKIP).cast(pl.Float64).mean().alias("skip_share"),
-        pl.col("ts").min().alias("first_play"),
-        pl.col("ts").max().alias("last_play"),
-    ).collect()
-    lengths = per_session.select(
-        pl.col("n").median().alias("median_session_len"), pl.col("n").mean().alias("mean_session_len"),
-    ).collect()
-    row = {**head.row(0, named=True), **lengths.row(0, named=True)}
-    row["first_play"], row["last_play"] = str(row["first_play"]), str(row["last_play"])
-    return row
+def _summary(events: pl.DataFrame, ev: Events) -> dict:
+    lengths = np.diff(session_bounds(ev.session_idx))
+    return {
+        "rows_kept": len(events), "users": int(len(np.unique(ev.user_code))), "sessions": len(lengths),
+        "skip_share": float(ev.is_skip.mean()), "first_play": str(events["ts"].min()), "last_play": str(events["ts"].max()),
+        "median_session_len": float(np.median(lengths)), "mean_session_len": float(lengths.mean()),
+    }
 
 
 def _skip_rule(cfg: PrepConfig, fmt: str, by_source: dict) -> dict:

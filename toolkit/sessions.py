@@ -1,0 +1,137 @@
+"""From the sorted play stream to the prepared events: sessions, skip labels, filters, splits, ids.
+
+The stream comes from ``sql/ordered_plays.sql`` already in listening order, so everything here is
+one numba pass (``kernels.sessions``) plus vectorised numpy over whole columns; only the split
+of sessions into time windows goes back to SQL (``sql/split.sql``), on one row per session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from kernels.sessions import SOURCES, sessionize
+from toolkit import sql
+from toolkit.config import PrepConfig
+from toolkit.schema import SPLITS
+
+
+@dataclass
+class Events:
+    """Kept plays in final order (session_idx, then position); all arrays have one entry per play."""
+
+    split: np.ndarray  # int8 index into schema.SPLITS
+    session_idx: np.ndarray  # int64, 0..n_sessions-1: train sessions first, then valid, then test
+    position: np.ndarray  # int32, 0.. inside the session
+    user_code: np.ndarray  # int32, index into the users table
+    track_code: np.ndarray  # int32, index into the tracks table
+    order_us: np.ndarray  # int64, the time plays are ordered by (epoch microseconds)
+    played: np.ndarray  # int64 milliseconds, -1 where unknown
+    is_skip: np.ndarray  # int8
+    source: np.ndarray  # int8, the skip rule that decided (kernels.sessions.SOURCES)
+    dropped: dict[str, int]  # rows removed here, by reason
+
+
+def build_events(con: duckdb.DuckDBPyConnection, stream: dict[str, np.ndarray], n_tracks: int, cfg: PrepConfig) -> Events:
+    """Sessionize, label and filter the sorted stream, split the sessions, order the result."""
+    session, _, is_skip, source, repeat = sessionize(
+        stream["user_code"], stream["start_us"], stream["end_us"], stream["hint"], stream["track_code"],
+        stream["flag"], stream["played"], stream["duration"], cfg.session_gap_s, cfg.skip_ms, cfg.skip_ratio,
+        cfg.collapse_repeats,
+    )
+    keep, dropped = _filters(session, stream["track_code"], repeat, n_tracks, cfg)
+    cols = {k: stream[k][keep] for k in ("user_code", "track_code", "order_us", "start_us", "played")}
+    cols.update(session=session[keep], is_skip=is_skip[keep], source=source[keep])
+    split, straddles = _split(con, cols, cfg)
+    dropped["straddles_split"] = int(straddles.sum())
+    cols = {k: v[~straddles] for k, v in cols.items()}
+    split = split[~straddles]
+    order, session_idx, position = _final_order(cols, split)
+    return Events(
+        split=split[order], session_idx=session_idx, position=position, user_code=cols["user_code"][order],
+        track_code=cols["track_code"][order], order_us=cols["order_us"][order], played=cols["played"][order],
+        is_skip=cols["is_skip"][order], source=cols["source"][order], dropped=dropped,
+    )
+
+
+def _filters(session: np.ndarray, track: np.ndarray, repeat: np.ndarray, n_tracks: int, cfg: PrepConfig):
+    """Consecutive repeats, then rare tracks (plays counted after collapsing), then short sessions."""
+    keep = ~repeat
+    plays = np.bincount(track[keep], minlength=n_tracks)
+    rare = keep & (plays[track] < cfg.min_item_plays)
+    keep &= ~rare
+    length = np.bincount(session[keep], minlength=int(session.max()) + 1 if len(session) else 0)
+    short = keep & (length[session] < cfg.min_session_len)
+    keep &= ~short
+    dropped = {"repeat_collapsed": int(repeat.sum()), "rare_track": int(rare.sum()), "short_session": int(short.sum())}
+    return keep, dropped
+
+
+def session_bounds(session: np.ndarray) -> np.ndarray:
+    """int64 (S + 1,): where each run of equal, consecutive session numbers starts (CSR offsets)."""
+    if len(session) == 0:
+        return np.zeros(1, np.int64)
+    starts = np.flatnonzero(np.r_[True, session[1:] != session[:-1]])
+    return np.r_[starts, len(session)].astype(np.int64)
+
+
+def _split(con: duckdb.DuckDBPyConnection, cols: dict, cfg: PrepConfig) -> tuple[np.ndarray, np.ndarray]:
+    """int8 split per play, and which plays belong to sessions straddling a window boundary."""
+    bounds = session_bounds(cols["session"])
+    n_sessions = len(bounds) - 1
+    first, last = bounds[:-1], bounds[1:] - 1
+    if cfg.split == "last":
+        from_end = np.repeat(bounds[1:], np.diff(bounds)) - 1 - np.arange(len(cols["session"]))
+        split = np.where(from_end == 0, 2, np.where(from_end == 1, 1, 0)).astype(np.int8)
+        return split, np.zeros(len(split), bool)
+    sessions = pl.DataFrame({
+        "session": np.arange(n_sessions, dtype=np.int64),
+        "user_code": cols["user_code"][first],
+        "start_us": np.minimum.reduceat(cols["start_us"], first) if n_sessions else np.zeros(0, np.int64),
+        "end_us": cols["order_us"][last],
+    })
+    con.register("sessions", sessions)
+    try:
+        res = sql.relation(con, "split", valid_frac=cfg.valid_frac, test_frac=cfg.test_frac).pl().sort("session")
+    finally:
+        con.unregister("sessions")
+    code = res["window_split"].replace_strict({s: i for i, s in enumerate(SPLITS)}, return_dtype=pl.Int8).to_numpy()
+    lengths = np.diff(bounds)
+    return np.repeat(code, lengths), np.repeat(res["straddles"].to_numpy(), lengths)
+
+
+def _final_order(cols: dict, split: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sessions ordered by (split, start, user, session); returns the play permutation, the new
+    session_idx and positions of the permuted plays."""
+    bounds = session_bounds(cols["session"])
+    first, lengths = bounds[:-1], np.diff(bounds)
+    split_rank = np.minimum.reduceat(split, first) if len(first) else np.zeros(0, np.int8)
+    start = np.minimum.reduceat(cols["start_us"], first) if len(first) else np.zeros(0, np.int64)
+    sess_order = np.lexsort((cols["session"][first], cols["user_code"][first], start, split_rank))
+    new_lengths = lengths[sess_order]
+    new_bounds = np.r_[0, np.cumsum(new_lengths)].astype(np.int64)
+    within = np.arange(new_bounds[-1]) - np.repeat(new_bounds[:-1], new_lengths)
+    order = np.repeat(first[sess_order], new_lengths) + within
+    session_idx = np.repeat(np.arange(len(sess_order), dtype=np.int64), new_lengths)
+    return order, session_idx, within.astype(np.int32)
+
+
+def item_ids(track_code: np.ndarray, n_tracks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ids 1..n by play count (descending), ties by key (track codes are in key order).
+
+    Returns the id of each play and the track code of each id (index 0 unused: PAD).
+    """
+    plays = np.bincount(track_code, minlength=n_tracks)
+    present = np.flatnonzero(plays)
+    ranked = present[np.lexsort((present, -plays[present]))]
+    id_of_code = np.zeros(n_tracks, np.int32)
+    id_of_code[ranked] = np.arange(1, len(ranked) + 1, dtype=np.int32)
+    return id_of_code[track_code], np.r_[-1, ranked]
+
+
+def skip_rule_counts(source: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(source.astype(np.int64), minlength=len(SOURCES))
+    return {name: int(n) for name, n in zip(SOURCES, counts) if n}
