@@ -20,6 +20,41 @@ from kernels.sequences import _check_array
 SOURCES = ("explicit", "ratio", "played_ms", "gap", "unknown")
 
 
+def mark_duplicates(user: np.ndarray, order_us: np.ndarray, start_us: np.ndarray, track: np.ndarray,
+                    played: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """bool[n]: the play repeats an earlier play of the stream exactly (same user, start, track,
+    played time and source position); the first copy is kept.
+
+    Copies share their order time, so they sit in the same run of equal (user, order_us); only
+    those runs (almost always of length 1) are compared pairwise.
+    """
+    n = len(user)
+    _check_array("user", user, np.int32, 1)
+    _check_array("track", track, np.int32, 1)
+    for name, arr in {"order_us": order_us, "start_us": start_us, "played": played, "position": position}.items():
+        _check_array(name, arr, np.int64, 1)
+        if len(arr) != n:
+            raise ValueError(f"{name} has {len(arr)} entries but user has {n}; pass one value per play")
+    out = np.zeros(n, np.bool_)
+    _mark_duplicates_kernel(user, order_us, start_us, track, played, position, out)
+    return out
+
+
+@njit
+def _mark_duplicates_kernel(user, order_us, start_us, track, played, position, out):
+    n = user.shape[0]
+    run = 0
+    for i in range(n):
+        if i == 0 or user[i] != user[i - 1] or order_us[i] != order_us[i - 1]:
+            run = i
+            continue
+        for j in range(run, i):
+            if (not out[j] and start_us[j] == start_us[i] and track[j] == track[i] and played[j] == played[i]
+                    and position[j] == position[i]):
+                out[i] = True
+                break
+
+
 def sessionize(
     user: np.ndarray,
     start_us: np.ndarray,

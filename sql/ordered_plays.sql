@@ -1,7 +1,7 @@
 -- purpose: the usable plays as narrow integer columns in listening order, for the session pass
 -- input views: kept (usable plays), users (users.sql), tracks (tracks.sql)
 -- output columns: user_code, order_us, start_us, end_us, hint, track_code, flag, played, duration,
---                 src_row
+--                 position (the source's own position, -1 where none), src_row
 -- grain: one row per usable play, ordered by user, then order time, then the source's own
 --        position, then source row (so equal timestamps keep file order)
 -- parameters: none
@@ -32,6 +32,7 @@ final as (
         coalesce(k.skip_flag::tinyint, -1)::tinyint as flag,
         coalesce(k.played_ms, -1) as played,
         coalesce(k.duration_ms, -1) as duration,
+        coalesce(k.position_hint, -1) as position,
         k.position_hint,
         k.src_row
     from kept as k

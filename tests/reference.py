@@ -119,3 +119,12 @@ def sessionize(user, start_us, end_us, hint, track, flag, played, duration, gap_
         is_skip.append(label)
         source.append(src)
     return session, position, is_skip, source, repeat
+
+
+def mark_duplicates(user, order_us, start_us, track, played, position):
+    """Obvious version: a play is a copy when an earlier play has the same key."""
+    seen, out = set(), []
+    for key in zip(user, order_us, start_us, track, played, position):
+        out.append(key in seen)
+        seen.add(key)
+    return out

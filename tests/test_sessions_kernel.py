@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from kernels.sessions import sessionize
+from kernels.sessions import mark_duplicates, sessionize
 
 S = 1_000_000  # microseconds per second
 
@@ -100,3 +100,24 @@ def test_kernel_matches_reference(a, ratio, collapse, gap):
                                 skip_ratio=ratio, collapse_repeats=collapse)
     for g, w in zip(got, want):
         assert g.tolist() == list(w)
+
+
+def dup_arrays(rows):
+    cols = list(zip(*rows)) if rows else [[]] * 6
+    dtypes = (np.int32, np.int64, np.int64, np.int32, np.int64, np.int64)
+    return [np.asarray(c, dt) for c, dt in zip(cols, dtypes)]
+
+
+def test_duplicates_interleaved_with_other_plays_of_the_same_time():
+    # (user, order, start, track, played, position); rows 0 and 2 are copies with row 1 between them
+    rows = [(0, 5, 5, 1, 100, -1), (0, 5, 5, 2, 100, -1), (0, 5, 5, 1, 100, -1), (0, 6, 6, 1, 100, -1),
+            (1, 5, 5, 1, 100, -1), (1, 5, 5, 1, 100, 3)]
+    assert mark_duplicates(*dup_arrays(rows)).tolist() == [False, False, True, False, False, False]
+
+
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 2), st.integers(0, 1), st.integers(1, 2),
+                          st.integers(0, 1), st.integers(-1, 0)), max_size=25))
+def test_duplicates_match_reference(rows):
+    rows = sorted(rows, key=lambda r: (r[0], r[1]))  # the stream is sorted by user, then order time
+    arrays_ = dup_arrays([(u, o, o + s, t, p, q) for u, o, s, t, p, q in rows])
+    assert mark_duplicates(*arrays_).tolist() == reference.mark_duplicates(*[a.tolist() for a in arrays_])

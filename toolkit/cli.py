@@ -78,7 +78,7 @@ def prep(
     valid_frac: float = typer.Option(0.1, help="Share of sessions for validation."),
     test_frac: float = typer.Option(0.1, help="Share of sessions for test."),
     max_len: int = typer.Option(20, help="Width of the sequence arrays; longer sessions become several windows."),
-    memory_limit: str = typer.Option("2GB", help="DuckDB memory limit (spills to disk past it)."),
+    memory_limit: str = typer.Option("1GB", help="DuckDB memory limit (spills to disk past it)."),
     workspace: Optional[Path] = WorkspaceOpt,
 ) -> None:
     """Turn raw plays into sessions with skip labels, ids, splits and sequence arrays.

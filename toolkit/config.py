@@ -69,7 +69,7 @@ class PrepConfig:
     test_frac: float = 0.1  # share of sessions in the test window
     max_len: int = 20  # width of the sequence arrays (the paper uses 20); longer sessions are cut into windows
     min_ts: str = "1990-01-01"  # plays before this date are impossible and dropped
-    memory_limit: str = "2GB"  # DuckDB memory limit; past it DuckDB spills to the workspace tmp/
+    memory_limit: str = "1GB"  # DuckDB memory limit; past it DuckDB spills to the workspace tmp/
     threads: int = 0  # DuckDB threads (0: all cores)
 
     def __post_init__(self) -> None:

@@ -160,21 +160,20 @@ def _json_roundtrip(value: dict) -> dict:
 def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, say: Progress):
     """Normalise and clean in SQL; return rows_in, drops, the sorted play stream and the dictionaries."""
     params = {"ts_unit": readers.ts_unit(con)} if src.format == "generic" else {}
+    # normalising is a view: the clean step reads it and is the only full materialisation
+    sql.relation(con, f"normalize_{src.format.replace('-', '_')}", **params).create_view("plays")
     try:
-        sql.materialize(con, f"normalize_{src.format.replace('-', '_')}", "plays", **params)
+        sql.materialize(
+            con, "clean", "cleaned", drop_podcasts=not cfg.keep_podcasts, min_ts=datetime.fromisoformat(cfg.min_ts),
+            max_ts=datetime.now() + timedelta(days=1),
+            max_played_ms=cfg.max_play_ms if cfg.max_play_ms is not None else 2**62,
+        )
     except duckdb.Error as exc:
         raise InputError(f"{src.files[0].shown}: cannot be read as {src.format} ({str(exc).splitlines()[0]})") from exc
-    rows_in = sql.one(con, "select count(*) from plays")[0]
+    rows_in = sql.one(con, "select count(*) from cleaned")[0]
     if rows_in == 0:
         raise EmptyInputError(f"{src.files[0].shown}: holds no rows; check the file or the --format")
     _check_parseable(con, src)
-    say("cleaning")
-    sql.materialize(
-        con, "clean", "cleaned", drop_podcasts=not cfg.keep_podcasts, min_ts=datetime.fromisoformat(cfg.min_ts),
-        max_ts=datetime.now() + timedelta(days=1),
-        max_played_ms=cfg.max_play_ms if cfg.max_play_ms is not None else 2**62,
-    )
-    con.execute("drop table plays")
     dropped = dict(con.execute(
         "select drop_reason, count(*) from cleaned where drop_reason is not null group by 1"
     ).fetchall())
@@ -182,11 +181,29 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
     sql.materialize(con, "users", "users")
     sql.materialize(con, "tracks", "tracks")
     say("ordering plays")
-    stream = {k: np.ascontiguousarray(v) for k, v in sql.relation(con, "ordered_plays").fetchnumpy().items()}
     users = con.sql("select user_id from users order by user_code").pl()["user_id"]
     tracks = con.sql("select * from tracks order by track_code").pl()
+    n_kept = sql.one(con, "select count(*) from kept")[0]
+    stream = _fetch_stream(sql.relation(con, "ordered_plays"), n_kept)
     con.execute("drop table cleaned")
     return rows_in, dropped, stream, users, tracks
+
+
+def _fetch_stream(rel: duckdb.DuckDBPyRelation, n: int) -> dict[str, np.ndarray]:
+    """Copy the sorted result batch by batch into preallocated arrays, so the whole result never
+    exists twice (once as DuckDB's, once as ours)."""
+    reader = rel.to_arrow_reader(1 << 20)
+    out: dict[str, np.ndarray] = {}
+    at = 0
+    for batch in reader:
+        if not out:
+            out = {f.name: np.empty(n, dtype=f.type.to_pandas_dtype()) for f in batch.schema}
+        for name, col in zip(batch.schema.names, batch.columns):
+            out[name][at : at + len(batch)] = col.to_numpy(zero_copy_only=False)
+        at += len(batch)
+    if at != n:
+        raise RuntimeError(f"the sorted stream has {at} plays, expected {n}; this is a bug, please report it")
+    return out
 
 
 def _check_parseable(con: duckdb.DuckDBPyConnection, src: readers.Source) -> None:
@@ -195,7 +212,7 @@ def _check_parseable(con: duckdb.DuckDBPyConnection, src: readers.Source) -> Non
         con,
         "select count(*) filter (where parse_error = 'ts'), count(*) filter (where ts is not null),"
         " count(*) filter (where parse_error = 'played_ms'), count(*) filter (where played_ms is not null),"
-        " count(*) filter (where track_key is not null and track_key <> '') from plays"
+        " count(*) filter (where track_key is not null and track_key <> '') from cleaned"
     )
     bad_ts, good_ts, bad_played, good_played, good_track = counts
     shown = src.files[0].shown
@@ -223,19 +240,15 @@ def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, ev
     ds.path.mkdir(parents=True, exist_ok=True)
     item, code_of_item = item_ids(ev.track_code, len(tracks))
     items = _items_frame(item, ev, code_of_item, tracks)
-    events = pl.DataFrame({
-        SPLIT: pl.Series(SPLITS).gather(ev.split), SESSION: ev.session_idx, "position": ev.position,
-        USER: users.gather(ev.user_code), ITEM: item, "ts": pl.Series(ev.order_us).cast(pl.Datetime("us")),
-        "played_ms": pl.Series(ev.played).replace(-1, None), IS_SKIP: ev.is_skip,
-    })
-    _audit(con, events, ev)
     _write_parquet(items, ds.items)
-    _write_parquet(events, ds.events)
+    with atomic_path(ds.events) as tmp:
+        _write_events(tmp, ev, item, users)
+        _audit(con, tmp, ev)
     say("building sequences")
     splits = _write_arrays(ds, cfg, ev, item)
     cold_item = items["train_plays"].to_numpy() == 0
     return {
-        **_summary(events, ev), "items": len(items), "splits": splits, "split_mode": cfg.split,
+        **_summary(ev), "items": len(items), "splits": splits, "split_mode": cfg.split,
         "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(ev.source)), "max_len": cfg.max_len,
         "cold_items": int(cold_item.sum()), "cold_events": int((cold_item[item - 1] & (ev.split != 0)).sum()),
     }
@@ -252,13 +265,33 @@ def _items_frame(item: np.ndarray, ev: Events, code_of_item: np.ndarray, tracks:
     })
 
 
-def _audit(con: duckdb.DuckDBPyConnection, events: pl.DataFrame, ev: Events) -> None:
-    """Run sql/checks over the events, and check time never runs backwards inside a session."""
-    con.register("events", events)
+def _write_events(path: Path, ev: Events, item: np.ndarray, users: pl.Series, chunk: int = 2_000_000) -> None:
+    """events.parquet, built and written a row group at a time so the text columns of all plays
+    never sit in memory together."""
+    import pyarrow.parquet as pq
+
+    splits = pl.Series(SPLITS)
+    writer = None
     try:
-        problems = {k: v for k, v in sql.run_checks(con).items() if v}
+        for lo in range(0, len(item), chunk):
+            part = slice(lo, lo + chunk)
+            frame = pl.DataFrame({
+                SPLIT: splits.gather(ev.split[part]), SESSION: ev.session_idx[part], "position": ev.position[part],
+                USER: users.gather(ev.user_code[part]), ITEM: item[part],
+                "ts": pl.Series(ev.order_us[part]).cast(pl.Datetime("us")),
+                "played_ms": pl.Series(ev.played[part]).replace(-1, None), IS_SKIP: ev.is_skip[part],
+            }).to_arrow()
+            writer = writer or pq.ParquetWriter(path, frame.schema, compression="zstd")
+            writer.write_table(frame)
     finally:
-        con.unregister("events")
+        if writer is not None:
+            writer.close()
+
+
+def _audit(con: duckdb.DuckDBPyConnection, events_file: Path, ev: Events) -> None:
+    """Run sql/checks over the written events, and check time never runs backwards in a session."""
+    con.read_parquet(str(events_file)).create_view("events")
+    problems = {k: v for k, v in sql.run_checks(con).items() if v}
     same = ev.session_idx[1:] == ev.session_idx[:-1]
     if np.any(same & (ev.order_us[1:] < ev.order_us[:-1])):
         problems["time runs backwards"] = 1
@@ -298,11 +331,12 @@ def _write_arrays(ds: DatasetDir, cfg: PrepConfig, ev: Events, item: np.ndarray)
     return out
 
 
-def _summary(events: pl.DataFrame, ev: Events) -> dict:
+def _summary(ev: Events) -> dict:
     lengths = np.diff(session_bounds(ev.session_idx))
+    first, last = (pl.Series([ev.order_us.min(), ev.order_us.max()]).cast(pl.Datetime("us")).to_list())
     return {
-        "rows_kept": len(events), "users": int(len(np.unique(ev.user_code))), "sessions": len(lengths),
-        "skip_share": float(ev.is_skip.mean()), "first_play": str(events["ts"].min()), "last_play": str(events["ts"].max()),
+        "rows_kept": len(ev.session_idx), "users": int(len(np.unique(ev.user_code))), "sessions": len(lengths),
+        "skip_share": float(ev.is_skip.mean()), "first_play": str(first), "last_play": str(last),
         "median_session_len": float(np.median(lengths)), "mean_session_len": float(lengths.mean()),
     }
 

@@ -294,21 +294,32 @@ def resolve(
 
 
 def register_raw(con: duckdb.DuckDBPyConnection, src: Source) -> None:
-    """Create the view ``raw``: the source rows in file order, plus ``src_row`` and ``source_user``."""
+    """Create the view ``raw``: the source rows in file order, plus ``src_row`` and ``source_user``.
+
+    ``src_row`` breaks ties between equal timestamps, so it must follow the files' own order:
+    parquet gives each row's exact ``file_row_number``; for text formats DuckDB's scan keeps
+    insertion order and ``row_number() over ()`` numbers it.
+    """
     expr, paths = read_expr(list(src.files), src.format)
-    con.execute("create or replace temp table source_users (filename varchar, source_user varchar)")
-    con.executemany("insert into source_users values (?, ?)", [[str(f.path), f.user] for f in src.files])
-    # row_number() over () numbers rows in scan order (DuckDB preserves insertion order), which is
-    # what breaks ties between equal timestamps; parquet has an exact file_row_number instead.
-    if src.format == "sequences":
-        body = f"select filename, content from {expr}"
+    parquet = expr.startswith("read_parquet")
+    if parquet:
+        expr = expr.replace("filename=true", "filename=true, file_row_number=true")
+    body = f"select filename, content from {expr}" if src.format == "sequences" else f"select * from {expr}"
+    users = {f.user for f in src.files}
+    if len(users) == 1 and (len(src.files) == 1 or not parquet):
+        # one owner and no file index needed: no join against the file table
+        row = "r.file_row_number" if parquet else "row_number() over ()"
+        rel = con.sql(f"select {row} as src_row, r.* exclude (filename), $user as source_user from ({body}) r",
+                      params={"files": paths, "user": users.pop()})
     else:
-        body = f"select * from {expr}"
-    rel = con.sql(
-        f"select row_number() over () as src_row, r.*, u.source_user from ({body}) r "
-        "left join source_users u using (filename)",
-        params={"files": paths},
-    )
+        con.execute("create or replace temp table source_files (filename varchar, file_no bigint, source_user varchar)")
+        con.executemany("insert into source_files values (?, ?, ?)",
+                        [[str(f.path), i, f.user] for i, f in enumerate(src.files)])
+        row = "(u.file_no << 40) + r.file_row_number" if parquet else "row_number() over ()"
+        rel = con.sql(f"select {row} as src_row, r.* exclude (filename), u.source_user from ({body}) r "
+                      "join source_files u using (filename)", params={"files": paths})
+    if parquet:
+        rel = rel.project("* exclude (file_row_number)")
     if src.format == "generic":
         rel = _generic_projection(rel, dict(src.mapping))
     rel.create_view("raw")

@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from kernels.sessions import SOURCES, sessionize
+from kernels.sessions import SOURCES, mark_duplicates, sessionize
 from toolkit import sql
 from toolkit.config import PrepConfig
 from toolkit.schema import SPLITS
@@ -36,25 +36,33 @@ class Events:
 
 
 def build_events(con: duckdb.DuckDBPyConnection, stream: dict[str, np.ndarray], n_tracks: int, cfg: PrepConfig) -> Events:
-    """Sessionize, label and filter the sorted stream, split the sessions, order the result."""
+    """Drop exact copies, sessionize, label and filter the sorted stream, split the sessions, order."""
+    copy = mark_duplicates(stream["user_code"], stream["order_us"], stream["start_us"], stream["track_code"],
+                           stream["played"], stream["position"])
+    if copy.any():
+        stream = {k: v[~copy] for k, v in stream.items()}
     session, _, is_skip, source, repeat = sessionize(
         stream["user_code"], stream["start_us"], stream["end_us"], stream["hint"], stream["track_code"],
         stream["flag"], stream["played"], stream["duration"], cfg.session_gap_s, cfg.skip_ms, cfg.skip_ratio,
         cfg.collapse_repeats,
     )
+    for used in ("end_us", "hint", "flag", "duration", "position"):
+        del stream[used]  # free them before the filtered copies are made
     keep, dropped = _filters(session, stream["track_code"], repeat, n_tracks, cfg)
-    cols = {k: stream[k][keep] for k in ("user_code", "track_code", "order_us", "start_us", "played")}
+    dropped["exact_duplicate"] = int(copy.sum())
+    cols = {k: stream.pop(k)[keep] for k in ("user_code", "track_code", "order_us", "start_us", "played")}
     cols.update(session=session[keep], is_skip=is_skip[keep], source=source[keep])
+    del session, is_skip, source, repeat
     split, straddles = _split(con, cols, cfg)
     dropped["straddles_split"] = int(straddles.sum())
-    cols = {k: v[~straddles] for k, v in cols.items()}
-    split = split[~straddles]
+    if straddles.any():
+        cols = {k: v[~straddles] for k, v in cols.items()}
+        split = split[~straddles]
     order, session_idx, position = _final_order(cols, split)
-    return Events(
-        split=split[order], session_idx=session_idx, position=position, user_code=cols["user_code"][order],
-        track_code=cols["track_code"][order], order_us=cols["order_us"][order], played=cols["played"][order],
-        is_skip=cols["is_skip"][order], source=cols["source"][order], dropped=dropped,
-    )
+    del cols["start_us"], cols["session"]
+    # permute one column at a time, releasing each source column as soon as it is copied
+    final = {k: cols.pop(k)[order] for k in list(cols)}
+    return Events(split=split[order], session_idx=session_idx, position=position, dropped=dropped, **final)
 
 
 def _filters(session: np.ndarray, track: np.ndarray, repeat: np.ndarray, n_tracks: int, cfg: PrepConfig):
