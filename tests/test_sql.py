@@ -105,3 +105,23 @@ def test_header_declares_parameters(name):
     if not declared:
         assert block[0].strip() == "-- parameters: none"
     assert declared == sql.params_of(text)
+
+
+def test_ordered_plays_keep_each_users_plays_together(con):
+    """Users are ordered by the hash of their id, so check grouping, not a particular order."""
+    con.execute("create temp table kept (src_row bigint, user_id varchar, ts timestamp, ts_end timestamp, "
+                "track_key varchar, played_ms bigint, duration_ms bigint, skip_flag boolean, "
+                "session_hint varchar, position_hint bigint)")
+    con.executemany("insert into kept values (?, ?, ?, null, 'a', ?, null, null, null, null)", [
+        [1, "u1", "2020-01-01 10:00:00", 1], [2, "u2", "2020-01-01 10:00:01", 2],
+        [3, "u1", "2020-01-01 10:00:02", 3], [4, "u3", "2020-01-01 09:00:00", 4],
+    ])
+    rel = sql.relation(con, "ordered_plays")
+    rows = [dict(zip(rel.columns, r)) for r in rel.fetchall()]
+    hashes = [r["user_hash"] for r in rows]
+    runs = [h for i, h in enumerate(hashes) if i == 0 or h != hashes[i - 1]]
+    assert len(runs) == len(set(hashes)) == 3
+    by_user = {}
+    for r in rows:
+        by_user.setdefault(r["user_hash"], []).append(r["played"])
+    assert sorted(by_user.values()) == [[1, 3], [2], [4]]  # u1's two plays together, in time order
