@@ -125,3 +125,23 @@ def test_leave_last_out_split(tiny_logs, tmp_path):
 def test_contradictory_options_are_refused(bad):
     with pytest.raises(ConfigError):
         PrepConfig(**bad)
+
+
+def test_file_order_breaks_ties_between_equal_timestamps_at_scale(tmp_path):
+    """Spotify's account data has minute resolution, so many plays share an endTime: their order
+    must be the files' order even when DuckDB reads the files with several threads."""
+    import json
+
+    export = tmp_path / "export" / "MyData"
+    export.mkdir(parents=True)
+    n_per_file = 30_000
+    for f in range(2):
+        rows = [{"endTime": f"2024-01-{1 + f:02d} 10:{(i // 600) % 60:02d}", "artistName": "A",
+                 "trackName": f"{f}-{i:06d}", "msPlayed": 100} for i in range(n_per_file)]
+        (export / f"StreamingHistory{f}.json").write_text(json.dumps(rows))
+    ws = Workspace.at(tmp_path / "ws")
+    prep([tmp_path / "export"], ws, PrepConfig(name="ties", split="last"))
+    ds = ws.dataset("ties")
+    ev = pl.read_parquet(ds.events).join(pl.read_parquet(ds.items), on="item_id").sort("session_idx", "position")
+    titles = ev["title"].to_list()
+    assert titles == sorted(titles)  # within each session the plays keep file order

@@ -304,20 +304,26 @@ def register_raw(con: duckdb.DuckDBPyConnection, src: Source) -> None:
     parquet = expr.startswith("read_parquet")
     if parquet:
         expr = expr.replace("filename=true", "filename=true, file_row_number=true")
-    body = f"select filename, content from {expr}" if src.format == "sequences" else f"select * from {expr}"
+        scan = f"select * from {expr}"
+    else:
+        # numbered inside the scan, before any join could reorder rows
+        cols = "filename, content" if src.format == "sequences" else "*"
+        scan = f"select row_number() over () as scan_row, {cols} from {expr}"
     users = {f.user for f in src.files}
     if len(users) == 1 and (len(src.files) == 1 or not parquet):
         # one owner and no file index needed: no join against the file table
-        row = "r.file_row_number" if parquet else "row_number() over ()"
-        rel = con.sql(f"select {row} as src_row, r.* exclude (filename), $user as source_user from ({body}) r",
+        row = "r.file_row_number" if parquet else "r.scan_row"
+        rel = con.sql(f"select {row} as src_row, r.* exclude (filename), $user as source_user from ({scan}) r",
                       params={"files": paths, "user": users.pop()})
     else:
         con.execute("create or replace temp table source_files (filename varchar, file_no bigint, source_user varchar)")
         con.executemany("insert into source_files values (?, ?, ?)",
                         [[str(f.path), i, f.user] for i, f in enumerate(src.files)])
-        row = "(u.file_no << 40) + r.file_row_number" if parquet else "row_number() over ()"
-        rel = con.sql(f"select {row} as src_row, r.* exclude (filename), u.source_user from ({body}) r "
+        row = "(u.file_no << 40) + r.file_row_number" if parquet else "r.scan_row"
+        rel = con.sql(f"select {row} as src_row, r.* exclude (filename), u.source_user from ({scan}) r "
                       "join source_files u using (filename)", params={"files": paths})
+    if not parquet:
+        rel = rel.project("* exclude (scan_row)")
     if parquet:
         rel = rel.project("* exclude (file_row_number)")
     if src.format == "generic":
