@@ -212,6 +212,7 @@ def train(
     lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW)."),
     patience: int = typer.Option(3, help="Early stopping patience in epochs (validation NDCG@10)."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps (smoke tests)."),
+    valid_sessions: int = typer.Option(0, help="Validate on this many sessions drawn with the seed (0: all); still full ranking."),
     seed: int = typer.Option(0, help="Seed for numpy, the numba samplers and torch."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     resume: Optional[str] = typer.Option(None, help="Continue an interrupted run by id (its saved config is used)."),
@@ -242,7 +243,7 @@ def train(
             dataset=dataset, model=model, feedback=feedback, target=target, loss=loss, negatives=negatives,
             sampler=sampler, alpha=alpha, tau=tau, context=context, neg_weight=neg_weight, d_model=d_model,
             n_layers=n_layers, n_heads=n_heads, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
-            patience=patience, max_steps=max_steps, seed=seed, device=device,
+            patience=patience, max_steps=max_steps, valid_sessions=valid_sessions, seed=seed, device=device,
         )
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), console=out) as bar:

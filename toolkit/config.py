@@ -130,7 +130,7 @@ class TrainConfig:
     grad_clip: float = 5.0  # max gradient norm
     patience: int = 3  # stop after this many epochs without a better validation NDCG@10
     max_steps: int | None = None  # stop after this many optimiser steps (smoke tests)
-    eval_batch: int = 256  # query positions scored at once against the whole catalogue
+    valid_sessions: int = 0  # validate on this many sessions drawn with the seed (0: all); full ranking either way
     seed: int = 0  # one seed for numpy, the numba samplers and torch
     device: str = "auto"  # auto (cuda when present), cpu or cuda
     compile: bool = False  # torch.compile the model

@@ -18,6 +18,7 @@ from toolkit.data import SplitArrays, to_batch
 from toolkit.schema import PAD
 
 POS_KS = (1, 5, 10, 20)
+SCORE_BUDGET = 1 << 23  # catalogue scores held at once (32 MB of float32), whatever the catalogue size
 
 
 @dataclass
@@ -45,10 +46,17 @@ def query_mask(a: SplitArrays, last_only: bool) -> np.ndarray:
 
 
 @torch.no_grad()
-def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = False,
-                batch_rows: int = 64) -> QueryResults:
-    """Score every query of a split; memory is bounded by ``batch_rows`` x max_len x catalogue."""
+def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = False, batch_rows: int = 64,
+                n_items: int | None = None, sessions: np.ndarray | None = None) -> QueryResults:
+    """Score every query of a split (or of the given ``sessions`` only).
+
+    Memory is bounded: queries are scored in chunks of ``SCORE_BUDGET // catalogue`` at a time.
+    """
     mask = query_mask(a, last_only)
+    if sessions is not None:
+        mask &= np.isin(np.asarray(a.row_session), sessions)[:, None]
+    width = (n_items or int(np.asarray(a.seqs).max(initial=1))) + 1
+    chunk = max(1, SCORE_BUDGET // width)
     out: dict[str, list] = {k: [] for k in ("session", "skipped", "rank", "auc", "top")}
     for start in range(0, len(a), batch_rows):
         idx = np.arange(start, min(start + batch_rows, len(a)))
@@ -56,15 +64,17 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
         if not bool(m.any()):
             continue
         batch = to_batch(a, idx, device)
-        rows, cols = m.nonzero(as_tuple=True)
-        scores = scorer.scores(batch, rows, cols).float()  # (N, V)
-        targets = batch["next_item"][rows, cols]
-        out["rank"].append(metrics.rank_of_targets(scores, targets))
-        out["top"].append(torch.topk(scores, k=min(10, scores.shape[1] - 1), dim=1).indices.int().cpu().numpy())
-        skipped = batch["next_skip"][rows, cols] == 1
-        out["skipped"].append(skipped.cpu().numpy())
-        out["session"].append(np.asarray(a.row_session)[idx][rows.cpu().numpy()])
-        out["auc"].append(_session_auc(scores, targets, skipped, batch, rows))
+        all_rows, all_cols = m.nonzero(as_tuple=True)
+        for lo in range(0, len(all_rows), chunk):
+            rows, cols = all_rows[lo : lo + chunk], all_cols[lo : lo + chunk]
+            scores = scorer.scores(batch, rows, cols).float()  # (N, V)
+            targets = batch["next_item"][rows, cols]
+            out["rank"].append(metrics.rank_of_targets(scores, targets))
+            out["top"].append(torch.topk(scores, k=min(10, scores.shape[1] - 1), dim=1).indices.int().cpu().numpy())
+            skipped = batch["next_skip"][rows, cols] == 1
+            out["skipped"].append(skipped.cpu().numpy())
+            out["session"].append(np.asarray(a.row_session)[idx][rows.cpu().numpy()])
+            out["auc"].append(_session_auc(scores, targets, skipped, batch, rows))
     if not out["rank"]:
         empty = np.zeros(0)
         return QueryResults(empty.astype(np.int64), empty.astype(bool), empty.astype(np.int64), empty,
@@ -110,6 +120,16 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if len(values) else float("nan")
 
 
-def evaluate(scorer, a: SplitArrays, n_items: int, device: torch.device, last_only: bool = False) -> dict[str, float]:
+def evaluate(scorer, a: SplitArrays, n_items: int, device: torch.device, last_only: bool = False,
+             sessions: np.ndarray | None = None) -> dict[str, float]:
     """Metrics of one scorer on one split (validation during training, test in the report)."""
-    return summarize(run_queries(scorer, a, device, last_only), n_items)
+    return summarize(run_queries(scorer, a, device, last_only, n_items=n_items, sessions=sessions), n_items)
+
+
+def session_subset(a: SplitArrays, n: int, seed: int) -> np.ndarray | None:
+    """``n`` of the split's sessions drawn with ``seed`` (None: all of them).  Every query of a
+    chosen session is kept, and each is still ranked against the whole catalogue."""
+    ids = np.unique(np.asarray(a.row_session))
+    if n <= 0 or n >= len(ids):
+        return None
+    return np.sort(np.random.default_rng([seed, 7]).choice(ids, size=n, replace=False))

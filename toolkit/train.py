@@ -31,7 +31,7 @@ from toolkit.data import (
     SplitArrays, load_split, negatives_for, positives_only, row_batches, to_batch, train_counts,
 )
 from toolkit.errors import ArtifactMissingError, ConfigError
-from toolkit.evaluate import evaluate
+from toolkit.evaluate import evaluate, session_subset
 from toolkit.model import SeqRec, cloze_mask
 from toolkit.prep import FORMAT_VERSION
 from toolkit.schema import PAD
@@ -107,7 +107,8 @@ def pick_device(name: str) -> torch.device:
 def _fit_baseline(ds, manifest: dict, cfg: TrainConfig, device) -> dict:
     scorer = build_baseline(ds, manifest, cfg)
     valid = load_split(ds, "valid")
-    metrics = evaluate(scorer, valid, manifest["items"], device, last_only=manifest["split_mode"] == "last")
+    metrics = evaluate(scorer, valid, manifest["items"], device, last_only=manifest["split_mode"] == "last",
+                       sessions=session_subset(valid, cfg.valid_sessions, cfg.seed))
     return {"valid": metrics, "best_epoch": 0, "epochs_done": 0}
 
 
@@ -133,6 +134,7 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
     n_items = manifest["items"]
     train_rows, valid = load_split(ds, "train"), load_split(ds, "valid")
     last_only = manifest["split_mode"] == "last"
+    valid_subset = session_subset(valid, cfg.valid_sessions, cfg.seed)
     model = SeqRec(model_config(manifest, cfg)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
@@ -170,7 +172,8 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
                  "loss": float(loss.detach()), "rows_per_s": n_seen / max(time.perf_counter() - t0, 1e-9)})
         seconds = time.perf_counter() - t0
         model.eval()
-        metrics = evaluate(NeuralScorer(model, "positives-only" in cfg.modes), valid, n_items, device, last_only)
+        metrics = evaluate(NeuralScorer(model, "positives-only" in cfg.modes), valid, n_items, device, last_only,
+                           valid_subset)
         row = {"epoch": epoch, "step": state["step"], "seconds": seconds, "rows_per_s": n_seen / max(seconds, 1e-9),
                **{f"loss_{k}": v / max(1, len(batches) - state["batch"]) for k, v in sums.items()},
                **{f"valid_{k}": v for k, v in metrics.items()}}

@@ -1,0 +1,99 @@
+"""The evaluation path: hand-computed metrics on a tiny catalogue, and no dependence on batching."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit import evaluate as ev
+from toolkit.data import SplitArrays, next_skip
+
+
+class TableScorer:
+    """Scores depend only on the current play: score[item] = table[current item, item]."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table = table
+
+    def scores(self, batch, rows, cols):
+        out = self.table[batch["seqs"][rows, cols]].clone()
+        out[:, 0] = float("-inf")
+        return out
+
+
+def split_arrays(seqs, skips, row_session):
+    seqs = np.asarray(seqs, np.int32)
+    skips = np.asarray(skips, np.int8)
+    nxt = np.zeros_like(seqs)
+    nxt[:, :-1] = seqs[:, 1:]
+    nxt[seqs == 0] = 0
+    npos = np.zeros_like(seqs)  # not used by the evaluation
+    rs = np.asarray(row_session, np.int64)
+    return SplitArrays(seqs=seqs, skips=skips, next_item=nxt, next_pos=npos, next_skip=next_skip(skips, rs),
+                       row_session=rs)
+
+
+# catalogue of 4 tracks; after track i the scorer ranks: 1 -> [2, 3, 4, 1]; 2 -> [3, 1, 4, 2]; 3 -> [4, 3, 2, 1]
+TABLE = torch.tensor([
+    [0, 0, 0, 0, 0],
+    [0, 1, 4, 3, 2],
+    [0, 3, 1, 4, 2],
+    [0, 1, 2, 3, 4],
+    [0, 1, 1, 1, 1],
+], dtype=torch.float32)
+
+
+def test_metrics_by_hand():
+    # one session 1 -> 2 -> 3 (skipped) -> 4 ; queries at positions 0, 1, 2
+    a = split_arrays([[1, 2, 3, 4]], [[0, 0, 1, 0]], [0])
+    q = ev.run_queries(TableScorer(TABLE), a, torch.device("cpu"), n_items=4)
+    # query 0: next 2 (kept), rank 1; query 1: next 3 (skipped), rank 1; query 2: next 4 (kept), rank 1
+    assert q.rank.tolist() == [1, 1, 1] and q.skipped.tolist() == [False, True, False]
+    m = ev.summarize(q, 4)
+    assert m["hr@1"] == 1.0 and m["skip_hr@10"] == 1.0 and m["delta_hr@10"] == 0.0
+    # within-session AUC: the session's skipped track is 3; query 0 scores 2 (4) above 3 (3) -> 1;
+    # query 2 (after 3) scores 4 (4) above 3 (3) -> 1
+    assert m["auc"] == 1.0
+
+
+def test_ranks_and_ndcg_by_hand():
+    # session 2 -> 4 -> 1. After 2: scores 1:3, 2:1, 3:4, 4:2, so target 4 has 3 tracks scoring >= it: rank 3.
+    # After 4 every track scores 1: ties count against the target, so track 1 ranks 4 (last).
+    a = split_arrays([[2, 4, 1]], [[0, 0, 0]], [5])
+    q = ev.run_queries(TableScorer(TABLE), a, torch.device("cpu"), n_items=4)
+    assert q.rank.tolist() == [3, 4]
+    m = ev.summarize(q, 4)
+    assert m["ndcg@10"] == pytest.approx((1 / math.log2(4) + 1 / math.log2(5)) / 2)
+    assert m["mrr@10"] == pytest.approx((1 / 3 + 1 / 4) / 2)
+    assert m["hr@1"] == 0.0 and m["hr@5"] == 1.0
+
+
+@pytest.mark.parametrize("batch_rows", [1, 7, 512])
+@pytest.mark.parametrize("budget", [5, 1 << 23])
+def test_results_do_not_depend_on_batching(batch_rows, budget, monkeypatch):
+    rng = np.random.default_rng(0)
+    n_items, rows, width = 30, 40, 6
+    seqs = rng.integers(1, n_items + 1, size=(rows, width))
+    seqs[rng.random((rows, width)) < 0.2] = 0
+    seqs = np.sort(seqs, axis=1)  # padding first, like left-padded rows
+    skips = (rng.random((rows, width)) < 0.3).astype(np.int8) * (seqs != 0)
+    a = split_arrays(seqs, skips, np.repeat(np.arange(rows // 2), 2))
+    table = torch.from_numpy(rng.random((n_items + 1, n_items + 1)).astype(np.float32))
+    reference = ev.run_queries(TableScorer(table), a, torch.device("cpu"), batch_rows=rows, n_items=n_items)
+    monkeypatch.setattr(ev, "SCORE_BUDGET", budget)
+    got = ev.run_queries(TableScorer(table), a, torch.device("cpu"), batch_rows=batch_rows, n_items=n_items)
+    for field in ("rank", "skipped", "session", "top"):
+        assert np.array_equal(getattr(got, field), getattr(reference, field))
+    assert np.allclose(got.auc, reference.auc, equal_nan=True)
+    assert ev.summarize(got, n_items) == ev.summarize(reference, n_items)
+
+
+def test_a_session_subset_keeps_whole_sessions():
+    a = split_arrays([[1, 2, 3], [2, 3, 4], [3, 4, 1], [4, 1, 2]], np.zeros((4, 3)), [0, 1, 2, 3])
+    chosen = ev.session_subset(a, 2, seed=0)
+    q = ev.run_queries(TableScorer(TABLE), a, torch.device("cpu"), n_items=4, sessions=chosen)
+    assert set(q.session.tolist()) == set(chosen.tolist()) and len(q.rank) == 4
+    assert ev.session_subset(a, 0, seed=0) is None
