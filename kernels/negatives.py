@@ -148,20 +148,24 @@ def sample_negatives(
 
 
 @njit
-def _draw_item(n_items, cdf):
-    """One id in ``1..n_items``: uniform if ``cdf`` is empty, else the smallest ``i`` with ``cdf[i] > u``."""
-    if cdf.shape[0] == 0:
-        return np.random.randint(1, n_items + 1)
-    u = np.random.random()
-    lo = 1
-    hi = n_items  # cdf[n_items] == 1.0 > u, so the answer is in [lo, hi]
+def _first_above(cum, lo, hi, u):
+    """Smallest ``i`` in ``[lo, hi]`` with ``cum[i] > u``, for non-decreasing ``cum`` with ``cum[hi] > u``."""
     while lo < hi:
         mid = (lo + hi) >> 1
-        if cdf[mid] > u:
+        if cum[mid] > u:
             hi = mid
         else:
             lo = mid + 1
     return lo
+
+
+@njit
+def _draw_item(n_items, cdf):
+    """One id in ``1..n_items``: uniform if ``cdf`` is empty, else the smallest ``i`` with ``cdf[i] > u``."""
+    if cdf.shape[0] == 0:
+        return np.random.randint(1, n_items + 1)
+    # cdf[n_items] == 1.0 > u, so the answer is in [1, n_items]
+    return _first_above(cdf, 1, n_items, np.random.random())
 
 
 @njit
@@ -192,16 +196,7 @@ def _fill_from_allowed(mark, stamp, n_items, cdf, out_row, start, ids, cum):
                 n += 1
     # n >= 1 here: the wrapper rejects rows that exclude every item.
     for j in range(start, out_row.shape[0]):
-        u = np.random.random() * total
-        lo = 0
-        hi = n - 1
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if cum[mid] > u:
-                hi = mid
-            else:
-                lo = mid + 1
-        out_row[j] = ids[lo]
+        out_row[j] = ids[_first_above(cum, 0, n - 1, np.random.random() * total)]
 
 
 @njit

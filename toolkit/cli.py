@@ -287,14 +287,10 @@ def runs(workspace: Optional[Path] = WorkspaceOpt) -> None:
     if not rows:
         out.print(f"no runs in {ws.root}; run `toolkit train`")
         return
-    table = Table(title=f"runs in {ws.root}")
-    table.add_column("id", no_wrap=True)
-    for col in ("dataset", "status", "epochs", "NDCG@10", "HR@10", "skip HR@10", "wall s"):
-        table.add_column(col, justify="left" if col in ("dataset", "status") else "right")
-    for r in rows:
-        table.add_row(r["id"], r["dataset"], r["status"], str(r["epochs_done"]), f"{r['valid_ndcg10']:.4f}",
-                      f"{r['valid_hr10']:.4f}", f"{r['valid_skip_hr10']:.4f}", f"{r['wall_s']:.0f}")
-    out.print(table)
+    _print_listing(f"runs in {ws.root}", ["id", "dataset", "status"],
+                   ["epochs", "NDCG@10", "HR@10", "skip HR@10", "wall s"],
+                   [[r["id"], r["dataset"], r["status"], str(r["epochs_done"]), f"{r['valid_ndcg10']:.4f}",
+                     f"{r['valid_hr10']:.4f}", f"{r['valid_skip_hr10']:.4f}", f"{r['wall_s']:.0f}"] for r in rows])
 
 
 @app.command()
@@ -309,13 +305,22 @@ def datasets(workspace: Optional[Path] = WorkspaceOpt) -> None:
     if not rows:
         out.print(f"no datasets in {ws.root}; run `toolkit prep LOGS`")
         return
-    table = Table(title=f"datasets in {ws.root}")
-    table.add_column("name", no_wrap=True)
-    for col in ("format", "plays", "kept", "users", "sessions", "tracks", "skips", "created"):
-        table.add_column(col, justify="left" if col == "format" else "right")
-    for r in rows:
-        table.add_row(r["name"], r["format"], f"{r['rows_in']:,}", f"{r['rows_kept']:,}", f"{r['users']:,}",
-                      f"{r['sessions']:,}", f"{r['items']:,}", f"{r['skip_share']:.1%}", str(r["created"])[:10])
+    _print_listing(f"datasets in {ws.root}", ["name", "format"],
+                   ["plays", "kept", "users", "sessions", "tracks", "skips", "created"],
+                   [[r["name"], r["format"], f"{r['rows_in']:,}", f"{r['rows_kept']:,}", f"{r['users']:,}",
+                     f"{r['sessions']:,}", f"{r['items']:,}", f"{r['skip_share']:.1%}", str(r["created"])[:10]]
+                    for r in rows])
+
+
+def _print_listing(title: str, text_cols: list[str], number_cols: list[str], rows: list[list[str]]) -> None:
+    """A rich table whose first column never wraps (it holds ids) and whose numbers align right."""
+    table = Table(title=title)
+    for i, col in enumerate(text_cols):
+        table.add_column(col, no_wrap=i == 0)
+    for col in number_cols:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
