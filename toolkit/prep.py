@@ -263,6 +263,8 @@ def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, ev
             "or check --session-gap"
         )
     ds.path.mkdir(parents=True, exist_ok=True)
+    # the manifest is written last: without it a half-replaced dataset is never taken for whole
+    ds.manifest.unlink(missing_ok=True)
     item, code_of_item = item_ids(ev.track_code, len(tracks))
     items = _items_frame(item, ev, code_of_item, tracks)
     _write_parquet(items, ds.items)
