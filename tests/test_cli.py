@@ -34,9 +34,9 @@ def test_prep_end_to_end(tiny_logs, tmp_path):
 
 
 def test_demo_runs_the_pipeline(tmp_path):
-    result = invoke("demo", "--plays", 4000, "--users", 30, "--workspace", tmp_path / "ws")
+    result = invoke("demo", "--plays", 4000, "--users", 30, "--epochs", 1, "--workspace", tmp_path / "ws")
     assert result.exit_code == 0, result.output
-    assert "dataset demo" in result.output
+    assert "dataset demo" in result.output and "positives-only" in result.output
     assert (tmp_path / "ws" / "datasets" / "demo" / "train_seqs.npy").is_file()
 
 
