@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import platform
-import shutil
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -396,8 +395,3 @@ def _versions() -> dict:
         except md.PackageNotFoundError:
             out[pkg] = "not installed"
     return out
-
-
-def clean_tmp(ws: Workspace) -> None:
-    """Remove unpacked archives and spill files (they are recreated when needed)."""
-    shutil.rmtree(ws.tmp / "unzipped", ignore_errors=True)
