@@ -30,11 +30,10 @@ from toolkit.artifacts import (
 )
 from toolkit.config import PrepConfig
 from toolkit.errors import EmptyInputError, InputError
-from toolkit.schema import IS_SKIP, ITEM, SESSION, SPLIT, SPLITS, USER
+from toolkit.schema import FORMAT_VERSION, IS_SKIP, ITEM, SESSION, SPLIT, SPLITS, USER
 from toolkit.sessions import Events, build_events, item_ids, session_bounds, skip_rule_counts
 
 Progress = Callable[[str], None]
-FORMAT_VERSION = 1  # bump when the files prep writes change meaning
 UNTIMED_FORMATS = ("sequences",)  # formats whose order is known but whose time is not
 
 

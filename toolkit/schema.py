@@ -15,7 +15,7 @@ Sequences
 
 from __future__ import annotations
 
-import polars as pl
+FORMAT_VERSION = 1  # bump when the files prep writes change meaning
 
 PAD = 0
 SKIP = 1
@@ -47,6 +47,7 @@ PLAY_COLUMNS = (
     SKIP_FLAG, SESSION_HINT, POSITION_HINT, IS_MEDIA,
 )
 
+# Column types below are Arrow type names (documentation; the writers set them).
 # events.parquet: one row per kept play, sorted by (session_idx, position).
 SPLIT = "split"
 SESSION = "session_idx"  # int64, dense 0..n_sessions-1 in (split, start time) order
@@ -55,25 +56,25 @@ ITEM = "item_id"  # int32, 1..n_items
 IS_SKIP = "is_skip"  # int8, 1 = skipped
 
 EVENTS_SCHEMA = {
-    SPLIT: pl.Utf8,
-    SESSION: pl.Int64,
-    POSITION: pl.Int32,
-    USER: pl.Utf8,
-    ITEM: pl.Int32,
-    TS: pl.Datetime("us"),
-    PLAYED_MS: pl.Int64,
-    IS_SKIP: pl.Int8,
+    SPLIT: "string",
+    SESSION: "int64",
+    POSITION: "int32",
+    USER: "string",
+    ITEM: "int32",
+    TS: "timestamp[us]",
+    PLAYED_MS: "int64",
+    IS_SKIP: "int8",
 }
 
 # items.parquet: one row per track id.
 ITEMS_SCHEMA = {
-    ITEM: pl.Int32,
-    TRACK: pl.Utf8,
-    ARTIST: pl.Utf8,
-    TITLE: pl.Utf8,
-    "plays": pl.Int64,
-    "skips": pl.Int64,
-    "train_plays": pl.Int64,
+    ITEM: "int32",
+    TRACK: "string",
+    ARTIST: "string",
+    TITLE: "string",
+    "plays": "int64",
+    "skips": "int64",
+    "train_plays": "int64",
 }
 
 SPLITS = ("train", "valid", "test")

@@ -33,6 +33,13 @@ class NeuralScorer:
     def __init__(self, model: SeqRec, hide: bool) -> None:
         self.model = model
         self.hide = hide
+        self._hidden: tuple[Tensor, Tensor] | None = None  # (batch seqs, encoder output) of the last batch
+
+    def _encode(self, key: Tensor, seqs: Tensor, fb: Tensor) -> Tensor:
+        # evaluation asks for a batch's queries in several chunks: encode each batch once
+        if self._hidden is None or self._hidden[0] is not key:
+            self._hidden = (key, self.model(seqs, fb))
+        return self._hidden[1]
 
     @torch.no_grad()
     def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
@@ -40,7 +47,7 @@ class NeuralScorer:
         if self.hide:
             seqs, fb = hide_skips(seqs, fb)
         if self.model.cfg.causal:
-            hidden = self.model(seqs, fb)  # (B, T, D)
+            hidden = self._encode(batch["seqs"], seqs, fb)  # (B, T, D)
             # a positives-only model reads a skipped position's context from the last real play
             src = last_real_column(seqs)[rows, cols] if self.hide else cols
             return self.model.scores(hidden[rows, src])  # (N, V)

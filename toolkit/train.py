@@ -33,8 +33,7 @@ from toolkit.data import (
 from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.evaluate import evaluate, session_subset
 from toolkit.model import SeqRec, cloze_mask
-from toolkit.prep import FORMAT_VERSION
-from toolkit.schema import PAD
+from toolkit.schema import FORMAT_VERSION, PAD
 from toolkit.scorers import MarkovScorer, NeuralScorer, PopScorer, hide_skips
 
 Progress = Callable[[dict], None]

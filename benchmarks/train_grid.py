@@ -1,0 +1,115 @@
+"""Train a list of configurations on one prepared dataset and log validation results as JSON lines.
+
+A tuning aid: every run is an ordinary ``toolkit train`` run (same ids, reused when finished),
+and only validation metrics are read, never test.  One line per finished run is appended to
+``--out`` as soon as it finishes, so a time-boxed sweep keeps what it reached.
+
+    python benchmarks/train_grid.py --dataset spotify --grid skip-tuning --out sweep.jsonl
+    python benchmarks/train_grid.py --dataset ml1m --grid ml1m --out ml1m.jsonl --test
+
+``--test`` also scores the test split after training; use it for reproductions of published
+numbers (ML-1M), not for choosing options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from toolkit.artifacts import Workspace, load_torch, read_manifest
+from toolkit.config import TrainConfig
+from toolkit.data import load_split
+from toolkit.evaluate import evaluate
+from toolkit.model import SeqRec
+from toolkit.scorers import NeuralScorer
+from toolkit.train import model_config, pick_device, train
+
+GRIDS: dict[str, list[dict]] = {
+    # skip-aware options the paper left open, in the order they are worth trying
+    "skip-tuning": [
+        {"feedback": "all"},
+        {"feedback": "positives-only"},
+        {"feedback": "contrastive"},
+        {"feedback": "all", "target": "next-pos"},
+        {"feedback": "feedback-input"},
+        {"feedback": "feedback-input+contrastive"},
+        {"feedback": "contrastive", "alpha": 0.3},
+        {"feedback": "contrastive", "target": "next-pos"},
+        {"feedback": "negative-target"},
+        {"feedback": "feedback-input+contrastive", "target": "next-pos"},
+        {"feedback": "contrastive", "alpha": 0.05, "context": "output"},
+        {"feedback": "contrastive", "alpha": 1.0},
+        {"feedback": "contrastive", "tau": 0.5},
+        {"feedback": "feedback-input", "target": "next-pos"},
+    ],
+    # SASRec with full cross-entropy on ML-1M (max_len 200 dataset), two widths
+    "ml1m": [
+        {"model": "sasrec", "loss": "ce", "d_model": 64, "n_heads": 1, "dropout": 0.2},
+        {"model": "sasrec", "loss": "ce", "d_model": 128, "n_heads": 2, "dropout": 0.3},
+    ],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--grid", choices=sorted(GRIDS), required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--set", action="append", default=[], help="key=value for every run, e.g. epochs=8")
+    ap.add_argument("--only", default="", help="comma-separated indices of the grid to run")
+    ap.add_argument("--test", action="store_true", help="also score the test split (reproductions only)")
+    args = ap.parse_args()
+    ws = Workspace.at(args.workspace)
+    base = {k: _parse(v) for k, v in (s.split("=", 1) for s in args.set)}
+    grid = GRIDS[args.grid]
+    chosen = [int(i) for i in args.only.split(",") if i.strip()] or range(len(grid))
+    for i in chosen:
+        cfg = TrainConfig(dataset=args.dataset, **{**base, **grid[i]})
+        t0 = time.perf_counter()
+        result = train(ws, cfg, _print_epoch)
+        line = {"grid": args.grid, "index": i, "options": grid[i], "config": asdict(cfg), "run": result["id"],
+                "valid": result["valid"], "best_epoch": result["best_epoch"], "epochs_done": result["epochs_done"],
+                "wall_s": time.perf_counter() - t0, "device": str(pick_device(cfg.device)),
+                "curve": [json.loads(x) for x in Path(result["path"], "metrics.jsonl").read_text().splitlines()]}
+        if args.test:
+            line["test"] = _test_metrics(ws, cfg, result)
+        with args.out.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        print(json.dumps({k: line[k] for k in ("index", "options", "run", "wall_s")}), flush=True)
+
+
+def _test_metrics(ws: Workspace, cfg: TrainConfig, result: dict) -> dict:
+    ds = ws.dataset(cfg.dataset)
+    manifest = read_manifest(ds)
+    device = pick_device(cfg.device)
+    model = SeqRec(model_config(manifest, cfg)).to(device)
+    model.load_state_dict(load_torch(Path(result["path"], "best.pt"))["model"])
+    model.eval()
+    test = load_split(ds, "test")
+    return evaluate(NeuralScorer(model, "positives-only" in cfg.modes), test, manifest["items"], device,
+                    last_only=manifest["split_mode"] == "last")
+
+
+def _print_epoch(event: dict) -> None:
+    if event["event"] == "epoch":
+        print(f"  epoch {event['epoch']}: {event['seconds']:.1f} s, valid ndcg@10 {event['valid_ndcg@10']:.4f}",
+              flush=True)
+
+
+def _parse(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(value.lower(), value)
+
+
+if __name__ == "__main__":
+    main()
