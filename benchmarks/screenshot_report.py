@@ -42,7 +42,7 @@ def screenshot(html_path: Path, png_path: Path, width: int = 1400, height: int =
     png_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [find_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
            f"--screenshot={png_path}", f"--window-size={width},{height}", html_path.as_uri()]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     if result.returncode != 0 or not png_path.is_file():
         raise SystemExit(f"chromium failed ({result.returncode}): {result.stderr.strip()[-500:]}")
     return png_path
@@ -102,7 +102,7 @@ def demo_report() -> dict:
                        "rank_hist": {"edges": edges, "pos": pos, "skip": skip}})
         for s, run_id in enumerate(ids):
             if curves:
-                curve = [{"epoch": e, "loss": 9.2 - 1.6 * math.log1p(e) + 0.05 * s,
+                curve = [{"epoch": e, "loss": 9.2 - (1.3 + 0.15 * gi) * math.log1p(e) + 0.05 * s,
                           "valid_ndcg@10": means["ndcg@10"] * (1 - 0.8 * math.exp(-e / 1.6)) + 0.001 * s}
                          for e in range(8 + s)]
                 best = max(curve, key=lambda row: row["valid_ndcg@10"])["epoch"]

@@ -97,3 +97,48 @@ def test_a_session_subset_keeps_whole_sessions():
     q = ev.run_queries(TableScorer(TABLE), a, torch.device("cpu"), n_items=4, sessions=chosen)
     assert set(q.session.tolist()) == set(chosen.tolist()) and len(q.rank) == 4
     assert ev.session_subset(a, 0, seed=0) is None
+
+
+def test_last_positions_keep_one_query_per_session():
+    # session 0: 1 -> 2 -> 3 (skipped) -> 4 -> 2 (skipped); its last non-skipped next play is 4 (query at col 2)
+    # session 1: 3 -> 1; its only query is at col 0
+    a = split_arrays([[1, 2, 3, 4, 2], [0, 0, 0, 3, 1]], [[0, 0, 1, 0, 1], [0, 0, 0, 0, 0]], [0, 1])
+    mask = ev.query_mask(a, "last")
+    assert np.argwhere(mask).tolist() == [[0, 2], [1, 3]]
+    q = ev.run_queries(TableScorer(TABLE), a, torch.device("cpu"), n_items=4, positions="last")
+    assert q.skipped.tolist() == [False, False] and q.session.tolist() == [0, 1]
+
+
+def test_auc_counts_skipped_tracks_anywhere_in_the_session():
+    # session 1 -> 4 (skipped) -> 2 -> 3 (skipped) -> 4... the query after 1 (target 4) is a skip query; the
+    # query after 4 (target 2): table[4] scores every track 1, so 2 ties with skipped 3 (0.5) and skipped 4 (0.5)
+    a = split_arrays([[1, 4, 2, 3]], [[0, 1, 0, 1]], [0])
+    q = ev.run_queries(TableScorer(TABLE), a, torch.device("cpu"), n_items=4)
+    assert q.skipped.tolist() == [True, False, True]
+    assert math.isnan(q.auc[0]) and q.auc[1] == 0.5
+    # after 1 with target 2, the later skip of 3 counts too: 2 (4) beats 3 (3) and 4 (2) -> 1.0
+    b = split_arrays([[1, 2, 3, 4]], [[0, 0, 1, 1]], [0])
+    assert ev.run_queries(TableScorer(TABLE), b, torch.device("cpu"), n_items=4).auc[0] == 1.0
+
+
+def test_excluding_played_tracks_reaches_back_into_earlier_rows():
+    # one session over two rows: [1, 2] then [3, 2]; the query after 3 targets 2, already played
+    a = split_arrays([[1, 2], [3, 2]], [[0, 0], [0, 0]], [0, 0])
+    a = SplitArrays(seqs=a.seqs, skips=a.skips, next_item=np.array([[2, 3], [2, 0]], np.int32),
+                    next_pos=a.next_pos, next_skip=a.next_skip, row_session=a.row_session)
+    plain = ev.run_queries(TableScorer(TABLE), a, torch.device("cpu"), n_items=4)
+    # after 3 the table ranks 4, 3, 2, 1: target 2 is third; with 1, 2, 3 removed it ranks last (4) as a miss
+    assert plain.rank.tolist() == [1, 1, 3]
+    filtered = ev.run_queries(TableScorer(TABLE), a, torch.device("cpu"), n_items=4, exclude_played=True)
+    assert filtered.rank.tolist()[2] == 4
+    assert filtered.top[2][0] == 4  # the only unplayed track leads the list
+    # the query after 1 (target 2, not played yet) keeps rank 1: only 1 is excluded there
+    assert filtered.rank.tolist()[0] == 1
+
+
+def test_popularity_percentile_by_hand():
+    from toolkit.metrics import mean_top_popularity, popularity_percentile
+
+    pct = popularity_percentile(np.array([0, 10, 5, 5, 0]))  # PAD, then tracks 1..4
+    assert math.isnan(pct[0]) and pct[1:].tolist() == [100.0, 75.0, 75.0, 25.0]
+    assert mean_top_popularity(np.array([[1, 4], [2, 0]]), pct) == (100 + 25 + 75) / 3

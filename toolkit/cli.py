@@ -352,3 +352,7 @@ def version() -> None:
     Example: toolkit version
     """
     out.print(__version__)
+
+
+# report and recommend live beside this module; importing it registers them on ``app``
+from toolkit import cli_report  # noqa: E402, F401

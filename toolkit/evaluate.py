@@ -31,32 +31,79 @@ class QueryResults:
     auc: np.ndarray  # float64 (Q,) within-session AUC of a positive query (NaN: no skipped track)
     top: np.ndarray  # int32 (Q, 10) the ten best-scored tracks
 
+    @classmethod
+    def empty(cls) -> "QueryResults":
+        z = np.zeros(0)
+        return cls(z.astype(np.int64), z.astype(bool), z.astype(np.int64), z, np.zeros((0, TOP_K), np.int32))
 
-def query_mask(a: SplitArrays, last_only: bool) -> np.ndarray:
-    """bool (R, L): the positions that are queries."""
-    mask = np.asarray(a.next_item) != PAD
-    if last_only:
+
+TOP_K = 10
+POSITIONS = ("all", "last")
+
+
+def query_mask(a: SplitArrays, positions: str = "all", leave_last_out: bool = False) -> np.ndarray:
+    """bool (R, L): the positions that are queries.
+
+    ``positions='all'``: every position whose next play is known.  ``'last'``: per session only the
+    position before its last non-skipped play.  A leave-last-out dataset has one query per session
+    whatever ``positions`` says: the position before the held-out play.
+    """
+    if positions not in POSITIONS:
+        raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
+    nxt = np.asarray(a.next_item)
+    mask = nxt != PAD
+    rs = np.asarray(a.row_session)
+    if leave_last_out:
         # the held-out play is the last column of each session's last row; its query is just before
         last_row = np.ones(len(a), dtype=bool)
-        last_row[:-1] = np.asarray(a.row_session[1:]) != np.asarray(a.row_session[:-1])
+        last_row[:-1] = rs[1:] != rs[:-1]
         keep = np.zeros_like(mask)
         keep[last_row, -2] = True
-        mask &= keep
+        return mask & keep
+    if positions == "last":
+        flat = np.flatnonzero(mask & (np.asarray(a.next_skip) == 0))  # row-major: time order in a session
+        sess = rs[flat // mask.shape[1]]
+        last = flat[np.r_[sess[1:] != sess[:-1], True]] if len(flat) else flat
+        mask = np.zeros_like(mask)
+        mask.flat[last] = True
     return mask
+
+
+def session_skips(a: SplitArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tracks skipped anywhere in each session of the split, as CSR over sorted session ids.
+
+    Returns (session ids sorted, offsets, items): the skipped tracks of ``ids[i]`` are
+    ``items[offsets[i]:offsets[i + 1]]`` (each track once).
+    """
+    seqs, skips, rs = np.asarray(a.seqs), np.asarray(a.skips), np.asarray(a.row_session)
+    r, c = np.nonzero((skips == 1) & (seqs != PAD))
+    sess, item = rs[r], seqs[r, c].astype(np.int64)  # every play of a session is an input somewhere
+    ids = np.unique(rs)
+    width = int(seqs.max(initial=0)) + 1
+    key = np.unique(np.searchsorted(ids, sess) * width + item)
+    local, items = key // width, key % width
+    offsets = np.searchsorted(local, np.arange(len(ids) + 1))
+    return ids, offsets.astype(np.int64), items
 
 
 @torch.no_grad()
 def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = False, batch_rows: int = 64,
-                n_items: int | None = None, sessions: np.ndarray | None = None) -> QueryResults:
-    """Score every query of a split (or of the given ``sessions`` only).
+                n_items: int | None = None, sessions: np.ndarray | None = None, positions: str = "all",
+                exclude_played: bool = False) -> QueryResults:
+    """Score every query of a split (or of the given ``sessions`` only) against the whole catalogue.
 
     Memory is bounded: queries are scored in chunks of ``SCORE_BUDGET // catalogue`` at a time.
+    With ``exclude_played`` the tracks already played in the session are removed from the ranking;
+    a query whose next play is such a repeat then ranks it last (a miss), never drops the query.
     """
-    mask = query_mask(a, last_only)
+    mask = query_mask(a, positions, last_only)
+    rs = np.asarray(a.row_session)
     if sessions is not None:
-        mask &= np.isin(np.asarray(a.row_session), sessions)[:, None]
+        mask &= np.isin(rs, sessions)[:, None]
     width = (n_items or int(np.asarray(a.seqs).max(initial=1))) + 1
     chunk = max(1, SCORE_BUDGET // width)
+    skip_ids, skip_off, skip_items = session_skips(a)
+    first_row = _session_first_row(rs)
     out: dict[str, list] = {k: [] for k in ("session", "skipped", "rank", "auc", "top")}
     for start in range(0, len(a), batch_rows):
         idx = np.arange(start, min(start + batch_rows, len(a)))
@@ -68,35 +115,75 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
         for lo in range(0, len(all_rows), chunk):
             rows, cols = all_rows[lo : lo + chunk], all_cols[lo : lo + chunk]
             scores = scorer.scores(batch, rows, cols).float()  # (N, V)
+            row_ids = idx[rows.cpu().numpy()]
+            if exclude_played:
+                played = _played_before(a, first_row, row_ids, cols.cpu().numpy())
+                scores.scatter_(1, torch.from_numpy(played).to(scores.device), float("-inf"))
             targets = batch["next_item"][rows, cols]
+            sess = rs[row_ids]
             out["rank"].append(metrics.rank_of_targets(scores, targets))
-            out["top"].append(torch.topk(scores, k=min(10, scores.shape[1] - 1), dim=1).indices.int().cpu().numpy())
+            out["top"].append(torch.topk(scores, k=min(TOP_K, scores.shape[1] - 1), dim=1).indices.int().cpu().numpy())
             skipped = batch["next_skip"][rows, cols] == 1
             out["skipped"].append(skipped.cpu().numpy())
-            out["session"].append(np.asarray(a.row_session)[idx][rows.cpu().numpy()])
-            out["auc"].append(_session_auc(scores, targets, skipped, batch, rows))
+            out["session"].append(sess)
+            negs = _gather_ragged(np.searchsorted(skip_ids, sess), skip_off, skip_items)
+            out["auc"].append(_session_auc(scores, targets, skipped, torch.from_numpy(negs).to(scores.device)))
     if not out["rank"]:
-        empty = np.zeros(0)
-        return QueryResults(empty.astype(np.int64), empty.astype(bool), empty.astype(np.int64), empty,
-                            np.zeros((0, 10), np.int32))
+        return QueryResults.empty()
     return QueryResults(**{k: np.concatenate(v) for k, v in out.items()})
 
 
-def _session_auc(scores, targets, skipped, batch, rows) -> np.ndarray:
-    """Per positive query: share of the row's skipped tracks scored below the next play."""
-    seqs, fb = batch["seqs"][rows], batch["fb"][rows]  # (N, T)
-    neg = torch.where(fb == 1, seqs, torch.zeros_like(seqs))  # (N, T) skipped tracks, PAD elsewhere
-    valid = (neg != PAD) & (neg != targets.unsqueeze(1)) & ~skipped.unsqueeze(1)
+def _session_first_row(rs: np.ndarray) -> np.ndarray:
+    """int64 (R,): index of the first row of each row's session (rows of a session are adjacent)."""
+    starts = np.r_[True, rs[1:] != rs[:-1]] if len(rs) else np.zeros(0, bool)
+    return np.maximum.accumulate(np.where(starts, np.arange(len(rs)), 0))
+
+
+def _played_before(a: SplitArrays, first_row: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """int64 (N, W): every track played in the session up to and including each query position
+    (earlier rows of the session too), PAD-filled; PAD's score is -inf already."""
+    L = a.seqs.shape[1]
+    back = int((rows - first_row[rows]).max(initial=0))
+    parts = []
+    for k in range(back, -1, -1):
+        src = rows - k
+        ok = src >= first_row[rows]
+        part = np.asarray(a.seqs[np.where(ok, src, rows)]).astype(np.int64)
+        part[~ok] = PAD
+        if k == 0:
+            part[np.arange(L)[None, :] > cols[:, None]] = PAD
+        parts.append(part)
+    return np.concatenate(parts, axis=1)
+
+
+def _gather_ragged(which: np.ndarray, offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """int64 (N, M): ``items[offsets[w]:offsets[w + 1]]`` for each ``w`` in ``which``, PAD-filled."""
+    counts = offsets[which + 1] - offsets[which]
+    width = int(counts.max(initial=0))
+    col = np.arange(width)[None, :]
+    pos = offsets[which][:, None] + col
+    ok = col < counts[:, None]
+    return np.where(ok, items[np.where(ok, pos, 0)] if len(items) else PAD, PAD).astype(np.int64)
+
+
+def _session_auc(scores, targets, skipped, negs) -> np.ndarray:
+    """Per positive query: share of the session's skipped tracks (other than the next play itself)
+    scored below the next play, ties half; NaN for skip queries and sessions without skips."""
+    valid = (negs != PAD) & (negs != targets.unsqueeze(1)) & ~skipped.unsqueeze(1)
     pos_s = scores.gather(1, targets.unsqueeze(1))  # (N, 1)
-    neg_s = scores.gather(1, neg)  # (N, T)
+    neg_s = scores.gather(1, negs)  # (N, M)
     wins = ((pos_s > neg_s).float() + 0.5 * (pos_s == neg_s).float()) * valid
     n = valid.sum(dim=1)
     auc = torch.where(n > 0, wins.sum(dim=1) / n.clamp(min=1), torch.full_like(n, float("nan"), dtype=torch.float))
     return auc.double().cpu().numpy()
 
 
-def summarize(q: QueryResults, n_items: int) -> dict[str, float]:
-    """The metric table row of one run: means over queries, plus the query counts behind them."""
+def summarize(q: QueryResults, n_items: int, popularity: np.ndarray | None = None) -> dict[str, float]:
+    """The metric table row of one run: means over queries, plus the query counts behind them.
+
+    ``popularity``: per-track popularity percentile (``metrics.popularity_percentile``) for
+    ``pop_pct@10``, the mean percentile of the top-10 of positive queries.
+    """
     pos, skip = q.rank[~q.skipped], q.rank[q.skipped]
     out: dict[str, float] = {}
     for k in POS_KS:
@@ -110,6 +197,8 @@ def summarize(q: QueryResults, n_items: int) -> dict[str, float]:
     auc = q.auc[~q.skipped]
     out["auc"] = float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
     out["coverage@10"] = metrics.coverage_at_k(q.top[~q.skipped], n_items) if len(pos) else float("nan")
+    if popularity is not None:
+        out["pop_pct@10"] = metrics.mean_top_popularity(q.top[~q.skipped], popularity)
     out["n_pos"] = int(len(pos))
     out["n_skip"] = int(len(skip))
     out["n_sessions"] = int(len(np.unique(q.session)))
@@ -121,9 +210,10 @@ def _mean(values: np.ndarray) -> float:
 
 
 def evaluate(scorer, a: SplitArrays, n_items: int, device: torch.device, last_only: bool = False,
-             sessions: np.ndarray | None = None) -> dict[str, float]:
+             sessions: np.ndarray | None = None, **options) -> dict[str, float]:
     """Metrics of one scorer on one split (validation during training, test in the report)."""
-    return summarize(run_queries(scorer, a, device, last_only, n_items=n_items, sessions=sessions), n_items)
+    return summarize(run_queries(scorer, a, device, last_only, n_items=n_items, sessions=sessions, **options),
+                     n_items)
 
 
 def session_subset(a: SplitArrays, n: int, seed: int) -> np.ndarray | None:

@@ -100,3 +100,20 @@ def coverage_at_k(topk_items: np.ndarray | Tensor, n_items: int) -> float:
     seen = np.unique(np.asarray(topk_items).reshape(-1))
     seen = seen[(seen != PAD) & (seen >= 1) & (seen <= n_items)]
     return float(seen.size) / float(n_items)
+
+
+def popularity_percentile(counts: np.ndarray) -> np.ndarray:
+    """float64 (V,): for each track, the share (in %) of the catalogue ``1..V-1`` played at most as
+    often in train; 100 = the most played track.  ``counts[PAD]`` is ignored and its entry is NaN."""
+    c = np.asarray(counts, dtype=np.float64)
+    real = np.sort(c[PAD + 1 :])
+    out = 100.0 * np.searchsorted(real, c, side="right") / max(len(real), 1)
+    out[PAD] = np.nan
+    return out
+
+
+def mean_top_popularity(topk_items: np.ndarray, percentile: np.ndarray) -> float:
+    """Mean popularity percentile of the recommended tracks (PAD entries ignored), NaN if none."""
+    items = np.asarray(topk_items).reshape(-1)
+    items = items[items != PAD]
+    return float(percentile[items].mean()) if items.size else float("nan")

@@ -28,8 +28,8 @@ from toolkit.errors import ConfigError
 DASH = "–"  # shown for NaN / missing numbers
 MARK = "✓"  # a paired difference whose interval excludes zero
 DPI = 110
-# Okabe & Ito's colour-blind-safe palette, yellow moved last (it is faint on white)
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
+# Okabe & Ito's colour-blind-safe palette; grey instead of black (error bars are black), yellow last
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999", "#F0E442")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 POS_COLOUR, SKIP_COLOUR = "#0072B2", "#D55E00"
 BAR_METRICS = ("hr@10", "ndcg@10", "mrr@10", "skip_hr@10")
@@ -155,22 +155,28 @@ def _options_text(options: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted((options or {}).items())) or DASH
 
 
+def _group_name(group: dict) -> str:
+    """The group's key, else "model / feedback"."""
+    return str(group.get("key") or f"{group.get('model', '?')} / {group.get('feedback', '?')}")
+
+
 def main_table(report: dict) -> Table:
-    """One row per group: model, feedback, options, every metric, seeds and query counts."""
+    """One row per group (its key "model / feedback", with the options), every metric, seeds and query
+    counts. The key is the name the plots and the paired differences use too."""
     groups = report.get("groups") or []
     metrics = list(report.get("metrics") or [])
     lower = set(report.get("lower_is_better") or [])
     best = {m: best_rows(groups, m, m in lower) for m in metrics}
-    header = ["model", "feedback", "options"] + [f"{m} ↓" if m in lower else m for m in metrics]
+    header = ["group (options)"] + [f"{m} ↓" if m in lower else m for m in metrics]
     header += ["seeds", "sessions", "positive queries", "skip queries"]
     rows = []
     for i, g in enumerate(groups):
-        row = [Cell(str(g.get("model", DASH))), Cell(str(g.get("feedback", DASH))), Cell(_options_text(g.get("options")))]
+        row = [Cell(_group_name(g), f"({_options_text(g['options'])})" if g.get("options") else "")]
         row += [metric_cell(g, m, i in best[m]) for m in metrics]
         row += [Cell(fmt_count(_n_seeds(g))), Cell(fmt_count(g.get("n_sessions"))),
                 Cell(fmt_count(g.get("n_pos"))), Cell(fmt_count(g.get("n_skip")))]
         rows.append(row)
-    return Table(header, [False] * 3 + [True] * (len(metrics) + 4), rows)
+    return Table(header, [False] + [True] * (len(metrics) + 4), rows)
 
 
 def comparison_table(report: dict) -> Table:
@@ -225,9 +231,9 @@ def protocol_lines(report: dict) -> list[str]:
     """The protocol fields as sentences."""
     p = report.get("protocol") or {}
     positions = p.get("positions")
-    where = {"all": "at every position of each session whose next play is known",
-             "last": "at the last position of each session"}.get(positions, f"at positions: {positions}")
-    lines = [f"Metrics are computed on the {p.get('split', 'test')} split, {where}."]
+    where = {"all": ", at every position of each session whose next play is known",
+             "last": ", at the last position of each session", None: ""}.get(positions, f", at positions: {positions}")
+    lines = [f"Metrics are computed on the {p.get('split', 'test')} split{where}."]
     if p.get("exclude_played") is not None:
         lines.append("Tracks already played in the session are excluded from the ranking." if p["exclude_played"]
                      else "Tracks already played in the session stay in the ranking (music repeats).")
@@ -247,15 +253,19 @@ def protocol_lines(report: dict) -> list[str]:
     return lines
 
 
+def _title(report: dict) -> str:
+    """The report's title, with the dataset name in it."""
+    name = (report.get("dataset") or {}).get("name")
+    title = str(report.get("title") or f"Skip-aware next-track recommendation: {name or '?'}")
+    return f"{title}: {name}" if name and str(name) not in title else title
+
+
 def _blocks(report: dict) -> list[tuple]:
     """The document: ("h1"|"h2"|"p", text), ("ul", [text]), ("dl", [(term, text)]), ("table", Table),
     ("figure", plot function, caption, note when there is nothing to plot)."""
-    ds = report.get("dataset") or {}
     level = _level(report)
-    title = report.get("title") or f"Skip-aware next-track recommendation: {ds.get('name', '?')}"
-    if ds.get("name") and str(ds["name"]) not in title:
-        title = f"{title}: {ds['name']}"
-    out = [("h1", title),
+    split = (report.get("protocol") or {}).get("split", "test")
+    out = [("h1", _title(report)),
            ("p", f"Generated {report.get('generated', DASH)} by toolkit {report.get('toolkit_version', DASH)}."),
            ("h2", "Protocol"), ("ul", protocol_lines(report)),
            ("h2", "Dataset"), *[("table", t) for t in dataset_tables(report)],
@@ -275,7 +285,7 @@ def _blocks(report: dict) -> list[tuple]:
     elif not report.get("comparisons"):
         out.append(("p", f"No paired differences against “{baseline}” were computed."))
     else:
-        out += [("p", f"Group minus baseline on the same test sessions, with the {level} interval of the "
+        out += [("p", f"Group minus baseline on the same {split} sessions, with the {level} interval of the "
                       f"difference; {MARK}: the interval excludes zero (better / worse for that metric)."),
                 ("table", comparison_table(report))]
     out += [("h2", "Runs"), ("table", runs_table(report)),
@@ -329,14 +339,15 @@ def to_markdown(report: dict) -> str:
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;color:#1b1b1b;
- max-width:1320px;margin:1.5rem auto;padding:0 1.2rem;line-height:1.45;font-size:15px}
+ max-width:1500px;margin:1.5rem auto;padding:0 1.2rem;line-height:1.45;font-size:15px}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.25rem;margin-top:2rem;border-bottom:2px solid #ddd}
 .scroll{overflow-x:auto;margin:.6rem 0 1rem}
-table{border-collapse:collapse;font-size:13px}
-th,td{padding:.3rem .5rem;border-bottom:1px solid #e2e2e2;vertical-align:top}
+table{border-collapse:collapse;font-size:12.5px}
+th,td{padding:.3rem .4rem;border-bottom:1px solid #e2e2e2;vertical-align:top}
 th{background:#f1f3f5;text-align:left;font-weight:600}
 tbody tr:nth-child(even){background:#fafbfc}
-.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap} th.num{text-align:right}
+td:first-child{min-width:12rem} .nb{white-space:nowrap}
 td strong{color:#000}
 .pm{display:block;font-size:.82em;color:#5a5a5a;font-weight:normal}
 figure{margin:1rem 0 1.6rem} figure img{max-width:100%;height:auto;border:1px solid #eee}
@@ -350,12 +361,18 @@ def _html_table(t: Table) -> str:
     def cls(numeric: bool) -> str:
         return ' class="num"' if numeric else ""
 
-    def cell(c: Cell) -> str:
-        inner = html.escape(c.text) + (f'<span class="pm">{html.escape(c.note)}</span>' if c.note else "")
+    def cell(c: Cell, numeric: bool) -> str:
+        # text lines break at spaces only, never inside a name like "feedback-input+contrastive"
+        text = html.escape(c.text) if numeric else " ".join(
+            f'<span class="nb">{html.escape(word)}</span>' for word in c.text.split(" "))
+        inner = text + (f'<span class="pm">{html.escape(c.note)}</span>' if c.note else "")
         return f"<strong>{inner}</strong>" if c.bold and c.text != DASH else inner
 
-    head = "".join(f"<th{cls(n)}>{html.escape(h)}</th>" for h, n in zip(t.header, t.numeric))
-    body = "".join("<tr>" + "".join(f"<td{cls(n)}>{cell(c)}</td>" for c, n in zip(row, t.numeric)) + "</tr>"
+    def header(h: str) -> str:  # let "skip_mrr@10" break after "_" and "@" so narrow numbers set the width
+        return html.escape(h).replace("_", "_<wbr>").replace("@", "@<wbr>")
+
+    head = "".join(f"<th{cls(n)}>{header(h)}</th>" for h, n in zip(t.header, t.numeric))
+    body = "".join("<tr>" + "".join(f"<td{cls(n)}>{cell(c, n)}</td>" for c, n in zip(row, t.numeric)) + "</tr>"
                    for row in t.rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
@@ -387,15 +404,11 @@ def to_html(report: dict) -> str:
             parts.append(_html_table(body[0]) if body[0].rows else "<p>(none)</p>")
         elif kind == "figure":
             parts.append(_html_figure(body[0], report, body[1], body[2]))
-    title = html.escape(_blocks_title(report))
+    title = html.escape(_title(report))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{title}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(parts) + "\n</body></html>\n")
-
-
-def _blocks_title(report: dict) -> str:
-    return str(report.get("title") or (report.get("dataset") or {}).get("name") or "report")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,7 +490,7 @@ def plot_metric_bars(report: dict) -> bytes | None:
                                     color="#222", capsize=3, linewidth=1.2)
             if handle is not None:
                 handles.append(handle)
-                labels.append(_label(g.get("key", f"group {i + 1}")) + ("" if with_interval else " (1 seed, no interval)"))
+                labels.append(_label(_group_name(g)) + ("" if with_interval else " (1 seed, no interval)"))
         if metrics:
             ax = axes[0]
             ax.set_xticks(range(len(metrics)),
@@ -488,7 +501,10 @@ def plot_metric_bars(report: dict) -> bytes | None:
             ax.grid(axis="x", visible=False)
         if has_auc:
             ax = axes[-1]
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(min(lo, 0.5) - 0.06 * (hi - lo), max(hi, 0.5 + 0.06 * (hi - lo)))
             ax.axhline(0.5, color="#555", linestyle="--", linewidth=1)
+            ax.text(-0.58, 0.5, "chance", va="top", ha="left", color="#555", fontsize=9)
             ax.set_xticks([0], ["auc"])
             ax.set_xlim(-0.6, 0.6)
             ax.set_ylabel("AUC (0.5 = chance)")
@@ -513,12 +529,12 @@ def plot_hr_curves(report: dict) -> bytes | None:
     if not curves:
         return None
     with _rc():
-        fig = _figure(11, 5.6)
+        fig = _figure(11, 4.8)
         ax = fig.subplots()
         ks = sorted({k for _, _, pts in curves for k, _ in pts})
         for i, g, pts in curves:
             ax.plot([k for k, _ in pts], [h for _, h in pts], linewidth=2, markersize=5, **_group_style(i),
-                    label=_label(g.get("key", f"group {i + 1}")))
+                    label=_label(_group_name(g)))
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(FixedLocator(ks))
         ax.xaxis.set_minor_locator(NullLocator())
@@ -554,8 +570,8 @@ def plot_training_curves(report: dict) -> bytes | None:
         for n, run in enumerate(runs):
             gi = group_index.get(run.get("group"), len(group_index) + n)
             k = seen_in_group[gi] = seen_in_group.get(gi, -1) + 1
-            style = dict(color=PALETTE[gi % len(PALETTE)], marker=MARKERS[gi % len(MARKERS)],
-                         linestyle=("-", "--", ":", "-.")[k % 4], linewidth=1.8, markersize=4)
+            style = {"color": PALETTE[gi % len(PALETTE)], "marker": MARKERS[gi % len(MARKERS)],
+                     "linestyle": ("-", "--", ":", "-.")[k % 4], "linewidth": 1.8, "markersize": 4}
             handle = None
             for ax, key in ((ax_ndcg, "valid_ndcg@10"), (ax_loss, "loss")):
                 pts = _curve_points(run, key)
@@ -605,6 +621,9 @@ def _rank_hist(group: dict):
 def plot_rank_distribution(report: dict) -> bytes | None:
     """Small multiples, one per group: share of queries per log-spaced rank bin, next track not
     skipped vs skipped."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     panels = [(g, h) for g in report.get("groups") or [] if (h := _rank_hist(g)) is not None]
     if not panels:
         return None
@@ -621,19 +640,16 @@ def plot_rank_distribution(report: dict) -> bytes | None:
                 ax.stairs(skip, edges, color=SKIP_COLOUR, linewidth=2, linestyle="--")
             ax.axvline(10.5, color="#444", linestyle=":", linewidth=1.2)
             ax.set_xscale("log")
-            name = textwrap.fill(_label(g.get("key", "?")), 34)
+            name = textwrap.fill(_label(_group_name(g)), 34, break_on_hyphens=False)
             ax.set_title(f"{name}\n{fmt_count(n_pos)} kept · {fmt_count(n_skip)} skipped", fontsize=10.5)
         for ax in axes[len(panels):]:
             ax.set_visible(False)
         for ax in axes[::ncols]:
             ax.set_ylabel("share of queries")
-        for ax in axes[(nrows - 1) * ncols:]:
+        for ax in axes[max(len(panels) - ncols, 0):len(panels)]:  # panels with no panel below them
             ax.set_xlabel("rank of the next track (log)")
             ax.xaxis.set_tick_params(labelbottom=True)
         fig.suptitle("Full-catalogue rank of the next track (dotted line: top 10)")
-        from matplotlib.patches import Patch
-        from matplotlib.lines import Line2D
-
         _legend(fig, [Patch(facecolor=POS_COLOUR, alpha=0.4, edgecolor=POS_COLOUR, linewidth=2),
                       Line2D([], [], color=SKIP_COLOUR, linewidth=2, linestyle="--")],
                 ["next track not skipped (positive)", "next track skipped"], 11)
@@ -663,7 +679,7 @@ def plot_dataset(report: dict) -> bytes | None:
         return None
     with _rc():
         fig = _figure(11, 4.4)
-        ratios = ([2.4] if has_hist else []) + ([1, 1] if splits else [])
+        ratios = ([2.2] if has_hist else []) + ([1.2, 1.2] if splits else [])
         axes = list(fig.subplots(1, len(ratios), width_ratios=ratios, squeeze=False)[0])
         thousands = StrMethodFormatter("{x:,.0f}")
         if has_hist:
@@ -685,7 +701,7 @@ def plot_dataset(report: dict) -> bytes | None:
             ax.set_ylabel(unit)
             ax.set_title(f"{unit.capitalize()} per split")
             ax.yaxis.set_major_formatter(thousands)
-            ax.margins(y=0.15)
+            ax.margins(x=0.12, y=0.15)
             ax.grid(axis="x", visible=False)
         fig.suptitle(f"Dataset {_label(d.get('name', ''))}".strip())
         return _png(fig)
@@ -714,4 +730,5 @@ def write_report(report: dict, out: Path) -> list[Path]:
     for path, text in files:
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
+            tmp.chmod(0o644)  # a report is for reading; mkstemp would leave it private to the owner
     return [path for path, _ in files]

@@ -1,0 +1,139 @@
+"""``toolkit report`` and ``toolkit recommend``: the commands that read trained runs.
+
+Registered on the main app by ``toolkit/cli.py``; like the rest of the CLI, no logic lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from toolkit.artifacts import Workspace
+from toolkit.cli import WorkspaceOpt, app, friendly, out
+
+SCREEN_METRICS = ("hr@10", "ndcg@10", "mrr@10", "skip_hr@10", "auc")
+PAIRED_SCREEN = ("ndcg@10", "hr@10", "skip_hr@10")
+
+
+@app.command()
+@friendly
+def report(
+    runs: list[str] = typer.Argument(None, help="Run ids [default: every finished run of the dataset]."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset whose runs to report [default: the latest]."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report: .html (with a .md beside it), .md or .json."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON instead of the table."),
+    split: str = typer.Option("test", help="Split to score: test, or valid."),
+    positions: str = typer.Option("all", help="all: every position with a known next play; last: the last kept play per session."),
+    exclude_played: bool = typer.Option(False, help="Remove tracks already played in the session from the ranking."),
+    baseline: Optional[str] = typer.Option(None, help="Group to compare against, e.g. 'sasrec / positives-only' [default: 'sasrec / all']."),
+    bootstrap: int = typer.Option(1000, help="Paired bootstrap replicates over test sessions."),
+    allow_unfinished: bool = typer.Option(False, help="Score an unfinished run's best checkpoint instead of refusing."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    workspace: Optional[Path] = WorkspaceOpt,
+) -> None:
+    """Score runs on the test split (full catalogue) and compare them with confidence intervals.
+
+    Example: toolkit report --out report.html
+    """
+    from toolkit.render import write_report
+    from toolkit.report import Protocol, build_report
+
+    ws = Workspace.at(workspace)
+    protocol = Protocol(split=split, positions=positions, exclude_played=exclude_played, baseline=baseline,
+                        bootstrap=bootstrap, allow_unfinished=allow_unfinished)
+    with out.status("scoring") as status:
+        rep = build_report(ws, runs or [], protocol, dataset, device, lambda msg: status.update(msg))
+    if as_json:
+        typer.echo(json.dumps(rep, indent=2, sort_keys=True, default=float))
+    else:
+        print_report(rep)
+    if out_file is not None:
+        for path in write_report(rep, out_file):
+            out.print(f"wrote {path}")
+
+
+def print_report(rep: dict) -> None:
+    """The main table (mean ± 95 % interval over seeds, best per column in bold) and the paired
+    differences against the baseline; laid out to fit an 80-column terminal."""
+    groups = rep["groups"]
+    table = Table(title=rep["title"], caption=rep["protocol"]["note"], caption_justify="left")
+    table.add_column("model / feedback", ratio=1, overflow="fold")
+    for m in SCREEN_METRICS:
+        table.add_column(m + (" ↓" if m in rep["lower_is_better"] else ""), justify="right", no_wrap=True)
+    best = {m: _best(groups, m, m in rep["lower_is_better"]) for m in SCREEN_METRICS}
+    for g in groups:
+        cells = []
+        for m in SCREEN_METRICS:
+            text = _cell(g["metrics"][m])
+            cells.append(f"[bold green]{text}[/bold green]" if g["key"] in best[m] else text)
+        seeds = len(g["seeds"])
+        who = (f"{g['key']}\n[dim]{seeds} seed{'s' if seeds > 1 else ''} · {g['n_sessions']:,} sessions · "
+               f"{g['n_pos']:,} / {g['n_skip']:,} queries[/dim]")
+        table.add_row(who, *cells)
+    out.print(table)
+    if rep["comparisons"]:
+        diff = Table(title=f"difference against {rep['protocol']['baseline']}: paired bootstrap over sessions, 95 %")
+        diff.add_column("group", ratio=1, overflow="fold")
+        for m in PAIRED_SCREEN:
+            diff.add_column(m, justify="right", no_wrap=True)
+        for key in dict.fromkeys(c["group"] for c in rep["comparisons"]):
+            row = {c["metric"]: c for c in rep["comparisons"] if c["group"] == key}
+            diff.add_row(key, *[_diff_cell(row.get(m)) for m in PAIRED_SCREEN])
+        out.print(diff)
+        out.print("[dim]bold: the interval excludes zero[/dim]")
+
+
+def _cell(stat: dict) -> str:
+    mean, lo, hi = stat["mean"], stat["lo"], stat["hi"]
+    if not _finite(mean):
+        return "–"
+    return f"{mean:.4f}\n±{(hi - lo) / 2:.4f}" if _finite(lo) and _finite(hi) else f"{mean:.4f}"
+
+
+def _diff_cell(c: dict | None) -> str:
+    if c is None or not _finite(c["diff"]):
+        return "–"
+    text = f"{c['diff']:+.4f}\n[{c['lo']:+.4f}, {c['hi']:+.4f}]"
+    return f"[bold]{text}[/bold]" if c["excludes_zero"] else text
+
+
+def _best(groups: list[dict], metric: str, lower: bool) -> set[str]:
+    values = {g["key"]: round(g["metrics"][metric]["mean"], 4) for g in groups if _finite(g["metrics"][metric]["mean"])}
+    if len(values) < 2:
+        return set()
+    target = min(values.values()) if lower else max(values.values())
+    return {k for k, v in values.items() if v == target}
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+@app.command()
+@friendly
+def recommend(
+    run: str = typer.Option(..., "--run", help="Run id (see `toolkit runs`)."),
+    sessions: Path = typer.Option(..., "--sessions", help="Parquet of session plays: session, track_key or item_id, optional skipped, position."),
+    k: int = typer.Option(20, "-k", help="Tracks per session."),
+    out_file: Path = typer.Option(Path("recs.parquet"), "--out", "-o", help="Output parquet."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    allow_unfinished: bool = typer.Option(False, help="Use an unfinished run's best checkpoint."),
+    workspace: Optional[Path] = WorkspaceOpt,
+) -> None:
+    """Top-k next tracks for session prefixes, with scores and track names.
+
+    Example: toolkit recommend --run sasrec-all-s0-1a2b3c4d --sessions sessions.parquet -k 20 --out recs.parquet
+    """
+    from toolkit.recommend import recommend as run_recommend
+
+    res = run_recommend(Workspace.at(workspace), run, sessions, k, out_file, device, allow_unfinished)
+    out.print(f"{res['recommended']:,} sessions → {res['rows']:,} rows in {res['out']} (run {res['run']})")
+    if res["unknown_plays"] or res["empty_sessions"]:
+        out.print(f"[yellow]{res['unknown_plays']:,} of {res['plays']:,} plays are tracks outside the catalogue and "
+                  f"were left out; {res['empty_sessions']:,} sessions had no known track and got no "
+                  "recommendations[/yellow]")

@@ -1,0 +1,451 @@
+"""``toolkit report``: score finished runs on the test split and compare them honestly.
+
+Read top to bottom: pick the runs (one dataset only), score each one's best checkpoint on every
+query of the test split against the whole catalogue (``toolkit/evaluate.py``, the same path as
+validation), group runs that differ only by seed, and put numbers on the differences:
+
+* per group, the mean over seeds and a 95 % t-interval across seeds (none with one seed);
+* per group against the baseline group, a paired bootstrap over test sessions: sessions are
+  resampled with replacement and both groups are scored on the same resample, so the interval
+  is that of the difference itself.
+
+Per-query outcomes are cached beside each run (``eval-<protocol>.npz``), so a second report, or a
+study that adds runs, scores only what is new.  The result is a plain dictionary that
+``toolkit/render.py`` turns into Markdown, HTML or JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+
+import duckdb
+import numpy as np
+import torch
+
+from toolkit import __version__, metrics
+from toolkit.artifacts import (
+    Workspace,
+    atomic_path,
+    load_torch,
+    read_json,
+    read_manifest,
+    read_metrics,
+    run_dir,
+)
+from toolkit.config import NEURAL, ModelConfig, TrainConfig
+from toolkit.data import load_split, train_counts
+from toolkit.errors import ArtifactMissingError, ConfigError
+from toolkit.evaluate import POSITIONS, QueryResults, run_queries, summarize
+from toolkit.model import SeqRec
+from toolkit.scorers import NeuralScorer
+from toolkit.train import build_baseline, latest_dataset, pick_device
+
+EVAL_VERSION = 2  # bump when the per-query outcomes change meaning (invalidates the caches)
+METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@10", "ndcg@20", "mrr@10", "skip_hr@10", "skip_mrr@10",
+           "delta_hr@10", "auc", "coverage@10", "pop_pct@10")
+LOWER_IS_BETTER = ("skip_hr@10", "skip_mrr@10")
+# metrics with a paired bootstrap: (metric, which queries, per-query value)
+PAIRED = ("ndcg@10", "hr@10", "mrr@10", "skip_hr@10", "auc")
+HR_CURVE_KS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
+# config fields that never change what a run is, so runs differing only in them form one group
+NOT_GROUPING = {"seed", "dataset", "device", "compile"}
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    split: str = "test"  # the split scored: test (the report) or valid
+    positions: str = "all"  # all: every position with a known next play; last: the last kept play per session
+    exclude_played: bool = False  # remove tracks already played in the session from the ranking
+    baseline: str | None = None  # group key to compare against; None: 'sasrec / all' when present
+    bootstrap: int = 1000  # paired bootstrap replicates over sessions
+    seed: int = 0  # bootstrap seed
+    allow_unfinished: bool = False  # score an unfinished run's best checkpoint instead of refusing
+
+    def __post_init__(self) -> None:
+        if self.split not in ("test", "valid"):
+            raise ConfigError(f"--split {self.split}: choose test or valid")
+        if self.positions not in POSITIONS:
+            raise ConfigError(f"--positions {self.positions}: choose {' or '.join(POSITIONS)}")
+        if self.bootstrap < 100:
+            raise ConfigError(f"--bootstrap {self.bootstrap}: use at least 100 replicates")
+
+    def cache_key(self) -> str:
+        return f"{self.split}-{self.positions}-{'excl' if self.exclude_played else 'incl'}-v{EVAL_VERSION}"
+
+
+# ---------------------------------------------------------------------------------------------
+# which runs
+
+
+def select_runs(ws: Workspace, ids: list[str], dataset: str | None, allow_unfinished: bool) -> list[dict]:
+    """The runs to report: the given ids, else every finished run of ``dataset`` (default: latest).
+
+    Each entry is ``{"id", "dir", "config": TrainConfig, "result": dict | None}``.
+    """
+    if ids:
+        chosen = [_load_run(ws, i) for i in ids]
+    else:
+        name = dataset or latest_dataset(ws)
+        runs_root = ws.root / "runs"
+        found = sorted(p.name for p in runs_root.iterdir() if (p / "config.json").exists()) if runs_root.exists() else []
+        chosen = [r for r in (_load_run(ws, i) for i in found) if r["config"].dataset == name and r["finished"]]
+        if not chosen:
+            raise ArtifactMissingError(f"dataset {name}: no finished runs to report; train some with "
+                                       f"`toolkit train --dataset {name}` (or `toolkit study`)")
+    unfinished = [r["id"] for r in chosen if not r["finished"]]
+    if unfinished and not allow_unfinished:
+        raise ConfigError(f"run(s) {', '.join(unfinished)} did not finish; resume with `toolkit train --resume ID`, "
+                          "or pass --allow-unfinished to score their best checkpoint so far")
+    for r in chosen:
+        if r["config"].model in NEURAL and not r["dir"].best.exists():
+            raise ArtifactMissingError(f"run {r['id']} has no best checkpoint yet (it ended before its first "
+                                       "evaluation); resume it with `toolkit train --resume ID`")
+    names = sorted({r["config"].dataset for r in chosen})
+    if len(names) > 1:
+        raise ConfigError(f"the runs come from different datasets ({', '.join(names)}); report one dataset at a "
+                          "time (pass --dataset NAME, or only that dataset's run ids)")
+    if dataset and names[0] != dataset:
+        raise ConfigError(f"the runs were trained on {names[0]}, not on --dataset {dataset}")
+    return chosen
+
+
+def _load_run(ws: Workspace, run_id: str) -> dict:
+    run = run_dir(ws, run_id)
+    if not run.config.exists():
+        raise ArtifactMissingError(f"unknown run {run_id!r} in {ws.root}; `toolkit runs` lists the runs")
+    cfg = TrainConfig(**read_json(run.config)["train"])
+    result = read_json(run.result) if run.result.exists() else None
+    finished = bool(result) and result.get("status") == "finished"
+    return {"id": run_id, "dir": run, "config": cfg, "result": result, "finished": finished}
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+def scorer_for(ws: Workspace, run: dict, device: torch.device):
+    """The ranking function of a run: its best checkpoint, or the baseline's counts."""
+    cfg: TrainConfig = run["config"]
+    ds = ws.dataset(cfg.dataset)
+    manifest = read_manifest(ds)
+    if cfg.model not in NEURAL:
+        return build_baseline(ds, manifest, cfg)
+    best = load_torch(run["dir"].best)
+    model = SeqRec(ModelConfig(**best["model_config"])).to(device)
+    model.load_state_dict(best["model"])
+    model.eval()
+    return NeuralScorer(model, "positives-only" in cfg.modes)
+
+
+def score_run(ws: Workspace, run: dict, protocol: Protocol, device: torch.device) -> QueryResults:
+    """Per-query outcomes of one run, from the cache when its checkpoint has not changed."""
+    cfg: TrainConfig = run["config"]
+    ds = ws.dataset(cfg.dataset)
+    manifest = read_manifest(ds)
+    stamp = _checkpoint_stamp(run, manifest)
+    cache = run["dir"].path / f"eval-{protocol.cache_key()}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            if str(z["stamp"]) == stamp:
+                return QueryResults(**{fld.name: z[fld.name] for fld in fields(QueryResults)})
+    split = load_split(ds, protocol.split)
+    if len(split) == 0:
+        raise ArtifactMissingError(f"dataset {cfg.dataset} has an empty {protocol.split} split; prepare it with "
+                                   "a larger --test-frac / --valid-frac")
+    q = run_queries(scorer_for(ws, run, device), split, device, last_only=manifest["split_mode"] == "last",
+                    n_items=manifest["items"], positions=protocol.positions, exclude_played=protocol.exclude_played)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, stamp=np.array(stamp), **{fld.name: getattr(q, fld.name) for fld in fields(QueryResults)})
+    return q
+
+
+def _checkpoint_stamp(run: dict, manifest: dict) -> str:
+    """What the cached outcomes depend on: the dataset content and the scored weights."""
+    best = run["dir"].best
+    weights = f"{best.stat().st_size}-{best.stat().st_mtime_ns}" if best.exists() else "counts"
+    return f"{manifest['fingerprint']}-{weights}"
+
+
+# ---------------------------------------------------------------------------------------------
+# grouping and statistics
+
+
+def _options(cfg: TrainConfig) -> dict:
+    """The settings that can matter for this kind of run (e.g. alpha only for contrastive ones)."""
+    return {name: getattr(cfg, name) for name in _relevant_options(cfg)}
+
+
+def _relevant_options(cfg: TrainConfig) -> list[str]:
+    if cfg.model not in NEURAL:
+        return []
+    out = ["target", "loss", "negatives", "sampler", "sampler_beta", "d_model", "n_layers", "n_heads", "dropout",
+           "epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "patience", "max_steps", "valid_sessions"]
+    if "contrastive" in cfg.modes:
+        out += ["alpha", "tau", "context"]
+    if "negative-target" in cfg.modes:
+        out += ["neg_weight"]
+    if cfg.model == "bert4rec":
+        out += ["mask_prob"]
+    return out
+
+
+def group_identity(cfg: TrainConfig) -> str:
+    """Runs with the same identity differ only by seed (or device): they are one group."""
+    d = {k: v for k, v in asdict(cfg).items() if k not in NOT_GROUPING}
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# two-sided 97.5 % quantiles of Student's t for 1..30 degrees of freedom (standard tables)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def seed_interval(values: list[float]) -> dict:
+    """Mean and 95 % t-interval over seeds; the interval is NaN with fewer than two finite values."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "values": list(values)}
+    mean = float(v.mean())
+    if v.size < 2:
+        return {"mean": mean, "lo": math.nan, "hi": math.nan, "values": list(values)}
+    t = _T975[v.size - 2] if v.size - 1 <= len(_T975) else 1.96
+    half = t * float(v.std(ddof=1)) / math.sqrt(v.size)
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "values": list(values)}
+
+
+def per_query_values(q: QueryResults, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(values, kept) of a bootstrapped metric: one value per query, and which queries count."""
+    if metric == "skip_hr@10":
+        return metrics.hit_at_k(q.rank, 10), q.skipped
+    if metric == "auc":
+        return np.nan_to_num(q.auc), ~q.skipped & np.isfinite(q.auc)
+    fn = {"ndcg@10": metrics.ndcg_at_k, "hr@10": metrics.hit_at_k, "mrr@10": metrics.mrr_at_k}[metric]
+    return fn(q.rank, 10), ~q.skipped
+
+
+def session_sums(results: list[QueryResults], metric: str, sessions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per session of ``sessions``: the metric summed over its queries (averaged over the seeds'
+    runs) and the number of queries.  Every run of a group has the same queries."""
+    total = np.zeros(len(sessions))
+    count = np.zeros(len(sessions))
+    for q in results:
+        values, kept = per_query_values(q, metric)
+        where = np.searchsorted(sessions, q.session[kept])
+        total += np.bincount(where, weights=values[kept], minlength=len(sessions))
+        count = np.bincount(where, minlength=len(sessions)).astype(np.float64)  # equal for every run
+    return total / max(len(results), 1), count
+
+
+def paired_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], replicates: int,
+                     seed: int, level: float = 0.95) -> dict:
+    """Difference of per-query means (a − b) over sessions resampled with replacement.
+
+    ``a`` and ``b`` are ``(sums, counts)`` per session from ``session_sums`` over the same sessions.
+    Returns the point difference, the percentile interval and the number of sessions used.
+    """
+    (sa, na), (sb, nb) = a, b
+    if not np.array_equal(na, nb):
+        raise ValueError("paired groups must have the same queries per session")
+    used = na > 0
+    sa, sb, n = sa[used], sb[used], na[used]
+    if n.sum() == 0:
+        return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "n_sessions": 0}
+    diff = float(sa.sum() / n.sum() - sb.sum() / n.sum())
+    rng = np.random.default_rng([seed, 11])
+    reps = np.empty(replicates)
+    step = max(1, 2**22 // max(len(n), 1))  # bounded memory: a few million indices at a time
+    for lo in range(0, replicates, step):
+        k = min(step, replicates - lo)
+        idx = rng.integers(0, len(n), size=(k, len(n)))
+        denom = n[idx].sum(axis=1)
+        reps[lo : lo + k] = (sa[idx].sum(axis=1) - sb[idx].sum(axis=1)) / np.maximum(denom, 1)
+    tail = (1 - level) / 2 * 100
+    lo_v, hi_v = np.percentile(reps, [tail, 100 - tail])
+    return {"diff": diff, "lo": float(lo_v), "hi": float(hi_v), "n_sessions": int(used.sum())}
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+
+
+def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str | None = None,
+                 device: str = "auto", progress: Progress | None = None) -> dict:
+    """Score the runs and assemble the report dictionary (see ``toolkit/render.py`` for its layout)."""
+    say = progress or (lambda _msg: None)
+    runs = select_runs(ws, ids, dataset, protocol.allow_unfinished)
+    name = runs[0]["config"].dataset
+    ds = ws.dataset(name)
+    manifest = read_manifest(ds)
+    dev = pick_device(device)
+    results: dict[str, QueryResults] = {}
+    for i, run in enumerate(runs, 1):
+        say(f"scoring {run['id']} ({i}/{len(runs)}) on {protocol.split}")
+        results[run["id"]] = score_run(ws, run, protocol, dev)
+    popularity = metrics.popularity_percentile(train_counts(load_split(ds, "train"), manifest["items"]))
+    groups = _groups(runs)
+    settings = shared_settings(runs)
+    all_sessions = np.unique(np.concatenate([q.session for q in results.values()]))
+    group_rows = [_group_row(key, members, results, manifest["items"], popularity) for key, members in groups.items()]
+    baseline = _baseline_key(protocol, groups)
+    comparisons = []
+    if baseline is not None:
+        say("paired bootstrap against " + baseline)
+        base = [results[r["id"]] for r in groups[baseline]]
+        for key, members in groups.items():
+            if key == baseline:
+                continue
+            mine = [results[r["id"]] for r in members]
+            for metric in PAIRED:
+                pb = paired_bootstrap(session_sums(mine, metric, all_sessions), session_sums(base, metric, all_sessions),
+                                      protocol.bootstrap, protocol.seed)
+                comparisons.append({"group": key, "baseline": baseline, "metric": metric, **pb,
+                                    "excludes_zero": bool(pb["lo"] > 0 or pb["hi"] < 0)})
+    return {
+        "title": f"Skip-aware next-track recommendation: {name}",
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "toolkit_version": __version__,
+        "dataset": _dataset_summary(ds, manifest),
+        "protocol": {**{k: v for k, v in asdict(protocol).items() if k != "allow_unfinished"},
+                     "baseline": baseline, "catalogue": manifest["items"], "interval": 0.95,
+                     "split_mode": manifest["split_mode"], "settings": settings,
+                     "note": _protocol_note(protocol, manifest, settings)},
+        "metrics": list(METRICS),
+        "lower_is_better": list(LOWER_IS_BETTER),
+        "groups": group_rows,
+        "comparisons": comparisons,
+        "runs": [_run_row(run, results[run["id"]], manifest["items"], popularity) for run in runs],
+    }
+
+
+def _groups(runs: list[dict]) -> dict[str, list[dict]]:
+    """Runs that differ only by seed, keyed ``model / feedback (options)``, where the options are
+    the settings that differ between the groups of this report (shared ones go in the protocol)."""
+    by_identity: dict[str, list[dict]] = {}
+    for run in runs:
+        by_identity.setdefault(group_identity(run["config"]), []).append(run)
+    opts = {i: _options(m[0]["config"]) for i, m in by_identity.items()}
+    varying = {name for o in opts.values() for name in o
+               if len({json.dumps(p.get(name)) for p in opts.values() if name in p}) > 1}
+    out: dict[str, list[dict]] = {}
+    for identity, members in sorted(by_identity.items(), key=lambda kv: _order(kv[1][0]["config"])):
+        cfg = members[0]["config"]
+        shown = {k: v for k, v in opts[identity].items() if k in varying}
+        key = f"{cfg.model} / {cfg.feedback}" + (" (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")"
+                                                 if shown else "")
+        if key in out:  # same display key, other settings: keep them apart
+            key = f"{key} [{identity[:6]}]"
+        for run in members:
+            run["group"], run["options"] = key, shown
+        out[key] = sorted(members, key=lambda r: r["config"].seed)
+    return out
+
+
+def shared_settings(runs: list[dict]) -> dict:
+    """Non-default settings every neural run of the report shares (shown once, in the protocol)."""
+    neural = [_options(r["config"]) for r in runs if r["config"].model in NEURAL]
+    if not neural:
+        return {}
+    default = TrainConfig()
+    return {k: v for k, v in neural[0].items()
+            if v != getattr(default, k) and all(k in o and o[k] == v for o in neural)}
+
+
+def _order(cfg: TrainConfig) -> tuple:
+    models = ("pop", "markov", "sasrec", "bert4rec")
+    return (models.index(cfg.model), cfg.feedback != "all", cfg.feedback != "positives-only", cfg.feedback,
+            json.dumps(asdict(cfg), sort_keys=True))
+
+
+def _baseline_key(protocol: Protocol, groups: dict) -> str | None:
+    """The group named by --baseline (a unique prefix will do), else the one SASRec (then BERT4Rec)
+    group trained on every play, when there is exactly one and something to compare it with."""
+    if protocol.baseline is not None:
+        hits = [k for k in groups if k == protocol.baseline] or [k for k in groups if k.startswith(protocol.baseline)]
+        if len(hits) != 1:
+            raise ConfigError(f"--baseline {protocol.baseline!r} matches {len(hits)} groups; choose one of: "
+                              f"{'; '.join(groups)}")
+        return hits[0]
+    for model in ("sasrec", "bert4rec"):
+        hits = [k for k, m in groups.items() if m[0]["config"].model == model and m[0]["config"].feedback == "all"]
+        if len(hits) == 1 and len(groups) > 1:
+            return hits[0]
+    return None
+
+
+def _group_row(key: str, members: list[dict], results: dict, n_items: int, popularity: np.ndarray) -> dict:
+    qs = [results[r["id"]] for r in members]
+    per_run = [summarize(q, n_items, popularity) for q in qs]
+    pos_ranks = np.concatenate([q.rank[~q.skipped] for q in qs])
+    skip_ranks = np.concatenate([q.rank[q.skipped] for q in qs])
+    edges = [2**i for i in range(math.ceil(math.log2(n_items + 1)) + 1)]
+    cfg = members[0]["config"]
+    return {
+        "key": key, "model": cfg.model, "feedback": cfg.feedback, "options": members[0]["options"],
+        "runs": [r["id"] for r in members], "seeds": [r["config"].seed for r in members],
+        "n_sessions": per_run[0]["n_sessions"], "n_pos": per_run[0]["n_pos"], "n_skip": per_run[0]["n_skip"],
+        "metrics": {m: seed_interval([p.get(m, math.nan) for p in per_run]) for m in METRICS},
+        "hr_curve": {"k": list(HR_CURVE_KS),
+                     "hr": [float(np.mean([(q.rank[~q.skipped] <= k).mean() if (~q.skipped).any() else math.nan
+                                           for q in qs])) for k in HR_CURVE_KS]},
+        "rank_hist": {"edges": edges,
+                      "pos": np.histogram(pos_ranks, bins=edges)[0].tolist(),
+                      "skip": np.histogram(skip_ranks, bins=edges)[0].tolist()},
+    }
+
+
+def _run_row(run: dict, q: QueryResults, n_items: int, popularity: np.ndarray) -> dict:
+    res = run["result"] or {}
+    curve = []
+    for row in read_metrics(run["dir"]):
+        loss = sum(v for k, v in row.items() if k.startswith("loss_"))
+        curve.append({"epoch": row.get("epoch"), "loss": loss if any(k.startswith("loss_") for k in row) else None,
+                      "valid_ndcg@10": row.get("valid_ndcg@10")})
+    return {"id": run["id"], "group": run["group"], "seed": run["config"].seed,
+            "status": res.get("status", "unfinished"), "epochs_done": res.get("epochs_done"),
+            "best_epoch": res.get("best_epoch"), "wall_s": res.get("wall_s"), "curve": curve,
+            "test": summarize(q, n_items, popularity)}
+
+
+def _dataset_summary(ds, manifest: dict) -> dict:
+    edges = [2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 1 << 40]
+    with duckdb.connect() as con:
+        lengths = con.execute("select count(*) as n from read_parquet(?) group by session_idx",
+                              [str(ds.events)]).fetchnumpy()["n"]
+    counts = np.histogram(np.asarray(lengths), bins=edges)[0].tolist()
+    return {
+        "name": manifest["name"], "format": manifest.get("format"), "rows_in": manifest["rows_in"],
+        "rows_kept": manifest["rows_kept"], "dropped": manifest.get("rows_dropped", {}), "users": manifest["users"],
+        "sessions": manifest["sessions"], "items": manifest["items"], "skip_share": manifest["skip_share"],
+        "median_session_len": manifest.get("median_session_len"),
+        "splits": {k: {"sessions": v["sessions"], "events": v["events"]} for k, v in manifest["splits"].items()},
+        "session_lengths": {"edges": edges, "counts": counts},
+        "cold_items": manifest.get("cold_items"), "cold_events": manifest.get("cold_events"),
+    }
+
+
+def _protocol_note(protocol: Protocol, manifest: dict, settings: dict) -> str:
+    parts = [f"Every query is ranked against all {manifest['items']:,} tracks (no sampled candidates)."]
+    if manifest["split_mode"] == "last":
+        parts.append("The dataset uses leave-last-out: one query per session, its held-out last play "
+                     "(sessions of the test users also appear in training, so this is optimistic).")
+    elif protocol.positions == "last":
+        parts.append("Only the last non-skipped play of each session is a query, so the skip metrics are empty.")
+    else:
+        parts.append("Every position with a known next play is a query; positive metrics use next plays that "
+                     "were not skipped, skip metrics the skipped ones.")
+    parts.append("Tracks already played in the session are removed from the ranking (a repeat then counts as a "
+                 "miss)." if protocol.exclude_played else
+                 "Tracks already played in the session stay in the ranking (music repeats).")
+    parts.append(f"Intervals: a 95 % t-interval over seeds for each group (none with one seed); for differences "
+                 f"a paired bootstrap over {protocol.split} sessions ({protocol.bootstrap} replicates) of the "
+                 "seed-averaged metrics, which covers session sampling but not seed-to-seed variation.")
+    if settings:
+        parts.append("Settings shared by the neural runs: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + ".")
+    return " ".join(parts)
