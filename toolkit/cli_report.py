@@ -1,4 +1,4 @@
-"""``toolkit report`` and ``toolkit recommend``: the commands that read trained runs.
+"""``toolkit report``, ``toolkit recommend`` and ``toolkit study``: the commands built on trained runs.
 
 Registered on the main app by ``toolkit/cli.py``; like the rest of the CLI, no logic lives here.
 """
@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from toolkit.artifacts import Workspace
-from toolkit.cli import WorkspaceOpt, app, friendly, out
+from toolkit.cli import WorkspaceOpt, app, err, friendly, out
 
 SCREEN_METRICS = ("hr@10", "ndcg@10", "mrr@10", "skip_hr@10", "auc")
 PAIRED_SCREEN = ("ndcg@10", "hr@10", "skip_hr@10")
@@ -137,3 +137,83 @@ def recommend(
         out.print(f"[yellow]{res['unknown_plays']:,} of {res['plays']:,} plays are tracks outside the catalogue and "
                   f"were left out; {res['empty_sessions']:,} sessions had no known track and got no "
                   "recommendations[/yellow]")
+
+
+@app.command()
+@friendly
+def study(
+    logs: list[Path] = typer.Argument(None, help="Raw logs to prepare first (files, folders, zips); omit to use --dataset."),
+    format: str = typer.Option("auto", "--format", "-f", help="Input format when LOGS are given (see `toolkit prep`)."),
+    name: Optional[str] = typer.Option(None, help="Dataset name when LOGS are given."),
+    dataset: Optional[str] = typer.Option(None, help="Prepared dataset [default: the one just prepared, else the latest]."),
+    grid: str = typer.Option("core", help="core (pop, markov, SASRec all / positives-only / contrastive), paper, or full."),
+    seeds: int = typer.Option(3, help="Seeds per neural cell."),
+    set_: list[str] = typer.Option([], "--set", help="Training setting for every neural run, key=value (e.g. epochs=5)."),
+    results: Optional[Path] = typer.Option(None, help="Markdown results document to write this dataset's section into."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Report file [default: <workspace>/studies/<dataset>-<grid>.html]."),
+    workspace: Optional[Path] = WorkspaceOpt,
+) -> None:
+    """Prepare (if needed), train a grid of models over seeds, and report: the paper's experiment in one command.
+
+    Example: toolkit study logs/ --format auto --seeds 3 --results docs/results.md
+    """
+    import sys
+    from dataclasses import fields
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from toolkit.config import PrepConfig, TrainConfig
+    from toolkit.errors import ConfigError
+    from toolkit.prep import prep as run_prep
+    from toolkit.study import SMALL, StudyConfig, command_line
+    from toolkit.study import study as run_study
+
+    ws = Workspace.at(workspace)
+    known = {f.name: f.type for f in fields(TrainConfig)}
+    overrides = {}
+    for item in set_:
+        key, _, value = item.partition("=")
+        if key not in known or key in ("dataset", "model", "feedback", "seed") or not value:
+            raise ConfigError(f"--set {item}: use key=value with a training setting such as "
+                              f"{', '.join(sorted(SMALL))}")
+        overrides[key] = _parse_value(value)
+    if logs:
+        with out.status("preparing") as status:
+            manifest = run_prep(list(logs), ws, PrepConfig(format=format, name=name), lambda s: status.update(s))
+        dataset = dataset or manifest["name"]
+    cfg = StudyConfig(dataset=dataset, grid=grid, seeds=seeds, overrides=overrides, results=results, out=out_file,
+                      command=command_line(sys.argv[1:]) if sys.argv[1:2] == ["study"] else "toolkit study")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), console=out) as bar:
+        task = bar.add_task("study", total=None, info="")
+
+        def show(ev: dict) -> None:
+            if ev["event"] == "run":
+                eta = f"ETA {ev['eta_s'] / 60:.0f} min" if ev["eta_s"] is not None else ""
+                bar.update(task, total=ev["total"], completed=ev["index"],
+                           description=f"run {ev['index'] + 1}/{ev['total']}: {ev['id']}",
+                           info=f"{ev['index']} done, {ev['total'] - ev['index']} left {eta}")
+            elif ev["event"] == "epoch":
+                bar.console.print(f"  {ev['run']} epoch {ev['epoch'] + 1}: valid NDCG@10 {ev['valid_ndcg@10']:.4f} "
+                                  f"({ev['seconds']:.0f} s)")
+            elif ev["event"] == "report":
+                bar.update(task, description="scoring the test split", info="")
+
+        try:
+            res = run_study(ws, cfg, show)
+        except KeyboardInterrupt:
+            err.print("interrupted: finished runs are kept and the current one is checkpointed; run the same "
+                      "command again to continue")
+            raise typer.Exit(130) from None
+    print_report(res["report"])
+    for path in res["written"]:
+        out.print(f"wrote {path}")
+
+
+def _parse_value(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(value.lower(), value)

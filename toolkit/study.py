@@ -1,0 +1,158 @@
+"""``toolkit study``: prepare (if needed) -> a grid of runs over seeds -> report, in one command.
+
+No second training path: every cell of the grid is an ordinary ``toolkit train`` run, so finished
+runs are reused (same dataset + config + seed = same run id) and an interrupted study resumes
+where it stopped, down to the interrupted epoch.  The report scores every run on the test split
+and compares the skip-aware variants with both skip-blind SASRec (``all``) and SASRec trained
+without skipped plays (``positives-only``): the paper's reference code compared with the first
+only (see PAPER.md), and the second is the harder baseline.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from toolkit.artifacts import Workspace, atomic_path
+from toolkit.config import NEURAL, TrainConfig
+from toolkit.errors import ConfigError
+from toolkit.report import Protocol, build_report
+from toolkit.train import latest_dataset, run_id, train
+from toolkit.artifacts import read_manifest
+
+# small models that keep the default grid within about an hour on a 2-core CPU (Spotify, 1M plays)
+SMALL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "epochs": 3, "negatives": 256, "valid_sessions": 500,
+         "patience": 2}
+GRIDS: dict[str, list[tuple[str, str, dict]]] = {
+    # the default: both baselines, SASRec blind to skips, without skips, and with the skip term
+    "core": [("pop", "all", {}), ("markov", "all", {}), ("sasrec", "all", {}), ("sasrec", "positives-only", {}),
+             ("sasrec", "contrastive", {})],
+    # the paper's grid: {SASRec, BERT4Rec} x {all, contrastive with context y_i, with context e_t}
+    "paper": [("pop", "all", {}), ("markov", "all", {}), ("sasrec", "all", {}), ("sasrec", "positives-only", {}),
+              ("sasrec", "contrastive", {"context": "output"}), ("sasrec", "contrastive", {"context": "input"}),
+              ("bert4rec", "all", {}), ("bert4rec", "contrastive", {"context": "output"}),
+              ("bert4rec", "contrastive", {"context": "input"})],
+}
+GRIDS["full"] = GRIDS["paper"] + [
+    ("sasrec", "feedback-input", {}), ("sasrec", "negative-target", {}), ("sasrec", "feedback-input+contrastive", {}),
+    ("sasrec", "contrastive", {"target": "next-pos"}), ("sasrec", "all", {"target": "next-pos"}),
+    ("sasrec", "feedback-input+negative-target", {}), ("bert4rec", "positives-only", {}),
+    ("bert4rec", "feedback-input", {}),
+]
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class StudyConfig:
+    dataset: str | None = None  # prepared dataset (default: the one just prepared, else the latest)
+    grid: str = "core"  # core, paper or full
+    seeds: int = 3  # seeds per neural cell; the count baselines are deterministic and run once
+    overrides: dict = field(default_factory=dict)  # training settings for every neural run (over SMALL)
+    results: Path | None = None  # Markdown results document to write this dataset's section into
+    out: Path | None = None  # report file (.html / .md / .json); default: <workspace>/studies/<dataset>-<grid>.html
+    command: str = ""  # the command line, recorded in the results document
+
+    def __post_init__(self) -> None:
+        if self.grid not in GRIDS:
+            raise ConfigError(f"--grid {self.grid}: choose one of {', '.join(GRIDS)}")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds {self.seeds}: use at least 1 (3 or more for intervals)")
+
+
+def cells(cfg: StudyConfig, dataset: str) -> list[TrainConfig]:
+    """Every run of the study, baselines first, then each neural cell seed by seed."""
+    out = []
+    for model, feedback, extra in GRIDS[cfg.grid]:
+        if model not in NEURAL:
+            out.append(TrainConfig(dataset=dataset, model=model, feedback=feedback))
+            continue
+        for seed in range(cfg.seeds):
+            out.append(TrainConfig(dataset=dataset, model=model, feedback=feedback, seed=seed,
+                                   **{**SMALL, **cfg.overrides, **extra}))
+    return out
+
+
+def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> dict:
+    """Train what is missing of the grid, then write the report and the results section."""
+    say = progress or (lambda _event: None)
+    dataset = cfg.dataset or latest_dataset(ws)
+    manifest = read_manifest(ws.dataset(dataset))
+    todo = cells(cfg, dataset)
+    ids, times, started = [], [], time.perf_counter()
+    for i, tcfg in enumerate(todo):
+        rid = run_id(manifest, tcfg)
+        left = len(todo) - i
+        eta = (sum(times) / len(times)) * left if times else None
+        say({"event": "run", "index": i, "total": len(todo), "id": rid, "eta_s": eta})
+        t0 = time.perf_counter()
+        result = train(ws, tcfg, lambda ev: say({**ev, "run": rid}))
+        if not result.get("reused"):
+            times.append(time.perf_counter() - t0)
+        ids.append(result["id"])
+    say({"event": "report"})
+    reports = {}
+    for baseline in ("sasrec / all", "sasrec / positives-only"):
+        if any(m == "sasrec" and f == baseline.split(" / ")[1] and not x for m, f, x in GRIDS[cfg.grid]):
+            reports[baseline] = build_report(ws, ids, Protocol(baseline=baseline), dataset)
+    if not reports:
+        reports["none"] = build_report(ws, ids, Protocol(), dataset)
+    main = next(iter(reports.values()))
+    from toolkit.render import write_report
+
+    target = cfg.out or ws.root / "studies" / f"{dataset}-{cfg.grid}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = write_report(main, target)
+    if cfg.results is not None:
+        section = results_section(cfg, dataset, reports, time.perf_counter() - started)
+        write_section(cfg.results, dataset, section)
+        written.append(cfg.results)
+    return {"dataset": dataset, "runs": ids, "trained": len(times), "written": [str(p) for p in written],
+            "report": main, "reports": reports}
+
+
+def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: float) -> str:
+    """This dataset's part of the results document: tables generated from the reports, never typed."""
+    from toolkit.render import comparison_table, main_table, protocol_lines, _md_table  # noqa: PLC2701
+
+    main = next(iter(reports.values()))
+    lines = [f"## {dataset}", "", f"Generated by `{cfg.command}` on {main['generated']} "
+             f"(toolkit {main['toolkit_version']}; this study step took {seconds / 60:.1f} min, including "
+             "reused runs at no cost).", ""]
+    d = main["dataset"]
+    lines += [f"{d['rows_in']:,} plays in, {d['rows_kept']:,} kept, {d['users']:,} users, {d['sessions']:,} sessions, "
+              f"{d['items']:,} tracks, {d['skip_share']:.1%} skipped; test split: "
+              f"{d['splits']['test']['sessions']:,} sessions.", ""]
+    lines += ["### Protocol", ""] + [f"- {x}" for x in protocol_lines(main)] + [""]
+    lines += ["### Test metrics (mean ± 95 % interval over seeds)", "", _md_table(main_table(main)), ""]
+    for baseline, rep in reports.items():
+        if rep["comparisons"]:
+            lines += [f"### Paired differences against `{baseline}` (bootstrap over test sessions)", "",
+                      _md_table(comparison_table(rep)), ""]
+    wall = [(r["group"], r["wall_s"]) for r in main["runs"] if r.get("wall_s") is not None]
+    if wall:
+        per_group: dict[str, list[float]] = {}
+        for g, w in wall:
+            per_group.setdefault(g, []).append(w)
+        lines += ["### Training wall time per run (median over seeds)", "", "| group | seconds |", "|---|---:|"]
+        lines += [f"| {g} | {sorted(w)[len(w) // 2]:.0f} |" for g, w in per_group.items()] + [""]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, dataset: str, section: str) -> None:
+    """Replace (or add) this dataset's section of the results document, atomically."""
+    begin, end = f"<!-- study:{dataset}:begin -->", f"<!-- study:{dataset}:end -->"
+    block = f"{begin}\n{section}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Results\n\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def command_line(argv: list[str]) -> str:
+    return "toolkit " + " ".join(shlex.quote(a) for a in argv)
