@@ -162,7 +162,7 @@ def test_markdown_sections_protocol_dataset_and_glossary(md):
     for heading in ("## Protocol", "## Dataset", "## Results", "## Paired differences", "## Runs", "## Glossary"):
         assert heading in md
     assert "full catalogue of 165,854 tracks" in md
-    assert "95 % bootstrap intervals from 1,000 replicates (seed 0)" in md
+    assert "95 % t-interval over its seeds" in md and "(1,000 replicates, seed 0)" in md
     assert "stay in the ranking" in md  # exclude_played = False
     assert md_row(md, "rows read")[1] == "1,270,305"
     assert md_row(md, "skip share")[1] == "0.3590 (35.9%)"

@@ -17,7 +17,7 @@ import polars as pl
 import torch
 
 from toolkit.artifacts import Workspace, atomic_path, read_manifest
-from toolkit.errors import EmptyInputError, InputError, MissingColumnsError
+from toolkit.errors import EmptyInputError, InputError
 from toolkit.report import scorer_for, select_runs
 from toolkit.schema import ITEM, PAD, TRACK
 
@@ -77,7 +77,7 @@ def _read_plays(path: Path, items: pl.DataFrame) -> pl.DataFrame:
     cols = set(raw.columns)
     missing = [c for c in ("session",) if c not in cols]
     if missing or not cols & {TRACK, ITEM}:
-        raise MissingColumnsError(f"{path}: needs columns 'session' and 'track_key' or 'item_id'; it has "
+        raise InputError(f"{path}: needs columns 'session' and 'track_key' or 'item_id'; it has "
                                   f"{', '.join(raw.columns)}")
     if raw.height == 0:
         raise EmptyInputError(f"{path}: no rows; add at least one play per session")

@@ -241,9 +241,11 @@ def protocol_lines(report: dict) -> list[str]:
         lines.append(f"Every query ranks the full catalogue of {fmt_count(p['catalogue'])} tracks "
                      "(no sampled candidates).")
     if _ok(p.get("bootstrap")):
-        seed = f" (seed {p['seed']})" if p.get("seed") is not None else ""
-        lines.append(f"Intervals are {_level(report)} bootstrap intervals from {fmt_count(p['bootstrap'])} "
-                     f"replicates{seed}.")
+        seed = f", seed {p['seed']}" if p.get("seed") is not None else ""
+        lines.append(f"A group's interval is a {_level(report)} t-interval over its seeds (none with one seed); a "
+                     f"paired difference's interval comes from a bootstrap over the {p.get('split', 'test')} "
+                     f"sessions ({fmt_count(p['bootstrap'])} replicates{seed}), which covers session sampling, "
+                     "not seed-to-seed variation.")
     if p.get("baseline"):
         lines.append(f"Paired differences are taken against the group “{p['baseline']}”.")
     else:

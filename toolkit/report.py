@@ -431,21 +431,18 @@ def _dataset_summary(ds, manifest: dict) -> dict:
 
 
 def _protocol_note(protocol: Protocol, manifest: dict, settings: dict) -> str:
-    parts = [f"Every query is ranked against all {manifest['items']:,} tracks (no sampled candidates)."]
+    """What the protocol fields do not say by themselves."""
+    parts = []
     if manifest["split_mode"] == "last":
-        parts.append("The dataset uses leave-last-out: one query per session, its held-out last play "
-                     "(sessions of the test users also appear in training, so this is optimistic).")
+        parts.append("The dataset uses leave-last-out: one query per session, its held-out last play (the same "
+                     "sessions' earlier plays are in training, so this is easier than a temporal split).")
     elif protocol.positions == "last":
         parts.append("Only the last non-skipped play of each session is a query, so the skip metrics are empty.")
     else:
-        parts.append("Every position with a known next play is a query; positive metrics use next plays that "
-                     "were not skipped, skip metrics the skipped ones.")
-    parts.append("Tracks already played in the session are removed from the ranking (a repeat then counts as a "
-                 "miss)." if protocol.exclude_played else
-                 "Tracks already played in the session stay in the ranking (music repeats).")
-    parts.append(f"Intervals: a 95 % t-interval over seeds for each group (none with one seed); for differences "
-                 f"a paired bootstrap over {protocol.split} sessions ({protocol.bootstrap} replicates) of the "
-                 "seed-averaged metrics, which covers session sampling but not seed-to-seed variation.")
+        parts.append("Positive metrics use queries whose next play was not skipped; skip metrics those whose next "
+                     "play was skipped.")
+    if protocol.exclude_played:
+        parts.append("A next play that repeats a track of the session cannot be recommended and counts as a miss.")
     if settings:
         parts.append("Settings shared by the neural runs: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + ".")
     return " ".join(parts)

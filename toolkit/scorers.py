@@ -109,10 +109,13 @@ class MarkovScorer:
         last = seqs[rows, src].cpu().numpy()
         # popularity, squashed below 1, breaks ties among unseen transitions
         out = self.pop.scores(batch, rows, cols).cpu() / (self.pop.base[1:].max() + 1.0)
-        for n, item in enumerate(last):
-            lo, hi = self.indptr[item], self.indptr[item + 1]
-            if item != PAD and hi > lo:
-                out[n].index_add_(0, self.targets[lo:hi], self.weights[lo:hi])
+        # every query's transition list, flattened: query q owns entries indptr[last[q]]:indptr[last[q] + 1]
+        lo = np.where(last != PAD, self.indptr[last], 0)
+        n = np.where(last != PAD, self.indptr[last + 1], 0) - lo
+        owner = np.repeat(np.arange(len(last)), n)
+        entry = np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
+        entry = torch.from_numpy(entry)
+        out.index_put_((torch.from_numpy(owner), self.targets[entry]), self.weights[entry], accumulate=True)
         return out.to(rows.device)
 
 

@@ -1,0 +1,266 @@
+"""The report: statistics by hand, full ranking versus sampled, and the commands end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from toolkit import evaluate as ev
+from toolkit import metrics
+from toolkit import report as rp
+from toolkit.artifacts import Workspace, read_json, run_dir
+from toolkit.cli import app
+from toolkit.config import PrepConfig, TrainConfig
+from toolkit.evaluate import QueryResults
+from toolkit.prep import prep
+from toolkit.train import train
+
+runner = CliRunner()
+SMALL = dict(d_model=16, n_heads=2, n_layers=1, batch_size=4, epochs=2, negatives=3, warmup_steps=2)
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *needles):
+    assert result.exit_code == 1, result.output
+    text = result.output.strip()
+    assert "Traceback" not in text and len(text.splitlines()) == 1, text
+    for needle in needles:
+        assert needle in text, (needle, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics by hand
+
+
+def test_seed_interval_by_hand():
+    s = rp.seed_interval([1.0, 2.0, 3.0])
+    # sd = 1, t(0.975, 2 df) = 4.303: half-width 4.303 / sqrt(3)
+    assert s["mean"] == 2.0 and s["hi"] - 2.0 == pytest.approx(4.303 / math.sqrt(3))
+    one = rp.seed_interval([0.5])
+    assert one["mean"] == 0.5 and math.isnan(one["lo"]) and math.isnan(one["hi"])
+
+
+def q_results(session, rank, skipped, auc=None):
+    n = len(session)
+    return QueryResults(np.asarray(session, np.int64), np.asarray(skipped, bool), np.asarray(rank, np.int64),
+                        np.asarray(auc if auc is not None else [np.nan] * n, np.float64), np.zeros((n, 10), np.int32))
+
+
+def test_session_sums_by_hand():
+    q = q_results([0, 0, 1, 2], [1, 20, 2, 3], [False, False, False, True])
+    sums, counts = rp.session_sums([q], "hr@10", np.array([0, 1, 2]))
+    assert sums.tolist() == [1.0, 1.0, 0.0] and counts.tolist() == [2, 1, 0]
+    sums, counts = rp.session_sums([q], "skip_hr@10", np.array([0, 1, 2]))
+    assert sums.tolist() == [0, 0, 1] and counts.tolist() == [0, 0, 1]
+    # two seeds of one group: sums are averaged, counts are the queries of one run
+    q2 = q_results([0, 0, 1, 2], [30, 30, 30, 3], [False, False, False, True])
+    sums, counts = rp.session_sums([q, q2], "hr@10", np.array([0, 1, 2]))
+    assert sums.tolist() == [0.5, 0.5, 0.0] and counts.tolist() == [2, 1, 0]
+
+
+def test_paired_bootstrap_of_a_constant_shift_is_exact():
+    counts = np.array([2.0, 1.0, 3.0, 0.0])
+    base = np.array([1.0, 0.0, 2.0, 0.0])
+    pb = rp.paired_bootstrap((base + 0.25 * counts, counts), (base, counts), replicates=200, seed=0)
+    assert pb["diff"] == pytest.approx(0.25) and pb["lo"] == pytest.approx(0.25) and pb["hi"] == pytest.approx(0.25)
+    assert pb["n_sessions"] == 3  # the session without queries is left out
+    same = rp.paired_bootstrap((base, counts), (base, counts), replicates=200, seed=0)
+    assert same["diff"] == 0.0 and same["lo"] == 0.0 and same["hi"] == 0.0
+    with pytest.raises(ValueError):
+        rp.paired_bootstrap((base, counts), (base, counts + 1), replicates=200, seed=0)
+
+
+def test_paired_bootstrap_interval_covers_a_noisy_difference():
+    rng = np.random.default_rng(1)
+    counts = rng.integers(1, 6, size=400).astype(float)
+    b = rng.binomial(counts.astype(int), 0.3).astype(float)
+    a = rng.binomial(counts.astype(int), 0.4).astype(float)
+    pb = rp.paired_bootstrap((a, counts), (b, counts), replicates=1000, seed=0)
+    assert pb["lo"] < pb["diff"] < pb["hi"] and pb["lo"] > 0  # 0.4 vs 0.3 on ~1,200 queries: clearly positive
+    assert pb["diff"] == pytest.approx(a.sum() / counts.sum() - b.sum() / counts.sum())
+
+
+class FixedScores:
+    def __init__(self, scores: torch.Tensor) -> None:
+        self.s = scores
+
+    def scores(self, batch, rows, cols):
+        return self.s.expand(len(rows), -1).clone()
+
+
+def test_sampled_candidates_inflate_what_full_ranking_reports():
+    """The target is 50th of 1,000 tracks: a miss at 10 in full ranking, a hit among 100 sampled ones."""
+    n_items = 1000
+    scores = torch.linspace(1.0, 0.0, n_items + 1).unsqueeze(0)  # track 1 best ... track 1000 worst
+    scores[0, 0] = float("-inf")
+    target = 50
+    seqs = np.array([[7, target]], np.int32)
+    a = ev.SplitArrays(seqs=seqs, skips=np.zeros_like(seqs, np.int8), next_item=np.array([[target, 0]], np.int32),
+                       next_pos=np.zeros_like(seqs), next_skip=np.zeros_like(seqs, np.int8),
+                       row_session=np.array([0]))
+    full = ev.run_queries(FixedScores(scores), a, torch.device("cpu"), n_items=n_items)
+    assert full.rank.tolist() == [50] and ev.summarize(full, n_items)["hr@10"] == 0.0
+    # the protocol of the reference code: the target among 100 random negatives
+    rng = np.random.default_rng(0)
+    negatives = rng.choice(np.setdiff1d(np.arange(1, n_items + 1), [target]), size=100, replace=False)
+    candidates = torch.from_numpy(np.r_[target, negatives])
+    sampled_rank = int((scores[0, candidates] >= scores[0, target]).sum())
+    assert sampled_rank <= 10 and metrics.hit_at_k(np.array([sampled_rank]), 10)[0] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end on the tiny log
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, request):
+    from tests.conftest import TINY_LOGS
+
+    root = tmp_path_factory.mktemp("report")
+    ws = Workspace.at(root / "ws")
+    prep([TINY_LOGS], ws, PrepConfig(name="tiny", max_len=4))
+    ids = {}
+    for model, feedback, seeds in (("pop", "all", [0]), ("markov", "all", [0]), ("sasrec", "all", [0, 1]),
+                                   ("sasrec", "positives-only", [0, 1])):
+        for seed in seeds:
+            extra = SMALL if model == "sasrec" else {}
+            r = train(ws, TrainConfig(dataset="tiny", model=model, feedback=feedback, seed=seed, **extra))
+            ids.setdefault(f"{model} / {feedback}", []).append(r["id"])
+    return ws, ids
+
+
+def test_report_groups_seeds_and_compares_with_the_baseline(trained):
+    ws, ids = trained
+    rep = rp.build_report(ws, [], rp.Protocol(bootstrap=200))
+    keys = [g["key"] for g in rep["groups"]]
+    assert keys == ["pop / all", "markov / all", "sasrec / all", "sasrec / positives-only"]
+    sasrec = rep["groups"][2]
+    assert sasrec["runs"] == ids["sasrec / all"] and sasrec["seeds"] == [0, 1]
+    assert sasrec["metrics"]["hr@10"]["values"] == [r["test"]["hr@10"] for r in rep["runs"] if r["group"] == "sasrec / all"]
+    assert rep["protocol"]["baseline"] == "sasrec / all"
+    compared = {(c["group"], c["metric"]) for c in rep["comparisons"]}
+    assert ("sasrec / positives-only", "ndcg@10") in compared and ("sasrec / all", "ndcg@10") not in compared
+    json.loads(json.dumps(rep, default=float))  # plain data only
+
+
+def test_valid_split_report_equals_the_training_metrics(trained):
+    """One evaluation path: scoring the best checkpoint on validation reproduces what training logged."""
+    ws, ids = trained
+    rep = rp.build_report(ws, ids["sasrec / all"] + ids["markov / all"], rp.Protocol(split="valid", bootstrap=200))
+    for row in rep["runs"]:
+        logged = read_json(run_dir(ws, row["id"]).result)["valid"]
+        for m in ("hr@10", "ndcg@10", "skip_hr@10", "n_pos", "n_skip"):
+            assert row["test"][m] == pytest.approx(logged[m], nan_ok=True), (row["id"], m)
+
+
+def test_scores_are_cached_per_protocol(trained, monkeypatch):
+    ws, _ = trained
+    rp.build_report(ws, [], rp.Protocol(bootstrap=200))
+
+    def no_scoring(*_a, **_k):
+        raise AssertionError("scored again although the cache is valid")
+
+    monkeypatch.setattr(rp, "run_queries", no_scoring)
+    rp.build_report(ws, [], rp.Protocol(bootstrap=200, seed=3))
+    with pytest.raises(AssertionError):
+        rp.build_report(ws, [], rp.Protocol(bootstrap=200, exclude_played=True))
+
+
+def test_cli_report_table_json_and_files(trained, tmp_path):
+    ws, _ = trained
+    res = invoke("report", "--workspace", ws.root, "--bootstrap", "200")
+    assert res.exit_code == 0, res.output
+    assert "positives-only" in res.output and "difference against sasrec / all" in " ".join(res.output.split())
+    res = invoke("report", "--workspace", ws.root, "--json", "--bootstrap", "200", "--positions", "last")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["protocol"]["positions"] == "last" and all(g["n_skip"] == 0 for g in data["groups"])
+    res = invoke("report", "--workspace", ws.root, "--out", tmp_path / "r.html", "--bootstrap", "200")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") >= 4
+    assert "| sasrec / all" in (tmp_path / "r.md").read_text()
+
+
+def test_cli_report_bad_input(trained, tmp_path):
+    ws, ids = trained
+    one_line_error(invoke("report", "nope", "--workspace", ws.root), "unknown run 'nope'", "toolkit runs")
+    one_line_error(invoke("report", "--workspace", ws.root, "--baseline", "bert4rec"), "--baseline")
+    one_line_error(invoke("report", "--workspace", ws.root, "--positions", "first"), "--positions")
+    # an interrupted run: config and a best checkpoint, no finished result
+    rid = ids["sasrec / all"][0]
+    result = run_dir(ws, rid).result
+    saved = result.read_text()
+    result.unlink()
+    try:
+        one_line_error(invoke("report", rid, "--workspace", ws.root), "did not finish", "--allow-unfinished")
+        res = invoke("report", rid, "--workspace", ws.root, "--allow-unfinished", "--bootstrap", "200")
+        assert res.exit_code == 0, res.output
+    finally:
+        result.write_text(saved)
+
+
+def test_runs_from_two_datasets_are_refused(trained, tmp_path):
+    from tests.conftest import TINY_LOGS
+
+    ws, ids = trained
+    prep([TINY_LOGS], ws, PrepConfig(name="tiny2", max_len=5))
+    other = train(ws, TrainConfig(dataset="tiny2", model="pop"))
+    one_line_error(invoke("report", ids["pop / all"][0], other["id"], "--workspace", ws.root), "different datasets")
+
+
+def test_cli_recommend_joins_names_and_counts_unknown_tracks(trained, tmp_path):
+    ws, ids = trained
+    items = pl.read_parquet(ws.dataset("tiny").items)
+    keys = items["track_key"].to_list()
+    sessions = pl.DataFrame({"session": ["a", "a", "a", "b", "c"], "position": [2, 1, 3, 1, 1],
+                             "track_key": [keys[0], keys[1], "no such track", keys[2], "unknown too"],
+                             "skipped": [False, True, False, False, False]})
+    sessions.write_parquet(tmp_path / "s.parquet")
+    for run in (ids["sasrec / all"][0], ids["markov / all"][0]):
+        res = invoke("recommend", "--run", run, "--sessions", tmp_path / "s.parquet", "-k", 3, "--out",
+                     tmp_path / "recs.parquet", "--workspace", ws.root)
+        assert res.exit_code == 0, res.output
+        said = " ".join(res.output.split())
+        assert "2 of 5 plays" in said and "1 sessions had no known track" in said
+        recs = pl.read_parquet(tmp_path / "recs.parquet")
+        assert recs["session"].to_list() == ["a"] * 3 + ["b"] * 3
+        assert recs["rank"].to_list() == [1, 2, 3] * 2
+        assert recs["item_id"].is_between(1, items.height).all() and recs["track_key"].null_count() == 0
+        top = recs.filter(pl.col("session") == "a")["score"].to_list()
+        assert top == sorted(top, reverse=True)
+    one_line_error(invoke("recommend", "--run", ids["pop / all"][0], "--sessions", tmp_path / "missing.parquet",
+                          "--workspace", ws.root), "missing.parquet")
+    pl.DataFrame({"user": ["a"], "song": ["x"]}).write_parquet(tmp_path / "bad.parquet")
+    one_line_error(invoke("recommend", "--run", ids["pop / all"][0], "--sessions", tmp_path / "bad.parquet",
+                          "--workspace", ws.root), "'session'", "track_key", "user, song")
+
+
+def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_logs):
+    ws = tmp_path / "sws"
+    results = tmp_path / "results.md"
+    args = ["study", tiny_logs, "--name", "tinystudy", "--seeds", "2", "--workspace", ws, "--results", results,
+            "--set", "epochs=1", "--set", "d_model=16", "--set", "batch_size=4", "--set", "negatives=3",
+            "--set", "n_layers=1", "--set", "valid_sessions=0"]
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    text = results.read_text()
+    assert text.count("<!-- study:tinystudy:begin -->") == 1
+    assert "Paired differences against `sasrec / all`" in text
+    assert "Paired differences against `sasrec / positives-only`" in text
+    runs = sorted(p.name for p in (ws / "runs").iterdir())
+    assert len(runs) == 2 + 3 * 2  # two baselines once, three neural cells x two seeds
+    res = invoke(*args)  # everything is reused: same runs, the section replaced, not added
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (ws / "runs").iterdir()) == runs
+    assert results.read_text().count("## tinystudy") == 1
+    one_line_error(invoke("study", "--workspace", ws, "--set", "colour=blue"), "--set colour=blue")
+    one_line_error(invoke("study", "--workspace", ws, "--grid", "huge"), "--grid huge")
