@@ -38,6 +38,8 @@ def test_demo_runs_the_pipeline(tmp_path):
     assert result.exit_code == 0, result.output
     assert "dataset demo" in result.output and "positives-only" in result.output
     assert (tmp_path / "ws" / "datasets" / "demo" / "train_seqs.npy").is_file()
+    assert "difference against sasrec / all" in " ".join(result.output.split())
+    assert (tmp_path / "ws" / "demo" / "report.html").is_file()
 
 
 def test_synth_then_prep(tmp_path):

@@ -12,17 +12,15 @@ import pytest
 
 from toolkit import render
 from toolkit.errors import ConfigError
-from toolkit.render import (
-    fmt_count,
+from toolkit import plots
+from toolkit.plots import (
     plot_dataset,
     plot_hr_curves,
     plot_metric_bars,
     plot_rank_distribution,
     plot_training_curves,
-    to_html,
-    to_markdown,
-    write_report,
 )
+from toolkit.render import fmt_count, to_html, to_markdown, write_report
 
 NAN = float("nan")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -215,7 +213,7 @@ def test_plots_are_png_of_the_expected_size(plot):
     png = plot(make_report())
     assert png[:8] == PNG_SIGNATURE
     width, height = struct.unpack(">II", png[16:24])  # IHDR
-    assert width == 11 * render.DPI and 300 < height < 1500
+    assert width == 11 * plots.DPI and 300 < height < 1500
 
 
 @pytest.mark.parametrize("plot", PLOTS, ids=lambda f: f.__name__)
@@ -295,5 +293,6 @@ def test_write_report_rejects_unknown_suffix_and_keeps_old_file_on_failure(tmp_p
 
 def test_counts_and_no_pyplot():
     assert fmt_count(1262661) == "1,262,661" and fmt_count(NAN) == "–" and fmt_count(None) == "–"
-    source = Path(render.__file__).read_text(encoding="utf-8")
-    assert "matplotlib.pyplot" not in source and "import pyplot" not in source
+    for module in (render, plots):
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        assert "matplotlib.pyplot" not in source and "import pyplot" not in source

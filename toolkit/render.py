@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +25,6 @@ from toolkit.errors import ConfigError
 
 DASH = "–"  # shown for NaN / missing numbers
 MARK = "✓"  # a paired difference whose interval excludes zero
-DPI = 110
-# Okabe & Ito's colour-blind-safe palette; grey instead of black (error bars are black), yellow last
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999", "#F0E442")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-POS_COLOUR, SKIP_COLOUR = "#0072B2", "#D55E00"
-BAR_METRICS = ("hr@10", "ndcg@10", "mrr@10", "skip_hr@10")
 GLOSSARY = (
     ("hr@k", "hit rate: share of positive queries (next play not skipped) whose next track is in the top k"),
     ("ndcg@k", "normalised discounted cumulative gain of the next non-skipped track: 1 / log2(rank + 1) "
@@ -47,9 +39,6 @@ GLOSSARY = (
     ("coverage@10", "share of the catalogue that appears in at least one top-10 list"),
     ("pop_pct@10", "mean popularity percentile of the top-10 tracks; 100 = the most played track"),
 )
-_RC = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
-       "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 13, "axes.grid": True,
-       "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,7 +160,9 @@ def main_table(report: dict) -> Table:
     header += ["seeds", "sessions", "positive queries", "skip queries"]
     rows = []
     for i, g in enumerate(groups):
-        row = [Cell(_group_name(g), f"({_options_text(g['options'])})" if g.get("options") else "")]
+        # keys made by toolkit/report.py already name their options: say them once
+        named = "(" in _group_name(g)
+        row = [Cell(_group_name(g), f"({_options_text(g['options'])})" if g.get("options") and not named else "")]
         row += [metric_cell(g, m, i in best[m]) for m in metrics]
         row += [Cell(fmt_count(_n_seeds(g))), Cell(fmt_count(g.get("n_sessions"))),
                 Cell(fmt_count(g.get("n_pos"))), Cell(fmt_count(g.get("n_skip")))]
@@ -265,6 +256,10 @@ def _title(report: dict) -> str:
 def _blocks(report: dict) -> list[tuple]:
     """The document: ("h1"|"h2"|"p", text), ("ul", [text]), ("dl", [(term, text)]), ("table", Table),
     ("figure", plot function, caption, note when there is nothing to plot)."""
+    from toolkit.plots import (
+        plot_dataset, plot_hr_curves, plot_metric_bars, plot_rank_distribution, plot_training_curves,
+    )
+
     level = _level(report)
     split = (report.get("protocol") or {}).get("split", "test")
     out = [("h1", _title(report)),
@@ -411,306 +406,6 @@ def to_html(report: dict) -> str:
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{title}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(parts) + "\n</body></html>\n")
-
-
-# ---------------------------------------------------------------------------------------------
-# plots: each returns PNG bytes, or None when the report holds nothing to draw
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
-
-
-def _rc():
-    import matplotlib
-
-    return matplotlib.rc_context(_RC)
-
-
-def _label(text) -> str:
-    """Text safe as a matplotlib label: no mathtext from "$", no hiding by a leading "_"."""
-    text = str(text).replace("$", r"\$")
-    return " " + text if text.startswith("_") else text
-
-
-def _legend(fig, handles, labels, width_in: float) -> None:
-    """A legend under the axes, as many columns as the longest label allows."""
-    if not handles:
-        return
-    longest = max(len(s) for s in labels)
-    ncols = max(1, min(len(labels), int(width_in * 14 // (longest + 6))))
-    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
-
-
-def _group_style(i: int) -> dict:
-    return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[(i // len(PALETTE) + i) % len(MARKERS)]}
-
-
-def plot_metric_bars(report: dict) -> bytes | None:
-    """Grouped bars of hr@10, ndcg@10, mrr@10, skip_hr@10 per group, AUC on its own panel around 0.5;
-    error bars are the groups' intervals (none for a single seed)."""
-    groups = report.get("groups") or []
-    metrics = [m for m in BAR_METRICS if any(_ok(_stat(g, m).get("mean")) for g in groups)]
-    has_auc = any(_ok(_stat(g, "auc").get("mean")) for g in groups)
-    if not metrics and not has_auc:
-        return None
-    with _rc():
-        fig = _figure(11, 5.2)
-        ratios = ([max(len(metrics), 1) * 1.0] if metrics else []) + ([1.4] if has_auc else [])
-        axes = list(fig.subplots(1, len(ratios), width_ratios=ratios, squeeze=False)[0])
-        width = 0.8 / len(groups)
-        handles, labels = [], []
-        for i, g in enumerate(groups):
-            colour = PALETTE[i % len(PALETTE)]
-            hatch = None if i < len(PALETTE) else "//"
-            with_interval = _n_seeds(g) != 1
-            offset = (i - (len(groups) - 1) / 2) * width
-            panels = ([(axes[0], metrics, 0.0)] if metrics else []) + ([(axes[-1], ["auc"], 0.5)] if has_auc else [])
-            handle = None
-            for ax, names, base in panels:
-                for j, m in enumerate(names):
-                    s = _stat(g, m)
-                    mean = _float(s.get("mean"))
-                    if not math.isfinite(mean):
-                        continue
-                    handle = ax.bar(j + offset, mean - base, width, bottom=base, color=colour, hatch=hatch,
-                                    edgecolor="white", linewidth=0.6)
-                    lo, hi = _float(s.get("lo")), _float(s.get("hi"))
-                    if with_interval and math.isfinite(lo) and math.isfinite(hi):
-                        ax.errorbar(j + offset, mean, yerr=[[max(mean - lo, 0)], [max(hi - mean, 0)]],
-                                    color="#222", capsize=3, linewidth=1.2)
-            if handle is not None:
-                handles.append(handle)
-                labels.append(_label(_group_name(g)) + ("" if with_interval else " (1 seed, no interval)"))
-        if metrics:
-            ax = axes[0]
-            ax.set_xticks(range(len(metrics)),
-                          [m + ("\n(lower is better)" if m in (report.get("lower_is_better") or []) else "")
-                           for m in metrics])
-            ax.set_ylabel("metric value (share of queries, 0–1)")
-            ax.set_title(f"Ranking metrics on the {(report.get('protocol') or {}).get('split', 'test')} split")
-            ax.grid(axis="x", visible=False)
-        if has_auc:
-            ax = axes[-1]
-            lo, hi = ax.get_ylim()
-            ax.set_ylim(min(lo, 0.5) - 0.06 * (hi - lo), max(hi, 0.5 + 0.06 * (hi - lo)))
-            ax.axhline(0.5, color="#555", linestyle="--", linewidth=1)
-            ax.text(-0.58, 0.5, "chance", va="top", ha="left", color="#555", fontsize=9)
-            ax.set_xticks([0], ["auc"])
-            ax.set_xlim(-0.6, 0.6)
-            ax.set_ylabel("AUC (0.5 = chance)")
-            ax.set_title("Within-session AUC,\nnext kept vs skipped")
-            ax.grid(axis="x", visible=False)
-        fig.suptitle(f"Test metrics per group (error bars: {_level(report)} interval)")
-        _legend(fig, handles, labels, 11)
-        return _png(fig)
-
-
-def plot_hr_curves(report: dict) -> bytes | None:
-    """HR@k against k (log x axis), one line per group."""
-    from matplotlib.ticker import FixedLocator, NullLocator
-
-    curves = []
-    for i, g in enumerate(report.get("groups") or []):
-        c = g.get("hr_curve") or {}
-        pts = [(_float(k), _float(h)) for k, h in zip(c.get("k") or [], c.get("hr") or [])]
-        pts = [(k, h) for k, h in pts if math.isfinite(k) and k > 0 and math.isfinite(h)]
-        if pts:
-            curves.append((i, g, pts))
-    if not curves:
-        return None
-    with _rc():
-        fig = _figure(11, 4.8)
-        ax = fig.subplots()
-        ks = sorted({k for _, _, pts in curves for k, _ in pts})
-        for i, g, pts in curves:
-            ax.plot([k for k, _ in pts], [h for _, h in pts], linewidth=2, markersize=5, **_group_style(i),
-                    label=_label(_group_name(g)))
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(FixedLocator(ks))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticks(ks, [f"{k:g}" for k in ks])
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("cut-off k (tracks in the top-k list, log scale)")
-        ax.set_ylabel("HR@k (share of positive queries)")
-        ax.set_title("Hit rate of the next non-skipped track against the cut-off k")
-        handles, labels = ax.get_legend_handles_labels()
-        _legend(fig, handles, labels, 11)
-        return _png(fig)
-
-
-def _curve_points(run: dict, key: str) -> list[tuple[float, float]]:
-    pts = [(_float(row.get("epoch")), _float(row.get(key))) for row in run.get("curve") or []]
-    return [(e, v) for e, v in pts if math.isfinite(e) and math.isfinite(v)]
-
-
-def plot_training_curves(report: dict) -> bytes | None:
-    """Validation ndcg@10 and train loss against epoch, one line per run (a marker for one point)."""
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
-
-    runs = [r for r in report.get("runs") or [] if _curve_points(r, "valid_ndcg@10") or _curve_points(r, "loss")]
-    if not runs:
-        return None
-    group_index = {g.get("key"): i for i, g in enumerate(report.get("groups") or [])}
-    seen_in_group: dict = {}
-    with _rc():
-        fig = _figure(11, 5.6)
-        ax_ndcg, ax_loss = fig.subplots(1, 2)
-        handles, labels = [], []
-        for n, run in enumerate(runs):
-            gi = group_index.get(run.get("group"), len(group_index) + n)
-            k = seen_in_group[gi] = seen_in_group.get(gi, -1) + 1
-            style = {"color": PALETTE[gi % len(PALETTE)], "marker": MARKERS[gi % len(MARKERS)],
-                     "linestyle": ("-", "--", ":", "-.")[k % 4], "linewidth": 1.8, "markersize": 4}
-            handle = None
-            for ax, key in ((ax_ndcg, "valid_ndcg@10"), (ax_loss, "loss")):
-                pts = _curve_points(run, key)
-                if len(pts) == 1:  # a baseline: one evaluation, no training curve
-                    handle = ax.plot(*zip(*pts), **{**style, "linestyle": "none", "markersize": 9})[0]
-                elif pts:
-                    handle = ax.plot(*zip(*pts), **style)[0]
-                if key == "valid_ndcg@10" and run.get("best_epoch") is not None:
-                    best = [v for e, v in pts if e == _float(run["best_epoch"])]
-                    if best and len(pts) > 1:
-                        ax.plot([_float(run["best_epoch"])], best, marker="*", markersize=13, color=style["color"],
-                                markeredgecolor="black", linestyle="none", zorder=5)
-            handles.append(handle)
-            labels.append(_label(f"{run.get('group', '?')} · seed {run.get('seed', '?')}"))
-        for ax, ylabel, title in ((ax_ndcg, "validation NDCG@10", "Validation NDCG@10 (★ best epoch)"),
-                                  (ax_loss, "training loss (nats per target)", "Training loss")):
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(ylabel)
-            ax.set_title(title)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if not ax.lines:
-                ax.text(0.5, 0.5, "nothing recorded", transform=ax.transAxes, ha="center", color="#666")
-        handles.append(Line2D([], [], marker="*", markersize=13, color="#888", markeredgecolor="black",
-                              linestyle="none"))
-        labels.append("best epoch")
-        _legend(fig, handles, labels, 11)
-        return _png(fig)
-
-
-def _rank_hist(group: dict):
-    """(edges, pos shares, skip shares, n pos, n skip) or None when the histogram is unusable."""
-    h = group.get("rank_hist") or {}
-    edges = [_float(e) for e in h.get("edges") or []]
-    out = []
-    for key in ("pos", "skip"):
-        counts = [max(_float(c), 0.0) if _ok(c) else 0.0 for c in h.get(key) or []]
-        total = sum(counts)
-        ok = len(counts) == len(edges) - 1 and total > 0
-        out.append(([c / total for c in counts], total) if ok else (None, 0))
-    if len(edges) < 2 or not all(math.isfinite(e) and e > 0 for e in edges):
-        return None
-    if out[0][0] is None and out[1][0] is None:
-        return None
-    return edges, out[0][0], out[1][0], out[0][1], out[1][1]
-
-
-def plot_rank_distribution(report: dict) -> bytes | None:
-    """Small multiples, one per group: share of queries per log-spaced rank bin, next track not
-    skipped vs skipped."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    panels = [(g, h) for g in report.get("groups") or [] if (h := _rank_hist(g)) is not None]
-    if not panels:
-        return None
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    with _rc():
-        fig = _figure(11, 2.9 * nrows + 1.3)
-        axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
-        for ax, (g, (edges, pos, skip, n_pos, n_skip)) in zip(axes, panels):
-            if pos is not None:
-                ax.stairs(pos, edges, color=POS_COLOUR, linewidth=2, fill=True, alpha=0.25)
-                ax.stairs(pos, edges, color=POS_COLOUR, linewidth=2)
-            if skip is not None:
-                ax.stairs(skip, edges, color=SKIP_COLOUR, linewidth=2, linestyle="--")
-            ax.axvline(10.5, color="#444", linestyle=":", linewidth=1.2)
-            ax.set_xscale("log")
-            name = textwrap.fill(_label(_group_name(g)), 34, break_on_hyphens=False)
-            ax.set_title(f"{name}\n{fmt_count(n_pos)} kept · {fmt_count(n_skip)} skipped", fontsize=10.5)
-        for ax in axes[len(panels):]:
-            ax.set_visible(False)
-        for ax in axes[::ncols]:
-            ax.set_ylabel("share of queries")
-        for ax in axes[max(len(panels) - ncols, 0):len(panels)]:  # panels with no panel below them
-            ax.set_xlabel("rank of the next track (log)")
-            ax.xaxis.set_tick_params(labelbottom=True)
-        fig.suptitle("Full-catalogue rank of the next track (dotted line: top 10)")
-        _legend(fig, [Patch(facecolor=POS_COLOUR, alpha=0.4, edgecolor=POS_COLOUR, linewidth=2),
-                      Line2D([], [], color=SKIP_COLOUR, linewidth=2, linestyle="--")],
-                ["next track not skipped (positive)", "next track skipped"], 11)
-        return _png(fig)
-
-
-def _length_labels(edges: list[float]) -> list[str]:
-    labels = []
-    for i, (a, b) in enumerate(zip(edges, edges[1:])):
-        if i == len(edges) - 2 and b > 4 * a:
-            labels.append(f"{a:g}+")
-        else:
-            labels.append(f"{a:g}" if b - a <= 1 else f"{a:g}–{b - 1:g}")
-    return labels
-
-
-def plot_dataset(report: dict) -> bytes | None:
-    """The session-length histogram and the sessions / plays of each split."""
-    from matplotlib.ticker import StrMethodFormatter
-
-    d = report.get("dataset") or {}
-    sl = d.get("session_lengths") or {}
-    edges, counts = [_float(e) for e in sl.get("edges") or []], [_float(c) for c in sl.get("counts") or []]
-    has_hist = len(edges) >= 2 and len(counts) == len(edges) - 1 and any(c > 0 for c in counts if math.isfinite(c))
-    splits = [(name, s) for name, s in (d.get("splits") or {}).items() if isinstance(s, dict)]
-    if not has_hist and not splits:
-        return None
-    with _rc():
-        fig = _figure(11, 4.4)
-        ratios = ([2.2] if has_hist else []) + ([1.2, 1.2] if splits else [])
-        axes = list(fig.subplots(1, len(ratios), width_ratios=ratios, squeeze=False)[0])
-        thousands = StrMethodFormatter("{x:,.0f}")
-        if has_hist:
-            ax = axes.pop(0)
-            ax.bar(range(len(counts)), [c if math.isfinite(c) else 0 for c in counts], color=PALETTE[0], width=0.85)
-            ax.set_xticks(range(len(counts)), _length_labels(edges), rotation=45, ha="right")
-            ax.set_xlabel("session length (plays)")
-            ax.set_ylabel("sessions")
-            median = d.get("median_session_len")
-            ax.set_title("Session lengths" + (f" (median {fmt_count(median)} plays)" if _ok(median) else ""))
-            ax.yaxis.set_major_formatter(thousands)
-            ax.grid(axis="x", visible=False)
-        for ax, key, unit in zip(axes, ("sessions", "events"), ("sessions", "plays")):
-            values = [_float(s.get(key, s.get("plays"))) for _, s in splits]
-            values = [v if math.isfinite(v) else 0 for v in values]
-            bars = ax.bar([_label(n) for n, _ in splits], values,
-                          color=[PALETTE[(i + 1) % len(PALETTE)] for i in range(len(splits))])
-            ax.bar_label(bars, labels=[fmt_count(v) for v in values], fontsize=9, padding=2)
-            ax.set_ylabel(unit)
-            ax.set_title(f"{unit.capitalize()} per split")
-            ax.yaxis.set_major_formatter(thousands)
-            ax.margins(x=0.12, y=0.15)
-            ax.grid(axis="x", visible=False)
-        fig.suptitle(f"Dataset {_label(d.get('name', ''))}".strip())
-        return _png(fig)
-
-
-# ---------------------------------------------------------------------------------------------
-# files
 
 
 def write_report(report: dict, out: Path) -> list[Path]:

@@ -25,7 +25,7 @@ from toolkit.train import latest_dataset, run_id, train
 from toolkit.artifacts import read_manifest
 
 # small models that keep the default grid within about an hour on a 2-core CPU (Spotify, 1M plays)
-SMALL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "epochs": 3, "negatives": 256, "valid_sessions": 500,
+SMALL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "epochs": 6, "negatives": 256, "valid_sessions": 500,
          "patience": 2}
 GRIDS: dict[str, list[tuple[str, str, dict]]] = {
     # the default: both baselines, SASRec blind to skips, without skips, and with the skip term
