@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
-import torch
 
 from toolkit.artifacts import Workspace, load_torch, read_manifest
-from toolkit.config import TrainConfig
+from toolkit.config import TrainConfig, parse_setting
 from toolkit.data import load_split
 from toolkit.evaluate import evaluate
 from toolkit.model import SeqRec
@@ -66,7 +65,7 @@ def main() -> None:
     ap.add_argument("--test", action="store_true", help="also score the test split (reproductions only)")
     args = ap.parse_args()
     ws = Workspace.at(args.workspace)
-    base = {k: _parse(v) for k, v in (s.split("=", 1) for s in args.set)}
+    base = {k: parse_setting(v) for k, v in (s.split("=", 1) for s in args.set)}
     grid = GRIDS[args.grid]
     chosen = [int(i) for i in args.only.split(",") if i.strip()] or range(len(grid))
     for i in chosen:
@@ -102,13 +101,6 @@ def _print_epoch(event: dict) -> None:
               flush=True)
 
 
-def _parse(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(value.lower(), value)
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def study(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from toolkit.config import PrepConfig, TrainConfig
+    from toolkit.config import PrepConfig, TrainConfig, parse_setting
     from toolkit.errors import ConfigError
     from toolkit.prep import prep as run_prep
     from toolkit.study import SMALL, StudyConfig, command_line
@@ -176,7 +176,7 @@ def study(
         if key not in known or key in ("dataset", "model", "feedback", "seed") or not value:
             raise ConfigError(f"--set {item}: use key=value with a training setting such as "
                               f"{', '.join(sorted(SMALL))}")
-        overrides[key] = _parse_value(value)
+        overrides[key] = parse_setting(value)
     if logs:
         with out.status("preparing") as status:
             manifest = run_prep(list(logs), ws, PrepConfig(format=format, name=name), lambda s: status.update(s))
@@ -208,12 +208,3 @@ def study(
     print_report(res["report"])
     for path in res["written"]:
         out.print(f"wrote {path}")
-
-
-def _parse_value(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(value.lower(), value)

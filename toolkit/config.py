@@ -175,3 +175,13 @@ class TrainConfig:
             problems.append("--epochs, --batch-size, --lr and --tau must be positive")
         if problems:
             raise ConfigError("; ".join(problems))
+
+
+def parse_setting(value: str):
+    """A ``key=value`` setting's value from the command line: int, float, bool, None, else text."""
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(value.lower(), value)
