@@ -39,7 +39,8 @@ def rank_of_targets(scores: Tensor, targets: Tensor) -> np.ndarray:
         items = scores[:, PAD + 1 :]  # (N, V - 1)
         target_score = scores.gather(1, targets.unsqueeze(1))  # (N, 1)
         # counts the target itself once, which turns "number above" into a 1-based rank
-        ranks = (items >= target_score).sum(dim=1)  # (N,)
+        # int32 accumulation: several times faster than the default int64 sum of a bool matrix on CPU
+        ranks = (items >= target_score).sum(dim=1, dtype=torch.int32)  # (N,)
     return ranks.cpu().numpy().astype(np.int64)
 
 
