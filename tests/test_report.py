@@ -264,3 +264,19 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     assert results.read_text().count("## tinystudy") == 1
     one_line_error(invoke("study", "--workspace", ws, "--set", "colour=blue"), "--set colour=blue")
     one_line_error(invoke("study", "--workspace", ws, "--grid", "huge"), "--grid huge")
+
+
+def test_study_verdict_needs_both_baselines_and_fewer_skips():
+    from toolkit.study import verdict
+
+    def comp(group, baseline, metric, diff, lo, hi):
+        return {"group": group, "baseline": baseline, "metric": metric, "diff": diff, "lo": lo, "hi": hi}
+
+    g = "sasrec / contrastive"
+    good = {"all": {"comparisons": [comp(g, "sasrec / all", "ndcg@10", 0.01, 0.005, 0.015),
+                                    comp(g, "sasrec / all", "skip_hr@10", -0.01, -0.02, -0.001)]},
+            "pos": {"comparisons": [comp(g, "sasrec / positives-only", "ndcg@10", 0.004, 0.001, 0.007)]}}
+    assert "**Target met by: sasrec / contrastive.**" in "\n".join(verdict(good))
+    # above positives-only only by chance: the interval reaches below zero
+    good["pos"]["comparisons"][0].update(lo=-0.001)
+    assert "**Target not met" in "\n".join(verdict(good))

@@ -132,7 +132,7 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
         if rep["comparisons"]:
             lines += [f"### Paired differences against `{baseline}` (bootstrap over test sessions)", "",
                       _md_table(comparison_table(rep)), ""]
-    lines += paper_comparison(main)
+    lines += verdict(reports) + paper_comparison(main)
     wall = [(r["group"], r["wall_s"]) for r in main["runs"] if r.get("wall_s") is not None]
     if wall:
         per_group: dict[str, list[float]] = {}
@@ -141,6 +141,40 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
         lines += ["### Training wall time per run (median over seeds)", "", "| group | seconds |", "|---|---:|"]
         lines += [f"| {g} | {sorted(w)[len(w) // 2]:.0f} |" for g, w in per_group.items()] + [""]
     return "\n".join(lines)
+
+
+SKIP_BLIND = ("all", "positives-only")
+
+
+def verdict(reports: dict) -> list[str]:
+    """Does a skip-aware variant beat both baselines on next-positive NDCG@10 (paired interval above
+    zero) and rank skipped next tracks lower than `all` (skip HR@10 interval below zero)?"""
+    diffs: dict[tuple[str, str, str], dict] = {}
+    for rep in reports.values():
+        for c in rep["comparisons"]:
+            diffs[(c["group"], c["baseline"], c["metric"])] = c
+    aware = sorted({g for g, _, _ in diffs if g.startswith(("sasrec / ", "bert4rec / "))
+                    and g.split(" / ")[1].split(" (")[0] not in SKIP_BLIND})
+    needed = ("sasrec / all", "sasrec / positives-only")
+    if not aware or not all(any(b == n for _, b, _ in diffs) for n in needed):
+        return []
+    lines = ["### Verdict", "", "Target: a skip-aware variant beats both `sasrec / all` and `sasrec / positives-only` "
+             "on next-positive NDCG@10 with a paired interval above zero, and ranks skipped next tracks lower than "
+             "`sasrec / all` (skip HR@10 interval below zero).", ""]
+    met = []
+    for g in aware:
+        a, p = diffs.get((g, needed[0], "ndcg@10")), diffs.get((g, needed[1], "ndcg@10"))
+        s_ = diffs.get((g, needed[0], "skip_hr@10"))
+        if not (a and p and s_):
+            continue
+        ok = a["lo"] > 0 and p["lo"] > 0 and s_["hi"] < 0
+        met += [g] if ok else []
+        lines.append(f"- {g}: NDCG@10 {a['diff']:+.4f} [{a['lo']:+.4f}, {a['hi']:+.4f}] vs all, "
+                     f"{p['diff']:+.4f} [{p['lo']:+.4f}, {p['hi']:+.4f}] vs positives-only; skip HR@10 "
+                     f"{s_['diff']:+.4f} [{s_['lo']:+.4f}, {s_['hi']:+.4f}] vs all: {'met' if ok else 'not met'}.")
+    lines += ["", f"**Target met by: {', '.join(met)}.**" if met else
+              "**Target not met: no skip-aware variant here does all three.**", ""]
+    return lines
 
 
 # Seshadri & Knees (MuRS 2023), MSSD, causal model, skip-blind -> with the skip term (PAPER.md)
