@@ -119,7 +119,9 @@ def _load_run(ws: Workspace, run_id: str) -> dict:
     run = run_dir(ws, run_id)
     if not run.config.exists():
         raise ArtifactMissingError(f"unknown run {run_id!r} in {ws.root}; `toolkit runs` lists the runs")
-    cfg = TrainConfig(**read_json(run.config)["train"])
+    saved = read_json(run.config)["train"]
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in known})  # settings since removed are ignored
     result = read_json(run.result) if run.result.exists() else None
     finished = bool(result) and result.get("status") == "finished"
     return {"id": run_id, "dir": run, "config": cfg, "result": result, "finished": finished}
