@@ -200,7 +200,7 @@ def plot_training_curves(report: dict) -> bytes | None:
             handles.append(handle)
             labels.append(_label(f"{run.get('group', '?')} · seed {run.get('seed', '?')}"))
         for ax, ylabel, title in ((ax_ndcg, "validation NDCG@10", "Validation NDCG@10 (★ best epoch)"),
-                                  (ax_loss, "training loss (nats per target)", "Training loss")):
+                                  (ax_loss, "loss (nats per target)", "Training loss")):
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
             ax.set_title(title)
