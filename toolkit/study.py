@@ -37,6 +37,8 @@ GRIDS: dict[str, list[tuple[str, str, dict]]] = {
               ("bert4rec", "all", {}), ("bert4rec", "contrastive", {"context": "output"}),
               ("bert4rec", "contrastive", {"context": "input"})],
 }
+# core plus the two variants that act on the skipped next track directly (alone and with the skip term)
+GRIDS["skip"] = GRIDS["core"] + [("sasrec", "negative-target", {}), ("sasrec", "contrastive+negative-target", {})]
 GRIDS["full"] = GRIDS["paper"] + [
     ("sasrec", "feedback-input", {}), ("sasrec", "negative-target", {}), ("sasrec", "feedback-input+contrastive", {}),
     ("sasrec", "contrastive", {"target": "next-pos"}), ("sasrec", "all", {"target": "next-pos"}),
