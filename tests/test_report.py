@@ -254,7 +254,7 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     assert res.exit_code == 0, res.output
     text = results.read_text()
     assert text.count("<!-- study:tinystudy:begin -->") == 1
-    assert "Paired differences against `sasrec / all`" in text
+    assert "Paired differences against `sasrec / all`" in text and "**A smoke run:" in text
     assert "Paired differences against `sasrec / positives-only`" in text
     runs = sorted(p.name for p in (ws / "runs").iterdir())
     assert len(runs) == 2 + 3 * 2  # two baselines once, three neural cells x two seeds

@@ -46,6 +46,7 @@ GRIDS["full"] = GRIDS["paper"] + [
     ("bert4rec", "feedback-input", {}),
 ]
 Progress = Callable[[dict], None]
+SMALL_TEST = 100  # below this many test sessions a section is labelled a smoke run
 
 
 @dataclass
@@ -128,6 +129,9 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
     lines += [f"{d['rows_in']:,} plays in, {d['rows_kept']:,} kept, {d['users']:,} users, {d['sessions']:,} sessions, "
               f"{d['items']:,} tracks, {d['skip_share']:.1%} skipped; test split: "
               f"{d['splits']['test']['sessions']:,} sessions.", ""]
+    if d["splits"]["test"]["sessions"] < SMALL_TEST:
+        lines += [f"**A smoke run: {d['splits']['test']['sessions']:,} test sessions are far too few for any "
+                  "conclusion; the tables only show that the pipeline runs end to end on this format.**", ""]
     lines += ["### Protocol", ""] + [f"- {x}" for x in protocol_lines(main)] + [""]
     lines += ["### Test metrics (mean ± 95 % interval over seeds)", "", _md_table(main_table(main)), ""]
     for baseline, rep in reports.items():
