@@ -20,13 +20,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 
-from toolkit.artifacts import Workspace, load_torch, read_manifest
+from toolkit.artifacts import Workspace, read_manifest
 from toolkit.config import TrainConfig, parse_setting
-from toolkit.data import load_split
-from toolkit.evaluate import evaluate
-from toolkit.model import SeqRec
-from toolkit.scorers import NeuralScorer
-from toolkit.train import model_config, pick_device, train
+from toolkit.evaluate import summarize
+from toolkit.report import Protocol, score_run, select_runs
+from toolkit.train import pick_device, train
 
 GRIDS: dict[str, list[dict]] = {
     # skip-aware options the paper left open, in the order they are worth trying
@@ -84,15 +82,10 @@ def main() -> None:
 
 
 def _test_metrics(ws: Workspace, cfg: TrainConfig, result: dict) -> dict:
-    ds = ws.dataset(cfg.dataset)
-    manifest = read_manifest(ds)
-    device = pick_device(cfg.device)
-    model = SeqRec(model_config(manifest, cfg)).to(device)
-    model.load_state_dict(load_torch(Path(result["path"], "best.pt"))["model"])
-    model.eval()
-    test = load_split(ds, "test")
-    return evaluate(NeuralScorer(model, "positives-only" in cfg.modes), test, manifest["items"], device,
-                    last_only=manifest["split_mode"] == "last")
+    """The run's best checkpoint on the test split, through the report's scoring path."""
+    run = select_runs(ws, [result["id"]], None, allow_unfinished=False)[0]
+    q = score_run(ws, run, Protocol(), pick_device(cfg.device))
+    return summarize(q, read_manifest(ws.dataset(cfg.dataset))["items"])
 
 
 def _print_epoch(event: dict) -> None:

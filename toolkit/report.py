@@ -294,7 +294,8 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
     groups = _groups(runs)
     settings = shared_settings(runs)
     all_sessions = np.unique(np.concatenate([q.session for q in results.values()]))
-    group_rows = [_group_row(key, members, results, manifest["items"], popularity) for key, members in groups.items()]
+    summaries = {i: summarize(q, manifest["items"], popularity) for i, q in results.items()}
+    group_rows = [_group_row(key, members, results, summaries, manifest["items"]) for key, members in groups.items()]
     baseline = _baseline_key(protocol, groups)
     comparisons = []
     if baseline is not None:
@@ -322,7 +323,7 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
         "lower_is_better": list(LOWER_IS_BETTER),
         "groups": group_rows,
         "comparisons": comparisons,
-        "runs": [_run_row(run, results[run["id"]], manifest["items"], popularity) for run in runs],
+        "runs": [_run_row(run, summaries[run["id"]]) for run in runs],
     }
 
 
@@ -381,9 +382,9 @@ def _baseline_key(protocol: Protocol, groups: dict) -> str | None:
     return None
 
 
-def _group_row(key: str, members: list[dict], results: dict, n_items: int, popularity: np.ndarray) -> dict:
+def _group_row(key: str, members: list[dict], results: dict, summaries: dict, n_items: int) -> dict:
     qs = [results[r["id"]] for r in members]
-    per_run = [summarize(q, n_items, popularity) for q in qs]
+    per_run = [summaries[r["id"]] for r in members]
     pos_ranks = np.concatenate([q.rank[~q.skipped] for q in qs])
     skip_ranks = np.concatenate([q.rank[q.skipped] for q in qs])
     edges = [2**i for i in range(math.ceil(math.log2(n_items + 1)) + 1)]
@@ -402,7 +403,7 @@ def _group_row(key: str, members: list[dict], results: dict, n_items: int, popul
     }
 
 
-def _run_row(run: dict, q: QueryResults, n_items: int, popularity: np.ndarray) -> dict:
+def _run_row(run: dict, test: dict) -> dict:
     res = run["result"] or {}
     curve = []
     for row in read_metrics(run["dir"]):
@@ -412,7 +413,7 @@ def _run_row(run: dict, q: QueryResults, n_items: int, popularity: np.ndarray) -
     return {"id": run["id"], "group": run["group"], "seed": run["config"].seed,
             "status": res.get("status", "unfinished"), "epochs_done": res.get("epochs_done"),
             "best_epoch": res.get("best_epoch"), "wall_s": res.get("wall_s"), "curve": curve,
-            "test": summarize(q, n_items, popularity)}
+            "test": test}
 
 
 def _dataset_summary(ds, manifest: dict) -> dict:

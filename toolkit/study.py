@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from toolkit.artifacts import Workspace, atomic_path
+from toolkit.artifacts import Workspace, atomic_path, read_manifest
 from toolkit.config import NEURAL, TrainConfig
 from toolkit.errors import ConfigError
 from toolkit.report import Protocol, build_report
 from toolkit.train import latest_dataset, run_id, train
-from toolkit.artifacts import read_manifest
 
 # small models that keep the default grid within about an hour on a 2-core CPU (Spotify, 1M plays)
 SMALL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "epochs": 6, "negatives": 256, "valid_sessions": 500,
