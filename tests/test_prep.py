@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
@@ -10,8 +14,10 @@ import pytest
 from toolkit.artifacts import ARRAYS, Workspace, read_array, read_manifest
 from toolkit.config import PrepConfig
 from toolkit.errors import ConfigError
-from toolkit.prep import prep
+from toolkit.prep import PIPELINE, prep
 from toolkit.schema import EVENTS_SCHEMA, ITEMS_SCHEMA, PAD, SPLITS
+
+TESTS_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
@@ -151,3 +157,42 @@ def test_file_order_breaks_ties_between_equal_timestamps_at_scale(tmp_path):
     ev = pl.read_parquet(ds.events).join(pl.read_parquet(ds.items), on="item_id").sort("session_idx", "position")
     titles = ev["title"].to_list()
     assert titles == sorted(titles)  # within each session the plays keep file order
+
+
+# Digests of what prep writes for two fixed logs, by pipeline label.  When this fails, prep's output
+# changed: if that was intended, give prep.PIPELINE a new value and record the new digests under it
+# (every prepared dataset and trained run keyed by the old label is then rebuilt, as it must be);
+# if not, the change that should only have been a refactor or a speed-up altered the data.
+PINNED = {
+    "550a322da11ab75b028853328fa560b514917923bbcaf757797aefa46a23b257": {
+        "tiny_logs.csv": "991c7814051a903bcd7df69c04b4fea8f19d9f9559087c18ec9a0c833227fcc5",
+        "pinned_log.parquet": "4c7d089a45c4d091fe8f8119243fbe1cebebf04636de5325380470b7eaccdcae",
+    },
+}
+
+
+def _output_digest(ds, manifest: dict) -> str:
+    """sha256 over the content (not the file bytes, which carry writer versions) of every output."""
+    h = hashlib.sha256()
+    for path in (ds.events, ds.items):
+        table = pq.read_table(path)
+        h.update(json.dumps({c: table.column(c).to_pylist() for c in table.column_names}, default=str).encode())
+    for split in SPLITS:
+        for name in ARRAYS:
+            arr = read_array(ds.array(split, name))
+            h.update(f"{split}/{name}/{arr.dtype}/{arr.shape}".encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+    keys = ("rows_in", "rows_kept", "rows_dropped", "users", "sessions", "items", "skip_rule", "splits",
+            "cold_items", "cold_events", "split_mode")
+    h.update(json.dumps({k: manifest.get(k) for k in keys}, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("log", ["tiny_logs.csv", "pinned_log.parquet"])
+def test_pipeline_label_pins_the_output(log, tmp_path):
+    ws = Workspace.at(tmp_path / "ws")
+    manifest = prep([TESTS_DATA / log], ws, PrepConfig(name="pinned"))
+    digest = _output_digest(ws.dataset("pinned"), manifest)
+    assert PIPELINE in PINNED, f"prep.PIPELINE {PIPELINE} has no recorded digests: add them to PINNED"
+    assert digest == PINNED[PIPELINE][log], (
+        f"prep's output for tests/data/{log} changed ({digest}) but prep.PIPELINE did not: see PINNED")

@@ -144,3 +144,97 @@ def test_cli_train_runs_and_resume_errors(ws):
     unknown = runner.invoke(app, ["train", "--workspace", root, "--dataset", "absent"])
     assert unknown.exit_code == 1 and "absent" in unknown.output
     json.dumps(result.output)
+
+
+# the TrainConfig fields of the first release: a run's id hashes exactly these while every later
+# setting keeps the value that reproduces the old behaviour
+FIRST_RELEASE = (
+    "dataset", "model", "feedback", "target", "loss", "negatives", "sampler", "sampler_beta", "alpha", "tau",
+    "context", "neg_weight", "d_model", "n_layers", "n_heads", "dropout", "mask_prob", "epochs", "batch_size", "lr",
+    "weight_decay", "warmup_steps", "grad_clip", "patience", "max_steps", "valid_sessions", "seed", "device",
+    "compile",
+)
+
+
+def test_later_settings_keep_old_run_ids_until_they_are_used():
+    import hashlib
+    from dataclasses import asdict
+
+    from toolkit.config import LATER_SETTINGS
+    from toolkit.train import run_id
+
+    manifest = {"fingerprint": "f" * 64, "pipeline": "p"}
+    cfg = TrainConfig(dataset="d", feedback="contrastive", seed=2)
+    first = {k: v for k, v in asdict(cfg).items() if k in FIRST_RELEASE}
+    key = json.dumps({"data": manifest["fingerprint"], "pipeline": "p", "cfg": first}, sort_keys=True)
+    assert run_id(manifest, cfg) == f"sasrec-contrastive-s2-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    assert set(asdict(cfg)) == set(FIRST_RELEASE) | set(LATER_SETTINGS)
+    changed = {run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, lr_schedule="cosine")),
+               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, amp=True))}
+    assert len(changed) == 2 and run_id(manifest, cfg) not in changed
+
+
+def test_learning_rate_schedule_by_hand():
+    from toolkit.train import lr_factor
+
+    const = TrainConfig(warmup_steps=4)
+    assert [lr_factor(const, 20, s) for s in (0, 1, 3, 10, 19)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    cos = TrainConfig(warmup_steps=4, lr_schedule="cosine")
+    # warm-up as before, then 0.5 (1 + cos(pi (s - 4) / 16)) over the 16 steps left of 20
+    assert [lr_factor(cos, 20, s) for s in (0, 3, 4, 8, 12, 20, 25)] == pytest.approx(
+        [0.25, 1.0, 1.0, 0.5 * (1 + 0.5 ** 0.5), 0.5, 0.0, 0.0])
+
+
+def test_cosine_schedule_and_mixed_precision_train_and_resume(ws, tmp_path, tiny_logs):
+    cfg = TrainConfig(seed=1, patience=10, lr_schedule="cosine", amp=True, **{**SMALL, "epochs": 3})
+    whole = train(ws, cfg)
+    assert whole["status"] == "finished"
+    losses_ = [r["loss_next"] for r in read_metrics(run_dir(ws, whole["id"]))]
+    assert all(x == x and x > 0 for x in losses_)  # finite under bfloat16 autocast
+    other = Workspace.at(tmp_path / "other")
+    prep([tiny_logs], other, PrepConfig(name="tiny", max_len=4))
+
+    def crash_after_first_epoch(event):
+        if event["event"] == "epoch" and event["epoch"] == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(other, cfg, crash_after_first_epoch)
+    assert train(other, cfg)["valid"] == whole["valid"]  # the schedule resumed where it stopped
+
+
+def test_mixed_precision_runs_the_forward_pass_in_bfloat16(ws, monkeypatch):
+    import toolkit.train as train_module
+
+    seen = []
+    real = train_module.losses.full_cross_entropy
+
+    def spy(scores, targets):
+        seen.append(scores.dtype)
+        return real(scores, targets)
+
+    monkeypatch.setattr(train_module.losses, "full_cross_entropy", spy)
+    train(ws, TrainConfig(amp=True, max_steps=1, **SMALL))
+    train(ws, TrainConfig(max_steps=1, **SMALL))
+    import torch
+
+    assert seen == [torch.bfloat16, torch.float32]
+
+
+@pytest.mark.parametrize("item,message", [
+    ("epochs", "key=value"), ("nope=1", "key=value"), ("epochs=abc", "takes int"), ("amp=3", "takes bool"),
+    ("lr_schedule=linear", "choose constant or cosine"),
+])
+def test_cli_train_settings_are_checked(ws, item, message):
+    result = CliRunner().invoke(app, ["train", "--workspace", str(ws.root), "--set", item])
+    assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_cli_train_takes_any_setting(ws):
+    result = CliRunner().invoke(app, ["train", "--workspace", str(ws.root), "--epochs", "1", "--d-model", "16",
+                                      "--batch-size", "4", "--set", "weight_decay=0.01", "--set", "warmup_steps=3",
+                                      "--lr-schedule", "cosine"])
+    assert result.exit_code == 0, result.output
+    run = next((ws.root / "runs").iterdir())
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert saved["weight_decay"] == 0.01 and saved["warmup_steps"] == 3 and saved["lr_schedule"] == "cosine"

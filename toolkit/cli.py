@@ -30,7 +30,7 @@ out = Console()
 err = Console(stderr=True)
 
 WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar="TOOLKIT_WORKSPACE",
-                            help="Workspace folder [default: ./toolkit-workspace].")
+                            help="Workspace folder (default: ./toolkit-workspace).")
 
 
 def friendly(fn):
@@ -65,7 +65,7 @@ def prep(
     format: str = typer.Option("auto", "--format", "-f", help="auto, generic, spotify, spotify-extended, mssd, lastfm, piki, sequences."),
     col: list[str] = typer.Option([], "--col", help="Generic format: role=column (roles: user ts track played_ms duration_ms skipped session artist title)."),
     user: Optional[str] = typer.Option(None, help="User id for every play (one listener's export)."),
-    name: Optional[str] = typer.Option(None, help="Dataset name [default: from the input path]."),
+    name: Optional[str] = typer.Option(None, help="Dataset name (default: from the input path)."),
     session_gap: int = typer.Option(1800, help="Seconds of pause that start a new session (strictly longer)."),
     skip_ms: int = typer.Option(30_000, help="A play shorter than this many ms is a skip (no explicit flag)."),
     skip_ratio: Optional[float] = typer.Option(None, help="With track lengths: played/length below this is a skip."),
@@ -133,7 +133,7 @@ def synth(
     users: int = typer.Option(200, help="Listeners."),
     plays: int = typer.Option(100_000, help="Plays (rows) in total."),
     tracks: int = typer.Option(5_000, help="Catalogue size."),
-    artists: Optional[int] = typer.Option(None, help="Artists [default: one per 10 tracks, at least --genres]."),
+    artists: Optional[int] = typer.Option(None, help="Artists (default: one per 10 tracks, at least --genres)."),
     genres: int = typer.Option(12, help="Genres."),
     days: int = typer.Option(180, help="Days the log spans."),
     seed: int = typer.Option(0, help="Random seed; the same seed writes the same file."),
@@ -218,7 +218,7 @@ def demo(
 @app.command()
 @friendly
 def train(
-    dataset: Optional[str] = typer.Option(None, help="Prepared dataset [default: the latest]."),
+    dataset: Optional[str] = typer.Option(None, help="Prepared dataset (default: the latest)."),
     model: str = typer.Option("sasrec", help="sasrec, bert4rec, pop (most popular) or markov (transitions)."),
     feedback: str = typer.Option("all", help="all, positives-only, contrastive, feedback-input, negative-target; combine with '+'."),
     target: str = typer.Option("next-item", help="Causal target: next-item or next-pos (next non-skipped play)."),
@@ -236,11 +236,15 @@ def train(
     epochs: int = typer.Option(10, help="Epochs."),
     batch_size: int = typer.Option(128, help="Rows per step."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW)."),
+    lr_schedule: str = typer.Option("constant", help="After warm-up: constant, or cosine (decays to 0 at the last planned step)."),
     patience: int = typer.Option(3, help="Early stopping patience in epochs (validation NDCG@10)."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps (smoke tests)."),
     valid_sessions: int = typer.Option(0, help="Validate on this many sessions drawn with the seed (0: all); still full ranking."),
     seed: int = typer.Option(0, help="Seed for numpy, the numba samplers and torch."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision: bfloat16 autocast in training (for GPUs; validation stays float32)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (slow first steps; pays off on long GPU runs)."),
+    set_: list[str] = typer.Option([], "--set", help="Any training setting, key=value (e.g. weight_decay=0.01, warmup_steps=500); overrides the options above."),
     resume: Optional[str] = typer.Option(None, help="Continue an interrupted run by id (its saved config is used)."),
     workspace: Optional[Path] = WorkspaceOpt,
 ) -> None:
@@ -253,7 +257,7 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from toolkit.artifacts import read_json, run_dir
-    from toolkit.config import TrainConfig
+    from toolkit.config import TrainConfig, settings
     from toolkit.errors import ArtifactMissingError
     from toolkit.train import train as run_train
 
@@ -265,12 +269,14 @@ def train(
         saved = read_json(rd.config)["train"]
         cfg = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
     else:
-        cfg = TrainConfig(
+        given = dict(
             dataset=dataset, model=model, feedback=feedback, target=target, loss=loss, negatives=negatives,
             sampler=sampler, alpha=alpha, tau=tau, context=context, neg_weight=neg_weight, d_model=d_model,
             n_layers=n_layers, n_heads=n_heads, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
             patience=patience, max_steps=max_steps, valid_sessions=valid_sessions, seed=seed, device=device,
+            lr_schedule=lr_schedule, amp=amp, compile=compile_,
         )
+        cfg = TrainConfig(**{**given, **settings(set_)})
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), console=out) as bar:
         task = bar.add_task("training", total=None, info="")

@@ -23,14 +23,14 @@ PAIRED_SCREEN = ("ndcg@10", "hr@10", "skip_hr@10")
 @app.command()
 @friendly
 def report(
-    runs: list[str] = typer.Argument(None, help="Run ids [default: every finished run of the dataset]."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset whose runs to report [default: the latest]."),
+    runs: list[str] = typer.Argument(None, help="Run ids (default: every finished run of the dataset)."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset whose runs to report (default: the latest)."),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report: .html (with a .md beside it), .md or .json."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON instead of the table."),
     split: str = typer.Option("test", help="Split to score: test, or valid."),
     positions: str = typer.Option("all", help="all: every position with a known next play; last: the last kept play per session."),
     exclude_played: bool = typer.Option(False, help="Remove tracks already played in the session from the ranking."),
-    baseline: Optional[str] = typer.Option(None, help="Group to compare against, e.g. 'sasrec / positives-only' [default: 'sasrec / all']."),
+    baseline: Optional[str] = typer.Option(None, help="Group to compare against, e.g. 'sasrec / positives-only' (default: 'sasrec / all')."),
     bootstrap: int = typer.Option(1000, help="Paired bootstrap replicates over test sessions."),
     allow_unfinished: bool = typer.Option(False, help="Score an unfinished run's best checkpoint instead of refusing."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -145,12 +145,12 @@ def study(
     logs: list[Path] = typer.Argument(None, help="Raw logs to prepare first (files, folders, zips); omit to use --dataset."),
     format: str = typer.Option("auto", "--format", "-f", help="Input format when LOGS are given (see `toolkit prep`)."),
     name: Optional[str] = typer.Option(None, help="Dataset name when LOGS are given."),
-    dataset: Optional[str] = typer.Option(None, help="Prepared dataset [default: the one just prepared, else the latest]."),
+    dataset: Optional[str] = typer.Option(None, help="Prepared dataset (default: the one just prepared, else the latest)."),
     grid: str = typer.Option("core", help="core (pop, markov, SASRec all / positives-only / contrastive), skip (core + negative-target, alone and with contrastive), paper, or full."),
     seeds: int = typer.Option(3, help="Seeds per neural cell."),
     set_: list[str] = typer.Option([], "--set", help="Training setting for every neural run, key=value (e.g. epochs=5)."),
     results: Optional[Path] = typer.Option(None, help="Markdown results document to write this dataset's section into."),
-    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Report file [default: <workspace>/studies/<dataset>-<grid>.html]."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Report file (default: <workspace>/studies/<dataset>-<grid>.html)."),
     workspace: Optional[Path] = WorkspaceOpt,
 ) -> None:
     """Prepare (if needed), train a grid of models over seeds, and report: the paper's experiment in one command.
@@ -158,25 +158,16 @@ def study(
     Example: toolkit study logs/ --format auto --seeds 3 --results docs/results.md
     """
     import sys
-    from dataclasses import fields
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from toolkit.config import PrepConfig, TrainConfig, parse_setting
-    from toolkit.errors import ConfigError
+    from toolkit.config import PrepConfig, settings
     from toolkit.prep import prep as run_prep
-    from toolkit.study import SMALL, StudyConfig, command_line
+    from toolkit.study import StudyConfig, command_line
     from toolkit.study import study as run_study
 
     ws = Workspace.at(workspace)
-    known = {f.name: f.type for f in fields(TrainConfig)}
-    overrides = {}
-    for item in set_:
-        key, _, value = item.partition("=")
-        if key not in known or key in ("dataset", "model", "feedback", "seed") or not value:
-            raise ConfigError(f"--set {item}: use key=value with a training setting such as "
-                              f"{', '.join(sorted(SMALL))}")
-        overrides[key] = parse_setting(value)
+    overrides = settings(set_, reserved=("dataset", "model", "feedback", "seed"))
     if logs:
         with out.status("preparing") as status:
             manifest = run_prep(list(logs), ws, PrepConfig(format=format, name=name), lambda s: status.update(s))

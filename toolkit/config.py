@@ -6,7 +6,7 @@ JSON types: int, float, bool, str.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 # ---------------------------------------------------------------------------------------------
 # ModelConfig: the sequence encoder (toolkit/model.py). Saved inside every checkpoint.
@@ -130,7 +130,8 @@ class TrainConfig:
     batch_size: int = 128  # rows per step
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 0.0  # AdamW weight decay
-    warmup_steps: int = 100  # linear warm-up, then constant
+    warmup_steps: int = 100  # linear warm-up, then the schedule
+    lr_schedule: str = "constant"  # after warm-up: constant, or cosine (decay to 0 at the last planned step)
     grad_clip: float = 5.0  # max gradient norm
     patience: int = 3  # stop after this many epochs without a better validation NDCG@10
     max_steps: int | None = None  # stop after this many optimiser steps (smoke tests)
@@ -138,6 +139,7 @@ class TrainConfig:
     seed: int = 0  # one seed for numpy, the numba samplers and torch
     device: str = "auto"  # auto (cuda when present), cpu or cuda
     compile: bool = False  # torch.compile the model
+    amp: bool = False  # bfloat16 autocast for the training forward pass and losses (validation stays float32)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -171,10 +173,23 @@ class TrainConfig:
             problems.append(f"--context {self.context}: choose output or input")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"--device {self.device}: choose auto, cpu or cuda")
+        if self.lr_schedule not in ("constant", "cosine"):
+            problems.append(f"--lr-schedule {self.lr_schedule}: choose constant or cosine")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.tau <= 0:
             problems.append("--epochs, --batch-size, --lr and --tau must be positive")
         if problems:
             raise ConfigError("; ".join(problems))
+
+
+# Settings added after the first release, with the value that reproduces the behaviour from before
+# they existed.  At that value a setting stays out of a run's identity (train.run_id), so adding a
+# setting never renames, and so never retrains, a finished run.
+LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False}
+
+
+def identity(cfg: TrainConfig) -> dict:
+    """The settings that name a run: every field, less later ones left at their earlier behaviour."""
+    return {k: v for k, v in asdict(cfg).items() if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
 
 
 def parse_setting(value: str):
@@ -185,3 +200,26 @@ def parse_setting(value: str):
         except ValueError:
             pass
     return {"true": True, "false": False, "none": None}.get(value.lower(), value)
+
+
+def settings(items: list[str], reserved: tuple[str, ...] = ()) -> dict:
+    """``--set key=value`` items as TrainConfig keyword arguments, each checked against the field's type."""
+    from dataclasses import fields
+
+    from toolkit.errors import ConfigError
+
+    types = {f.name: str(f.type) for f in fields(TrainConfig) if f.name not in reserved}
+    out = {}
+    for item in items:
+        key, _, text = item.partition("=")
+        if key not in types or not text:
+            raise ConfigError(f"--set {item}: use key=value with a training setting: {', '.join(sorted(types))}")
+        value, kind = parse_setting(text), types[key]
+        fits = ((value is None and "None" in kind) or (isinstance(value, bool) and "bool" in kind)
+                or (not isinstance(value, bool) and ((isinstance(value, int) and ("int" in kind or "float" in kind))
+                                                     or (isinstance(value, float) and "float" in kind)
+                                                     or (isinstance(value, str) and "str" in kind))))
+        if not fits:
+            raise ConfigError(f"--set {item}: {key} takes {kind}, not {text!r}")
+        out[key] = float(value) if kind.startswith("float") and isinstance(value, int) else value
+    return out

@@ -14,6 +14,7 @@ import math
 import subprocess
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +27,7 @@ from toolkit.artifacts import (
     RunDir, Workspace, append_metrics, list_datasets, load_torch, read_json, read_manifest, record_run,
     run_dir, save_torch, write_json,
 )
-from toolkit.config import NEURAL, ModelConfig, TrainConfig
+from toolkit.config import NEURAL, ModelConfig, TrainConfig, identity
 from toolkit.data import (
     SplitArrays, load_split, negatives_for, positives_only, row_batches, to_batch, train_counts,
 )
@@ -77,7 +78,7 @@ def latest_dataset(ws: Workspace) -> str:
 
 def run_id(manifest: dict, cfg: TrainConfig) -> str:
     """Deterministic id: same dataset content, same code version of prep, same config -> same run."""
-    key = json.dumps({"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": asdict(cfg)},
+    key = json.dumps({"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": identity(cfg)},
                      sort_keys=True)
     return f"{cfg.model}-{cfg.feedback.replace('+', '_')}-s{cfg.seed}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
@@ -137,7 +138,9 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
     model = SeqRec(model_config(manifest, cfg)).to(device)
     # the fused kernel updates the large item table in one pass (about 30 % faster steps on CPU)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    planned = cfg.epochs * -(-len(train_rows) // cfg.batch_size)
+    planned = min(planned, cfg.max_steps) if cfg.max_steps is not None else planned
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg, planned))
     sampler = _Sampler(train_rows, n_items, cfg, device)
     state = {"epoch": 0, "step": 0, "batch": 0, "best": -math.inf, "best_epoch": -1, "bad_epochs": 0}
     if run.checkpoint.exists():
@@ -154,7 +157,8 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
                 break
             batch = to_batch(train_rows, batches[b], device)
             try:
-                terms = train_step(step_fn, model, batch, cfg, sampler, state["step"])
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                    terms = train_step(step_fn, model, batch, cfg, sampler, state["step"])
                 loss = sum(terms.values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -191,6 +195,15 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
             break
     best = load_torch(run.best)
     return {"valid": best["valid"], "best_epoch": best["epoch"], "epochs_done": state["epoch"]}
+
+
+def lr_factor(cfg: TrainConfig, planned_steps: int, step: int) -> float:
+    """Multiplier of the peak learning rate at ``step``: linear warm-up, then constant or a cosine
+    decay that reaches 0 at the last planned step (early stopping may end the run before it)."""
+    if step < cfg.warmup_steps or cfg.lr_schedule == "constant":
+        return min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    done = (step - cfg.warmup_steps) / max(1, planned_steps - cfg.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
 
 
 class _Sampler:
