@@ -262,6 +262,24 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (ws / "runs").iterdir()) == runs
     assert results.read_text().count("## tinystudy") == 1
+    # a fresh workspace retrains everything with the same seeds and reproduces the section
+    fresh = [a if a != ws else tmp_path / "fresh" for a in args if a != results]
+    fresh = fresh[:fresh.index("--results")] + fresh[fresh.index("--results") + 1:] + ["--check", results]
+    res = invoke(*fresh)
+    assert res.exit_code == 0, res.output
+    assert "cells reproduced within the document's intervals" in " ".join(res.output.split())
+    assert "did not" not in res.output
+    # a number the run does not reproduce fails the check and is named
+    lines = results.read_text().splitlines()
+    row = next(i for i, ln in enumerate(lines) if ln.startswith("| markov / all |"))
+    cells = lines[row].split(" | ")
+    cells[1] = "0.9999 (1 seed)"
+    lines[row] = " | ".join(cells)
+    results.write_text("\n".join(lines))
+    res = invoke(*fresh)
+    assert res.exit_code == 1 and "1 did not" in res.output, res.output
+    assert "0.9999 vs" in " ".join(res.output.split())
+    one_line_error(invoke("study", "--workspace", ws, "--check", tmp_path / "none.md"), "none.md")
     one_line_error(invoke("study", "--workspace", ws, "--set", "colour=blue"), "--set colour=blue")
     one_line_error(invoke("study", "--workspace", ws, "--grid", "huge"), "--grid huge")
 

@@ -150,6 +150,7 @@ def study(
     seeds: int = typer.Option(3, help="Seeds per neural cell."),
     set_: list[str] = typer.Option([], "--set", help="Training setting for every neural run, key=value (e.g. epochs=5)."),
     results: Optional[Path] = typer.Option(None, help="Markdown results document to write this dataset's section into."),
+    check: Optional[Path] = typer.Option(None, help="Results document to reproduce: compare this run's main table with the dataset's section there (exit 1 when a mean falls outside its stated interval)."),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Report file (default: <workspace>/studies/<dataset>-<grid>.html)."),
     workspace: Optional[Path] = WorkspaceOpt,
 ) -> None:
@@ -172,7 +173,13 @@ def study(
         with out.status("preparing") as status:
             manifest = run_prep(list(logs), ws, PrepConfig(format=format, name=name), lambda s: status.update(s))
         dataset = dataset or manifest["name"]
-    cfg = StudyConfig(dataset=dataset, grid=grid, seeds=seeds, overrides=overrides, results=results, out=out_file,
+    if check is not None:  # a document without this dataset's table fails now, not after the training
+        from toolkit.results_doc import document_table
+        from toolkit.train import latest_dataset
+
+        dataset = dataset or latest_dataset(ws)
+        document_table(check, dataset)
+    cfg = StudyConfig(dataset=dataset, grid=grid, seeds=seeds, overrides=overrides, results=results, out=out_file, check=check,
                       command=command_line(sys.argv[1:]) if sys.argv[1:2] == ["study"] else "toolkit study")
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), console=out) as bar:
@@ -199,3 +206,35 @@ def study(
     print_report(res["report"])
     for path in res["written"]:
         out.print(f"wrote {path}")
+    if res["agreements"] is not None and not print_agreement(res["agreements"], check):
+        raise typer.Exit(1)
+
+
+def print_agreement(agreements: list, document: Path) -> bool:
+    """Per group: how many cells of the document's main table this run reproduces; every miss in full.
+    True when nothing disagrees (cells only one side has are listed, not failed)."""
+
+    def shown(v) -> str:
+        if v is None:
+            return "–"
+        return f"{v.mean:,.4f}".rstrip("0").rstrip(".") + (f" ± {v.half:.4f}" if v.half is not None else "")
+
+    t = Table(title=f"reproducing {document}", title_justify="left")
+    for col in ("group", "agree", "outside the stated interval / different", "only one side"):
+        t.add_column(col, overflow="fold")
+    groups: dict[str, list] = {}
+    for a in agreements:
+        groups.setdefault(a.group, []).append(a)
+    for group, items in groups.items():
+        both = [a for a in items if a.ok is not None]
+        bad = [f"{a.column}: {shown(a.document)} vs {shown(a.fresh)}" for a in both if not a.ok]
+        one = sorted({a.column for a in items if a.ok is None})
+        if len(one) == len(items):
+            one = ["whole group (" + ("not in this run" if items[0].fresh is None else "not in the document") + ")"]
+        t.add_row(group, f"{sum(a.ok for a in both)}/{len(both)}", "\n".join(bad) or "", ", ".join(one))
+    out.print(t)
+    failed = sum(1 for a in agreements if a.ok is False)
+    checked = sum(1 for a in agreements if a.ok is not None)
+    out.print(f"{checked - failed} of {checked} cells reproduced within the document's intervals"
+              + ("" if not failed else f"; {failed} did not"))
+    return failed == 0

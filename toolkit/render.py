@@ -301,7 +301,7 @@ def _md(text: str, in_table: bool = False) -> str:
     return text.replace("|", "\\|") if in_table else text
 
 
-def _md_table(t: Table) -> str:
+def md_table(t: Table) -> str:
     def cell(c: Cell) -> str:
         text = _md(f"{c.text} {c.note}".strip(), in_table=True)
         return f"**{text}**" if c.bold and c.text != DASH else text
@@ -327,7 +327,7 @@ def to_markdown(report: dict) -> str:
         elif kind == "dl":
             parts.append("\n".join(f"- **{_md(term)}**: {_md(text)}" for term, text in body[0]))
         elif kind == "table":
-            parts.append(_md_table(body[0]) if body[0].rows else "_(none)_")
+            parts.append(md_table(body[0]) if body[0].rows else "_(none)_")
     return "\n\n".join(parts) + "\n"
 
 
