@@ -58,13 +58,13 @@ def q_results(session, rank, skipped, auc=None):
 def test_session_sums_by_hand():
     q = q_results([0, 0, 1, 2], [1, 20, 2, 3], [False, False, False, True])
     sums, counts = rp.session_sums([q], "hr@10", np.array([0, 1, 2]))
-    assert sums.tolist() == [1.0, 1.0, 0.0] and counts.tolist() == [2, 1, 0]
+    assert sums.tolist() == [[1.0, 1.0, 0.0]] and counts.tolist() == [2, 1, 0]
     sums, counts = rp.session_sums([q], "skip_hr@10", np.array([0, 1, 2]))
-    assert sums.tolist() == [0, 0, 1] and counts.tolist() == [0, 0, 1]
-    # two seeds of one group: sums are averaged, counts are the queries of one run
+    assert sums.tolist() == [[0, 0, 1]] and counts.tolist() == [0, 0, 1]
+    # two seeds of one group: a row per seed, counts are the queries of one run
     q2 = q_results([0, 0, 1, 2], [30, 30, 30, 3], [False, False, False, True])
     sums, counts = rp.session_sums([q, q2], "hr@10", np.array([0, 1, 2]))
-    assert sums.tolist() == [0.5, 0.5, 0.0] and counts.tolist() == [2, 1, 0]
+    assert sums.tolist() == [[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]] and counts.tolist() == [2, 1, 0]
 
 
 def test_paired_bootstrap_of_a_constant_shift_is_exact():
@@ -77,6 +77,22 @@ def test_paired_bootstrap_of_a_constant_shift_is_exact():
     assert same["diff"] == 0.0 and same["lo"] == 0.0 and same["hi"] == 0.0
     with pytest.raises(ValueError):
         rp.paired_bootstrap((base, counts), (base, counts + 1), replicates=200, seed=0)
+
+
+def test_paired_bootstrap_resamples_seeds_too():
+    counts = np.full(50, 4.0)
+    # every session agrees, so a bootstrap over sessions alone would give a zero-width interval; but
+    # group a's three seeds reach 0.1, 0.3 and 0.5 per query, and b (one seed) 0.3: seed luck, not skill
+    a = np.stack([counts * v for v in (0.1, 0.3, 0.5)])
+    b = counts * 0.3
+    pb = rp.paired_bootstrap((a, counts), (b, counts), replicates=2000, seed=0)
+    assert pb["diff"] == pytest.approx(0.0, abs=1e-12)
+    # a's value is the mean of three seeds drawn with replacement from {0.1, 0.3, 0.5}: all three are
+    # 0.1 in 1/27 ≈ 3.7 % of replicates (more than the 2.5 % tail), all three 0.5 as often, so the
+    # interval runs from 0.1 − 0.3 to 0.5 − 0.3
+    assert pb["lo"] == pytest.approx(-0.2) and pb["hi"] == pytest.approx(0.2)
+    one_seed = rp.paired_bootstrap((a[2], counts), (b, counts), replicates=2000, seed=0)
+    assert one_seed["lo"] == pytest.approx(0.2) and one_seed["hi"] == pytest.approx(0.2)
 
 
 def test_paired_bootstrap_interval_covers_a_noisy_difference():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -71,6 +72,8 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(ws, tmp_path,
     prep([tiny_logs], other, PrepConfig(name="tiny", max_len=4))
 
     def crash_after_first_epoch(event):
+        if event["event"] == "step" and event["epoch"] == 0 and event["batch"] == 1:
+            time.sleep(0.6)  # a slow first epoch: its time must still count in the run's wall time
         if event["event"] == "epoch" and event["epoch"] == 0:
             raise KeyboardInterrupt
 
@@ -78,9 +81,11 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(ws, tmp_path,
         train(other, cfg, crash_after_first_epoch)
     assert not run_dir(other, whole["id"]).result.exists()
     resumed_events = []
+    t0 = time.perf_counter()
     resumed = train(other, cfg, resumed_events.append)
     assert resumed_events[0]["event"] == "resumed"
     assert resumed["valid"] == whole["valid"]
+    assert resumed["wall_s"] >= 0.6 + (time.perf_counter() - t0) * 0.9  # before and after the interruption
     # the loss of every epoch after the interruption matches too, so the data order and RNG resumed exactly
     assert untimed(read_metrics(run_dir(other, whole["id"])))[1:] == untimed(read_metrics(run_dir(ws, whole["id"])))[1:]
 

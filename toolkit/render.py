@@ -234,9 +234,10 @@ def protocol_lines(report: dict) -> list[str]:
     if _ok(p.get("bootstrap")):
         seed = f", seed {p['seed']}" if p.get("seed") is not None else ""
         lines.append(f"A group's interval is a {_level(report)} t-interval over its seeds (none with one seed); a "
-                     f"paired difference's interval comes from a bootstrap over the {p.get('split', 'test')} "
-                     f"sessions ({fmt_count(p['bootstrap'])} replicates{seed}), which covers session sampling, "
-                     "not seed-to-seed variation.")
+                     f"paired difference's interval comes from a two-level bootstrap ({fmt_count(p['bootstrap'])} "
+                     f"replicates{seed}) that resamples the {p.get('split', 'test')} sessions (the same ones for "
+                     "both groups) and each group's seeds, so it covers both session sampling and seed-to-seed "
+                     "variation.")
     if p.get("baseline"):
         lines.append(f"Paired differences are taken against the group “{p['baseline']}”.")
     else:

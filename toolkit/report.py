@@ -5,9 +5,9 @@ query of the test split against the whole catalogue (``toolkit/evaluate.py``, th
 validation), group runs that differ only by seed, and put numbers on the differences:
 
 * per group, the mean over seeds and a 95 % t-interval across seeds (none with one seed);
-* per group against the baseline group, a paired bootstrap over test sessions: sessions are
-  resampled with replacement and both groups are scored on the same resample, so the interval
-  is that of the difference itself.
+* per group against the baseline group, a paired two-level bootstrap: test sessions are
+  resampled with replacement (both groups on the same resample, so the interval is that of the
+  difference itself) and each group's seeds are resampled too, so seed luck widens it.
 
 Per-query outcomes are cached beside each run (``eval-<protocol>.npz``), so a second report, or a
 study that adds runs, scores only what is new.  The result is a plain dictionary that
@@ -233,41 +233,52 @@ def per_query_values(q: QueryResults, metric: str) -> tuple[np.ndarray, np.ndarr
 
 
 def session_sums(results: list[QueryResults], metric: str, sessions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per session of ``sessions``: the metric summed over its queries (averaged over the seeds'
-    runs) and the number of queries.  Every run of a group has the same queries."""
-    total = np.zeros(len(sessions))
+    """Per run (row) and session of ``sessions`` (column): the metric summed over the session's
+    queries, and the number of queries per session.  Every run of a group has the same queries."""
+    total = np.zeros((len(results), len(sessions)))
     count = np.zeros(len(sessions))
-    for q in results:
+    for r, q in enumerate(results):
         values, kept = per_query_values(q, metric)
         where = np.searchsorted(sessions, q.session[kept])
-        total += np.bincount(where, weights=values[kept], minlength=len(sessions))
+        total[r] = np.bincount(where, weights=values[kept], minlength=len(sessions))
         count = np.bincount(where, minlength=len(sessions)).astype(np.float64)  # equal for every run
-    return total / max(len(results), 1), count
+    return total, count
 
 
 def paired_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], replicates: int,
                      seed: int, level: float = 0.95) -> dict:
-    """Difference of per-query means (a − b) over sessions resampled with replacement.
+    """Difference of seed-averaged per-query means (a − b), with a two-level bootstrap interval.
 
-    ``a`` and ``b`` are ``(sums, counts)`` per session from ``session_sums`` over the same sessions.
-    Returns the point difference, the percentile interval and the number of sessions used.
+    ``a`` and ``b`` are ``(sums, counts)`` from ``session_sums`` over the same sessions: sums has one
+    row per seed (a 1-D array is one seed).  Each replicate resamples the sessions with replacement
+    (both groups on the same sessions: the pairing) and, independently for each group, its seeds
+    with replacement; a group's value is the mean over its drawn seeds.  So the interval covers both
+    which sessions were tested and which seeds were trained; with one seed per group it is the plain
+    paired bootstrap over sessions.  Returns the point difference, the percentile interval and the
+    number of sessions used.
     """
     (sa, na), (sb, nb) = a, b
+    sa, sb = np.atleast_2d(sa), np.atleast_2d(sb)
     if not np.array_equal(na, nb):
         raise ValueError("paired groups must have the same queries per session")
     used = na > 0
-    sa, sb, n = sa[used], sb[used], na[used]
+    sa, sb, n = sa[:, used], sb[:, used], na[used]
     if n.sum() == 0:
         return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "n_sessions": 0}
-    diff = float(sa.sum() / n.sum() - sb.sum() / n.sum())
+    diff = float(sa.mean(axis=0).sum() / n.sum() - sb.mean(axis=0).sum() / n.sum())
     rng = np.random.default_rng([seed, 11])
     reps = np.empty(replicates)
-    step = max(1, 2**22 // max(len(n), 1))  # bounded memory: a few million indices at a time
+    step = max(1, 2**22 // max(len(n) * max(len(sa), len(sb)), 1))  # bounded memory
     for lo in range(0, replicates, step):
         k = min(step, replicates - lo)
         idx = rng.integers(0, len(n), size=(k, len(n)))
-        denom = n[idx].sum(axis=1)
-        reps[lo : lo + k] = (sa[idx].sum(axis=1) - sb[idx].sum(axis=1)) / np.maximum(denom, 1)
+        denom = np.maximum(n[idx].sum(axis=1), 1)
+        per_seed_a = sa[:, idx].sum(axis=2)  # (seeds, k): each seed scored on each session resample
+        per_seed_b = sb[:, idx].sum(axis=2)
+        pick_a = rng.integers(0, len(sa), size=(k, len(sa)))
+        pick_b = rng.integers(0, len(sb), size=(k, len(sb)))
+        cols = np.arange(k)[:, None]
+        reps[lo : lo + k] = (per_seed_a[pick_a, cols].mean(axis=1) - per_seed_b[pick_b, cols].mean(axis=1)) / denom
     tail = (1 - level) / 2 * 100
     lo_v, hi_v = np.percentile(reps, [tail, 100 - tail])
     return {"diff": diff, "lo": float(lo_v), "hi": float(hi_v), "n_sessions": int(used.sum())}

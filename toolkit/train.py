@@ -142,10 +142,11 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
     planned = min(planned, cfg.max_steps) if cfg.max_steps is not None else planned
     sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg, planned))
     sampler = _Sampler(train_rows, n_items, cfg, device)
-    state = {"epoch": 0, "step": 0, "batch": 0, "best": -math.inf, "best_epoch": -1, "bad_epochs": 0}
+    state = {"epoch": 0, "step": 0, "batch": 0, "best": -math.inf, "best_epoch": -1, "bad_epochs": 0, "wall_s": 0.0}
     if run.checkpoint.exists():
         state = _restore(run, model, opt, sched)
         say({"event": "resumed", "epoch": state["epoch"], "step": state["step"]})
+    before, began = state.get("wall_s", 0.0), time.perf_counter()  # a resumed run's clock goes on
     step_fn = torch.compile(model) if cfg.compile else model
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         epoch = state["epoch"]
@@ -166,7 +167,7 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
                 opt.step()
                 sched.step()
             except KeyboardInterrupt:
-                _checkpoint(run, model, opt, sched, {**state, "batch": b})
+                _checkpoint(run, model, opt, sched, {**state, "batch": b, "wall_s": before + time.perf_counter() - began})
                 raise
             state["step"] += 1
             n_seen += len(batches[b])
@@ -188,13 +189,14 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
                                   "valid": metrics})
         state.update(epoch=epoch + 1, batch=0, best=max(state["best"], metrics[SELECT_METRIC]),
                      best_epoch=epoch if improved else state["best_epoch"],
-                     bad_epochs=0 if improved else state["bad_epochs"] + 1)
+                     bad_epochs=0 if improved else state["bad_epochs"] + 1,
+                     wall_s=before + time.perf_counter() - began)
         _checkpoint(run, model, opt, sched, state)
         say({"event": "epoch", **row})
         if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
             break
     best = load_torch(run.best)
-    return {"valid": best["valid"], "best_epoch": best["epoch"], "epochs_done": state["epoch"]}
+    return {"valid": best["valid"], "best_epoch": best["epoch"], "epochs_done": state["epoch"], "earlier_wall_s": before}
 
 
 def lr_factor(cfg: TrainConfig, planned_steps: int, step: int) -> float:
@@ -287,7 +289,7 @@ def _finish(ws: Workspace, run: RunDir, cfg: TrainConfig, outcome: dict, seconds
     result = {
         "id": run.id, "status": "finished", "dataset": cfg.dataset, "model": cfg.model, "feedback": cfg.feedback,
         "seed": cfg.seed, "epochs_done": outcome["epochs_done"], "best_epoch": outcome["best_epoch"],
-        "valid": outcome["valid"], "wall_s": seconds, "git_commit": _git_commit(), "path": str(run.path),
+        "valid": outcome["valid"], "wall_s": seconds + outcome.get("earlier_wall_s", 0.0), "git_commit": _git_commit(), "path": str(run.path),
     }
     write_json(run.result, result)
     record_run(ws, {
