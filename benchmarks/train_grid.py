@@ -49,6 +49,16 @@ GRIDS: dict[str, list[dict]] = {
         {"model": "sasrec", "loss": "ce", "d_model": 64, "n_heads": 1, "dropout": 0.2},
         {"model": "sasrec", "loss": "ce", "d_model": 128, "n_heads": 2, "dropout": 0.3},
     ],
+    # the open differences of the first attempt (benchmarks/README.md): decay the learning rate,
+    # give early stopping more room, and try stronger dropout at both widths
+    "ml1m-decay": [
+        {"model": "sasrec", "loss": "ce", "d_model": 64, "n_heads": 1, "dropout": 0.2, "lr_schedule": "cosine",
+         "epochs": 300, "patience": 40},
+        {"model": "sasrec", "loss": "ce", "d_model": 128, "n_heads": 2, "dropout": 0.3, "lr_schedule": "cosine",
+         "epochs": 300, "patience": 40},
+        {"model": "sasrec", "loss": "ce", "d_model": 128, "n_heads": 2, "dropout": 0.5, "lr_schedule": "cosine",
+         "epochs": 300, "patience": 40},
+    ],
 }
 
 
