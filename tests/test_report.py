@@ -285,6 +285,9 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     assert res.exit_code == 0, res.output
     assert "cells reproduced within the document's intervals" in " ".join(res.output.split())
     assert "did not" not in res.output
+    record = results.read_text()
+    assert record.count("<!-- study:tinystudy:check:begin -->") == 1 and "### Reproduction check: tinystudy" in record
+    assert "trained 8 of the 8 runs itself" in record and "did not" not in record
     # a number the run does not reproduce fails the check and is named
     lines = results.read_text().splitlines()
     row = next(i for i, ln in enumerate(lines) if ln.startswith("| markov / all |"))
@@ -295,6 +298,11 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     res = invoke(*fresh)
     assert res.exit_code == 1 and "1 did not" in res.output, res.output
     assert "0.9999 vs" in " ".join(res.output.split())
+    record = results.read_text()
+    assert record.count("### Reproduction check: tinystudy") == 1 and "**1 did not**" in record
+    assert "trained 0 of the 8 runs itself" in record
+    res = invoke(*args)  # rewriting the section drops the check record, which described the old one
+    assert res.exit_code == 0 and "Reproduction check" not in results.read_text()
     one_line_error(invoke("study", "--workspace", ws, "--check", tmp_path / "none.md"), "none.md")
     one_line_error(invoke("study", "--workspace", ws, "--set", "colour=blue"), "--set colour=blue")
     one_line_error(invoke("study", "--workspace", ws, "--grid", "huge"), "--grid huge")

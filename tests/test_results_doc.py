@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from toolkit.errors import ArtifactMissingError
-from toolkit.results_doc import Value, compare, document_table, parse_main_table, read_section, write_section
+from toolkit.results_doc import (
+    Value, compare, document_table, drop_section, parse_main_table, read_section, write_section,
+)
 
 TABLE = """### Test metrics (mean ± 95 % interval over seeds)
 
@@ -26,6 +28,11 @@ def test_sections_are_replaced_in_place_and_read_back(tmp_path):
     text = doc.read_text()
     assert text.count("study:one:begin") == 1 and text.index("again") < text.index("second")
     assert read_section(doc, "one").strip() == "again"
+    write_section(doc, "one:check", "record")
+    assert read_section(doc, "one:check").strip() == "record" and read_section(doc, "one").strip() == "again"
+    drop_section(doc, "one:check")
+    drop_section(doc, "one:check")  # absent: nothing to do
+    assert "record" not in doc.read_text() and read_section(doc, "two").strip() == "second"
     with pytest.raises(ArtifactMissingError, match="no section for dataset 'three'"):
         read_section(doc, "three")
     with pytest.raises(ArtifactMissingError, match="no `### Test metrics` table"):

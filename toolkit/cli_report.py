@@ -213,28 +213,16 @@ def study(
 def print_agreement(agreements: list, document: Path) -> bool:
     """Per group: how many cells of the document's main table this run reproduces; every miss in full.
     True when nothing disagrees (cells only one side has are listed, not failed)."""
-
-    def shown(v) -> str:
-        if v is None:
-            return "–"
-        return f"{v.mean:,.4f}".rstrip("0").rstrip(".") + (f" ± {v.half:.4f}" if v.half is not None else "")
+    from toolkit.results_doc import agreement_rows
 
     t = Table(title=f"reproducing {document}", title_justify="left")
     for col in ("group", "agree", "outside the stated interval / different", "only one side"):
         t.add_column(col, overflow="fold")
-    groups: dict[str, list] = {}
-    for a in agreements:
-        groups.setdefault(a.group, []).append(a)
-    for group, items in groups.items():
-        both = [a for a in items if a.ok is not None]
-        bad = [f"{a.column}: {shown(a.document)} vs {shown(a.fresh)}" for a in both if not a.ok]
-        one = sorted({a.column for a in items if a.ok is None})
-        if len(one) == len(items):
-            one = ["whole group (" + ("not in this run" if items[0].fresh is None else "not in the document") + ")"]
-        t.add_row(group, f"{sum(a.ok for a in both)}/{len(both)}", "\n".join(bad) or "", ", ".join(one))
+    for row in agreement_rows(agreements):
+        t.add_row(*row)
     out.print(t)
     failed = sum(1 for a in agreements if a.ok is False)
     checked = sum(1 for a in agreements if a.ok is not None)
     out.print(f"{checked - failed} of {checked} cells reproduced within the document's intervals"
-              + ("" if not failed else f"; {failed} did not"))
+              + ("" if not failed else f"; {failed} did not") + f" (recorded in {document})")
     return failed == 0

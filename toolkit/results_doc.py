@@ -38,6 +38,18 @@ def write_section(path: Path, dataset: str, section: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def drop_section(path: Path, dataset: str) -> None:
+    """Remove a section (e.g. a check record that a rewritten section has made stale), if present."""
+    if not path.exists():
+        return
+    begin, end = _markers(dataset)
+    text = path.read_text(encoding="utf-8")
+    pattern = re.compile(r"\n*" + re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
+    if pattern.search(text):
+        with atomic_path(path) as tmp:
+            tmp.write_text(pattern.sub("\n", text).rstrip() + "\n", encoding="utf-8")
+
+
 def read_section(path: Path, dataset: str) -> str:
     begin, end = _markers(dataset)
     try:
@@ -125,3 +137,43 @@ def document_table(path: Path, dataset: str) -> dict[str, dict[str, Value]]:
     if not table:
         raise ArtifactMissingError(f"{path}: the {dataset!r} section has no `{MAIN_TABLE}` table to check against")
     return table
+
+
+def _shown(v: Value | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v.mean:,.4f}".rstrip("0").rstrip(".") + (f" ± {v.half:.4f}" if v.half is not None else "")
+
+
+def agreement_rows(agreements: list[Agreement]) -> list[tuple[str, str, str, str]]:
+    """Per group: (group, "agreeing/compared", the cells that disagree, the cells only one side has)."""
+    groups: dict[str, list[Agreement]] = {}
+    for a in agreements:
+        groups.setdefault(a.group, []).append(a)
+    rows = []
+    for group, items in groups.items():
+        both = [a for a in items if a.ok is not None]
+        bad = [f"{a.column}: {_shown(a.document)} vs {_shown(a.fresh)}" for a in both if not a.ok]
+        one = sorted({a.column for a in items if a.ok is None})
+        if len(one) == len(items):
+            one = ["whole group (" + ("not in this run" if items[0].fresh is None else "not in the document") + ")"]
+        rows.append((group, f"{sum(bool(a.ok) for a in both)}/{len(both)}", "; ".join(bad), ", ".join(one)))
+    return rows
+
+
+def check_record(dataset: str, agreements: list[Agreement], command: str, when: str, trained: int,
+                 total: int) -> str:
+    """The outcome of a check as a block of the document, so its claim of reproducibility is generated."""
+    failed = sum(1 for a in agreements if a.ok is False)
+    checked = sum(1 for a in agreements if a.ok is not None)
+    lines = [f"### Reproduction check: {dataset}", "",
+             f"`{command}` on {when}: trained {trained} of the {total} runs itself "
+             f"({total - trained} were already in its workspace), then compared its main table with the "
+             f"`{dataset}` section above: a mean must fall inside the stated interval (± 0.0001 for the "
+             "printed rounding), a single-seed value and a count must be the same.", "",
+             "| group | cells that agree | outside the stated interval / different | only one side has |",
+             "|---|---:|---|---|"]
+    lines += [f"| {g} | {n} | {bad or ''} | {one} |" for g, n, bad, one in agreement_rows(agreements)]
+    lines += ["", f"**{checked - failed} of {checked} cells reproduced**" + (f"; **{failed} did not**." if failed
+                                                                              else ".")]
+    return "\n".join(lines)

@@ -20,7 +20,9 @@ from toolkit.artifacts import Workspace, read_manifest
 from toolkit.config import NEURAL, TrainConfig
 from toolkit.errors import ConfigError
 from toolkit.report import Protocol, build_report
-from toolkit.results_doc import MAIN_TABLE, compare, document_table, parse_main_table, write_section
+from toolkit.results_doc import (
+    MAIN_TABLE, check_record, compare, document_table, drop_section, parse_main_table, write_section,
+)
 from toolkit.train import latest_dataset, run_id, train
 
 # small models that keep the default grid within about an hour on a 2-core CPU (Spotify, 1M plays)
@@ -115,9 +117,12 @@ def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> 
         from toolkit.render import main_table, md_table
 
         agreements = compare(expected, parse_main_table(f"{MAIN_TABLE}\n\n{md_table(main_table(main))}\n"))
+        record = check_record(dataset, agreements, cfg.command, main["generated"], len(times), len(todo))
+        write_section(cfg.check, f"{dataset}:check", record)
     if cfg.results is not None:
         section = results_section(cfg, dataset, reports, time.perf_counter() - started)
         write_section(cfg.results, dataset, section)
+        drop_section(cfg.results, f"{dataset}:check")  # it checked the section this one replaces
         written.append(cfg.results)
     return {"dataset": dataset, "runs": ids, "trained": len(times), "written": [str(p) for p in written],
             "report": main, "reports": reports, "agreements": agreements}
