@@ -48,9 +48,13 @@ def test_shapes_and_pad_column():
     assert torch.allclose(scores[..., 1:], hidden @ emb[1:].T)
 
 
+GRU = replace(CFG, encoder="gru")
+
+
+@pytest.mark.parametrize("encoder", ["transformer", "gru"])
 @pytest.mark.parametrize("feedback_input", [False, True])
-def test_causal_outputs_ignore_the_future(feedback_input):
-    model = make_model(replace(CFG, feedback_input=feedback_input))
+def test_causal_outputs_ignore_the_future(feedback_input, encoder):
+    model = make_model(replace(CFG, feedback_input=feedback_input, encoder=encoder))
     base = model(SEQS, FB)
     for t in range(SEQS.shape[1] - 1):
         changed, changed_fb = SEQS.clone(), FB.clone()
@@ -68,9 +72,9 @@ def test_bidirectional_outputs_see_the_future():
     assert not torch.allclose(model(changed)[1, 0], model(SEQS)[1, 0], atol=1e-6)
 
 
-@pytest.mark.parametrize("causal", [True, False])
-def test_left_padding_does_not_change_real_positions(causal):
-    model = make_model(replace(CFG, causal=causal, feedback_input=True))
+@pytest.mark.parametrize("causal,encoder", [(True, "transformer"), (False, "transformer"), (True, "gru")])
+def test_left_padding_does_not_change_real_positions(causal, encoder):
+    model = make_model(replace(CFG, causal=causal, feedback_input=True, encoder=encoder))
     extra = 2
     padded = torch.cat([torch.zeros(3, extra, dtype=torch.long), SEQS], dim=1)
     padded_fb = torch.cat([torch.zeros(3, extra, dtype=torch.long), FB], dim=1)
@@ -79,9 +83,9 @@ def test_left_padding_does_not_change_real_positions(causal):
     assert torch.allclose(out_padded[real], out[real], atol=1e-5)
 
 
-@pytest.mark.parametrize("causal", [True, False])
-def test_all_pad_row_is_finite_in_train_and_eval(causal):
-    model = make_model(replace(CFG, causal=causal))
+@pytest.mark.parametrize("causal,encoder", [(True, "transformer"), (False, "transformer"), (True, "gru")])
+def test_all_pad_row_is_finite_in_train_and_eval(causal, encoder):
+    model = make_model(replace(CFG, causal=causal, encoder=encoder))
     seqs = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 2]])
     for mode in (model.train, model.eval):
         mode()
@@ -128,11 +132,11 @@ def test_cloze_mask_and_query():
     assert q_fb[:, -1].tolist() == [0, 0] and q_fb[:, :-1].eq(1).all()
 
 
-@pytest.mark.parametrize("causal", [True, False])
-def test_overfits_one_tiny_batch(causal):
+@pytest.mark.parametrize("causal,encoder", [(True, "transformer"), (False, "transformer"), (True, "gru")])
+def test_overfits_one_tiny_batch(causal, encoder):
     torch.manual_seed(0)
     cfg = ModelConfig(n_items=12, max_len=6, d_model=32, n_heads=2, n_layers=1, dropout=0.0,
-                      causal=causal)
+                      causal=causal, encoder=encoder)
     model = SeqRec(cfg).train()
     # left-padded sessions with distinct first tracks, so every prefix determines its next track
     seqs = torch.tensor([[0, 1, 5, 9, 2, 7], [3, 8, 4, 11, 6, 12], [0, 0, 10, 2, 8, 1]])
@@ -149,3 +153,15 @@ def test_overfits_one_tiny_batch(causal):
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
+
+
+def test_gru_reads_each_row_alone_and_in_order():
+    """The recurrent state at a play depends on the real plays before it, in order, and nothing else."""
+    model = make_model(GRU)
+    one = model(SEQS[:1])  # row 0 alone, with its own padding
+    assert torch.allclose(model(SEQS)[0], one[0], atol=1e-6)
+    swapped = SEQS[:1].clone()
+    swapped[0, [2, 3]] = swapped[0, [3, 2]]  # same plays, another order
+    assert not torch.allclose(model(swapped)[0, 3], one[0, 3], atol=1e-6)
+    with pytest.raises(ValueError, match="encoder"):
+        ModelConfig(n_items=5, encoder="gru", causal=False)

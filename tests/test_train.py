@@ -37,7 +37,7 @@ def ws(tiny_logs, tmp_path):
     ("pop", "all"), ("markov", "all"), ("markov", "positives-only"),
     ("sasrec", "all"), ("sasrec", "positives-only"), ("sasrec", "contrastive"), ("sasrec", "feedback-input"),
     ("sasrec", "negative-target"), ("sasrec", "contrastive+feedback-input"), ("bert4rec", "all"),
-    ("bert4rec", "contrastive"),
+    ("bert4rec", "contrastive"), ("gru4rec", "all"), ("gru4rec", "contrastive+feedback-input"),
 ])
 def test_every_model_and_mode_trains(ws, model, feedback):
     result = train(ws, TrainConfig(model=model, feedback=feedback, **SMALL))

@@ -219,7 +219,7 @@ def demo(
 @friendly
 def train(
     dataset: Optional[str] = typer.Option(None, help="Prepared dataset (default: the latest)."),
-    model: str = typer.Option("sasrec", help="sasrec, bert4rec, pop (most popular) or markov (transitions)."),
+    model: str = typer.Option("sasrec", help="sasrec, bert4rec, gru4rec (recurrent), pop (most popular) or markov (transitions)."),
     feedback: str = typer.Option("all", help="all, positives-only, contrastive, feedback-input, negative-target; combine with '+'."),
     target: str = typer.Option("next-item", help="Causal target: next-item or next-pos (next non-skipped play)."),
     loss: str = typer.Option("auto", help="ce (full softmax), sampled (logQ-corrected), bce, or auto."),

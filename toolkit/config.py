@@ -22,6 +22,7 @@ class ModelConfig:
     n_layers: int = 2  # transformer blocks
     dropout: float = 0.2  # dropout on embeddings, attention weights and block outputs
     causal: bool = True  # True: SASRec-like, left to right; False: bidirectional cloze (BERT4Rec)
+    encoder: str = "transformer"  # transformer (SASRec, BERT4Rec) or gru (GRU4Rec: recurrent, causal, no positions)
     feedback_input: bool = False  # add a learned skip / no-skip embedding at every input position
     ffn_mult: int = 4  # feed-forward hidden width = ffn_mult * d_model
     mask_prob: float = 0.15  # cloze masking probability, used only when causal is False
@@ -43,6 +44,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.mask_prob < 1.0:
             raise ValueError(f"ModelConfig.mask_prob must be in (0, 1), got {self.mask_prob}")
+        if self.encoder not in ("transformer", "gru") or (self.encoder == "gru" and not self.causal):
+            raise ValueError(f"ModelConfig.encoder must be transformer, or gru with causal=True; got {self.encoder}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,15 +101,15 @@ class PrepConfig:
 # TrainConfig: a prepared dataset -> a trained run (toolkit/train.py). Saved as runs/<id>/config.json.
 # ---------------------------------------------------------------------------------------------
 
-MODELS = ("sasrec", "bert4rec", "pop", "markov")
+MODELS = ("sasrec", "bert4rec", "gru4rec", "pop", "markov")
 FEEDBACK_MODES = ("all", "positives-only", "contrastive", "feedback-input", "negative-target")
-NEURAL = ("sasrec", "bert4rec")
+NEURAL = ("sasrec", "bert4rec", "gru4rec")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str | None = None  # prepared dataset name; None: the most recently prepared one
-    model: str = "sasrec"  # sasrec (causal), bert4rec (masked), pop (most popular), markov (item-to-item)
+    model: str = "sasrec"  # sasrec (causal), bert4rec (masked), gru4rec (recurrent), pop (most popular), markov (item-to-item)
     feedback: str = "all"  # '+'-joined modes: all, positives-only, contrastive, feedback-input, negative-target
     target: str = "next-item"  # causal target: next-item (every play) or next-pos (next non-skipped play)
     loss: str = "auto"  # next-item loss: ce (full softmax), sampled (sampled softmax, logQ), bce, auto

@@ -71,17 +71,21 @@ class Block(nn.Module):
 
 
 class SeqEncoder(nn.Module):
-    """Item + position (+ optional feedback) embeddings, then ``n_layers`` blocks and a final LN."""
+    """Item + position (+ optional feedback) embeddings, then ``n_layers`` blocks and a final LN;
+    with ``encoder="gru"`` a stacked GRU replaces the blocks and the position embedding (GRU4Rec)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        gru = cfg.encoder == "gru"
         # rows: PAD, items 1..n_items, MASK; PAD row stays zero (padding_idx)
         self.item_emb = nn.Embedding(cfg.n_items + 2, cfg.d_model, padding_idx=PAD)
-        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.pos_emb = None if gru else nn.Embedding(cfg.max_len, cfg.d_model)
         self.fb_emb = nn.Embedding(2, cfg.d_model) if cfg.feedback_input else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(() if gru else (Block(cfg) for _ in range(cfg.n_layers)))
+        self.gru = (nn.GRU(cfg.d_model, cfg.d_model, cfg.n_layers, batch_first=True,
+                           dropout=cfg.dropout if cfg.n_layers > 1 else 0.0) if gru else None)
         self.ln_f = nn.LayerNorm(cfg.d_model)
 
     def forward(self, seqs: Tensor, fb: Tensor | None = None) -> Tensor:
@@ -92,12 +96,16 @@ class SeqEncoder(nn.Module):
         valid = seqs != PAD  # (B, T)
         # count positions from the oldest real play, so left padding does not shift them
         pos = (valid.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
-        x = self.item_emb(seqs) + self.pos_emb(pos)  # (B, T, D)
+        x = self.item_emb(seqs)  # (B, T, D)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(pos)
         if self.fb_emb is not None:
             if fb is None:
                 raise ValueError("ModelConfig.feedback_input is set: pass fb (B, T) to forward")
             x = x + self.fb_emb(fb.long()) * valid.unsqueeze(-1)  # (B, T, D)
         x = self.drop(x)
+        if self.gru is not None:
+            return self.ln_f(self._recur(x, valid))
 
         allowed = valid.unsqueeze(1).expand(B, T, T)  # (B, T_query, T_key): keys that are real
         if self.cfg.causal:
@@ -109,6 +117,22 @@ class SeqEncoder(nn.Module):
         for block in self.blocks:
             x = block(x, allowed)  # (B, T, D)
         return self.ln_f(x)  # (B, T, D)
+
+
+    def _recur(self, x: Tensor, valid: Tensor) -> Tensor:
+        """The GRU over each row's real plays only: a recurrent state would otherwise carry the left
+        padding into the first real play.  Rows are rolled to right-aligned, packed, run, and rolled
+        back; padding columns come out as zeros."""
+        B, T, D = x.shape
+        lengths = valid.sum(dim=1)  # (B,)
+        cols = torch.arange(T, device=x.device)
+        shift = (T - lengths).unsqueeze(1)  # (B, 1): left padding per row
+        right = x.gather(1, ((cols + shift) % T).unsqueeze(-1).expand(B, T, D))  # real plays first
+        packed = nn.utils.rnn.pack_padded_sequence(right, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, D)
+        return out.gather(1, ((cols - shift) % T).unsqueeze(-1).expand(B, T, D))  # back to left padding
 
 
 class SeqRec(nn.Module):

@@ -372,21 +372,22 @@ def shared_settings(runs: list[dict]) -> dict:
 
 
 def _order(cfg: TrainConfig) -> tuple:
-    models = ("pop", "markov", "sasrec", "bert4rec")
+    models = ("pop", "markov", "sasrec", "bert4rec", "gru4rec")
     return (models.index(cfg.model), cfg.feedback != "all", cfg.feedback != "positives-only", cfg.feedback,
             json.dumps(asdict(cfg), sort_keys=True))
 
 
 def _baseline_key(protocol: Protocol, groups: dict) -> str | None:
     """The group named by --baseline (a unique prefix will do), else the one SASRec (then BERT4Rec)
-    group trained on every play, when there is exactly one and something to compare it with."""
+    group trained on every play (then BERT4Rec, then GRU4Rec), when there is exactly one and something
+    to compare it with."""
     if protocol.baseline is not None:
         hits = [k for k in groups if k == protocol.baseline] or [k for k in groups if k.startswith(protocol.baseline)]
         if len(hits) != 1:
             raise ConfigError(f"--baseline {protocol.baseline!r} matches {len(hits)} groups; choose one of: "
                               f"{'; '.join(groups)}")
         return hits[0]
-    for model in ("sasrec", "bert4rec"):
+    for model in ("sasrec", "bert4rec", "gru4rec"):
         hits = [k for k, m in groups.items() if m[0]["config"].model == model and m[0]["config"].feedback == "all"]
         if len(hits) == 1 and len(groups) > 1:
             return hits[0]

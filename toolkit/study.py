@@ -44,7 +44,8 @@ GRIDS["full"] = GRIDS["paper"] + [
     ("sasrec", "feedback-input", {}), ("sasrec", "negative-target", {}), ("sasrec", "feedback-input+contrastive", {}),
     ("sasrec", "contrastive", {"target": "next-pos"}), ("sasrec", "all", {"target": "next-pos"}),
     ("sasrec", "feedback-input+negative-target", {}), ("bert4rec", "positives-only", {}),
-    ("bert4rec", "feedback-input", {}),
+    ("bert4rec", "feedback-input", {}), ("gru4rec", "all", {}), ("gru4rec", "positives-only", {}),
+    ("gru4rec", "contrastive", {}),
 ]
 Progress = Callable[[dict], None]
 SMALL_TEST = 100  # below this many test sessions a section is labelled a smoke run

@@ -125,7 +125,8 @@ def build_baseline(ds, manifest: dict, cfg: TrainConfig):
 def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
     return ModelConfig(
         n_items=manifest["items"], max_len=manifest["max_len"], d_model=cfg.d_model, n_heads=cfg.n_heads,
-        n_layers=cfg.n_layers, dropout=cfg.dropout, causal=cfg.model == "sasrec",
+        n_layers=cfg.n_layers, dropout=cfg.dropout, causal=cfg.model != "bert4rec",
+        encoder="gru" if cfg.model == "gru4rec" else "transformer",
         feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob,
     )
 
