@@ -31,7 +31,7 @@ def report(
     positions: str = typer.Option("all", help="all: every position with a known next play; last: the last kept play per session."),
     exclude_played: bool = typer.Option(False, help="Remove tracks already played in the session from the ranking."),
     baseline: Optional[str] = typer.Option(None, help="Group to compare against, e.g. 'sasrec / positives-only' (default: 'sasrec / all')."),
-    bootstrap: int = typer.Option(1000, help="Paired bootstrap replicates over test sessions."),
+    bootstrap: int = typer.Option(1000, help="Paired bootstrap replicates (each resamples test sessions and every group's seeds)."),
     allow_unfinished: bool = typer.Option(False, help="Score an unfinished run's best checkpoint instead of refusing."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     workspace: Optional[Path] = WorkspaceOpt,
