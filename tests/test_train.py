@@ -73,7 +73,7 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(ws, tmp_path,
 
     def crash_after_first_epoch(event):
         if event["event"] == "step" and event["epoch"] == 0 and event["batch"] == 1:
-            time.sleep(0.6)  # a slow first epoch: its time must still count in the run's wall time
+            time.sleep(1.5)  # a slow first epoch: its time must still count in the run's wall time
         if event["event"] == "epoch" and event["epoch"] == 0:
             raise KeyboardInterrupt
 
@@ -81,11 +81,12 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(ws, tmp_path,
         train(other, cfg, crash_after_first_epoch)
     assert not run_dir(other, whole["id"]).result.exists()
     resumed_events = []
-    t0 = time.perf_counter()
     resumed = train(other, cfg, resumed_events.append)
     assert resumed_events[0]["event"] == "resumed"
     assert resumed["valid"] == whole["valid"]
-    assert resumed["wall_s"] >= 0.6 + (time.perf_counter() - t0) * 0.9  # before and after the interruption
+    # the wall time spans both sessions: the slow first epoch, then the epochs trained after resuming
+    after = sum(r["seconds"] for r in read_metrics(run_dir(other, whole["id"]))[1:])
+    assert resumed["wall_s"] >= 1.5 + after
     # the loss of every epoch after the interruption matches too, so the data order and RNG resumed exactly
     assert untimed(read_metrics(run_dir(other, whole["id"])))[1:] == untimed(read_metrics(run_dir(ws, whole["id"])))[1:]
 
@@ -118,7 +119,7 @@ def test_checkpoints_load_with_weights_only(ws):
 
 
 @pytest.mark.parametrize("bad", [
-    dict(model="gru4rec"), dict(feedback="all+contrastive"), dict(feedback="positives-only+contrastive"),
+    dict(model="narm"), dict(feedback="all+contrastive"), dict(feedback="positives-only+contrastive"),
     dict(model="bert4rec", target="next-pos"), dict(model="pop", feedback="contrastive"), dict(context="both"),
 ])
 def test_contradictory_options_are_refused(bad):
