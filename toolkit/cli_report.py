@@ -213,7 +213,7 @@ def study(
 def print_agreement(agreements: list, document: Path) -> bool:
     """Per group: how many cells of the document's main table this run reproduces; every miss in full.
     True when nothing disagrees (cells only one side has are listed, not failed)."""
-    from toolkit.results_doc import agreement_rows
+    from toolkit.results_doc import agreement_rows, tally
 
     t = Table(title=f"reproducing {document}", title_justify="left")
     for col in ("group", "agree", "outside the stated interval / different", "only one side"):
@@ -221,8 +221,7 @@ def print_agreement(agreements: list, document: Path) -> bool:
     for row in agreement_rows(agreements):
         t.add_row(*row)
     out.print(t)
-    failed = sum(1 for a in agreements if a.ok is False)
-    checked = sum(1 for a in agreements if a.ok is not None)
+    checked, failed = tally(agreements)
     out.print(f"{checked - failed} of {checked} cells reproduced within the document's intervals"
               + ("" if not failed else f"; {failed} did not") + f" (recorded in {document})")
     return failed == 0

@@ -205,6 +205,19 @@ def parse_setting(value: str):
     return {"true": True, "false": False, "none": None}.get(value.lower(), value)
 
 
+def _fits(value, kind: str) -> bool:
+    """Whether a parsed ``--set`` value suits a field annotated ``kind`` (e.g. "int | None")."""
+    if value is None:
+        return "None" in kind
+    if isinstance(value, bool):  # before int: a bool is an int to Python
+        return "bool" in kind
+    if isinstance(value, int):
+        return "int" in kind or "float" in kind
+    if isinstance(value, float):
+        return "float" in kind
+    return "str" in kind
+
+
 def settings(items: list[str], reserved: tuple[str, ...] = ()) -> dict:
     """``--set key=value`` items as TrainConfig keyword arguments, each checked against the field's type."""
     from dataclasses import fields
@@ -218,11 +231,7 @@ def settings(items: list[str], reserved: tuple[str, ...] = ()) -> dict:
         if key not in types or not text:
             raise ConfigError(f"--set {item}: use key=value with a training setting: {', '.join(sorted(types))}")
         value, kind = parse_setting(text), types[key]
-        fits = ((value is None and "None" in kind) or (isinstance(value, bool) and "bool" in kind)
-                or (not isinstance(value, bool) and ((isinstance(value, int) and ("int" in kind or "float" in kind))
-                                                     or (isinstance(value, float) and "float" in kind)
-                                                     or (isinstance(value, str) and "str" in kind))))
-        if not fits:
+        if not _fits(value, kind):
             raise ConfigError(f"--set {item}: {key} takes {kind}, not {text!r}")
         out[key] = float(value) if kind.startswith("float") and isinstance(value, int) else value
     return out

@@ -118,7 +118,6 @@ class SeqEncoder(nn.Module):
             x = block(x, allowed)  # (B, T, D)
         return self.ln_f(x)  # (B, T, D)
 
-
     def _recur(self, x: Tensor, valid: Tensor) -> Tensor:
         """The GRU over each row's real plays only: a recurrent state would otherwise carry the left
         padding into the first real play.  Rows are rolled to right-aligned, packed, run, and rolled

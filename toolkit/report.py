@@ -378,9 +378,9 @@ def _order(cfg: TrainConfig) -> tuple:
 
 
 def _baseline_key(protocol: Protocol, groups: dict) -> str | None:
-    """The group named by --baseline (a unique prefix will do), else the one SASRec (then BERT4Rec)
-    group trained on every play (then BERT4Rec, then GRU4Rec), when there is exactly one and something
-    to compare it with."""
+    """The group named by --baseline (a unique prefix will do), else the one SASRec group trained on
+    every play (failing that BERT4Rec, then GRU4Rec), when there is exactly one and something to
+    compare it with."""
     if protocol.baseline is not None:
         hits = [k for k in groups if k == protocol.baseline] or [k for k in groups if k.startswith(protocol.baseline)]
         if len(hits) != 1:

@@ -161,11 +161,15 @@ def agreement_rows(agreements: list[Agreement]) -> list[tuple[str, str, str, str
     return rows
 
 
+def tally(agreements: list[Agreement]) -> tuple[int, int]:
+    """(cells compared, cells that disagree); cells only one side has are neither."""
+    return sum(1 for a in agreements if a.ok is not None), sum(1 for a in agreements if a.ok is False)
+
+
 def check_record(dataset: str, agreements: list[Agreement], command: str, when: str, trained: int,
                  total: int) -> str:
     """The outcome of a check as a block of the document, so its claim of reproducibility is generated."""
-    failed = sum(1 for a in agreements if a.ok is False)
-    checked = sum(1 for a in agreements if a.ok is not None)
+    checked, failed = tally(agreements)
     lines = [f"### Reproduction check: {dataset}", "",
              f"`{command}` on {when}: trained {trained} of the {total} runs itself "
              f"({total - trained} were already in its workspace), then compared its main table with the "

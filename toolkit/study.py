@@ -141,11 +141,11 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
              f"took {_duration(seconds)}, reusing runs that were already finished.", ""]
     d = main["dataset"]
     n_test = d["splits"]["test"]["sessions"]
+    test_sessions = f"{n_test:,} session" + ("" if n_test == 1 else "s")
     lines += [f"{d['rows_in']:,} plays in, {d['rows_kept']:,} kept, {d['users']:,} users, {d['sessions']:,} sessions, "
-              f"{d['items']:,} tracks, {d['skip_share']:.1%} skipped; test split: "
-              f"{n_test:,} session{'' if n_test == 1 else 's'}.", ""]
-    if d["splits"]["test"]["sessions"] < SMALL_TEST:
-        lines += [f"**A smoke run: {n_test:,} test session{'' if n_test == 1 else 's'} {'is' if n_test == 1 else 'are'} far too few for any "
+              f"{d['items']:,} tracks, {d['skip_share']:.1%} skipped; test split: {test_sessions}.", ""]
+    if n_test < SMALL_TEST:
+        lines += [f"**A smoke run: {n_test:,} test {test_sessions.split()[1]} {'is' if n_test == 1 else 'are'} far too few for any "
                   "conclusion; the tables only show that the pipeline runs end to end on this format.**", ""]
     lines += ["### Protocol", ""] + [f"- {x}" for x in protocol_lines(main)] + [""]
     lines += [f"{MAIN_TABLE} (mean ± 95 % interval over seeds)", "", md_table(main_table(main)), ""]

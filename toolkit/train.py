@@ -77,7 +77,7 @@ def latest_dataset(ws: Workspace) -> str:
 
 
 def run_id(manifest: dict, cfg: TrainConfig) -> str:
-    """Deterministic id: same dataset content, same code version of prep, same config -> same run."""
+    """Deterministic id: same input, same prep pipeline label, same config (``config.identity``) -> same run."""
     key = json.dumps({"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": identity(cfg)},
                      sort_keys=True)
     return f"{cfg.model}-{cfg.feedback.replace('+', '_')}-s{cfg.seed}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
