@@ -94,7 +94,7 @@ def main() -> None:
 def _test_metrics(ws: Workspace, cfg: TrainConfig, result: dict) -> dict:
     """The run's best checkpoint on the test split, through the report's scoring path."""
     run = select_runs(ws, [result["id"]], None, allow_unfinished=False)[0]
-    q = score_run(ws, run, Protocol(), pick_device(cfg.device))
+    q = score_run(ws, run, Protocol(exclude_played=cfg.exclude_played), pick_device(cfg.device))
     return summarize(q, read_manifest(ws.dataset(cfg.dataset))["items"])
 
 

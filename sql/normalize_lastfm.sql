@@ -15,7 +15,7 @@ parsed as (
     select
         src_row,
         nullif(column0, '') as user_id,
-        try_cast(column1 as timestamptz)::timestamp as start_ts,
+        make_timestamp(epoch_us(try_cast(column1 as timestamptz))) as start_ts,
         nullif(column3, '') as artist,
         nullif(column5, '') as title,
         nullif(column4, '') as track_mbid,

@@ -20,7 +20,7 @@ parsed as (
         coalesce(spotify_track_uri, spotify_episode_uri) as uri,
         coalesce(master_metadata_album_artist_name, episode_show_name) as artist,
         coalesce(master_metadata_track_name, episode_name) as title,
-        try_cast(cast(ts as varchar) as timestamptz)::timestamp as end_ts,
+        make_timestamp(epoch_us(try_cast(cast(ts as varchar) as timestamptz))) as end_ts,
         try_cast(ms_played as bigint) as played,
         try_cast(skipped as boolean) as skip_flag,
         ts is not null and end_ts is null as bad_ts,

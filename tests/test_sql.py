@@ -107,21 +107,17 @@ def test_header_declares_parameters(name):
     assert declared == sql.params_of(text)
 
 
-def test_ordered_plays_keep_each_users_plays_together(con):
-    """Users are ordered by the hash of their id, so check grouping, not a particular order."""
-    con.execute("create temp table kept (src_row bigint, user_id varchar, ts timestamp, ts_end timestamp, "
+def test_play_stream_hashes_equal_ids_alike_and_marks_missing_session_ids(con):
+    """Hash values belong to DuckDB, so check what prep relies on: one id, one hash."""
+    con.execute("create temp table cleaned (src_row bigint, user_id varchar, ts timestamp, ts_end timestamp, "
                 "track_key varchar, played_ms bigint, duration_ms bigint, skip_flag boolean, "
-                "session_hint varchar, position_hint bigint)")
-    con.executemany("insert into kept values (?, ?, ?, null, 'a', ?, null, null, null, null)", [
-        [1, "u1", "2020-01-01 10:00:00", 1], [2, "u2", "2020-01-01 10:00:01", 2],
-        [3, "u1", "2020-01-01 10:00:02", 3], [4, "u3", "2020-01-01 09:00:00", 4],
+                "session_hint varchar, position_hint bigint, parse_error varchar, drop_reason varchar)")
+    con.executemany("insert into cleaned values (?, ?, '2020-01-01', null, ?, 1, null, null, ?, null, null, null)", [
+        [1, "u1", "a", "s"], [2, "u2", "a", None], [3, "u1", "b", "s"], [4, "u3", "b", "t"],
     ])
-    rel = sql.relation(con, "ordered_plays")
-    rows = [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-    hashes = [r["user_hash"] for r in rows]
-    runs = [h for i, h in enumerate(hashes) if i == 0 or h != hashes[i - 1]]
-    assert len(runs) == len(set(hashes)) == 3
-    by_user = {}
-    for r in rows:
-        by_user.setdefault(r["user_hash"], []).append(r["played"])
-    assert sorted(by_user.values()) == [[1, 3], [2], [4]]  # u1's two plays together, in time order
+    rel = sql.relation(con, "play_stream")
+    rows = {row["src_row"]: row for row in (dict(zip(rel.columns, r)) for r in rel.fetchall())}
+    assert rows[1]["user_hash"] == rows[3]["user_hash"] != rows[2]["user_hash"] != rows[4]["user_hash"]
+    assert rows[1]["track_hash"] == rows[2]["track_hash"] != rows[3]["track_hash"] == rows[4]["track_hash"]
+    assert rows[1]["hint"] == rows[3]["hint"] != rows[4]["hint"] and rows[2]["hint"] == -1
+    assert all(r["hint"] >= 0 for k, r in rows.items() if k != 2)  # a signed 63-bit value: -1 stays free

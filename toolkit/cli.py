@@ -243,6 +243,7 @@ def train(
     seed: int = typer.Option(0, help="Seed for numpy, the numba samplers and torch."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision: bfloat16 autocast in training (for GPUs; validation stays float32)."),
+    exclude_played: bool = typer.Option(False, "--exclude-played", help="Validate without the tracks already played in the session (the ML-1M protocol); pair with report --exclude-played."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (slow first steps; pays off on long GPU runs)."),
     set_: list[str] = typer.Option([], "--set", help="Any training setting, key=value (e.g. weight_decay=0.01, warmup_steps=500); overrides the options above."),
     resume: Optional[str] = typer.Option(None, help="Continue an interrupted run by id (its saved config is used)."),
@@ -274,7 +275,7 @@ def train(
             sampler=sampler, alpha=alpha, tau=tau, context=context, neg_weight=neg_weight, d_model=d_model,
             n_layers=n_layers, n_heads=n_heads, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
             patience=patience, max_steps=max_steps, valid_sessions=valid_sessions, seed=seed, device=device,
-            lr_schedule=lr_schedule, amp=amp, compile=compile_,
+            lr_schedule=lr_schedule, amp=amp, compile=compile_, exclude_played=exclude_played,
         )
         cfg = TrainConfig(**{**given, **settings(set_)})
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),

@@ -143,6 +143,9 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda when present), cpu or cuda
     compile: bool = False  # torch.compile the model
     amp: bool = False  # bfloat16 autocast for the training forward pass and losses (validation stays float32)
+    # validation ranks without the tracks already played in the session: the published ML-1M protocol
+    # (a user rates a film once); music is re-played, so the default keeps them
+    exclude_played: bool = False
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -187,7 +190,7 @@ class TrainConfig:
 # Settings added after the first release, with the value that reproduces the behaviour from before
 # they existed.  At that value a setting stays out of a run's identity (train.run_id), so adding a
 # setting never renames, and so never retrains, a finished run.
-LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False}
+LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False, "exclude_played": False}
 
 
 def identity(cfg: TrainConfig) -> dict:

@@ -22,6 +22,7 @@ from typing import Callable
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow.compute as pc
 
 import kernels
 from toolkit import readers, sql
@@ -154,54 +155,133 @@ def _json_roundtrip(value: dict) -> dict:
 def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, say: Progress):
     """Normalise and clean in SQL; return rows_in, drops, the sorted play stream and the dictionaries.
 
-    The cleaned plays are materialised once (measured: cheaper than recomputing the normalising
-    view for each of the three queries that read them: accounting, dictionaries, sorted stream).
+    Two scans of the source: one builds the dictionaries; one streams every row as narrow numbers
+    (``play_stream.sql``), counting the accounting batch by batch and keeping the usable plays,
+    which numpy then sorts into listening order.  (Measured on 20M plays: 3x cheaper than
+    materialising the cleaned rows, strings and all, and sorting them in SQL.)
     """
     params = {"ts_unit": readers.ts_unit(con)} if src.format == "generic" else {}
     sql.relation(con, f"normalize_{src.format.replace('-', '_')}", **params).create_view("plays")
+    sql.relation(
+        con, "clean", drop_podcasts=not cfg.keep_podcasts, min_ts=datetime.fromisoformat(cfg.min_ts),
+        max_ts=datetime.now() + timedelta(days=1),
+        max_played_ms=cfg.max_play_ms if cfg.max_play_ms is not None else 2**62,
+    ).create_view("cleaned")
+    con.execute("create or replace temp view kept as select * exclude (drop_reason) from cleaned where drop_reason is null")
     try:
-        sql.materialize(
-            con, "clean", "cleaned", drop_podcasts=not cfg.keep_podcasts, min_ts=datetime.fromisoformat(cfg.min_ts),
-            max_ts=datetime.now() + timedelta(days=1),
-            max_played_ms=cfg.max_play_ms if cfg.max_play_ms is not None else 2**62,
-        )
+        dicts = sql.relation(con, "dictionaries").pl()
+        rows_in, dropped, checks, columns = _fetch_plays(
+            sql.relation(con, "play_stream").project(", ".join(_stream_columns(con))))
     except duckdb.Error as exc:
         raise InputError(f"{src.files[0].shown}: cannot be read as {src.format} ({str(exc).splitlines()[0]})") from exc
-    con.execute("create or replace temp view kept as select * exclude (drop_reason) from cleaned where drop_reason is null")
-    per_reason = con.execute(
-        "select drop_reason, count(*), count(*) filter (where parse_error = 'ts'),"
-        " count(*) filter (where ts is not null), count(*) filter (where parse_error = 'played_ms'),"
-        " count(*) filter (where played_ms is not null),"
-        " count(*) filter (where track_key is not null and track_key <> '') from cleaned group by drop_reason"
-    ).fetchall()
-    con.execute("drop view plays")
-    rows_in = sum(r[1] for r in per_reason)
+    con.execute("drop view kept; drop view cleaned; drop view plays")
     if rows_in == 0:
         raise EmptyInputError(f"{src.files[0].shown}: holds no rows; check the file or the --format")
-    _check_parseable(src, *[sum(r[i] for r in per_reason) for i in range(2, 7)])
-    dropped = {r[0]: r[1] for r in per_reason if r[0] is not None}
-    n_kept = sum(r[1] for r in per_reason if r[0] is None)
-    dicts = sql.relation(con, "dictionaries").pl()
+    _check_parseable(src, *checks)
     users = dicts.filter(pl.col("is_user")).sort("key_hash")
     tracks = dicts.filter(~pl.col("is_user")).sort("key").select(
         pl.col("key").alias("track_key"), "artist", "title", "key_hash")
     say("ordering plays")
-    stream = _fetch_stream(sql.relation(con, "ordered_plays"), n_kept)
-    stream["user_code"] = _user_codes(stream.pop("user_hash"), users["key_hash"].to_numpy())
+    stream = _listening_order(columns, users["key_hash"].to_numpy())
     stream["track_code"] = _track_codes(stream.pop("track_hash"), tracks["key_hash"].to_numpy())
-    con.execute("drop table cleaned")
     return rows_in, dropped, stream, users["key"], tracks.drop("key_hash")
 
 
-def _user_codes(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """int32 user code of each play: the stream is sorted by user hash and every user of the
-    dictionary (sorted by hash) has plays, so the k-th run of equal hashes is user k."""
-    if len(hashes) == 0:
-        return np.zeros(0, np.int32)
-    change = np.r_[True, hashes[1:] != hashes[:-1]]
-    if change.sum() != len(table) or np.any(hashes[change] != table):
-        raise RuntimeError("the sorted plays and the user dictionary disagree; this is a bug, please report it")
-    return (np.cumsum(change) - 1).astype(np.int32)
+# play_stream.sql columns that are constant when the source lacks a field: fetched only when
+# some row has it (the sort and the session pass fill the constant in otherwise)
+OPTIONAL_STREAM = {"start_us": "ts_end", "end_us": "ts_end", "hint": "session_hint", "position_key": "position_hint"}
+LAST = np.iinfo(np.int64).max  # play_stream.sql's position_key of a play without a source position
+ACCOUNTING = ("drop_reason", "parse_error", "has_ts", "has_played", "has_track")
+
+
+def _stream_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The play_stream.sql columns worth fetching (a format's constant-null fields cost one cheap scan)."""
+    fields = sorted(set(OPTIONAL_STREAM.values()))
+    counts = dict(zip(fields, sql.one(con, "select " + ", ".join(f"count({f})" for f in fields) + " from plays")))
+    # without a source end, the end is start + played time: fetch end_us, the start is the order time
+    absent = {name for name, field in OPTIONAL_STREAM.items() if counts[field] == 0 and name != "end_us"}
+    return [c for c in sql.relation(con, "play_stream").columns if c not in absent]
+
+
+def _fetch_plays(rel: duckdb.DuckDBPyRelation, batch_rows: int = 1 << 20):
+    """Stream ``play_stream.sql`` rows: returns rows_in, drops by reason, the five counts
+    ``_check_parseable`` needs, and the usable plays' numbers as numpy columns.
+
+    Batch by batch, so the whole result never exists twice: only each batch's usable numbers
+    are kept, and they are joined one column at a time at the end.
+    """
+    rows_in, dropped, checks, parts = 0, {}, np.zeros(5, np.int64), {}
+    for batch in rel.to_arrow_reader(batch_rows):
+        rows_in += batch.num_rows
+        reason, error = batch.column("drop_reason"), batch.column("parse_error")
+        checks += [_count(pc.equal(error, "ts")), _count(batch.column("has_ts")),
+                   _count(pc.equal(error, "played_ms")), _count(batch.column("has_played")),
+                   _count(batch.column("has_track"))]
+        if reason.null_count < len(reason):
+            for entry in pc.value_counts(reason.drop_null()).to_pylist():
+                dropped[entry["values"]] = dropped.get(entry["values"], 0) + entry["counts"]
+            batch = batch.filter(pc.is_null(reason))
+        for name in batch.schema.names:
+            if name not in ACCOUNTING:
+                parts.setdefault(name, []).append(batch.column(name).to_numpy())
+    columns = {}
+    for name in list(parts):  # one column at a time, its parts released as it is joined
+        columns[name] = np.concatenate(parts.pop(name))
+    return rows_in, dropped, tuple(int(c) for c in checks), columns
+
+
+def _count(mask) -> int:
+    """Number of true values of an Arrow boolean array (nulls count as false)."""
+    return int(pc.sum(mask).as_py() or 0)
+
+
+def _listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray) -> dict[str, np.ndarray]:
+    """The plays (play_stream.sql columns as numpy) sorted by (user, order time, source position,
+    source row), with users numbered by the rank of their id hash in ``user_table`` (the sorted
+    hashes of the user dictionary).  Columns a format leaves constant may be absent; they come
+    back filled (start = order time, hint and position -1).
+
+    Logs usually list each user's plays in time order already, so a stable sort by user is tried
+    first and the full sort runs only when that leaves something out of order.  ``columns`` is
+    consumed: each column is released as soon as its sorted copy exists.
+    """
+    hashes = columns.pop("user_hash")
+    n = len(hashes)
+    if np.any(user_table[1:] == user_table[:-1]):
+        raise RuntimeError("two distinct user ids share a 64-bit hash; please report this input")
+    user = np.searchsorted(user_table, hashes).astype(np.int32)
+    if n and (user.max() >= len(user_table) or np.any(user_table[user] != hashes)):
+        raise RuntimeError("the plays and the user dictionary disagree; this is a bug, please report it")
+    del hashes
+    when, position, source_row = columns["order_us"], columns.get("position_key"), columns.pop("src_row")
+    perm = np.argsort(user, kind="stable")
+    if not _in_order(user, when, position, source_row, perm):
+        keys = (source_row, when, user) if position is None else (source_row, position, when, user)
+        perm = np.lexsort(keys)
+    del source_row, position, when
+    out = {"user_code": user[perm]}
+    del user
+    for name in list(columns):
+        out[name] = columns.pop(name)[perm]
+    out.setdefault("start_us", out["order_us"])  # one array for both when they are the same times
+    out.setdefault("hint", np.full(n, -1, np.int64))
+    key = out.pop("position_key", None)
+    out["position"] = np.where(key == LAST, -1, key) if key is not None else np.full(n, -1, np.int64)
+    return out
+
+
+def _in_order(user: np.ndarray, when: np.ndarray, position: np.ndarray | None, source_row: np.ndarray,
+              perm: np.ndarray) -> bool:
+    """Whether ``perm`` lists the plays in (user, when, position, source row) order."""
+    if len(perm) < 2:
+        return True
+    u, t, s = user[perm], when[perm], source_row[perm]
+    later = s[1:] > s[:-1]
+    if position is not None:
+        p = position[perm]
+        later = (p[1:] > p[:-1]) | ((p[1:] == p[:-1]) & later)
+    later = (t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & later)
+    return bool(np.all((u[1:] > u[:-1]) | ((u[1:] == u[:-1]) & later)))
 
 
 def _track_codes(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -212,23 +292,6 @@ def _track_codes(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:
         pl.Series(table), pl.Series(np.arange(len(table), dtype=np.int32)), return_dtype=pl.Int32
     )
     return codes.to_numpy()
-
-
-def _fetch_stream(rel: duckdb.DuckDBPyRelation, n: int) -> dict[str, np.ndarray]:
-    """Copy the sorted result batch by batch into preallocated arrays, so the whole result never
-    exists twice (once as DuckDB's, once as ours)."""
-    reader = rel.to_arrow_reader(1 << 20)
-    out: dict[str, np.ndarray] = {}
-    at = 0
-    for batch in reader:
-        if not out:
-            out = {f.name: np.empty(n, dtype=f.type.to_pandas_dtype()) for f in batch.schema}
-        for name, col in zip(batch.schema.names, batch.columns):
-            out[name][at : at + len(batch)] = col.to_numpy(zero_copy_only=False)
-        at += len(batch)
-    if at != n:
-        raise RuntimeError(f"the sorted stream has {at} plays, expected {n}; this is a bug, please report it")
-    return out
 
 
 def _check_parseable(src: readers.Source, bad_ts: int, good_ts: int, bad_played: int, good_played: int,
@@ -286,32 +349,19 @@ def _items_frame(item: np.ndarray, ev: Events, code_of_item: np.ndarray, tracks:
     })
 
 
-def _write_events(path: Path, ev: Events, item: np.ndarray, users: pl.Series, chunk: int = 2_000_000) -> None:
-    """events.parquet, built and written a row group at a time so the text columns of all plays
-    never sit in memory together."""
-    import pyarrow.parquet as pq
-
-    splits = pl.Series(SPLITS)
-    writer = None
-    try:
-        for lo in range(0, len(item), chunk):
-            part = slice(lo, lo + chunk)
-            frame = pl.DataFrame({
-                SPLIT: splits.gather(ev.split[part]), SESSION: ev.session_idx[part], "position": ev.position[part],
-                USER: users.gather(ev.user_code[part]), ITEM: item[part],
-                "ts": pl.Series(ev.order_us[part]).cast(pl.Datetime("us")),
-                "played_ms": pl.Series(ev.played[part]).replace(-1, None), IS_SKIP: ev.is_skip[part],
-            }).to_arrow()
-            writer = writer or pq.ParquetWriter(path, frame.schema, compression="zstd")
-            writer.write_table(frame)
-    finally:
-        if writer is not None:
-            writer.close()
+def _write_events(path: Path, ev: Events, item: np.ndarray, users: pl.Series) -> None:
+    """events.parquet, in one polars write (its writer encodes columns in parallel: measured 2x
+    faster than a row group at a time through pyarrow on 20M plays)."""
+    pl.DataFrame({
+        SPLIT: pl.Series(SPLITS).gather(ev.split), SESSION: ev.session_idx, "position": ev.position,
+        USER: users.gather(ev.user_code), ITEM: item, "ts": pl.Series(ev.order_us).cast(pl.Datetime("us")),
+        "played_ms": pl.Series(ev.played).replace(-1, None), IS_SKIP: ev.is_skip,
+    }).write_parquet(path, compression="zstd", row_group_size=1 << 20)
 
 
 def _audit(con: duckdb.DuckDBPyConnection, events_file: Path, ev: Events) -> None:
     """Run sql/checks over the written events, and check time never runs backwards in a session."""
-    con.read_parquet(str(events_file)).create_view("events")
+    con.read_parquet(str(events_file), file_row_number=True).create_view("events")
     problems = {k: v for k, v in sql.run_checks(con).items() if v}
     same = ev.session_idx[1:] == ev.session_idx[:-1]
     if np.any(same & (ev.order_us[1:] < ev.order_us[:-1])):

@@ -108,7 +108,7 @@ def _fit_baseline(ds, manifest: dict, cfg: TrainConfig, device) -> dict:
     scorer = build_baseline(ds, manifest, cfg)
     valid = load_split(ds, "valid")
     metrics = evaluate(scorer, valid, manifest["items"], device, last_only=manifest["split_mode"] == "last",
-                       sessions=session_subset(valid, cfg.valid_sessions, cfg.seed))
+                       sessions=session_subset(valid, cfg.valid_sessions, cfg.seed), exclude_played=cfg.exclude_played)
     return {"valid": metrics, "best_epoch": 0, "epochs_done": 0}
 
 
@@ -179,7 +179,7 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
         seconds = time.perf_counter() - t0
         model.eval()
         metrics = evaluate(NeuralScorer(model, "positives-only" in cfg.modes), valid, n_items, device, last_only,
-                           valid_subset)
+                           valid_subset, exclude_played=cfg.exclude_played)
         row = {"epoch": epoch, "step": state["step"], "seconds": seconds, "rows_per_s": n_seen / max(seconds, 1e-9),
                **{f"loss_{k}": v / max(1, len(batches) - state["batch"]) for k, v in sums.items()},
                **{f"valid_{k}": v for k, v in metrics.items()}}
