@@ -1,9 +1,8 @@
--- purpose: every play as narrow columns for the session pass, with its drop reason and what parsed
--- input views: cleaned (clean.sql: canonical plays + drop_reason)
--- output columns: drop_reason, parse_error, has_ts, has_played, has_track (row accounting and the
---                 check that a mapped column parses at all), user_hash, track_hash, order_us,
---                 start_us, end_us, played, duration, flag, hint, position_key, src_row
--- grain: one row per input row, in no particular order
+-- purpose: the usable plays as narrow numbers for the session pass
+-- input views: kept (usable plays: clean.sql's rows without a drop reason)
+-- output columns: user_hash, track_hash, order_us, start_us, end_us, played, duration, flag, hint,
+--                 position_key, src_row
+-- grain: one row per usable play, in no particular order
 -- parameters: none
 -- notes: no sort here: prep streams the rows out and numpy sorts the usable ones by (user hash,
 --        order_us, position_key, src_row) (prep._listening_order), which measured 3x cheaper than
@@ -13,17 +12,12 @@
 --        a missing source position sorts last (position_key = the largest bigint); hint is a
 --        hash of the source's session id (a change starts a new session).  Hashes instead of
 --        the id strings keep the rows narrow; dictionaries.sql maps them back.
-with cleaned as (
-    select * from cleaned
+with kept as (
+    select * from kept
 ),
 
 final as (
     select
-        drop_reason,
-        parse_error,
-        ts is not null as has_ts,
-        played_ms is not null as has_played,
-        coalesce(track_key, '') <> '' as has_track,
         hash(user_id) as user_hash,
         hash(track_key) as track_hash,
         epoch_us(coalesce(ts_end, ts)) as order_us,
@@ -35,7 +29,7 @@ final as (
         case when session_hint is null then -1 else (hash(session_hint) >> 1)::bigint end as hint,
         coalesce(position_hint, 9223372036854775807) as position_key,
         src_row
-    from cleaned
+    from kept
 )
 
 select * from final

