@@ -1,7 +1,7 @@
 """One linear pass over time-ordered plays: sessions, positions, skip labels and repeats.
 
-The plays arrive sorted by (user, order time, source position, source row) from
-``sql/ordered_plays.sql``; a single pass then replaces what would be several window sorts in
+The plays arrive sorted by (user, order time, source position, source row) (``sql/play_stream.sql``
+ordered by ``toolkit/prep.py``); a single pass then replaces what would be several window sorts in
 SQL.  Missing values are encoded as -1 (``hint``, ``flag``, ``played``, ``duration``).
 
 Skip rules, in order (``source`` codes): 0 the source's explicit flag; 1 played / duration below

@@ -4,7 +4,7 @@
 --                 artist, title (tracks only: the smallest name seen, never file-order dependent)
 -- grain: one row per distinct user_id and one per distinct track_key
 -- parameters: none
--- notes: one scan with two grouping sets; ordered_plays.sql carries hash(user_id) and
+-- notes: one scan with two grouping sets; play_stream.sql carries hash(user_id) and
 --        hash(track_key) instead of the strings, and prep maps them back to these rows.
 with kept as (
     select * from kept

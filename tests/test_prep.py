@@ -268,3 +268,24 @@ def test_audits_read_the_written_file_in_its_order(prepared, tmp_path):
         con.read_parquet(str(path), file_row_number=True).create_view("events")
         found = sql.run_checks(con)
         assert found["ordered_sessions"] == findings and found["valid_labels"] == 0
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_listening_order_of_long_runs(overlap):
+    """Long runs of one user (the usual log) take the run-copy path; a user split into two runs
+    whose times interleave needs the full sort.  Both must equal a plain sort."""
+    from toolkit.prep import LAST, _listening_order
+
+    hashes = np.array([3, 7, 8], np.uint64)
+    rng = np.random.default_rng(1)
+    blocks = [(7, np.arange(0, 400)), (3, np.arange(0, 300)), (8, np.arange(0, 200)),
+              (7, np.arange(200, 600) if overlap else np.arange(400, 700))]
+    rows, r = [], 0
+    for user, times in blocks:
+        for t in times:
+            rows.append((user, int(t) * 10 + int(rng.integers(0, 2)), LAST, r))
+            r += 1
+    out = _listening_order(_stream(rows), hashes)
+    want = sorted(rows, key=lambda x: (x[0], x[1], x[2], x[3]))
+    assert out["track_hash"].tolist() == [x[3] for x in want]
+    assert out["order_us"].tolist() == [x[1] for x in want]

@@ -1,12 +1,14 @@
 """``toolkit prep``: raw listening logs -> a prepared dataset in the workspace.
 
-DuckDB reads and normalises the input, marks unusable rows, builds the user and track
-dictionaries and sorts the usable plays once into listening order (``sql/``); one numba pass cuts
-that stream into sessions and labels skips (``kernels/sessions.py``, ``toolkit/sessions.py``);
-sessions go back to SQL for the train / valid / test windows; polars writes the parquet files and
-the numba kernels build the sequence arrays.  Sorting once instead of running a window query per
-step is what keeps prep near the cost of a plain read-sort-write (see benchmarks/).  Every input row ends up either in events.parquet or
-counted under a named drop reason, and ``rows_in == rows_kept + sum(rows_dropped)`` is checked.
+DuckDB reads and normalises the input, marks unusable rows, counts them and builds the user and
+track dictionaries (``sql/``); the usable plays stream out as narrow numbers and numpy puts them
+in listening order; one numba pass cuts that stream into sessions and labels skips
+(``kernels/sessions.py``, ``toolkit/sessions.py``); sessions go back to SQL for the train / valid /
+test windows; polars writes the parquet files and the numba kernels build the sequence arrays.
+One ordering of narrow numbers instead of a window query (or a wide SQL sort) per step is what
+keeps prep near the cost of a plain read-sort-write (see benchmarks/).  Every input row ends up
+either in events.parquet or counted under a named drop reason, and
+``rows_in == rows_kept + sum(rows_dropped)`` is checked.
 """
 
 from __future__ import annotations
@@ -247,36 +249,35 @@ def _listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray) -> 
     hashes of the user dictionary).  Columns a format leaves constant may be absent; they come
     back filled (start = order time, hint and position -1).
 
-    Logs usually list each user's plays together and in time order, so sorting the runs of one
-    user by user is tried first and the full sort runs only when that leaves something out of
-    order.  ``columns`` is
-    consumed: each column is released as soon as its sorted copy exists.
+    Logs usually list each user's plays together and in time order, so the stream is cut into
+    runs of one user, the runs are ordered by user, and the full sort runs only when a run is out
+    of time order or two runs of one user overlap.  ``columns`` is consumed: each column is
+    released as soon as its sorted copy exists.
     """
     hashes = columns.pop("user_hash")
     n = len(hashes)
     if np.any(user_table[1:] == user_table[:-1]):
         raise RuntimeError("two distinct user ids share a 64-bit hash; please report this input")
-    # runs of one user in fetch order: each run is looked up once, and sorting the runs (not the
-    # plays) by user is the whole sort when each run is already in time order
     heads = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if n else np.zeros(0, np.int64)
-    run_user = np.searchsorted(user_table, hashes[heads]).astype(np.int32)
+    run_user = np.searchsorted(user_table, hashes[heads]).astype(np.int32)  # one lookup per run
     if len(heads) and (run_user.max() >= len(user_table) or np.any(user_table[run_user] != hashes[heads])):
         raise RuntimeError("the plays and the user dictionary disagree; this is a bug, please report it")
     del hashes
     lengths = np.diff(np.r_[heads, n])
-    user = np.repeat(run_user, lengths)
-    when, position, source_row = columns["order_us"], columns.get("position_key"), columns.pop("src_row")
     runs = np.argsort(run_user, kind="stable")
-    new_heads = np.r_[0, np.cumsum(lengths[runs])[:-1]] if len(runs) else np.zeros(0, np.int64)
-    perm = np.repeat(heads[runs] - new_heads, lengths[runs]) + np.arange(n)
-    if not _in_order(user, when, position, source_row, perm):
-        keys = (source_row, when, user) if position is None else (source_row, position, when, user)
-        perm = np.lexsort(keys)
-    del source_row, position, when
-    out = {"user_code": user[perm]}
-    del user
+    keys = [columns["order_us"], *([columns["position_key"]] if "position_key" in columns else []),
+            columns.pop("src_row")]
+    if _runs_in_order(keys, heads[runs], lengths[runs], run_user[runs]):
+        take = _run_gather(heads[runs], lengths[runs])
+        user = np.repeat(run_user[runs], lengths[runs])
+    else:
+        user = np.repeat(run_user, lengths)
+        perm = np.lexsort((*keys[::-1], user))
+        take, user = (lambda col: col[perm]), user[perm]
+    del keys
+    out = {"user_code": user}
     for name in list(columns):
-        out[name] = columns.pop(name)[perm]
+        out[name] = take(columns.pop(name))
     out.setdefault("start_us", out["order_us"])  # one array for both when they are the same times
     out.setdefault("hint", np.full(n, -1, np.int64))
     key = out.pop("position_key", None)
@@ -284,18 +285,46 @@ def _listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray) -> 
     return out
 
 
-def _in_order(user: np.ndarray, when: np.ndarray, position: np.ndarray | None, source_row: np.ndarray,
-              perm: np.ndarray) -> bool:
-    """Whether ``perm`` lists the plays in (user, when, position, source row) order."""
-    if len(perm) < 2:
+def _runs_in_order(keys: list[np.ndarray], starts: np.ndarray, lengths: np.ndarray, users: np.ndarray) -> bool:
+    """Whether reading the runs (``starts``, ``lengths``, already ordered by their ``users``) one
+    after the other lists each user's plays in ascending order of ``keys``: inside every run, and
+    from the last play of a run to the first play of the next run of the same user."""
+    n = len(keys[0])
+    if n < 2:
         return True
-    u, t, s = user[perm], when[perm], source_row[perm]
-    later = s[1:] > s[:-1]
-    if position is not None:
-        p = position[perm]
-        later = (p[1:] > p[:-1]) | ((p[1:] == p[:-1]) & later)
-    later = (t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & later)
-    return bool(np.all((u[1:] > u[:-1]) | ((u[1:] == u[:-1]) & later)))
+    same_run = np.ones(n - 1, bool)  # stream pairs (i, i + 1) inside one run
+    same_run[np.sort(starts)[1:] - 1] = False
+    if not _ascending([k[:-1] for k in keys], [k[1:] for k in keys], same_run):
+        return False
+    tail, head = (starts + lengths - 1)[:-1], starts[1:]
+    return _ascending([k[tail] for k in keys], [k[head] for k in keys], users[1:] == users[:-1])
+
+
+def _ascending(before: list[np.ndarray], after: list[np.ndarray], where: np.ndarray) -> bool:
+    """Whether ``before[i] < after[i]`` lexicographically over the key arrays wherever ``where``."""
+    later = after[-1] > before[-1]
+    for b, a in zip(before[-2::-1], after[-2::-1]):
+        later = (a > b) | ((a == b) & later)
+    return bool(np.all(later | ~where))
+
+
+def _run_gather(starts: np.ndarray, lengths: np.ndarray):
+    """A function copying a column's runs, in the given order, into one array: slice copies
+    when runs are long (the usual case), else one fancy-index gather."""
+    n = int(lengths.sum())
+    if len(starts) * 64 > n:
+        new_heads = np.r_[0, np.cumsum(lengths)[:-1]]
+        perm = np.repeat(starts - new_heads, lengths) + np.arange(n)
+        return lambda col: col[perm]
+
+    def copy(col: np.ndarray) -> np.ndarray:
+        out, at = np.empty(n, col.dtype), 0
+        for start, length in zip(starts.tolist(), lengths.tolist()):
+            out[at : at + length] = col[start : start + length]
+            at += length
+        return out
+
+    return copy
 
 
 def _track_codes(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:

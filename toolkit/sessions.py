@@ -1,6 +1,6 @@
 """From the sorted play stream to the prepared events: sessions, skip labels, filters, splits, ids.
 
-The stream comes from ``sql/ordered_plays.sql`` already in listening order, so everything here is
+The stream comes from ``toolkit/prep.py`` already in listening order, so everything here is
 one numba pass (``kernels.sessions``) plus vectorised numpy over whole columns; only the split
 of sessions into time windows goes back to SQL (``sql/split.sql``), on one row per session.
 """
