@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from toolkit.artifacts import Workspace, read_metrics, run_dir
@@ -176,8 +177,9 @@ def test_later_settings_keep_old_run_ids_until_they_are_used():
     assert run_id(manifest, cfg) == f"sasrec-contrastive-s2-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     assert set(asdict(cfg)) == set(FIRST_RELEASE) | set(LATER_SETTINGS)
     changed = {run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, lr_schedule="cosine")),
-               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, amp=True))}
-    assert len(changed) == 2 and run_id(manifest, cfg) not in changed
+               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, amp=True)),
+               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, exclude_played=True))}
+    assert len(changed) == 3 and run_id(manifest, cfg) not in changed
 
 
 def test_learning_rate_schedule_by_hand():
@@ -244,3 +246,24 @@ def test_cli_train_takes_any_setting(ws):
     run = next((ws.root / "runs").iterdir())
     saved = json.loads((run / "config.json").read_text())["train"]
     assert saved["weight_decay"] == 0.01 and saved["warmup_steps"] == 3 and saved["lr_schedule"] == "cosine"
+
+
+def test_exclude_played_changes_validation_only(ws):
+    """--exclude-played is a validation protocol: same seed, same training losses, its own run id
+    and config; the recorded validation score is the report's valid-split score without played tracks."""
+    from toolkit.artifacts import read_manifest
+    from toolkit.evaluate import summarize
+    from toolkit.report import Protocol, score_run, select_runs
+
+    base = ["train", "--workspace", str(ws.root), "--epochs", "1", "--d-model", "16", "--batch-size", "4"]
+    plain = CliRunner().invoke(app, base)
+    excl = CliRunner().invoke(app, [*base, "--exclude-played"])
+    assert plain.exit_code == 0 and excl.exit_code == 0, excl.output
+    runs = {json.loads((r / "config.json").read_text())["train"]["exclude_played"]: r for r in (ws.root / "runs").iterdir()}
+    assert set(runs) == {False, True}
+    rows = {k: json.loads((r / "metrics.jsonl").read_text().splitlines()[0]) for k, r in runs.items()}
+    assert rows[True]["loss_next"] == rows[False]["loss_next"]
+    run = select_runs(ws, [runs[True].name], None, allow_unfinished=False)[0]
+    q = score_run(ws, run, Protocol(split="valid", exclude_played=True), torch.device("cpu"))
+    again = summarize(q, read_manifest(ws.dataset("tiny"))["items"])
+    assert again["ndcg@10"] == pytest.approx(rows[True]["valid_ndcg@10"])
