@@ -44,13 +44,6 @@ def relation(con: duckdb.DuckDBPyConnection, name: str, **params) -> duckdb.Duck
     return con.sql(text, params=bound) if bound else con.sql(text)
 
 
-def materialize(con: duckdb.DuckDBPyConnection, name: str, table: str, **params) -> None:
-    """Run ``sql/<name>.sql`` into the temporary table ``table`` (replacing it)."""
-    rel = relation(con, name, **params)
-    con.execute(f'drop table if exists "{table}"')
-    rel.create(table)
-
-
 def run_checks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Run every audit in ``sql/checks/``; each returns offending rows.  Returns name -> row count."""
     found = {}
