@@ -165,11 +165,11 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
     normalized = sql.relation(con, f"normalize_{src.format.replace('-', '_')}", **params)
     # the three scans below re-read the source: cheap for parquet, but text (JSON, CSV) is
     # parsed once into a table instead (measured 4x faster on the 148 files of Spotify exports)
-    text = not readers.read_expr(list(src.files), src.format)[0].startswith("read_parquet")
+    text = not readers.is_parquet(src)
     try:
         normalized.create("plays") if text else normalized.create_view("plays")
     except duckdb.Error as exc:
-        raise InputError(f"{src.files[0].shown}: cannot be read as {src.format} ({str(exc).splitlines()[0]})") from exc
+        raise _unreadable(src, exc) from exc
     sql.relation(
         con, "clean", drop_podcasts=not cfg.keep_podcasts, min_ts=datetime.fromisoformat(cfg.min_ts),
         max_ts=datetime.now() + timedelta(days=1),
@@ -184,10 +184,9 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         _check_parseable(src, *[sum(r[i] for r in per_reason) for i in range(2, 7)])
         dropped = {r[0]: r[1] for r in per_reason if r[0] is not None}
         dicts = sql.relation(con, "dictionaries").pl()
-        columns = _fetch_plays(sql.relation(con, "play_stream").project(", ".join(_stream_columns(con))),
-                               sum(r[1] for r in per_reason if r[0] is None))
+        columns = _fetch_plays(_play_stream(con), sum(r[1] for r in per_reason if r[0] is None))
     except duckdb.Error as exc:
-        raise InputError(f"{src.files[0].shown}: cannot be read as {src.format} ({str(exc).splitlines()[0]})") from exc
+        raise _unreadable(src, exc) from exc
     con.execute(f"drop view kept; drop view cleaned; drop {'table' if text else 'view'} plays")
     users = dicts.filter(pl.col("is_user")).sort("key_hash")
     tracks = dicts.filter(~pl.col("is_user")).sort("key").select(
@@ -198,19 +197,25 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
     return rows_in, dropped, stream, users["key"], tracks.drop("key_hash")
 
 
+def _unreadable(src: readers.Source, exc: duckdb.Error) -> InputError:
+    return InputError(f"{src.files[0].shown}: cannot be read as {src.format} ({str(exc).splitlines()[0]})")
+
+
 # play_stream.sql columns that are constant when the source lacks a field: fetched only when
 # some row has it (the sort and the session pass fill the constant in otherwise)
 OPTIONAL_STREAM = {"start_us": "ts_end", "end_us": "ts_end", "hint": "session_hint", "position_key": "position_hint"}
 LAST = np.iinfo(np.int64).max  # play_stream.sql's position_key of a play without a source position
 
 
-def _stream_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The play_stream.sql columns worth fetching (a format's constant-null fields cost one cheap scan)."""
+def _play_stream(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+    """play_stream.sql with only the columns worth fetching (a format's constant-null fields cost
+    one cheap scan to find)."""
     fields = sorted(set(OPTIONAL_STREAM.values()))
     counts = dict(zip(fields, sql.one(con, "select " + ", ".join(f"count({f})" for f in fields) + " from plays")))
     # without a source end, the end is start + played time: fetch end_us, the start is the order time
     absent = {name for name, field in OPTIONAL_STREAM.items() if counts[field] == 0 and name != "end_us"}
-    return [c for c in sql.relation(con, "play_stream").columns if c not in absent]
+    rel = sql.relation(con, "play_stream")
+    return rel.project(", ".join(c for c in rel.columns if c not in absent))
 
 
 def _fetch_plays(rel: duckdb.DuckDBPyRelation, n: int, batch_rows: int = 1 << 20) -> dict[str, np.ndarray]:

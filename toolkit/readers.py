@@ -293,6 +293,11 @@ def resolve(
     return Source(tuple(chosen), fmt, columns, mapping)
 
 
+def is_parquet(src: Source) -> bool:
+    """Whether the source is read with read_parquet (cheap to scan again) rather than parsed text."""
+    return read_expr(list(src.files), src.format)[0].startswith("read_parquet")
+
+
 def register_raw(con: duckdb.DuckDBPyConnection, src: Source) -> None:
     """Create the view ``raw``: the source rows in file order, plus ``src_row`` and ``source_user``.
 
@@ -301,7 +306,7 @@ def register_raw(con: duckdb.DuckDBPyConnection, src: Source) -> None:
     insertion order and ``row_number() over ()`` numbers it.
     """
     expr, paths = read_expr(list(src.files), src.format)
-    parquet = expr.startswith("read_parquet")
+    parquet = is_parquet(src)
     if parquet:
         expr = expr.replace("filename=true", "filename=true, file_row_number=true")
         scan = f"select * from {expr}"

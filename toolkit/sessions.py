@@ -54,14 +54,14 @@ def build_events(con: duckdb.DuckDBPyConnection, stream: dict[str, np.ndarray], 
     del keep, repeat
     # the split and the final order need only four columns of the kept plays; every column is
     # then gathered once, straight into its final order
-    split, straddles = _split(con, {k: v[kept] for k, v in (("session", session), ("user_code", stream["user_code"]),
-                                                            ("start_us", stream["start_us"]),
-                                                            ("order_us", stream["order_us"]))}, cfg)
+    part = {"session": session[kept], **{k: stream[k][kept] for k in ("user_code", "start_us", "order_us")}}
+    split, straddles = _split(con, part, cfg)
     dropped["straddles_split"] = int(straddles.sum())
     if straddles.any():
         kept, split = kept[~straddles], split[~straddles]
-    order, session_idx, position = _final_order(
-        {"session": session[kept], "user_code": stream["user_code"][kept], "start_us": stream["start_us"][kept]}, split)
+        part = {k: v[~straddles] for k, v in part.items()}
+    order, session_idx, position = _final_order(part, split)
+    del part
     final = kept[order]
     del kept
     cols = {k: stream.pop(k)[final] for k in ("user_code", "track_code", "order_us", "played")}
