@@ -88,6 +88,16 @@ def prepare(data_dir: str, plays: int, users: int, tracks: int, seed: int, queue
     })
 
 
+def prepared_dataset(path: Path) -> dict:
+    """An already prepared dataset directory (e.g. a real log's), used as it is."""
+    from toolkit.artifacts import DatasetDir, read_manifest
+
+    manifest = read_manifest(DatasetDir(path.resolve()))
+    return {"synth_config": None, "prep_config": manifest.get("config"), "log": None, "synth_s": 0.0,
+            "synth_written": False, "prep_s": 0.0, "prep_reused": True, "dataset_dir": str(path.resolve()),
+            "manifest": manifest}
+
+
 def prepare_in_child(data_dir: Path, args: argparse.Namespace) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -180,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
     print("NOTE: wall-clock timings on a shared machine are noisy (single runs can vary by 30 % or more);")
     print("      compare only runs on the same machine with the same config, and repeat close calls.\n")
 
-    data = prepare_in_child(data_dir, args)
+    data = prepared_dataset(Path(args.prepared)) if args.prepared else prepare_in_child(data_dir, args)
     m = data["manifest"]
 
     import numpy as np
@@ -197,7 +207,8 @@ def run(args: argparse.Namespace) -> dict:
 
     cfg = TrainConfig(
         dataset=m["name"], model=args.model, feedback=args.feedback, d_model=args.d_model, epochs=args.epochs,
-        batch_size=args.batch_size, patience=args.epochs + 1, seed=args.seed, device=args.device,
+        batch_size=args.batch_size, patience=args.epochs + 1, seed=args.seed, device=args.device, amp=args.amp,
+        compile=args.compile, loss=args.loss, negatives=args.negatives,
     )
     device = ttrain.pick_device(cfg.device)
     mach, vers = machine(torch, device), versions()
@@ -221,10 +232,13 @@ def run(args: argparse.Namespace) -> dict:
     print(f"torch     {mach['torch_threads']} intra-op / {mach['torch_interop_threads']} inter-op threads, "
           f"device {mach['device']}{' (' + mach['gpu'] + ')' if 'gpu' in mach else ''}")
     print(f"versions  {', '.join(f'{k} {v}' for k, v in vers.items())}")
-    print(f"log       {data['log']} ({'written' if data['synth_written'] else 'cached'}, {data['synth_s']:.1f} s); "
-          f"synth plays={args.plays} users={args.users} tracks={args.tracks} seed={args.seed}")
-    print(f"prep      {data['prep_s']:.1f} s ({'reused, up to date' if data['prep_reused'] else 'prepared'}), "
-          f"default PrepConfig -> {ds_dir}")
+    if args.prepared:
+        print(f"dataset   prepared dataset {m['name']} read from {ds_dir} (no synth, no prep)")
+    else:
+        print(f"log       {data['log']} ({'written' if data['synth_written'] else 'cached'}, {data['synth_s']:.1f} s); "
+              f"synth plays={args.plays} users={args.users} tracks={args.tracks} seed={args.seed}")
+        print(f"prep      {data['prep_s']:.1f} s ({'reused, up to date' if data['prep_reused'] else 'prepared'}), "
+              f"default PrepConfig -> {ds_dir}")
     print(f"dataset   {n_items:,} items, max_len {max_len}; train {train_rows:,} rows holding {train_plays:,} plays "
           f"({plays_per_row:.2f} plays/row); valid {valid_rows:,} rows, {valid_queries:,} queries (full ranking)")
     print(f"config    {json.dumps(asdict(cfg), sort_keys=True)}")
@@ -345,6 +359,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="torch intra-op threads; 0 keeps torch's default (one per core). 1 by default because on a "
                         "shared machine a second thread waits on a busy core and steps get many times slower")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="training device")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast in training (toolkit train --amp)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (toolkit train --compile)")
+    p.add_argument("--loss", default="auto", choices=("auto", "ce", "sampled", "bce"), help="next-item loss")
+    p.add_argument("--negatives", type=int, default=512, help="sampled / bce negatives per row")
+    p.add_argument("--prepared", metavar="DIR",
+                   help="benchmark on this prepared dataset directory (e.g. <workspace>/datasets/spotify) "
+                        "instead of the synthetic log; --plays/--users/--tracks are then unused")
     p.add_argument("--data-dir", default=str(ROOT / "bench-data"), help="cache for the log and the prepared dataset")
     p.add_argument("--json", metavar="FILE", help="also write the numbers to this JSON file")
     args = p.parse_args(argv)

@@ -44,6 +44,20 @@ GRIDS: dict[str, list[dict]] = {
         {"feedback": "contrastive", "tau": 0.5},
         {"feedback": "feedback-input", "target": "next-pos"},
     ],
+    # does the skip term rank skipped tracks lower? the paper's contexts (cos / tau) against the ranking's
+    # own scores (context "score"), with next-item and next-positive targets
+    "skip-direction": [
+        {"feedback": "all"},
+        {"feedback": "positives-only"},
+        {"feedback": "contrastive"},
+        {"feedback": "contrastive", "target": "next-pos"},
+        {"feedback": "all", "target": "next-pos"},
+        {"feedback": "contrastive", "context": "score", "alpha": 0.1},
+        {"feedback": "contrastive", "context": "score", "alpha": 0.5},
+        {"feedback": "contrastive", "context": "score", "alpha": 1.0},
+        {"feedback": "contrastive", "context": "score", "alpha": 2.0},
+        {"feedback": "contrastive", "context": "score", "alpha": 0.5, "target": "next-pos"},
+    ],
     # SASRec with full cross-entropy on ML-1M (max_len 200 dataset), two widths; validated, like the
     # published numbers, without the films the user already rated (a user rates a film once)
     "ml1m": [

@@ -289,3 +289,23 @@ def test_row_shared_negatives_equal_the_per_query_losses():
         sampled_softmax(*flat, log_q=log_q).item(), rel=1e-5)
     assert negative_target_rows(hidden, item_emb, targets, negatives).item() == pytest.approx(
         negative_target_sampled(*flat).item(), rel=1e-5)
+
+
+def test_contrastive_dot_product_context_uses_raw_scores_without_tau():
+    # context "score": plain dot products (the ranking's scores), no normalisation and no temperature
+    seqs = torch.tensor([[1, 2, 3, 4]])
+    fb = torch.tensor([[1, 0, 1, 0]])
+    next_pos = torch.tensor([[2, 4, 4, 0]])
+    context = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [3.0, 0.0]]])
+    emb = ITEM_EMB
+    per_query, valid = contrastive_skip_terms(context, emb, seqs, fb, next_pos, tau=TAU, cosine=False)
+
+    def dot(c, item):
+        return float((context[0, c] * emb[item]).sum())
+
+    expected = []
+    for i, p in enumerate([2, 4, 4]):
+        logits = [dot(i, p), dot(i, 1), dot(i, 3)]
+        expected.append(-logits[0] + math.log(sum(math.exp(x) for x in logits)))
+    assert valid.tolist() == [[True, True, True, False]]
+    assert per_query[0, :3].tolist() == pytest.approx(expected, rel=1e-5)

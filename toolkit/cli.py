@@ -227,7 +227,8 @@ def train(
     sampler: str = typer.Option("popularity", help="Negative sampler: popularity (logQ-corrected) or uniform."),
     alpha: float = typer.Option(0.1, help="Contrastive: weight of the skip InfoNCE term."),
     tau: float = typer.Option(0.1, help="Contrastive: temperature."),
-    context: str = typer.Option("input", help="Contrastive context: input (e_t, the play's embedding) or output (y_i)."),
+    context: str = typer.Option("input", help="Contrastive context: input (e_t, the play's embedding) or output (y_i), by cos/tau; "
+                                "score (y_i by dot product: the ranking's own scores)."),
     neg_weight: float = typer.Option(0.5, help="Negative-target: weight of the unlikelihood term."),
     d_model: int = typer.Option(64, help="Model width."),
     n_layers: int = typer.Option(2, help="Transformer blocks."),

@@ -122,7 +122,9 @@ class TrainConfig:
     # the output context lowered NDCG@10 several-fold; alpha 0.1 with the input embedding e_t helped
     alpha: float = 0.1  # contrastive: weight of the InfoNCE term (the next-item term has weight 1)
     tau: float = 0.1  # contrastive: temperature of cos(x, c) / tau
-    context: str = "input"  # contrastive context: input (embedding e_t of the play) or output (model output y_i)
+    # contrastive context: input (embedding e_t of the play) or output (model output y_i), both compared by
+    # cos / tau as in the paper; score: y_i by dot product, the ranking's own scores (tau unused)
+    context: str = "input"
     neg_weight: float = 0.5  # negative-target: weight of the unlikelihood term on skipped next tracks
     d_model: int = 64  # model width
     n_layers: int = 2  # transformer blocks
@@ -175,8 +177,8 @@ class TrainConfig:
             problems.append(f"--loss {self.loss}: choose auto, ce, sampled or bce")
         if self.sampler not in ("uniform", "popularity"):
             problems.append(f"--sampler {self.sampler}: choose uniform or popularity")
-        if self.context not in ("output", "input"):
-            problems.append(f"--context {self.context}: choose output or input")
+        if self.context not in ("output", "input", "score"):
+            problems.append(f"--context {self.context}: choose input, output or score")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"--device {self.device}: choose auto, cpu or cuda")
         if self.lr_schedule not in ("constant", "cosine"):

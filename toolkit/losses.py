@@ -119,6 +119,7 @@ def contrastive_skip_terms(
     fb: Tensor,
     next_pos: Tensor,
     tau: float = 0.1,
+    cosine: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Per-query InfoNCE terms of the skip-contrastive loss, and which queries count.
 
@@ -138,22 +139,26 @@ def contrastive_skip_terms(
     seqs : int64 (B, T), left-padded with PAD. fb : int64 (B, T), 1 = skipped play.
     next_pos : int64 (B, T), next non-skipped track of the session, PAD where none.
     tau : temperature of ``f(x, c) = exp(cos(x, c) / tau)``.
+    cosine : True for the paper's ``cos(x, c) / tau``; False for the plain dot product ``x . c``
+        (tau unused), which with ``c = y_hat_i`` is the very score the ranking sorts by.
 
     Returns
     -------
     per_query : float (B, T), ``-log(f(p, c) / (f(p, c) + sum_n f(n, c)))`` (0 where not counted).
     valid : bool (B, T), the queries that count.
     """
-    c = F.normalize(context, dim=-1)  # (B, T, D)
-    pos = F.normalize(item_emb[next_pos], dim=-1)  # (B, T, D)
-    cand = F.normalize(item_emb[seqs], dim=-1)  # (B, T, D): every play of the row, key index j
+    unit = (lambda x: F.normalize(x, dim=-1)) if cosine else (lambda x: x)
+    scale = 1.0 / tau if cosine else 1.0
+    c = unit(context)  # (B, T, D)
+    pos = unit(item_emb[next_pos])  # (B, T, D)
+    cand = unit(item_emb[seqs])  # (B, T, D): every play of the row, key index j
 
     is_neg = (fb == 1) & (seqs != PAD)  # (B, T_key): skipped real plays of row b
     # (B, T_query, T_key): row b's skips, minus those equal to query i's positive
     neg_ok = is_neg.unsqueeze(1) & (seqs.unsqueeze(1) != next_pos.unsqueeze(2))
 
-    pos_logit = (c * pos).sum(dim=-1) / tau  # (B, T)
-    neg_logit = torch.einsum("bid,bjd->bij", c, cand) / tau  # (B, T, T), same row b only
+    pos_logit = (c * pos).sum(dim=-1) * scale  # (B, T)
+    neg_logit = torch.einsum("bid,bjd->bij", c, cand) * scale  # (B, T, T), same row b only
     neg_logit = neg_logit.masked_fill(~neg_ok, _NEG_INF)  # padding / plays never in the denominator
     logits = torch.cat([pos_logit.unsqueeze(-1), neg_logit], dim=-1)  # (B, T, 1 + T)
     per_query = torch.logsumexp(logits, dim=-1) - pos_logit  # (B, T); pos column is never -inf
@@ -170,6 +175,7 @@ def contrastive_skip_loss(
     fb: Tensor,
     next_pos: Tensor,
     tau: float = 0.1,
+    cosine: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """The paper's skip-contrastive InfoNCE loss, averaged over the queries that count.
 
@@ -178,7 +184,7 @@ def contrastive_skip_loss(
     (0 with grad when there is none) and the int64 0-dim count of valid queries, left on the device
     so that callers decide when to synchronise (``int(n_queries)``).
     """
-    per_query, valid = contrastive_skip_terms(context, item_emb, seqs, fb, next_pos, tau)
+    per_query, valid = contrastive_skip_terms(context, item_emb, seqs, fb, next_pos, tau, cosine)
     n_queries = valid.sum()
     return per_query.sum() / n_queries.clamp(min=1), n_queries
 

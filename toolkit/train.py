@@ -255,8 +255,9 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: _
             flat_neg = negatives.unsqueeze(1).expand(-1, seqs.shape[1], -1)[targets != PAD]
             terms["next"] = losses.bce_negatives(hidden[targets != PAD], emb, targets[targets != PAD], flat_neg)
     if "contrastive" in modes:
-        context = hidden if cfg.context == "output" else model.encoder.item_emb(seqs)
-        term, _ = losses.contrastive_skip_loss(context, emb, seqs, fb, batch["next_pos"], cfg.tau)
+        context = model.encoder.item_emb(seqs) if cfg.context == "input" else hidden
+        term, _ = losses.contrastive_skip_loss(context, emb, seqs, fb, batch["next_pos"], cfg.tau,
+                                               cosine=cfg.context != "score")
         terms["contrastive"] = cfg.alpha * term
     if "negative-target" in modes:
         skipped = torch.where((batch["next_skip"] == 1) & (seqs != PAD), batch["next_item"], torch.zeros_like(seqs))
