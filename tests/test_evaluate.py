@@ -146,3 +146,21 @@ def test_popularity_percentile_by_hand():
     pct = popularity_percentile(np.array([0, 10, 5, 5, 0]))  # PAD, then tracks 1..4
     assert math.isnan(pct[0]) and pct[1:].tolist() == [100.0, 75.0, 75.0, 25.0]
     assert mean_top_popularity(np.array([[1, 4], [2, 0]]), pct) == (100 + 25 + 75) / 3
+
+
+def test_keep_rate_yardstick_by_hand():
+    from toolkit.scorers import KeepRateScorer
+
+    # train: track 1 played 3 times, skipped twice; track 2 played twice, never skipped; 3 unseen
+    train = split_arrays([[1, 2, 1], [2, 1, 0]], [[1, 0, 0], [0, 1, 0]], [0, 1])
+    s = KeepRateScorer(train.seqs, train.skips, 3)
+    overall = 1 - 2 / 5  # 3 of 5 train plays kept
+    prior = KeepRateScorer.PRIOR_PLAYS
+    expected = [(1 + prior * overall) / (3 + prior), (2 + prior * overall) / (2 + prior), overall]
+    assert s.base[1:].tolist() == pytest.approx(expected, rel=1e-6)
+    assert s.base[0] == float("-inf")
+    # a session 3 -> 2 -> 1 (skipped) -> 3: queries with a kept next play compare it with track 1
+    split = split_arrays([[3, 2, 1, 3]], [[0, 0, 1, 0]], [0])
+    q = ev.run_queries(s, split, torch.device("cpu"), n_items=3)
+    # next play 2 (rate 5/7) beats 1 (rate 4/8): 1; next play 3 (unseen: the overall .6) beats 1: 1
+    assert q.auc[~q.skipped].tolist() == [1.0, 1.0]

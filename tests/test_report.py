@@ -186,6 +186,7 @@ def test_scores_are_cached_per_protocol(trained, monkeypatch):
         raise AssertionError("scored again although the cache is valid")
 
     monkeypatch.setattr(rp, "run_queries", no_scoring)
+    monkeypatch.setattr(rp, "track_skip_signal", lambda *_a: None)  # a count yardstick, not a run: never cached
     rp.build_report(ws, [], rp.Protocol(bootstrap=200, seed=3))
     with pytest.raises(AssertionError):
         rp.build_report(ws, [], rp.Protocol(bootstrap=200, exclude_played=True))
@@ -288,6 +289,9 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     record = results.read_text()
     assert record.count("<!-- study:tinystudy:check:begin -->") == 1 and "### Reproduction check: tinystudy" in record
     assert "trained 8 of the 8 runs itself" in record and "did not" not in record
+    assert "Track skip signal: ranking the tracks by how rarely they were skipped" in record
+    res = invoke(*args)  # the section rewritten with the same table: the check record still describes it
+    assert res.exit_code == 0 and results.read_text().count("### Reproduction check: tinystudy") == 1
     # a number the run does not reproduce fails the check and is named
     lines = results.read_text().splitlines()
     row = next(i for i, ln in enumerate(lines) if ln.startswith("| markov / all |"))
@@ -301,7 +305,7 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     record = results.read_text()
     assert record.count("### Reproduction check: tinystudy") == 1 and "**1 did not**" in record
     assert "trained 0 of the 8 runs itself" in record
-    res = invoke(*args)  # rewriting the section drops the check record, which described the old one
+    res = invoke(*args)  # a new table drops the check record, which described the old one
     assert res.exit_code == 0 and "Reproduction check" not in results.read_text()
     one_line_error(invoke("study", "--workspace", ws, "--check", tmp_path / "none.md"), "none.md")
     one_line_error(invoke("study", "--workspace", ws, "--set", "colour=blue"), "--set colour=blue")

@@ -208,6 +208,8 @@ def dataset_tables(report: dict) -> list[Table]:
     rows += [("listeners", fmt_count(d.get("users"))), ("sessions", fmt_count(d.get("sessions"))),
              ("tracks", fmt_count(d.get("items"))),
              ("skip share", f"{share:.4f} ({share:.1%})" if math.isfinite(share) else DASH),
+             ("track skip signal: within-session AUC of the tracks' train keep rate (0.5 = none)",
+              f"{d['track_skip_auc']:.3f}" if d.get("track_skip_auc") is not None else DASH),
              ("median session length (plays)", fmt_count(d.get("median_session_len")))]
     tables = [Table(["quantity", "value"], [False, True], [[Cell(k), Cell(v)] for k, v in rows])]
     splits = d.get("splits") or {}

@@ -42,7 +42,7 @@ from toolkit.data import load_split, train_counts
 from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.evaluate import POSITIONS, QueryResults, run_queries, summarize
 from toolkit.model import SeqRec
-from toolkit.scorers import NeuralScorer
+from toolkit.scorers import KeepRateScorer, NeuralScorer
 from toolkit.train import build_baseline, latest_dataset, pick_device
 
 EVAL_VERSION = 2  # bump when the per-query outcomes change meaning (invalidates the caches)
@@ -325,7 +325,7 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
         "title": f"Skip-aware next-track recommendation: {name}",
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "toolkit_version": __version__,
-        "dataset": _dataset_summary(ds, manifest),
+        "dataset": {**_dataset_summary(ds, manifest), "track_skip_auc": track_skip_signal(ds, manifest, protocol, dev)},
         "protocol": {**{k: v for k, v in asdict(protocol).items() if k != "allow_unfinished"},
                      "baseline": baseline, "catalogue": manifest["items"], "interval": 0.95,
                      "split_mode": manifest["split_mode"], "settings": settings,
@@ -426,6 +426,19 @@ def _run_row(run: dict, test: dict) -> dict:
             "status": res.get("status", "unfinished"), "epochs_done": res.get("epochs_done"),
             "best_epoch": res.get("best_epoch"), "wall_s": res.get("wall_s"), "curve": curve,
             "test": test}
+
+
+def track_skip_signal(ds, manifest: dict, protocol: Protocol, device: torch.device) -> float | None:
+    """Within-session AUC, on the protocol's queries, of ranking tracks by their train keep rate
+    (``scorers.KeepRateScorer``): 0.5 when a track's history says nothing about whether it is
+    skipped. None for a dataset without skips."""
+    if not manifest["skip_share"]:
+        return None
+    train_rows, split = load_split(ds, "train"), load_split(ds, protocol.split)
+    q = run_queries(KeepRateScorer(train_rows.seqs, train_rows.skips, manifest["items"]), split, device,
+                    last_only=manifest["split_mode"] == "last", n_items=manifest["items"], positions=protocol.positions)
+    auc = q.auc[~q.skipped]
+    return float(np.nanmean(auc)) if np.isfinite(auc).any() else None
 
 
 def _dataset_summary(ds, manifest: dict) -> dict:

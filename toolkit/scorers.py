@@ -82,6 +82,31 @@ class PopScorer:
         return self.base.to(rows.device).expand(len(rows), -1).clone()
 
 
+class KeepRateScorer:
+    """Every track scored by how rarely it was skipped in train: its keep rate, pulled towards the
+    overall keep rate by ``PRIOR_PLAYS`` pseudo-plays so that a track played once is not certain.
+
+    Not a recommender (it ignores the session) but a yardstick: its within-session AUC says how
+    far a track's own history tells whether it will be kept or skipped, the signal that a
+    skip-aware model can learn from the track alone.
+    """
+
+    PRIOR_PLAYS = 5.0
+
+    def __init__(self, seqs: np.ndarray, skips: np.ndarray, n_items: int) -> None:
+        seqs, skips = np.asarray(seqs).ravel(), np.asarray(skips).ravel()
+        real = seqs != PAD
+        plays = np.bincount(seqs[real], minlength=n_items + 1).astype(np.float64)
+        skipped = np.bincount(seqs[real], weights=skips[real].astype(np.float64), minlength=n_items + 1)
+        overall = 1.0 - skipped.sum() / max(plays.sum(), 1.0)
+        rate = (plays - skipped + self.PRIOR_PLAYS * overall) / (plays + self.PRIOR_PLAYS)
+        self.base = torch.from_numpy(rate).float()
+        self.base[PAD] = float("-inf")
+
+    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
+        return self.base.to(rows.device).expand(len(rows), -1).clone()
+
+
 class MarkovScorer:
     """First-order item-to-item transitions counted in the train rows, backed off to popularity.
 

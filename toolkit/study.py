@@ -18,10 +18,11 @@ from typing import Callable
 
 from toolkit.artifacts import Workspace, read_manifest
 from toolkit.config import NEURAL, TrainConfig
-from toolkit.errors import ConfigError
+from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.report import Protocol, build_report
 from toolkit.results_doc import (
-    MAIN_TABLE, check_record, compare, document_table, drop_section, parse_main_table, write_section,
+    MAIN_TABLE, check_record, compare, document_table, drop_section, parse_main_table, read_section,
+    write_section,
 )
 from toolkit.train import latest_dataset, run_id, train
 
@@ -122,8 +123,10 @@ def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> 
         write_section(cfg.check, f"{dataset}:check", record)
     if cfg.results is not None:
         section = results_section(cfg, dataset, reports, time.perf_counter() - started)
+        before = _section_table(cfg.results, dataset)
         write_section(cfg.results, dataset, section)
-        drop_section(cfg.results, f"{dataset}:check")  # it checked the section this one replaces
+        if before != parse_main_table(section):  # a check record holds while the table it checked is unchanged
+            drop_section(cfg.results, f"{dataset}:check")
         written.append(cfg.results)
     return {"dataset": dataset, "runs": ids, "trained": len(times), "written": [str(p) for p in written],
             "report": main, "reports": reports, "agreements": agreements}
@@ -144,6 +147,11 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
     test_sessions = f"{n_test:,} session" + ("" if n_test == 1 else "s")
     lines += [f"{d['rows_in']:,} plays in, {d['rows_kept']:,} kept, {d['users']:,} users, {d['sessions']:,} sessions, "
               f"{d['items']:,} tracks, {d['skip_share']:.1%} skipped; test split: {test_sessions}.", ""]
+    if d.get("track_skip_auc") is not None:
+        lines += [f"Track skip signal: ranking the tracks by how rarely they were skipped in train puts the next "
+                  f"kept track above the session's skipped tracks in {d['track_skip_auc']:.1%} of the test pairs "
+                  "(50 % = whether a track is skipped does not depend on the track; the within-session AUC "
+                  "column below measures the same pairs for each model).", ""]
     if n_test < SMALL_TEST:
         lines += [f"**A smoke run: {n_test:,} test {test_sessions.split()[1]} {'is' if n_test == 1 else 'are'} far too few for any "
                   "conclusion; the tables only show that the pipeline runs end to end on this format.**", ""]
@@ -162,6 +170,14 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
         lines += ["### Training wall time per run (median over seeds)", "", "| group | seconds |", "|---|---:|"]
         lines += [f"| {g} | {sorted(w)[len(w) // 2]:.0f} |" for g, w in per_group.items()] + [""]
     return "\n".join(lines)
+
+
+def _section_table(path: Path, dataset: str) -> dict:
+    """The main table of the document's section for ``dataset``; empty when there is none yet."""
+    try:
+        return parse_main_table(read_section(path, dataset))
+    except ArtifactMissingError:
+        return {}
 
 
 def _duration(seconds: float) -> str:
