@@ -57,6 +57,15 @@ GRIDS: dict[str, list[dict]] = {
         {"feedback": "contrastive", "context": "score", "alpha": 1.0},
         {"feedback": "contrastive", "context": "score", "alpha": 2.0},
         {"feedback": "contrastive", "context": "score", "alpha": 0.5, "target": "next-pos"},
+        # the model must read which plays were skipped (feedback-input) to learn not to offer them again
+        {"feedback": "feedback-input"},
+        {"feedback": "feedback-input+contrastive", "context": "score", "skip_negatives": "seen", "alpha": 0.5},
+        {"feedback": "feedback-input+contrastive", "context": "score", "skip_negatives": "seen", "alpha": 1.0},
+        {"feedback": "feedback-input+contrastive", "context": "score", "skip_negatives": "seen", "alpha": 2.0},
+        {"feedback": "contrastive", "context": "score", "skip_negatives": "seen", "alpha": 1.0},
+        {"feedback": "feedback-input+contrastive", "context": "score", "alpha": 0.5},
+        {"feedback": "feedback-input+contrastive"},
+        {"feedback": "feedback-input+contrastive", "skip_negatives": "seen"},
     ],
     # SASRec with full cross-entropy on ML-1M (max_len 200 dataset), two widths; validated, like the
     # published numbers, without the films the user already rated (a user rates a film once)

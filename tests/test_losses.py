@@ -309,3 +309,17 @@ def test_contrastive_dot_product_context_uses_raw_scores_without_tau():
         expected.append(-logits[0] + math.log(sum(math.exp(x) for x in logits)))
     assert valid.tolist() == [[True, True, True, False]]
     assert per_query[0, :3].tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_contrastive_seen_only_keeps_the_skips_up_to_the_query():
+    # plays 1 (skip) 2 3 (skip) 4: with seen_only, query 0 has skip 1, query 1 skip 1, query 2 skips 1 and 3
+    seqs, fb, next_pos = [[1, 2, 3, 4]], [[1, 0, 1, 0]], [[2, 4, 4, 0]]
+    t = [torch.tensor(x) for x in (seqs, fb, next_pos)]
+    per_query, valid = contrastive_skip_terms(ITEM_EMB[t[0]], ITEM_EMB, *t, tau=TAU, seen_only=True)
+    assert valid.tolist() == [[True, True, True, False]]
+    expected = [nce(1, 2, [1]), nce(2, 4, [1]), nce(3, 4, [1, 3])]
+    assert per_query[0, :3].tolist() == pytest.approx(expected, rel=1e-5)
+    # a query before any skip has no negative and does not count
+    t = [torch.tensor(x) for x in ([[2, 1, 3]], [[0, 1, 0]], [[3, 3, 0]])]
+    _, valid = contrastive_skip_terms(ITEM_EMB[t[0]], ITEM_EMB, *t, tau=TAU, seen_only=True)
+    assert valid.tolist() == [[False, True, False]]

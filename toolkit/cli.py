@@ -229,6 +229,8 @@ def train(
     tau: float = typer.Option(0.1, help="Contrastive: temperature."),
     context: str = typer.Option("input", help="Contrastive context: input (e_t, the play's embedding) or output (y_i), by cos/tau; "
                                 "score (y_i by dot product: the ranking's own scores)."),
+    skip_negatives: str = typer.Option("session", help="Contrastive negatives: session (every skipped play of the "
+                                       "session, as in the paper) or seen (only skips up to the query's position)."),
     neg_weight: float = typer.Option(0.5, help="Negative-target: weight of the unlikelihood term."),
     d_model: int = typer.Option(64, help="Model width."),
     n_layers: int = typer.Option(2, help="Transformer blocks."),
@@ -273,8 +275,8 @@ def train(
     else:
         given = dict(
             dataset=dataset, model=model, feedback=feedback, target=target, loss=loss, negatives=negatives,
-            sampler=sampler, alpha=alpha, tau=tau, context=context, neg_weight=neg_weight, d_model=d_model,
-            n_layers=n_layers, n_heads=n_heads, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
+            sampler=sampler, alpha=alpha, tau=tau, context=context, skip_negatives=skip_negatives,
+            neg_weight=neg_weight, d_model=d_model, n_layers=n_layers, n_heads=n_heads, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
             patience=patience, max_steps=max_steps, valid_sessions=valid_sessions, seed=seed, device=device,
             lr_schedule=lr_schedule, amp=amp, compile=compile_, exclude_played=exclude_played,
         )

@@ -125,6 +125,9 @@ class TrainConfig:
     # contrastive context: input (embedding e_t of the play) or output (model output y_i), both compared by
     # cos / tau as in the paper; score: y_i by dot product, the ranking's own scores (tau unused)
     context: str = "input"
+    # contrastive negatives: session (every skipped play of the session, as in the paper) or seen (only
+    # the skips up to the query's position: the ones the model has read)
+    skip_negatives: str = "session"
     neg_weight: float = 0.5  # negative-target: weight of the unlikelihood term on skipped next tracks
     d_model: int = 64  # model width
     n_layers: int = 2  # transformer blocks
@@ -179,6 +182,8 @@ class TrainConfig:
             problems.append(f"--sampler {self.sampler}: choose uniform or popularity")
         if self.context not in ("output", "input", "score"):
             problems.append(f"--context {self.context}: choose input, output or score")
+        if self.skip_negatives not in ("session", "seen"):
+            problems.append(f"--skip-negatives {self.skip_negatives}: choose session or seen")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"--device {self.device}: choose auto, cpu or cuda")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -192,7 +197,8 @@ class TrainConfig:
 # Settings added after the first release, with the value that reproduces the behaviour from before
 # they existed.  At that value a setting stays out of a run's identity (train.run_id), so adding a
 # setting never renames, and so never retrains, a finished run.
-LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False, "exclude_played": False}
+LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False, "exclude_played": False,
+                                     "skip_negatives": "session"}
 
 
 def identity(cfg: TrainConfig) -> dict:

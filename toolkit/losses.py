@@ -120,6 +120,7 @@ def contrastive_skip_terms(
     next_pos: Tensor,
     tau: float = 0.1,
     cosine: bool = True,
+    seen_only: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Per-query InfoNCE terms of the skip-contrastive loss, and which queries count.
 
@@ -130,7 +131,8 @@ def contrastive_skip_terms(
 
     Negatives are *positions*: a track skipped twice in a session counts twice. They come only
     from the query's own row (an explicit (B, T) mask broadcast over the row's queries) and
-    include skips later in the session, as in the paper.
+    include skips later in the session, as in the paper; with ``seen_only`` only the skips at or
+    before the query's position, the ones its input holds.
 
     Parameters
     ----------
@@ -141,6 +143,7 @@ def contrastive_skip_terms(
     tau : temperature of ``f(x, c) = exp(cos(x, c) / tau)``.
     cosine : True for the paper's ``cos(x, c) / tau``; False for the plain dot product ``x . c``
         (tau unused), which with ``c = y_hat_i`` is the very score the ranking sorts by.
+    seen_only : negatives only from key positions j <= i (rows are in time order).
 
     Returns
     -------
@@ -156,6 +159,9 @@ def contrastive_skip_terms(
     is_neg = (fb == 1) & (seqs != PAD)  # (B, T_key): skipped real plays of row b
     # (B, T_query, T_key): row b's skips, minus those equal to query i's positive
     neg_ok = is_neg.unsqueeze(1) & (seqs.unsqueeze(1) != next_pos.unsqueeze(2))
+    if seen_only:
+        T = seqs.shape[1]
+        neg_ok = neg_ok & torch.ones(T, T, dtype=torch.bool, device=seqs.device).tril()  # key j <= query i
 
     pos_logit = (c * pos).sum(dim=-1) * scale  # (B, T)
     neg_logit = torch.einsum("bid,bjd->bij", c, cand) * scale  # (B, T, T), same row b only
@@ -176,6 +182,7 @@ def contrastive_skip_loss(
     next_pos: Tensor,
     tau: float = 0.1,
     cosine: bool = True,
+    seen_only: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """The paper's skip-contrastive InfoNCE loss, averaged over the queries that count.
 
@@ -184,7 +191,7 @@ def contrastive_skip_loss(
     (0 with grad when there is none) and the int64 0-dim count of valid queries, left on the device
     so that callers decide when to synchronise (``int(n_queries)``).
     """
-    per_query, valid = contrastive_skip_terms(context, item_emb, seqs, fb, next_pos, tau, cosine)
+    per_query, valid = contrastive_skip_terms(context, item_emb, seqs, fb, next_pos, tau, cosine, seen_only)
     n_queries = valid.sum()
     return per_query.sum() / n_queries.clamp(min=1), n_queries
 

@@ -257,7 +257,7 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: _
     if "contrastive" in modes:
         context = model.encoder.item_emb(seqs) if cfg.context == "input" else hidden
         term, _ = losses.contrastive_skip_loss(context, emb, seqs, fb, batch["next_pos"], cfg.tau,
-                                               cosine=cfg.context != "score")
+                                               cosine=cfg.context != "score", seen_only=cfg.skip_negatives == "seen")
         terms["contrastive"] = cfg.alpha * term
     if "negative-target" in modes:
         skipped = torch.where((batch["next_skip"] == 1) & (seqs != PAD), batch["next_item"], torch.zeros_like(seqs))
