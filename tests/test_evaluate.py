@@ -90,6 +90,7 @@ def test_results_do_not_depend_on_batching(batch_rows, budget, options, monkeypa
     for field in ("rank", "skipped", "session", "top"):
         assert np.array_equal(getattr(got, field), getattr(reference, field))
     assert np.allclose(got.auc, reference.auc, equal_nan=True)
+    assert np.allclose(got.auc_seen, reference.auc_seen, equal_nan=True)
     got_m, ref_m = ev.summarize(got, n_items), ev.summarize(reference, n_items)
     assert got_m.keys() == ref_m.keys()
     assert all(got_m[k] == ref_m[k] or (math.isnan(got_m[k]) and math.isnan(ref_m[k])) for k in got_m)
@@ -123,6 +124,25 @@ def test_auc_counts_skipped_tracks_anywhere_in_the_session():
     # after 1 with target 2, the later skip of 3 counts too: 2 (4) beats 3 (3) and 4 (2) -> 1.0
     b = split_arrays([[1, 2, 3, 4]], [[0, 0, 1, 1]], [0])
     assert ev.run_queries(TableScorer(TABLE), b, torch.device("cpu"), n_items=4).auc[0] == 1.0
+
+
+def test_seen_auc_counts_only_the_skips_played_up_to_the_query():
+    # session 2 (skipped) -> 1 -> 3 -> 4 (skipped); queries after 2 (target 1), after 1 (target 3), after 3 (skip)
+    a = split_arrays([[2, 1, 3, 4]], [[1, 0, 0, 1]], [0])
+    q = ev.run_queries(TableScorer(TABLE), a, torch.device("cpu"), n_items=4)
+    assert q.skipped.tolist() == [False, False, True]
+    # after 2: target 1 (3) vs skips 2 (1) and 4 (2) -> 1.0; seen skips {2} only -> 1.0
+    # after 1: target 3 (3) vs skips 2 (4) and 4 (2) -> 0.5; seen skips {2}: 3 below 2 -> 0.0
+    assert q.auc[:2].tolist() == [1.0, 0.5] and q.auc_seen[:2].tolist() == [1.0, 0.0]
+    m = ev.summarize(q, 4)
+    assert m["auc"] == 0.75 and m["auc_seen"] == 0.5
+    # before any skip there is no seen pair (NaN); a skip in an earlier row of the session counts
+    b = split_arrays([[1, 3], [2, 4]], [[0, 1], [0, 0]], [0, 0])
+    q = ev.run_queries(TableScorer(TABLE), b, torch.device("cpu"), n_items=4)
+    # queries: after 1 (target 3, skipped), after 2 (target 4): seen skips {3}: table[2] 4 (2) below 3 (4) -> 0
+    assert q.skipped.tolist() == [True, False] and q.auc_seen[1] == 0.0
+    c = split_arrays([[1, 2, 3]], [[0, 0, 1]], [0])
+    assert math.isnan(ev.run_queries(TableScorer(TABLE), c, torch.device("cpu"), n_items=4).auc_seen[0])
 
 
 def test_excluding_played_tracks_reaches_back_into_earlier_rows():

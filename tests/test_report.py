@@ -52,7 +52,8 @@ def test_seed_interval_by_hand():
 def q_results(session, rank, skipped, auc=None):
     n = len(session)
     return QueryResults(np.asarray(session, np.int64), np.asarray(skipped, bool), np.asarray(rank, np.int64),
-                        np.asarray(auc if auc is not None else [np.nan] * n, np.float64), np.zeros((n, 10), np.int32))
+                        np.asarray(auc if auc is not None else [np.nan] * n, np.float64), np.zeros((n, 10), np.int32),
+                        np.full(n, np.nan))
 
 
 def test_session_sums_by_hand():

@@ -30,11 +30,14 @@ class QueryResults:
     rank: np.ndarray  # int64 (Q,) full-catalogue rank of the next play
     auc: np.ndarray  # float64 (Q,) within-session AUC of a positive query (NaN: no skipped track)
     top: np.ndarray  # int32 (Q, 10) the ten best-scored tracks
+    # float64 (Q,) the same AUC against the skips played up to the query only, the ones the model
+    # has read (NaN: none yet)
+    auc_seen: np.ndarray
 
     @classmethod
     def empty(cls) -> "QueryResults":
         z = np.zeros(0)
-        return cls(z.astype(np.int64), z.astype(bool), z.astype(np.int64), z, np.zeros((0, TOP_K), np.int32))
+        return cls(z.astype(np.int64), z.astype(bool), z.astype(np.int64), z, np.zeros((0, TOP_K), np.int32), z)
 
 
 TOP_K = 10
@@ -104,7 +107,7 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
     chunk = max(1, SCORE_BUDGET // width)
     skip_ids, skip_off, skip_items = session_skips(a)
     first_row = _session_first_row(rs)
-    out: dict[str, list] = {k: [] for k in ("session", "skipped", "rank", "auc", "top")}
+    out: dict[str, list] = {k: [] for k in ("session", "skipped", "rank", "auc", "top", "auc_seen")}
     for start in range(0, len(a), batch_rows):
         idx = np.arange(start, min(start + batch_rows, len(a)))
         m = torch.from_numpy(mask[idx]).to(device)
@@ -116,8 +119,8 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
             rows, cols = all_rows[lo : lo + chunk], all_cols[lo : lo + chunk]
             scores = scorer.scores(batch, rows, cols).float()  # (N, V)
             row_ids = idx[rows.cpu().numpy()]
+            played, was_skipped = _played_before(a, first_row, row_ids, cols.cpu().numpy())
             if exclude_played:
-                played = _played_before(a, first_row, row_ids, cols.cpu().numpy())
                 scores.scatter_(1, torch.from_numpy(played).to(scores.device), float("-inf"))
             targets = batch["next_item"][rows, cols]
             sess = rs[row_ids]
@@ -128,6 +131,8 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
             out["session"].append(sess)
             negs = _gather_ragged(np.searchsorted(skip_ids, sess), skip_off, skip_items)
             out["auc"].append(_session_auc(scores, targets, skipped, torch.from_numpy(negs).to(scores.device)))
+            seen = torch.from_numpy(_distinct(np.where(was_skipped, played, PAD))).to(scores.device)
+            out["auc_seen"].append(_session_auc(scores, targets, skipped, seen))
     if not out["rank"]:
         return QueryResults.empty()
     return QueryResults(**{k: np.concatenate(v) for k, v in out.items()})
@@ -139,12 +144,14 @@ def _session_first_row(rs: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(starts, np.arange(len(rs)), 0))
 
 
-def _played_before(a: SplitArrays, first_row: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _played_before(a: SplitArrays, first_row: np.ndarray, rows: np.ndarray,
+                   cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """int64 (N, W): every track played in the session up to and including each query position
-    (earlier rows of the session too), PAD-filled; PAD's score is -inf already."""
+    (earlier rows of the session too), PAD-filled (PAD's score is -inf already); and bool (N, W),
+    which of those plays were skipped."""
     L = a.seqs.shape[1]
     back = int((rows - first_row[rows]).max(initial=0))
-    parts = []
+    parts, skips = [], []
     for k in range(back, -1, -1):
         src = rows - k
         ok = src >= first_row[rows]
@@ -153,7 +160,16 @@ def _played_before(a: SplitArrays, first_row: np.ndarray, rows: np.ndarray, cols
         if k == 0:
             part[np.arange(L)[None, :] > cols[:, None]] = PAD
         parts.append(part)
-    return np.concatenate(parts, axis=1)
+        skips.append((np.asarray(a.skips[np.where(ok, src, rows)]) == 1) & (part != PAD))
+    return np.concatenate(parts, axis=1), np.concatenate(skips, axis=1)
+
+
+def _distinct(items: np.ndarray) -> np.ndarray:
+    """int64 (N, W): each row's tracks once (a track skipped twice is one negative, as in
+    ``session_skips``), PAD elsewhere."""
+    out = np.sort(items, axis=1)
+    out[:, 1:][out[:, 1:] == out[:, :-1]] = PAD
+    return out
 
 
 def _gather_ragged(which: np.ndarray, offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -196,6 +212,8 @@ def summarize(q: QueryResults, n_items: int, popularity: np.ndarray | None = Non
     out["delta_hr@10"] = out["hr@10"] - out["skip_hr@10"]
     auc = q.auc[~q.skipped]
     out["auc"] = float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
+    seen = q.auc_seen[~q.skipped]
+    out["auc_seen"] = float(np.nanmean(seen)) if np.isfinite(seen).any() else float("nan")
     out["coverage@10"] = metrics.coverage_at_k(q.top[~q.skipped], n_items) if len(pos) else float("nan")
     if popularity is not None:
         out["pop_pct@10"] = metrics.mean_top_popularity(q.top[~q.skipped], popularity)

@@ -36,6 +36,8 @@ GLOSSARY = (
                     "skipped one"),
     ("auc", "within-session AUC of the next non-skipped track against the session's skipped tracks; "
             "0.5 = chance"),
+    ("auc_seen", "the same AUC against the skipped tracks already played before the query only (the ones the "
+                 "model has read): below 0.5 when a model offers again what the listener just skipped"),
     ("coverage@10", "share of the catalogue that appears in at least one top-10 list"),
     ("pop_pct@10", "mean popularity percentile of the top-10 tracks; 100 = the most played track"),
 )

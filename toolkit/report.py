@@ -47,10 +47,10 @@ from toolkit.train import build_baseline, latest_dataset, pick_device
 
 EVAL_VERSION = 2  # bump when the per-query outcomes change meaning (invalidates the caches)
 METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@10", "ndcg@20", "mrr@10", "skip_hr@10", "skip_mrr@10",
-           "delta_hr@10", "auc", "coverage@10", "pop_pct@10")
+           "delta_hr@10", "auc", "auc_seen", "coverage@10", "pop_pct@10")
 LOWER_IS_BETTER = ("skip_hr@10", "skip_mrr@10")
 # metrics with a paired bootstrap: (metric, which queries, per-query value)
-PAIRED = ("ndcg@10", "hr@10", "mrr@10", "skip_hr@10", "auc")
+PAIRED = ("ndcg@10", "hr@10", "mrr@10", "skip_hr@10", "auc", "auc_seen")
 HR_CURVE_KS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
 # config fields that never change what a run is, so runs differing only in them form one group
 NOT_GROUPING = {"seed", "dataset", "device", "compile"}
@@ -154,7 +154,7 @@ def score_run(ws: Workspace, run: dict, protocol: Protocol, device: torch.device
     cache = run["dir"].path / f"eval-{protocol.cache_key()}.npz"
     if cache.exists():
         with np.load(cache) as z:
-            if str(z["stamp"]) == stamp:
+            if str(z["stamp"]) == stamp and all(fld.name in z.files for fld in fields(QueryResults)):
                 return QueryResults(**{fld.name: z[fld.name] for fld in fields(QueryResults)})
     split = load_split(ds, protocol.split)
     if len(split) == 0:
@@ -226,8 +226,9 @@ def per_query_values(q: QueryResults, metric: str) -> tuple[np.ndarray, np.ndarr
     """(values, kept) of a bootstrapped metric: one value per query, and which queries count."""
     if metric == "skip_hr@10":
         return metrics.hit_at_k(q.rank, 10), q.skipped
-    if metric == "auc":
-        return np.nan_to_num(q.auc), ~q.skipped & np.isfinite(q.auc)
+    if metric in ("auc", "auc_seen"):
+        v = q.auc if metric == "auc" else q.auc_seen
+        return np.nan_to_num(v), ~q.skipped & np.isfinite(v)
     fn = {"ndcg@10": metrics.ndcg_at_k, "hr@10": metrics.hit_at_k, "mrr@10": metrics.mrr_at_k}[metric]
     return fn(q.rank, 10), ~q.skipped
 
