@@ -16,7 +16,7 @@ from rich.table import Table
 from toolkit.artifacts import Workspace
 from toolkit.cli import WorkspaceOpt, app, err, friendly, out
 
-SCREEN_METRICS = ("hr@10", "ndcg@10", "mrr@10", "skip_hr@10", "auc", "auc_seen")
+SCREEN_METRICS = ("hr@10", "ndcg@10", "mrr@10", "skip_hr@10", "auc")
 PAIRED_SCREEN = ("ndcg@10", "hr@10", "skip_hr@10")
 
 
