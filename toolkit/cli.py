@@ -276,7 +276,8 @@ def train(
         given = dict(
             dataset=dataset, model=model, feedback=feedback, target=target, loss=loss, negatives=negatives,
             sampler=sampler, alpha=alpha, tau=tau, context=context, skip_negatives=skip_negatives,
-            neg_weight=neg_weight, d_model=d_model, n_layers=n_layers, n_heads=n_heads, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
+            neg_weight=neg_weight, d_model=d_model, n_layers=n_layers, n_heads=n_heads, dropout=dropout,
+            epochs=epochs, batch_size=batch_size, lr=lr,
             patience=patience, max_steps=max_steps, valid_sessions=valid_sessions, seed=seed, device=device,
             lr_schedule=lr_schedule, amp=amp, compile=compile_, exclude_played=exclude_played,
         )

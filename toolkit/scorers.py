@@ -70,7 +70,16 @@ def cloze_queries(seqs: Tensor, fb: Tensor, cols: Tensor, n_items: int) -> tuple
     return torch.cat([q, mask_col], dim=1), torch.cat([qf, torch.zeros_like(mask_col)], dim=1)
 
 
-class PopScorer:
+class FixedScorer:
+    """The same catalogue scores ``base`` (V,) for every query, whatever the session."""
+
+    base: Tensor
+
+    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
+        return self.base.to(rows.device).expand(len(rows), -1).clone()
+
+
+class PopScorer(FixedScorer):
     """Most popular: the same ranking, by train plays, for every query."""
 
     def __init__(self, counts: np.ndarray) -> None:
@@ -78,11 +87,8 @@ class PopScorer:
         s[PAD] = float("-inf")
         self.base = s  # (V,)
 
-    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
-        return self.base.to(rows.device).expand(len(rows), -1).clone()
 
-
-class KeepRateScorer:
+class KeepRateScorer(FixedScorer):
     """Every track scored by how rarely it was skipped in train: its keep rate, pulled towards the
     overall keep rate by ``PRIOR_PLAYS`` pseudo-plays so that a track played once is not certain.
 
@@ -102,9 +108,6 @@ class KeepRateScorer:
         rate = (plays - skipped + self.PRIOR_PLAYS * overall) / (plays + self.PRIOR_PLAYS)
         self.base = torch.from_numpy(rate).float()
         self.base[PAD] = float("-inf")
-
-    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
-        return self.base.to(rows.device).expand(len(rows), -1).clone()
 
 
 class MarkovScorer:
