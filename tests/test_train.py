@@ -53,6 +53,16 @@ def test_every_model_and_mode_trains(ws, model, feedback):
     assert run_dir(ws, result["id"]).result.exists()
 
 
+@pytest.mark.parametrize("context,negatives", [("score", "seen"), ("output", "seen"), ("score", "session")])
+def test_contrastive_variants_train_and_their_term_changes_the_model(ws, context, negatives):
+    plain = train(ws, TrainConfig(feedback="contrastive+feedback-input", **SMALL))
+    variant = train(ws, TrainConfig(feedback="contrastive+feedback-input", context=context,
+                                    skip_negatives=negatives, **SMALL))
+    assert variant["status"] == "finished" and variant["id"] != plain["id"]
+    assert read_metrics(run_dir(ws, variant["id"]))[0]["loss_contrastive"] != \
+        read_metrics(run_dir(ws, plain["id"]))[0]["loss_contrastive"]
+
+
 @pytest.mark.parametrize("loss", ["sampled", "bce"])
 def test_sampled_losses_train(ws, loss):
     result = train(ws, TrainConfig(loss=loss, feedback="negative-target", **SMALL))
@@ -183,8 +193,17 @@ def test_later_settings_keep_old_run_ids_until_they_are_used():
     assert set(asdict(cfg)) == set(FIRST_RELEASE) | set(LATER_SETTINGS)
     changed = {run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, lr_schedule="cosine")),
                run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, amp=True)),
-               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, exclude_played=True))}
-    assert len(changed) == 3 and run_id(manifest, cfg) not in changed
+               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, exclude_played=True)),
+               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, skip_negatives="seen"))}
+    assert len(changed) == 4 and run_id(manifest, cfg) not in changed
+
+
+def test_contrastive_context_and_negatives_are_checked():
+    TrainConfig(feedback="contrastive", context="score", skip_negatives="seen")  # both valid
+    with pytest.raises(ConfigError, match="--context bogus: choose input, output or score"):
+        TrainConfig(context="bogus")
+    with pytest.raises(ConfigError, match="--skip-negatives later: choose session or seen"):
+        TrainConfig(skip_negatives="later")
 
 
 def test_learning_rate_schedule_by_hand():
