@@ -136,7 +136,8 @@ def test_checkpoints_load_with_weights_only(ws):
 
 @pytest.mark.parametrize("bad", [
     dict(model="narm"), dict(feedback="all+contrastive"), dict(feedback="positives-only+contrastive"),
-    dict(model="bert4rec", target="next-pos"), dict(model="pop", feedback="contrastive"), dict(context="both"),
+    dict(model="bert4rec", target="next-pos"), dict(model="bert4rec", target="next-kept"),
+    dict(model="pop", feedback="contrastive"), dict(context="both"), dict(target="next-skip"),
 ])
 def test_contradictory_options_are_refused(bad):
     with pytest.raises(ConfigError):
@@ -291,3 +292,28 @@ def test_exclude_played_changes_validation_only(ws):
     q = score_run(ws, run, Protocol(split="valid", exclude_played=True), torch.device("cpu"))
     again = summarize(q, read_manifest(ws.dataset("tiny"))["items"])
     assert again["ndcg@10"] == pytest.approx(rows[True]["valid_ndcg@10"])
+
+
+def test_next_kept_targets_train_only_where_the_next_play_was_kept():
+    from types import SimpleNamespace
+
+    from toolkit import losses
+    from toolkit.model import SeqRec
+    from toolkit.config import ModelConfig
+    from toolkit.train import train_step
+
+    torch.manual_seed(0)
+    model = SeqRec(ModelConfig(n_items=6, max_len=4, d_model=8, n_heads=2, n_layers=1)).eval()
+    # one row: plays 1 2 3 (skipped) 4, next plays 2 3 4 -, the play after 2 (3) was skipped
+    batch = {"seqs": torch.tensor([[1, 2, 3, 4]]), "fb": torch.tensor([[0, 0, 1, 0]]),
+             "next_item": torch.tensor([[2, 3, 4, 0]]), "next_pos": torch.tensor([[2, 4, 4, 0]]),
+             "next_skip": torch.tensor([[0, 1, 0, 0]])}
+    ce = SimpleNamespace(loss="ce")
+    got = train_step(model, model, batch, TrainConfig(target="next-kept"), ce, 0)["next"]
+    scores = model.scores(model(batch["seqs"], batch["fb"]))[0]  # (T, V)
+    want = losses.full_cross_entropy(scores[[0, 2]], torch.tensor([2, 4]))  # positions 0 and 2 only
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    every = train_step(model, model, batch, TrainConfig(), ce, 0)["next"]
+    assert every.item() == pytest.approx(losses.full_cross_entropy(scores[:3], torch.tensor([2, 3, 4])).item(), rel=1e-6)
+    with pytest.raises(ConfigError, match="drop --target next-kept"):
+        TrainConfig(feedback="positives-only", target="next-kept")

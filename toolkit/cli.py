@@ -221,7 +221,8 @@ def train(
     dataset: Optional[str] = typer.Option(None, help="Prepared dataset (default: the latest)."),
     model: str = typer.Option("sasrec", help="sasrec, bert4rec, gru4rec (recurrent), pop (most popular) or markov (transitions)."),
     feedback: str = typer.Option("all", help="all, positives-only, contrastive, feedback-input, negative-target; combine with '+'."),
-    target: str = typer.Option("next-item", help="Causal target: next-item or next-pos (next non-skipped play)."),
+    target: str = typer.Option("next-item", help="Causal target: next-item, next-pos (next non-skipped play) or "
+                                "next-kept (the next play where it was kept)."),
     loss: str = typer.Option("auto", help="ce (full softmax), sampled (logQ-corrected), bce, or auto."),
     negatives: int = typer.Option(512, help="Sampled negatives per row."),
     sampler: str = typer.Option("popularity", help="Negative sampler: popularity (logQ-corrected) or uniform."),

@@ -111,7 +111,9 @@ class TrainConfig:
     dataset: str | None = None  # prepared dataset name; None: the most recently prepared one
     model: str = "sasrec"  # sasrec (causal), bert4rec (masked), gru4rec (recurrent), pop (most popular), markov (item-to-item)
     feedback: str = "all"  # '+'-joined modes: all, positives-only, contrastive, feedback-input, negative-target
-    target: str = "next-item"  # causal target: next-item (every play) or next-pos (next non-skipped play)
+    # causal target: next-item (every play), next-pos (next non-skipped play, further on when the next is
+    # skipped) or next-kept (the next play only where it was kept: no position is trained towards a skip)
+    target: str = "next-item"
     loss: str = "auto"  # next-item loss: ce (full softmax), sampled (sampled softmax, logQ), bce, auto
     negatives: int = 512  # sampled / bce: negatives per row, drawn by the prep kernel
     # popularity by default: on Spotify (166k tracks) uniform negatives were too easy (validation
@@ -172,10 +174,12 @@ class TrainConfig:
             problems.append("--feedback positives-only removes skips, so it cannot combine with a mode that uses them")
         if self.model not in NEURAL and modes - {"all", "positives-only"}:
             problems.append(f"--model {self.model} is a count baseline: use --feedback all or positives-only")
-        if self.model == "bert4rec" and self.target == "next-pos":
-            problems.append("--model bert4rec trains on masked plays; --target next-pos applies to sasrec only")
-        if self.target not in ("next-item", "next-pos"):
-            problems.append(f"--target {self.target}: choose next-item or next-pos")
+        if self.model == "bert4rec" and self.target != "next-item":
+            problems.append(f"--model bert4rec trains on masked plays; --target {self.target} applies to causal models only")
+        if self.target == "next-kept" and "positives-only" in modes:
+            problems.append("--feedback positives-only trains on the next kept play already; drop --target next-kept")
+        if self.target not in ("next-item", "next-pos", "next-kept"):
+            problems.append(f"--target {self.target}: choose next-item, next-pos or next-kept")
         if self.loss not in ("auto", "ce", "sampled", "bce"):
             problems.append(f"--loss {self.loss}: choose auto, ce, sampled or bce")
         if self.sampler not in ("uniform", "popularity"):

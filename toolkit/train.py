@@ -234,7 +234,10 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: _
         seqs, fb = hide_skips(seqs, fb)
     if model.cfg.causal:
         targets = batch["next_pos"] if cfg.target == "next-pos" or "positives-only" in modes else batch["next_item"]
-        targets = torch.where(seqs != PAD, targets, torch.zeros_like(targets))
+        keep = seqs != PAD
+        if cfg.target == "next-kept":
+            keep = keep & (batch["next_skip"] == 0)
+        targets = torch.where(keep, targets, torch.zeros_like(targets))
         inputs, in_fb = seqs, fb
     else:
         g = torch.Generator(device=seqs.device).manual_seed(cfg.seed * 7919 + step)
