@@ -63,6 +63,13 @@ def test_contrastive_variants_train_and_their_term_changes_the_model(ws, context
         read_metrics(run_dir(ws, plain["id"]))[0]["loss_contrastive"]
 
 
+def test_positives_only_contrastive_takes_its_negatives_from_the_hidden_skips(ws):
+    # the model never reads a skipped play, yet the skip term still has the session's skips to push from
+    result = train(ws, TrainConfig(feedback="positives-only+contrastive", **SMALL))
+    assert result["status"] == "finished"
+    assert all(row["loss_contrastive"] > 0 for row in read_metrics(run_dir(ws, result["id"])))
+
+
 @pytest.mark.parametrize("loss", ["sampled", "bce"])
 def test_sampled_losses_train(ws, loss):
     result = train(ws, TrainConfig(loss=loss, feedback="negative-target", **SMALL))
@@ -135,7 +142,8 @@ def test_checkpoints_load_with_weights_only(ws):
 
 
 @pytest.mark.parametrize("bad", [
-    dict(model="narm"), dict(feedback="all+contrastive"), dict(feedback="positives-only+contrastive"),
+    dict(model="narm"), dict(feedback="all+contrastive"), dict(feedback="positives-only+negative-target"),
+    dict(feedback="positives-only+feedback-input"), dict(feedback="positives-only+contrastive", context="output"),
     dict(model="bert4rec", target="next-pos"), dict(model="bert4rec", target="next-kept"),
     dict(model="pop", feedback="contrastive"), dict(context="both"), dict(target="next-skip"),
 ])

@@ -170,8 +170,11 @@ class TrainConfig:
         modes = set(self.feedback.split("+"))
         if len(modes) > 1 and "all" in modes:
             problems.append("--feedback: 'all' is the skip-blind baseline and does not combine with other modes")
-        if "positives-only" in modes and modes & {"contrastive", "negative-target", "feedback-input"}:
+        if "positives-only" in modes and modes & {"negative-target", "feedback-input"}:
             problems.append("--feedback positives-only removes skips, so it cannot combine with a mode that uses them")
+        if "positives-only" in modes and "contrastive" in modes and self.context != "input":
+            # the model never reads a skipped play; only the play embeddings e_t can be contrasted with them
+            problems.append("--feedback positives-only+contrastive hides skips from the model: use --context input")
         if self.model not in NEURAL and modes - {"all", "positives-only"}:
             problems.append(f"--model {self.model} is a count baseline: use --feedback all or positives-only")
         if self.model == "bert4rec" and self.target != "next-item":

@@ -258,8 +258,11 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: _
             flat_neg = negatives.unsqueeze(1).expand(-1, seqs.shape[1], -1)[targets != PAD]
             terms["next"] = losses.bce_negatives(hidden[targets != PAD], emb, targets[targets != PAD], flat_neg)
     if "contrastive" in modes:
-        context = model.encoder.item_emb(seqs) if cfg.context == "input" else hidden
-        term, _ = losses.contrastive_skip_loss(context, emb, seqs, fb, batch["next_pos"], cfg.tau,
+        # the term contrasts the session's plays as they were, skips included, even when the model's
+        # input hides them (positives-only; the config allows only the e_t context there)
+        plays, skips = batch["seqs"], batch["fb"]
+        context = model.encoder.item_emb(plays) if cfg.context == "input" else hidden
+        term, _ = losses.contrastive_skip_loss(context, emb, plays, skips, batch["next_pos"], cfg.tau,
                                                cosine=cfg.context != "score", seen_only=cfg.skip_negatives == "seen")
         terms["contrastive"] = cfg.alpha * term
     if "negative-target" in modes:
