@@ -30,9 +30,10 @@ from toolkit.train import latest_dataset, run_id, train
 SMALL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "epochs": 6, "negatives": 256, "valid_sessions": 500,
          "patience": 2}
 GRIDS: dict[str, list[tuple[str, str, dict]]] = {
-    # the default: both baselines, SASRec blind to skips, without skips, and with the skip term
+    # the default: both baselines, SASRec blind to skips, without skips, with the skip term, and with the
+    # skip term on a model that never reads or predicts a skip
     "core": [("pop", "all", {}), ("markov", "all", {}), ("sasrec", "all", {}), ("sasrec", "positives-only", {}),
-             ("sasrec", "contrastive", {})],
+             ("sasrec", "contrastive", {}), ("sasrec", "positives-only+contrastive", {})],
     # the paper's grid: {SASRec, BERT4Rec} x {all, contrastive with context y_i, with context e_t}
     "paper": [("pop", "all", {}), ("markov", "all", {}), ("sasrec", "all", {}), ("sasrec", "positives-only", {}),
               ("sasrec", "contrastive", {"context": "output"}), ("sasrec", "contrastive", {"context": "input"}),
