@@ -210,10 +210,9 @@ def summarize(q: QueryResults, n_items: int, popularity: np.ndarray | None = Non
     out["skip_hr@10"] = _mean(metrics.hit_at_k(skip, 10))
     out["skip_mrr@10"] = _mean(metrics.mrr_at_k(skip, 10))
     out["delta_hr@10"] = out["hr@10"] - out["skip_hr@10"]
-    auc = q.auc[~q.skipped]
-    out["auc"] = float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
-    seen = q.auc_seen[~q.skipped]
-    out["auc_seen"] = float(np.nanmean(seen)) if np.isfinite(seen).any() else float("nan")
+    for name in ("auc", "auc_seen"):  # over the positive queries that have a pair
+        values = getattr(q, name)[~q.skipped]
+        out[name] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     out["coverage@10"] = metrics.coverage_at_k(q.top[~q.skipped], n_items) if len(pos) else float("nan")
     if popularity is not None:
         out["pop_pct@10"] = metrics.mean_top_popularity(q.top[~q.skipped], popularity)

@@ -40,7 +40,7 @@ from toolkit.artifacts import (
 from toolkit.config import NEURAL, ModelConfig, TrainConfig
 from toolkit.data import load_split, train_counts
 from toolkit.errors import ArtifactMissingError, ConfigError
-from toolkit.evaluate import POSITIONS, QueryResults, run_queries, summarize
+from toolkit.evaluate import POSITIONS, QueryResults, evaluate, run_queries, summarize
 from toolkit.model import SeqRec
 from toolkit.scorers import KeepRateScorer, NeuralScorer
 from toolkit.train import build_baseline, latest_dataset, pick_device
@@ -227,7 +227,7 @@ def per_query_values(q: QueryResults, metric: str) -> tuple[np.ndarray, np.ndarr
     if metric == "skip_hr@10":
         return metrics.hit_at_k(q.rank, 10), q.skipped
     if metric in ("auc", "auc_seen"):
-        v = q.auc if metric == "auc" else q.auc_seen
+        v = getattr(q, metric)
         return np.nan_to_num(v), ~q.skipped & np.isfinite(v)
     fn = {"ndcg@10": metrics.ndcg_at_k, "hr@10": metrics.hit_at_k, "mrr@10": metrics.mrr_at_k}[metric]
     return fn(q.rank, 10), ~q.skipped
@@ -435,11 +435,10 @@ def track_skip_signal(ds, manifest: dict, protocol: Protocol, device: torch.devi
     skipped. None for a dataset without skips."""
     if not manifest["skip_share"]:
         return None
-    train_rows, split = load_split(ds, "train"), load_split(ds, protocol.split)
-    q = run_queries(KeepRateScorer(train_rows.seqs, train_rows.skips, manifest["items"]), split, device,
-                    last_only=manifest["split_mode"] == "last", n_items=manifest["items"], positions=protocol.positions)
-    auc = q.auc[~q.skipped]
-    return float(np.nanmean(auc)) if np.isfinite(auc).any() else None
+    train_rows = load_split(ds, "train")
+    auc = evaluate(KeepRateScorer(train_rows.seqs, train_rows.skips, manifest["items"]), load_split(ds, protocol.split),
+                   manifest["items"], device, manifest["split_mode"] == "last", positions=protocol.positions)["auc"]
+    return auc if math.isfinite(auc) else None
 
 
 def _dataset_summary(ds, manifest: dict) -> dict:
