@@ -4,10 +4,16 @@ The plays arrive sorted by (user, order time, source position, source row) (``sq
 ordered by ``toolkit/prep.py``); a single pass then replaces what would be several window sorts in
 SQL.  Missing values are encoded as -1 (``hint``, ``flag``, ``played``, ``duration``).
 
-Skip rules, in order (``source`` codes): 0 the source's explicit flag; 1 played / duration below
-``skip_ratio`` (when both are known and the ratio is on); 2 played below ``skip_ms``; 3 the pause to
-the next play of the same session below ``skip_ms`` (start times only); 4 the last play of such a
-session, which cannot be judged and counts as not skipped.
+Skip rules, in order (``source`` codes): 0 the source's explicit flag; 5 the source's end reason
+(a flag of 2 / 3, see below); 1 played / duration below ``skip_ratio`` (when both are known and the
+ratio is on); 2 played below ``skip_ms``; 3 the pause to the next play of the same session below
+``skip_ms`` (start times only); 4 the last play of such a session, which cannot be judged and
+counts as not skipped.  The end reason got code 5, not a place in the middle, so the codes that
+prepared datasets already hold keep their meaning.
+
+``flag`` carries both kinds of source evidence in one int8, so formats without an end reason pass
+their flag unchanged: -1 none, 0 / 1 the explicit flag, 2 / 3 the end reason says kept / skipped
+(``sql/normalize_spotify_extended.sql`` emits 2 / 3 where Spotify did not record its flag).
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import numpy as np
 from kernels._jit import njit
 from kernels.sequences import _check_array
 
-SOURCES = ("explicit", "ratio", "played_ms", "gap", "unknown")
+SOURCES = ("explicit", "ratio", "played_ms", "gap", "unknown", "reason")
+# the rules in the order they are tried (how the manifest lists them)
+PRECEDENCE = ("explicit", "reason", "ratio", "played_ms", "gap", "unknown")
+REASON_FLAG = 2  # flag values REASON_FLAG + 0 / 1: the source's end reason says kept / skipped
 
 
 def mark_duplicates(user: np.ndarray, order_us: np.ndarray, start_us: np.ndarray, track: np.ndarray,
@@ -77,7 +86,7 @@ def sessionize(
     start_us, end_us : int64[n] play start and (estimated) end, epoch microseconds.
     hint : int64[n] the source's session id code, -1 where none; a change starts a session.
     track : int32[n] track code.
-    flag : int8[n] explicit skip flag (0 / 1), -1 where none.
+    flag : int8[n] explicit skip flag (0 / 1), end-reason verdict (2 kept / 3 skipped), -1 where none.
     played, duration : int64[n] milliseconds, -1 where unknown.
     gap_s : a pause strictly longer than this many seconds starts a new session.
     skip_ms, skip_ratio : the skip thresholds (``skip_ratio`` None turns the ratio rule off).
@@ -101,6 +110,9 @@ def sessionize(
     for name, arr in {**arrays, "track": track, "flag": flag}.items():
         if len(arr) != n:
             raise ValueError(f"{name} has {len(arr)} entries but user has {n}; pass one value per play")
+    if n and (flag.min() < -1 or flag.max() > REASON_FLAG + 1):
+        raise ValueError(f"flag holds values outside -1..{REASON_FLAG + 1}: use -1 none, 0 / 1 the source's flag, "
+                         f"{REASON_FLAG} / {REASON_FLAG + 1} its end reason (kept / skipped)")
     if n and np.any(user[1:] < user[:-1]):
         raise ValueError("user must be non-decreasing: sort plays by (user, time) first")
     if gap_s <= 0 or skip_ms < 0:
@@ -136,7 +148,10 @@ def _sessionize_kernel(user, start_us, end_us, hint, track, flag, played, durati
         session[i] = current
         repeat[i] = collapse and not new and track[i] == track[i - 1]
     for i in range(n):
-        if flag[i] >= 0:
+        if flag[i] >= 2:  # the end reason (REASON_FLAG; a literal: kernels take no globals)
+            is_skip[i] = flag[i] - 2
+            source[i] = 5
+        elif flag[i] >= 0:
             is_skip[i] = flag[i]
             source[i] = 0
         elif played[i] >= 0 and duration[i] >= 0 and ratio >= 0.0:

@@ -106,7 +106,9 @@ def sessionize(user, start_us, end_us, hint, track, flag, played, duration, gap_
         repeat.append(bool(collapse_repeats and not new and track[i] == track[i - 1]))
     for i in range(n):
         nxt_same = i + 1 < n and session[i + 1] == session[i]
-        if flag[i] >= 0:
+        if flag[i] in (2, 3):  # the source's end reason: 2 kept, 3 skipped
+            label, src = int(flag[i] == 3), 5
+        elif flag[i] in (0, 1):
             label, src = int(flag[i]), 0
         elif played[i] >= 0 and duration[i] >= 0 and skip_ratio is not None:
             label, src = int(played[i] < skip_ratio * duration[i]), 1

@@ -184,3 +184,44 @@ def test_keep_rate_yardstick_by_hand():
     q = ev.run_queries(s, split, torch.device("cpu"), n_items=3)
     # next play 2 (rate 5/7) beats 1 (rate 4/8): 1; next play 3 (unseen: the overall .6) beats 1: 1
     assert q.auc[~q.skipped].tolist() == [1.0, 1.0]
+
+
+# top-4 lists: A and B share a session (their common track 1 never counts), C and D have their own
+OVERLAP_TOP = np.array([[1, 2, 3, 4], [1, 6, 7, 8], [1, 2, 5, 9], [9, 10, 11, 12]], np.int32)
+OVERLAP_SESSION = np.array([0, 0, 1, 2])
+
+
+def test_top_overlap_by_hand():
+    # cross-session pairs: A-C {1, 2}, A-D {}, B-C {1}, B-D {}, C-D {9}
+    expected = (2 / 4 + 0 + 1 / 4 + 0 + 1 / 4) / 5
+    assert ev.top_overlap(OVERLAP_TOP, OVERLAP_SESSION) == pytest.approx(expected)
+
+
+def test_top_overlap_extremes_and_padding():
+    same = np.tile(np.arange(1, 11, dtype=np.int32), (6, 1))
+    sessions = np.arange(6)
+    assert ev.top_overlap(same, sessions) == 1.0
+    assert ev.top_overlap(same, sessions, n_pairs=4) == 1.0  # sampled pairs too
+    assert math.isnan(ev.top_overlap(same, np.zeros(6)))  # one session: no pair
+    padded = np.array([[1, 0, 0], [1, 0, 0]], np.int32)  # PAD never counts as a shared track
+    assert ev.top_overlap(padded, np.array([0, 1])) == pytest.approx(1 / 3)
+
+
+def test_top_overlap_sample_is_fixed_and_cross_session():
+    rng = np.random.default_rng(3)
+    top = np.stack([rng.permutation(30)[:10] + 1 for _ in range(300)]).astype(np.int32)
+    sessions = rng.integers(0, 40, size=300)
+    a, b = ev.top_overlap(top, sessions, n_pairs=500), ev.top_overlap(top, sessions, n_pairs=500)
+    assert a == b and abs(a - 10 / 30) < 0.05  # two random lists of 10 of 30 tracks share a third
+    # 200 queries, 5 per session: a session's queries share their list, sessions share nothing, so
+    # 19,900 pairs are sampled and any same-session pair drawn would lift the figure above 0
+    own = (np.repeat(np.arange(40), 5)[:, None] * 10 + np.arange(1, 11)).astype(np.int32)
+    assert ev.top_overlap(own, np.repeat(np.arange(40), 5), n_pairs=500) == 0.0
+
+
+def test_summarize_reports_the_overlap_of_positive_queries_only():
+    q = ev.QueryResults(session=np.r_[OVERLAP_SESSION, 3], skipped=np.array([False, False, False, False, True]),
+                        rank=np.ones(5, np.int64), auc=np.full(5, np.nan),
+                        top=np.r_[OVERLAP_TOP, [[1, 2, 3, 4]]], auc_seen=np.full(5, np.nan))
+    # the skipped query's list (equal to A's) stays out
+    assert ev.summarize(q, 12)["overlap@10"] == pytest.approx((2 / 4 + 0 + 1 / 4 + 0 + 1 / 4) / 5)

@@ -13,7 +13,10 @@ from toolkit.losses import (
     contrastive_skip_terms,
     full_cross_entropy,
     negative_target_loss,
+    negative_target_sampled,
+    negative_target_shared,
     sampled_softmax,
+    sampled_softmax_shared,
 )
 
 TAU = 0.1
@@ -323,3 +326,71 @@ def test_contrastive_seen_only_keeps_the_skips_up_to_the_query():
     t = [torch.tensor(x) for x in ([[2, 1, 3]], [[0, 1, 0]], [[3, 3, 0]])]
     _, valid = contrastive_skip_terms(ITEM_EMB[t[0]], ITEM_EMB, *t, tau=TAU, seen_only=True)
     assert valid.tolist() == [[False, True, False]]
+
+
+# shared negatives: items 1 = (1, 0), 2 = (0, 1), 3 = (1, 1); row 0 is PAD
+SHARED_EMB = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+SHARED_NEG = torch.tensor([2, 3])  # the same two negatives for every query
+
+
+def test_shared_softmax_by_hand():
+    hidden = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    targets = torch.tensor([1, 2])
+    # query 0: s = (1 | 0, 1); query 1's target 2 is also negative 0, an accidental hit: s = (2 | -, 2)
+    want = ((lse(1, 0, 1) - 1) + (lse(2, 2) - 2)) / 2
+    got = sampled_softmax_shared(hidden, SHARED_EMB, targets, SHARED_NEG)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+
+
+def test_shared_softmax_logq_by_hand():
+    hidden = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    q = [0.0, 0.5, 0.25, 0.25]
+    log_q = torch.log(torch.tensor([1e-12, *q[1:]]))
+    lq = [0.0] + [math.log(x) for x in q[1:]]
+    # every candidate, the target included, is lowered by its own log q
+    want0 = lse(1 - lq[1], 0 - lq[2], 1 - lq[3]) - (1 - lq[1])
+    want1 = lse(2 - lq[2], 2 - lq[3]) - (2 - lq[2])
+    got = sampled_softmax_shared(hidden, SHARED_EMB, torch.tensor([1, 2]), SHARED_NEG, log_q)
+    assert got.item() == pytest.approx((want0 + want1) / 2, rel=1e-6)
+
+
+def test_shared_softmax_masks_every_accidental_hit():
+    # all negatives are the target: only the target's own column is left, so -log(1) = 0
+    got = sampled_softmax_shared(torch.tensor([[3.0, -1.0]]), SHARED_EMB, torch.tensor([3]), torch.tensor([3, 3]))
+    assert got.item() == pytest.approx(0.0, abs=1e-7)
+    # a repeated negative counts once per draw (i.i.d. draws, as logQ assumes): s = (1 | 1, 1)
+    twice = sampled_softmax_shared(torch.tensor([[1.0, 0.0]]), SHARED_EMB, torch.tensor([1]), torch.tensor([3, 3]))
+    assert twice.item() == pytest.approx(lse(1, 1, 1) - 1, rel=1e-6)
+
+
+def test_shared_softmax_ignores_padding_positions_and_takes_any_shape():
+    hidden = torch.tensor([[[1.0, 0.0], [5.0, -3.0]], [[7.0, 7.0], [0.0, 2.0]]])  # (B=2, T=2, D=2)
+    targets = torch.tensor([[1, 0], [0, 2]])  # positions (0, 1) and (1, 0) are padding
+    want = ((lse(1, 0, 1) - 1) + (lse(2, 2) - 2)) / 2
+    hidden.requires_grad_(True)
+    got = sampled_softmax_shared(hidden, SHARED_EMB, targets, SHARED_NEG)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    got.backward()
+    assert hidden.grad[0, 1].abs().sum() == 0 and hidden.grad[1, 0].abs().sum() == 0
+    empty = sampled_softmax_shared(hidden, SHARED_EMB, torch.zeros(2, 2, dtype=torch.long), SHARED_NEG)
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_shared_losses_equal_the_per_query_ones_with_the_negatives_repeated():
+    torch.manual_seed(0)
+    emb, hidden = torch.randn(9, 4), torch.randn(5, 4)
+    targets, negs = torch.tensor([1, 4, 0, 8, 4]), torch.tensor([4, 2, 7, 7, 1, 3])
+    log_q = torch.log_softmax(torch.randn(9), dim=0)
+    per_query = negs.expand(5, -1)
+    assert sampled_softmax_shared(hidden, emb, targets, negs, log_q).item() == pytest.approx(
+        sampled_softmax(hidden, emb, targets, per_query, log_q).item(), rel=1e-6)
+    assert negative_target_shared(hidden, emb, targets, negs).item() == pytest.approx(
+        negative_target_sampled(hidden, emb, targets, per_query).item(), rel=1e-6)
+
+
+def test_negative_target_shared_by_hand():
+    # skipped track 2 scores 0, negative 3 scores 1; negative 2 is the skipped track itself and is masked
+    hidden = torch.tensor([[1.0, 0.0]])
+    p = math.exp(0) / (math.exp(0) + math.exp(1))
+    got = negative_target_shared(hidden, SHARED_EMB, torch.tensor([2]), SHARED_NEG)
+    assert got.item() == pytest.approx(-math.log(1 - p), rel=1e-6)

@@ -6,6 +6,8 @@ rest are plausibility bands, since these are other people's listening histories.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from toolkit.artifacts import Workspace
@@ -47,6 +49,23 @@ def test_spotify_extended_uses_the_explicit_flag(raw_data, tmp_path):
     assert m["rows_dropped"].get("podcast", 0) > 0  # podcast / audiobook rows have no track uri
     by_rule = m["skip_rule"]["plays_by_rule"]
     assert by_rule["explicit"] > by_rule.get("played_ms", 0)  # only old endsong rows lack the flag
+
+
+def test_spotify_extended_reads_every_listener_and_labels_by_end_reason(raw_data, tmp_path):
+    m = run(raw_data, tmp_path, "spotify-extended-history")
+    listeners = [p for p in (raw_data / "spotify-extended-history").iterdir() if p.is_dir()]
+    # SOURCE.md: 31 listeners here; their per-user rows in the round-2 and round-3 tables add up to
+    # 519,195, re-saves (songdata_N, spot, all_time_Spotify, history2, 5 / 14 ...) included
+    assert m["users"] == len(listeners) == 31 and m["rows_in"] == 519_195
+    assert {Path(s["file"]).suffix for s in m["files_skipped"]} == {".tsv"}  # only the folder's own tables
+    assert m["rows_dropped"]["podcast"] >= 13_342  # round 3 alone: rows minus music rows
+    rule = m["skip_rule"]
+    assert sum(rule["plays_by_rule"].values()) == m["rows_kept"]
+    assert set(rule["plays_by_rule"]) <= {"explicit", "reason", "played_ms"} and rule["plays_by_rule"]["reason"] > 0
+    agreement = rule["agreement"]
+    assert agreement["reason"]["agreement"] > 0.99 and agreement["reason"]["recall"] > 0.99
+    assert agreement["played_ms"]["agreement"] < agreement["reason"]["agreement"]
+    assert agreement["reason_else_played_ms"]["plays"] == agreement["played_ms"]["plays"]
 
 
 def test_mssd_fragment(raw_data, tmp_path):

@@ -171,7 +171,7 @@ def test_markdown_sections_protocol_dataset_and_glossary(md):
 
 def test_markdown_paired_differences_and_runs(md):
     hr = md_row(md, "sasrec / feedback-input+contrastive | sasrec / all | hr@10")
-    assert hr[3:] == ["+0.0100", "[+0.0040, +0.0160]", "1,234", "✓ better"]
+    assert hr[3:] == ["+0.0100", "[+0.0040, +0.0160]", "1,234 sessions", "✓ better"]
     skip = md_row(md, "sasrec / feedback-input+contrastive | sasrec / all | skip_hr@10")
     assert skip[3:5] == ["-0.0050", "[-0.0090, +0.0010]"] and skip[-1] == ""
     assert md_row(md, "sasrec-fic-s0-bbbb0000")[1:] == ["sasrec / feedback-input+contrastive", "0", "finished",

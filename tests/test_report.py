@@ -106,6 +106,53 @@ def test_paired_bootstrap_interval_covers_a_noisy_difference():
     assert pb["diff"] == pytest.approx(a.sum() / counts.sum() - b.sum() / counts.sum())
 
 
+def test_by_unit_adds_sessions_up_per_listener():
+    sums = np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.0, 1.0]])
+    counts = np.array([2.0, 2.0, 1.0, 3.0])
+    total, n = rp.by_unit((sums, counts), np.array([1, 0, 1, 0]))
+    assert total.tolist() == [[6.0, 4.0], [2.0, 0.0]] and n.tolist() == [5.0, 3.0]
+    assert rp.by_unit((sums, counts), None) == (sums, counts)
+
+
+def _clustered(listeners: int, per_listener: int, spread: float, seed: int):
+    """Per session: queries, and hits of two models whose difference varies by listener (``spread``)
+    and only a little by session."""
+    rng = np.random.default_rng(seed)
+    units = np.repeat(np.arange(listeners), per_listener)
+    counts = np.full(len(units), 10.0)
+    effect = rng.normal(0.05, spread, size=listeners)[units]  # how much better a is for this listener
+    b = rng.binomial(10, 0.3, size=len(units)).astype(float)
+    a = np.clip(b + np.round(10 * effect + rng.normal(0, 0.3, size=len(units))), 0, 10)
+    return (a, counts), (b, counts), units
+
+
+def test_listener_interval_is_wider_than_the_session_interval_on_clustered_data():
+    a, b, units = _clustered(listeners=12, per_listener=40, spread=0.15, seed=3)
+    by_session = rp.paired_bootstrap(a, b, replicates=2000, seed=0)
+    by_listener = rp.paired_bootstrap(rp.by_unit(a, units), rp.by_unit(b, units), replicates=2000, seed=0)
+    assert by_listener["diff"] == pytest.approx(by_session["diff"])  # same point estimate
+    assert by_listener["n_sessions"] == 12 and by_session["n_sessions"] == 480
+    # 12 independent listeners, not 480 independent sessions: the honest interval is far wider
+    assert (by_listener["hi"] - by_listener["lo"]) > 2.5 * (by_session["hi"] - by_session["lo"])
+
+
+def test_listener_interval_equals_the_session_interval_when_each_session_is_its_own_listener():
+    a, b, _ = _clustered(listeners=200, per_listener=1, spread=0.15, seed=4)
+    units = np.arange(200)
+    by_session = rp.paired_bootstrap(a, b, replicates=1000, seed=0)
+    by_listener = rp.paired_bootstrap(rp.by_unit(a, units), rp.by_unit(b, units), replicates=1000, seed=0)
+    assert by_listener == by_session
+
+
+def test_listener_interval_is_close_to_the_session_interval_on_unclustered_data():
+    # listeners with no effect of their own: sessions are independent, and so the two intervals agree
+    a, b, units = _clustered(listeners=100, per_listener=8, spread=0.0, seed=5)
+    by_session = rp.paired_bootstrap(a, b, replicates=2000, seed=0)
+    by_listener = rp.paired_bootstrap(rp.by_unit(a, units), rp.by_unit(b, units), replicates=2000, seed=0)
+    ratio = (by_listener["hi"] - by_listener["lo"]) / (by_session["hi"] - by_session["lo"])
+    assert 0.8 < ratio < 1.25
+
+
 class FixedScores:
     def __init__(self, scores: torch.Tensor) -> None:
         self.s = scores

@@ -1,13 +1,21 @@
-"""Count baselines scored by hand: most-popular and first-order transitions."""
+"""Count baselines scored by hand: most-popular, first-order transitions, session kNN and repeats."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
+import pytest
 import torch
+from typer.testing import CliRunner
 
-from toolkit.scorers import MarkovScorer, PopScorer
+from toolkit.artifacts import Workspace
+from toolkit.cli import app
+from toolkit.config import PrepConfig, TrainConfig
+from toolkit.prep import prep
+from toolkit.scorers import MarkovScorer, PopScorer, RepeatScorer, SessionKNNScorer
+from toolkit.train import train
 
 # train rows: transitions 1->2 (twice), 2->3, 2->1, 1->3; plays: 1 x3, 2 x3, 3 x2
 SEQS = np.array([[0, 1, 2], [1, 2, 3], [2, 1, 3]], np.int32)
@@ -41,3 +49,124 @@ def test_positives_only_transitions_skip_over_skipped_plays():
     s = scorer.scores(batch([[0, 1, 2]]), torch.tensor([0]), torch.tensor([2]))
     pop = np.log1p(COUNTS) / (math.log(4) + 1)
     assert np.allclose(s[0, 1:].numpy(), pop[1:] + np.array([1, 0, 0, 0]), atol=1e-6)
+
+
+# three train sessions, oldest first; session 1 spans two rows.  Sets: s0 {1, 2, 4} (its 2 skipped),
+# s1 {2, 4, 5}, s2 {1, 3, 6}.  Track 7 is never played.
+KNN_SEQS = np.array([[0, 1, 4, 2], [0, 0, 2, 4], [0, 0, 0, 5], [3, 1, 6, 6]], np.int32)
+KNN_SKIPS = np.array([[0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.int8)
+KNN_SESSIONS = np.array([0, 1, 1, 2], np.int64)
+KNN_COUNTS = np.array([0, 2, 2, 1, 2, 1, 2, 0], np.int64)
+KNN_POP = np.log1p(KNN_COUNTS) / (math.log(3) + 1)  # popularity squashed below 1
+
+
+def knn_scores(query, col, k, m, fb=None, hide=False):
+    scorer = SessionKNNScorer(KNN_SEQS, KNN_SKIPS, KNN_SESSIONS, KNN_COUNTS, hide, k=k, m=m)
+    return scorer.scores(batch([query], fb and [fb]), torch.tensor([0]), torch.tensor([col]))[0].numpy()
+
+
+@pytest.mark.parametrize("col,k,m,neighbour_scores", [
+    # plays 1 (weight 1), 4 (weight 2): s0 = 1 + 2 = 3, s1 = 2, s2 = 1; neighbours s0 and s1
+    (3, 2, 3, [3, 3 + 2, 0, 3 + 2, 2, 0, 0]),
+    (3, 1, 3, [3, 3, 0, 3, 0, 0, 0]),  # s0 alone
+    (3, 1, 2, [0, 2, 0, 2, 2, 0, 0]),  # the 2 most recent candidates are s1 and s2: s1 wins
+    (3, 1, 1, [1, 0, 1, 0, 0, 1, 0]),  # the most recent candidate only: s2
+    (2, 1, 3, [1, 0, 1, 0, 0, 1, 0]),  # play 1 alone: s0 and s2 tie at 1, the more recent (s2) wins
+])
+def test_session_knn_by_hand(col, k, m, neighbour_scores):
+    s = knn_scores([0, 0, 1, 4], col, k, m)
+    assert math.isinf(s[0]) and s[0] < 0
+    assert np.allclose(s[1:], KNN_POP[1:] + np.array(neighbour_scores), atol=1e-6)
+
+
+def test_session_knn_weighs_a_repeated_track_by_its_latest_play():
+    # plays 4, 1, 4, 2 at positions 1..4: 1 weighs 2, 4 weighs 3 (not 1 + 3), 2 weighs 4
+    # s0 {1, 2, 4} = 2 + 3 + 4 = 9, s1 {2, 4, 5} = 3 + 4 = 7, s2 {1, 3, 6} = 2; k = 2 keeps s0 and s1
+    s = knn_scores([4, 1, 4, 2], 3, 2, 3)
+    assert np.allclose(s[1:], KNN_POP[1:] + np.array([9, 9 + 7, 0, 9 + 7, 7, 0, 0]), atol=1e-6)
+
+
+def test_session_knn_positives_only_hides_skips_in_train_and_query():
+    # the query's skipped 2 takes no position: 1 weighs 1, 4 weighs 2; s0 loses its skipped 2
+    s = knn_scores([0, 2, 1, 4], 3, 2, 3, fb=[0, 1, 0, 0], hide=True)
+    assert np.allclose(s[1:], KNN_POP[1:] + np.array([3, 2, 0, 3 + 2, 2, 0, 0]), atol=1e-6)
+    # read with the skip: 2 weighs 1, 1 weighs 2, 4 weighs 3; s0 = 6, s1 = 1 + 3 = 4, s2 = 2
+    s = knn_scores([0, 2, 1, 4], 3, 2, 3, fb=[0, 1, 0, 0])
+    assert np.allclose(s[1:], KNN_POP[1:] + np.array([6, 6 + 4, 0, 6 + 4, 4, 0, 0]), atol=1e-6)
+
+
+def test_repeat_scores_the_sessions_plays_above_transitions_by_hand():
+    # plays 2, 1, 2 at positions 1..3: 2 scores 1 + 3 = 4, 1 scores 2.  Below them, Markov after the
+    # last play (2): 2->3 and 2->1 once each, plus popularity, divided by the query's best + 1
+    scorer = RepeatScorer(MarkovScorer(SEQS, SKIPS, COUNTS, hide=False))
+    s = scorer.scores(batch([[0, 2, 1, 2]]), torch.tensor([0]), torch.tensor([3]))[0].numpy()
+    pop = np.log1p(COUNTS) / (math.log(4) + 1)
+    back = pop + np.array([0, 1, 0, 1, 0])
+    back = back / (back[1:].max() + 1)
+    assert math.isinf(s[0]) and s[0] < 0
+    assert np.allclose(s[1:], back[1:] + np.array([2, 4, 0, 0]), atol=1e-6)
+    assert np.argsort(-s[1:]).tolist() == [1, 0, 2, 3]  # tracks 2, 1, 3, 4
+
+
+def test_repeat_positives_only_never_offers_a_skipped_play_again():
+    # the skipped 1 is hidden: only 2 (position 1) repeats; Markov reads the last kept play, 2
+    scorer = RepeatScorer(MarkovScorer(SEQS, SKIPS, COUNTS, hide=True))
+    s = scorer.scores(batch([[0, 0, 2, 1]], [[0, 0, 0, 1]]), torch.tensor([0]), torch.tensor([3]))[0].numpy()
+    pop = np.log1p(COUNTS) / (math.log(4) + 1)
+    back = pop + np.array([0, 1, 0, 0, 0])  # positives-only transitions after 2: 2->1 only
+    back = back / (back[1:].max() + 1)
+    assert np.allclose(s[1:], back[1:] + np.array([0, 1, 0, 0]), atol=1e-6)
+
+
+def count_scorers(hide):
+    markov = MarkovScorer(KNN_SEQS, KNN_SKIPS, KNN_COUNTS, hide)
+    return [SessionKNNScorer(KNN_SEQS, KNN_SKIPS, KNN_SESSIONS, KNN_COUNTS, hide, k=2, m=2), RepeatScorer(markov)]
+
+
+@pytest.mark.parametrize("hide", [False, True])
+@pytest.mark.parametrize("seed", range(5))
+def test_session_scorers_are_causal_and_rank_the_full_catalogue(hide, seed):
+    rng = np.random.default_rng(seed)
+    seqs = rng.integers(0, 8, size=(3, 5))
+    fb = rng.integers(0, 2, size=(3, 5)) * (seqs != 0)
+    rows, cols = torch.tensor([0, 1, 2, 2]), torch.tensor([0, 2, 3, 4])
+    for scorer in count_scorers(hide):
+        s = scorer.scores(batch(seqs, fb), rows, cols)
+        assert s.shape == (4, 8) and torch.isinf(s[:, 0]).all() and torch.isfinite(s[:, 1:]).all()
+        for n in range(4):
+            later = seqs.copy(), fb.copy()
+            r, c = int(rows[n]), int(cols[n])
+            later[0][r, c + 1 :] = rng.integers(1, 8, size=4 - c)
+            later[1][r, c + 1 :] = 1 - later[1][r, c + 1 :]
+            later[0][np.arange(3) != r] = rng.integers(0, 8, size=5)  # other rows are other sessions
+            again = scorer.scores(batch(*later), rows[n : n + 1], cols[n : n + 1])
+            assert torch.equal(again[0], s[n]), (type(scorer).__name__, n)
+
+
+@pytest.fixture
+def tiny_ws(tiny_logs, tmp_path):
+    workspace = Workspace.at(tmp_path / "ws")
+    prep([tiny_logs], workspace, PrepConfig(name="tiny", max_len=4))
+    return workspace
+
+
+@pytest.mark.parametrize("model", ["sknn", "repeat"])
+@pytest.mark.parametrize("feedback", ["all", "positives-only"])
+def test_session_baselines_train_end_to_end(tiny_ws, model, feedback):
+    result = train(tiny_ws, TrainConfig(model=model, feedback=feedback))
+    v = result["valid"]
+    assert result["status"] == "finished" and v["n_pos"] > 0 and 0.0 <= v["hr@10"] <= 1.0
+    runner = CliRunner()
+    out = runner.invoke(app, ["train", "--workspace", str(tiny_ws.root), "--model", model, "--feedback", feedback])
+    assert out.exit_code == 0, out.output
+    assert "valid NDCG@10" in out.output
+
+
+def test_report_scores_the_session_baselines_on_test(tiny_ws):
+    for model in ("markov", "repeat", "sknn"):
+        train(tiny_ws, TrainConfig(model=model))
+    out = CliRunner().invoke(app, ["report", "--workspace", str(tiny_ws.root), "--json"])
+    assert out.exit_code == 0, out.output
+    rep = json.loads(out.output)
+    assert [g["model"] for g in rep["groups"]] == ["markov", "repeat", "sknn"]
+    assert all("overlap@10" in g["metrics"] for g in rep["groups"])

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from kernels.sessions import mark_duplicates, sessionize
+from kernels.sessions import SOURCES, mark_duplicates, sessionize
 
 S = 1_000_000  # microseconds per second
 
@@ -55,6 +55,20 @@ def test_skip_rules_in_order():
     assert source.tolist()[1] == 1 and is_skip.tolist()[1] == 1
 
 
+def test_end_reason_comes_after_the_flag_and_before_the_played_time():
+    # flag 3 / 2: the end reason says skipped / kept, whatever the played time says
+    a = arrays([0] * 4, [0, 10, 20, 30], flag=[3, 2, 1, -1], played=[999_999, 1_000, 999_999, 1_000])
+    _, _, is_skip, source, _ = run(a, skip_ratio=0.5)
+    assert is_skip.tolist() == [1, 0, 1, 1]
+    assert source.tolist() == [5, 5, 0, 2]
+    assert [SOURCES[s] for s in source.tolist()] == ["reason", "reason", "explicit", "played_ms"]
+
+
+def test_flag_outside_its_codes_is_refused():
+    with pytest.raises(ValueError, match="end reason"):
+        run(arrays([0, 0], [0, 1], flag=[1, 4]))
+
+
 def test_all_skip_session_and_repeats():
     a = arrays([0, 0, 0, 0], [0, 5, 10, 15], track=[3, 3, 4, 3], played=[1000, 1000, 2000, 500])
     _, _, is_skip, _, repeat = run(a, collapse=True)
@@ -89,7 +103,8 @@ def plays(draw):
     length = draw(st.lists(st.integers(0, 400), min_size=n, max_size=n))
     maybe = lambda values: draw(st.lists(st.sampled_from(values), min_size=n, max_size=n))  # noqa: E731
     return arrays(user, start, end_s=[s + d for s, d in zip(start, length)], hint=maybe([-1, -1, 5, 6]),
-                  track=maybe([1, 2, 3]), flag=maybe([-1, -1, 0, 1]), played=maybe([-1, 0, 29_999, 30_000, 90_000]),
+                  track=maybe([1, 2, 3]), flag=maybe([-1, -1, 0, 1, 2, 3]),
+                  played=maybe([-1, 0, 29_999, 30_000, 90_000]),
                   duration=maybe([-1, 60_000, 200_000]))
 
 

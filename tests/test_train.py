@@ -325,3 +325,56 @@ def test_next_kept_targets_train_only_where_the_next_play_was_kept():
     assert every.item() == pytest.approx(losses.full_cross_entropy(scores[:3], torch.tensor([2, 3, 4])).item(), rel=1e-6)
     with pytest.raises(ConfigError, match="drop --target next-kept"):
         TrainConfig(feedback="positives-only", target="next-kept")
+
+
+def test_cli_train_with_shared_negatives_end_to_end(ws):
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--workspace", str(ws.root), "--loss", "shared", "--epochs", "1",
+                                 "--d-model", "16", "--batch-size", "4", "--negatives", "3"])
+    assert result.exit_code == 0, result.output
+    assert "valid NDCG@10" in result.output
+    both = train(ws, TrainConfig(loss="shared", feedback="contrastive+negative-target", **SMALL))
+    assert both["status"] == "finished"
+    rows = read_metrics(run_dir(ws, both["id"]))
+    assert all(r["loss_next"] > 0 and r["loss_negative"] > 0 for r in rows)
+
+
+def test_shared_loss_resumes_exactly_mid_epoch(ws, tmp_path, tiny_logs):
+    cfg = TrainConfig(seed=4, patience=10, loss="shared", **SMALL)
+    whole = train(ws, cfg)
+    other = Workspace.at(tmp_path / "other")
+    prep([tiny_logs], other, PrepConfig(name="tiny", max_len=4))
+    steps = []
+
+    def crash_at_second_step(event):
+        steps.extend([event] if event["event"] == "step" else [])
+        if len(steps) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(other, cfg, crash_at_second_step)
+    # the negatives of every step come from (seed, step), so the resumed run draws what the whole one drew
+    assert same(train(other, cfg)["valid"], whole["valid"])
+
+
+@pytest.mark.parametrize("sampler", ["popularity", "uniform"])
+def test_shared_negatives_are_seeded_by_seed_and_step(sampler):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from toolkit.train import Sampler
+
+    # tracks 1..6 with plays; 7 is never played, so popularity never draws it
+    rows = SimpleNamespace(seqs=np.array([[0, 1, 2, 3], [4, 5, 6, 1]], dtype=np.int32))
+    cfg = TrainConfig(loss="shared", negatives=500, sampler=sampler)
+    draw = Sampler(rows, 7, cfg, torch.device("cpu")).draw_shared
+    first = draw(3)
+    assert first.shape == (500,) and first.dtype == torch.int64
+    assert torch.equal(first, draw(3)) and torch.equal(first, Sampler(rows, 7, cfg, torch.device("cpu")).draw_shared(3))
+    assert not torch.equal(first, draw(4))
+    assert not torch.equal(first, Sampler(rows, 7, TrainConfig(loss="shared", negatives=500, sampler=sampler,
+                                                                seed=1), torch.device("cpu")).draw_shared(3))
+    assert int(first.min()) >= 1 and int(first.max()) <= 7
+    drawn = set(first.tolist())
+    assert drawn == ({1, 2, 3, 4, 5, 6} if sampler == "popularity" else {1, 2, 3, 4, 5, 6, 7})

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from toolkit import __version__
+from toolkit import __version__, splits
 from toolkit.artifacts import Workspace, list_datasets
 from toolkit.config import PrepConfig
 from toolkit.errors import ToolkitError
@@ -74,7 +74,7 @@ def prep(
     min_item_plays: int = typer.Option(1, help="Drop tracks with fewer plays in the whole log."),
     keep_podcasts: bool = typer.Option(False, help="Keep podcast / audiobook rows (extended history)."),
     max_play_ms: Optional[int] = typer.Option(None, help="Drop plays longer than this (e.g. podcasts)."),
-    split: str = typer.Option("auto", help="'time' (train/valid/test by session start), 'last' (leave-last-out, leaky), 'auto' (time; last for the sequences format, which has no time)."),
+    split: str = typer.Option("auto", help="'time' (every session cut at the same instants), 'listener' (each listener's own last sessions are valid/test), 'last' (leave-last-out, leaky), 'auto' (listener when a global cut would test listeners without training plays, else time; last for the sequences format, which has no time)."),
     valid_frac: float = typer.Option(0.1, help="Share of sessions for validation."),
     test_frac: float = typer.Option(0.1, help="Share of sessions for test."),
     max_len: int = typer.Option(20, help="Width of the sequence arrays; longer sessions become several windows."),
@@ -123,6 +123,16 @@ def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
     table.add_row("tracks never in train", f"{m['cold_items']:,} ({m['cold_events']:,} valid/test plays)")
     table.add_row("period", f"{m['first_play'][:10]} to {m['last_play'][:10]}")
     out.print(table)
+    if m.get("files_skipped"):  # names only; the manifest keeps each file's full path
+        out.print(f"{len(m['files_skipped'])} file(s) not read: " + "; ".join(
+            f"{Path(s['file'].split('!')[-1]).name} ({s['reason']})" for s in m["files_skipped"]), markup=False)
+    out.print(f"split {m.get('split_reason', m['split_mode'])}")
+    diag = m.get("split_diagnostics")
+    if diag:
+        for line in splits.lines(diag, splits.users_known(m["users"], m["sessions"])):
+            out.print(f"  {line}")
+    for warning in m.get("split_warnings", []):
+        out.print(f"[yellow]warning:[/yellow] {warning}")
     out.print(f"written to {ws.root / 'datasets' / m['name']} in {seconds:.1f} s")
 
 
@@ -219,7 +229,7 @@ def demo(
 @friendly
 def train(
     dataset: Optional[str] = typer.Option(None, help="Prepared dataset (default: the latest)."),
-    model: str = typer.Option("sasrec", help="sasrec, bert4rec, gru4rec (recurrent), pop (most popular) or markov (transitions)."),
+    model: str = typer.Option("sasrec", help="sasrec, bert4rec, gru4rec (recurrent), pop (most popular), markov (transitions), sknn (session neighbours) or repeat (the session's own plays first)."),
     feedback: str = typer.Option("all", help="all, positives-only, contrastive, feedback-input, negative-target; combine with '+'."),
     target: str = typer.Option("next-item", help="Causal target: next-item, next-pos (next non-skipped play) or "
                                 "next-kept (the next play where it was kept)."),

@@ -31,7 +31,8 @@ def report(
     positions: str = typer.Option("all", help="all: every position with a known next play; last: the last kept play per session."),
     exclude_played: bool = typer.Option(False, help="Remove tracks already played in the session from the ranking."),
     baseline: Optional[str] = typer.Option(None, help="Group to compare against, e.g. 'sasrec / positives-only' (default: 'sasrec / all')."),
-    bootstrap: int = typer.Option(1000, help="Paired bootstrap replicates (each resamples test sessions and every group's seeds)."),
+    bootstrap: int = typer.Option(1000, help="Paired bootstrap replicates (each resamples the test listeners or sessions and every group's seeds)."),
+    resample: str = typer.Option("auto", help="What the bootstrap resamples: listeners (each with all their sessions), sessions, or auto (listeners when the log has them)."),
     allow_unfinished: bool = typer.Option(False, help="Score an unfinished run's best checkpoint instead of refusing."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     workspace: Optional[Path] = WorkspaceOpt,
@@ -45,7 +46,7 @@ def report(
 
     ws = Workspace.at(workspace)
     protocol = Protocol(split=split, positions=positions, exclude_played=exclude_played, baseline=baseline,
-                        bootstrap=bootstrap, allow_unfinished=allow_unfinished)
+                        bootstrap=bootstrap, resample=resample, allow_unfinished=allow_unfinished)
     with out.status("scoring") as status:
         rep = build_report(ws, runs or [], protocol, dataset, device, lambda msg: status.update(msg))
     if as_json:
@@ -61,6 +62,10 @@ def print_report(rep: dict) -> None:
     """The main table (mean ± 95 % interval over seeds, best per column in bold) and the paired
     differences against the baseline; laid out to fit an 80-column terminal."""
     groups = rep["groups"]
+    from toolkit.render import split_lines
+
+    for line in split_lines(rep):
+        out.print(line.replace("Warning:", "[yellow]warning:[/yellow]", 1))
     table = Table(title=rep["title"], caption=rep["protocol"]["note"], caption_justify="left")
     table.add_column("model / feedback", ratio=1, overflow="fold")
     for m in SCREEN_METRICS:
@@ -77,7 +82,8 @@ def print_report(rep: dict) -> None:
         table.add_row(who, *cells)
     out.print(table)
     if rep["comparisons"]:
-        diff = Table(title=f"difference against {rep['protocol']['baseline']}: paired bootstrap over sessions, 95 %")
+        unit = rep["protocol"].get("resampled", "sessions")
+        diff = Table(title=f"difference against {rep['protocol']['baseline']}: paired bootstrap over {unit}, 95 %")
         diff.add_column("group", ratio=1, overflow="fold")
         for m in PAIRED_SCREEN:
             diff.add_column(m, justify="right", no_wrap=True)

@@ -67,7 +67,10 @@ class PrepConfig:
     min_item_plays: int = 1  # tracks with fewer plays in the whole log are dropped
     keep_podcasts: bool = False  # keep podcast / audiobook rows of the Spotify extended history
     max_play_ms: int | None = None  # plays longer than this are dropped as overlong (None: keep all)
-    split: str = "auto"  # 'time': sessions by start time into train/valid/test; 'last': leave-last-out (leaky); 'auto': time, or last for formats without time
+    # 'time': all sessions cut at the same instants into train/valid/test; 'listener': each listener's own
+    # last sessions are valid/test; 'last': leave-last-out (leaky); 'auto': listener when a global cut would
+    # test listeners without training plays (toolkit/splits.py), else time; last for formats without time
+    split: str = "auto"
     valid_frac: float = 0.1  # share of sessions in the validation window
     test_frac: float = 0.1  # share of sessions in the test window
     max_len: int = 20  # width of the sequence arrays (the paper uses 20); longer sessions are cut into windows
@@ -85,8 +88,8 @@ class PrepConfig:
             problems.append(f"--skip-ratio must be in (0, 1], got {self.skip_ratio}")
         if self.min_session_len < 1 or self.min_item_plays < 1:
             problems.append("--min-session-len and --min-item-plays must be >= 1")
-        if self.split not in ("auto", "time", "last"):
-            problems.append(f"--split must be 'auto', 'time' or 'last', got {self.split!r}")
+        if self.split not in ("auto", "time", "listener", "last"):
+            problems.append(f"--split must be 'auto', 'time', 'listener' or 'last', got {self.split!r}")
         if not (0 <= self.valid_frac < 1 and 0 < self.test_frac < 1 and self.valid_frac + self.test_frac < 1):
             problems.append("--valid-frac and --test-frac must be fractions with valid + test < 1 and test > 0")
         if self.max_len < 2:
@@ -101,7 +104,7 @@ class PrepConfig:
 # TrainConfig: a prepared dataset -> a trained run (toolkit/train.py). Saved as runs/<id>/config.json.
 # ---------------------------------------------------------------------------------------------
 
-MODELS = ("sasrec", "bert4rec", "gru4rec", "pop", "markov")
+MODELS = ("sasrec", "bert4rec", "gru4rec", "pop", "markov", "sknn", "repeat")
 FEEDBACK_MODES = ("all", "positives-only", "contrastive", "feedback-input", "negative-target")
 NEURAL = ("sasrec", "bert4rec", "gru4rec")
 
@@ -109,13 +112,17 @@ NEURAL = ("sasrec", "bert4rec", "gru4rec")
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str | None = None  # prepared dataset name; None: the most recently prepared one
-    model: str = "sasrec"  # sasrec (causal), bert4rec (masked), gru4rec (recurrent), pop (most popular), markov (item-to-item)
+    # sasrec (causal), bert4rec (masked), gru4rec (recurrent); count baselines: pop (most popular), markov
+    # (item-to-item), sknn (V-SKNN session neighbours), repeat (the session's own plays, then markov)
+    model: str = "sasrec"
     feedback: str = "all"  # '+'-joined modes: all, positives-only, contrastive, feedback-input, negative-target
     # causal target: next-item (every play), next-pos (next non-skipped play, further on when the next is
     # skipped) or next-kept (the next play only where it was kept: no position is trained towards a skip)
     target: str = "next-item"
-    loss: str = "auto"  # next-item loss: ce (full softmax), sampled (sampled softmax, logQ), bce, auto
-    negatives: int = 512  # sampled / bce: negatives per row, drawn by the prep kernel
+    # next-item loss: ce (full softmax), sampled (sampled softmax, logQ, negatives per row), shared (sampled
+    # softmax, logQ, one set of negatives per step shared by every position), bce, auto (ce, else sampled)
+    loss: str = "auto"
+    negatives: int = 512  # sampled / bce: negatives per row (the numba kernel); shared: per step (torch)
     # popularity by default: on Spotify (166k tracks) uniform negatives were too easy (validation
     # NDCG@10 0.006 after 2 epochs) while popularity^0.75 with logQ reached 0.041 in 6
     sampler: str = "popularity"  # negative sampler: popularity (popularity^beta of train plays) or uniform
@@ -183,8 +190,10 @@ class TrainConfig:
             problems.append("--feedback positives-only trains on the next kept play already; drop --target next-kept")
         if self.target not in ("next-item", "next-pos", "next-kept"):
             problems.append(f"--target {self.target}: choose next-item, next-pos or next-kept")
-        if self.loss not in ("auto", "ce", "sampled", "bce"):
-            problems.append(f"--loss {self.loss}: choose auto, ce, sampled or bce")
+        if self.loss not in ("auto", "ce", "sampled", "shared", "bce"):
+            problems.append(f"--loss {self.loss}: choose auto, ce, sampled, shared or bce")
+        if self.negatives < 1:
+            problems.append(f"--negatives must be >= 1, got {self.negatives}")
         if self.sampler not in ("uniform", "popularity"):
             problems.append(f"--sampler {self.sampler}: choose uniform or popularity")
         if self.context not in ("output", "input", "score"):

@@ -19,6 +19,7 @@ from toolkit.schema import PAD
 
 POS_KS = (1, 5, 10, 20)
 SCORE_BUDGET = 1 << 23  # catalogue scores held at once (32 MB of float32), whatever the catalogue size
+OVERLAP_PAIRS = 20_000  # query pairs behind overlap@10: its sampling sd is then about 0.002 (Spotify valid)
 
 
 @dataclass
@@ -198,7 +199,8 @@ def summarize(q: QueryResults, n_items: int, popularity: np.ndarray | None = Non
     """The metric table row of one run: means over queries, plus the query counts behind them.
 
     ``popularity``: per-track popularity percentile (``metrics.popularity_percentile``) for
-    ``pop_pct@10``, the mean percentile of the top-10 of positive queries.
+    ``pop_pct@10``, the mean percentile of the top-10 of positive queries.  ``overlap@10``: how
+    alike the top-10 lists of positive queries from different sessions are (``top_overlap``).
     """
     pos, skip = q.rank[~q.skipped], q.rank[q.skipped]
     out: dict[str, float] = {}
@@ -216,10 +218,44 @@ def summarize(q: QueryResults, n_items: int, popularity: np.ndarray | None = Non
     out["coverage@10"] = metrics.coverage_at_k(q.top[~q.skipped], n_items) if len(pos) else float("nan")
     if popularity is not None:
         out["pop_pct@10"] = metrics.mean_top_popularity(q.top[~q.skipped], popularity)
+    out["overlap@10"] = top_overlap(q.top[~q.skipped], q.session[~q.skipped])
     out["n_pos"] = int(len(pos))
     out["n_skip"] = int(len(skip))
     out["n_sessions"] = int(len(np.unique(q.session)))
     return out
+
+
+def top_overlap(top: np.ndarray, session: np.ndarray, n_pairs: int = OVERLAP_PAIRS, seed: int = 0) -> float:
+    """How little the lists depend on the session: the mean share of their top-k tracks that two
+    queries from different sessions have in common (0: every session gets its own list, 1: the
+    same list for everyone).  Not a quality metric; it says how far a ranking reads the session.
+
+    Parameters
+    ----------
+    top : int (Q, k) each query's best tracks; PAD entries match nothing.
+    session : int (Q,) session of each query.
+    n_pairs, seed : with at most ``n_pairs`` cross-session pairs every one is used; otherwise
+        ``n_pairs`` ordered pairs are drawn with ``seed`` (same-session draws are dropped), so
+        the figure is exact on small splits and stable on large ones.
+
+    Returns
+    -------
+    float in [0, 1], NaN when no two queries come from different sessions.
+    """
+    top, session = np.asarray(top), np.asarray(session)
+    Q, k = top.shape
+    if Q * (Q - 1) // 2 <= n_pairs:
+        i, j = np.triu_indices(Q, k=1)
+    else:
+        rng = np.random.default_rng(seed)
+        i, j = rng.integers(0, Q, size=(2, 4 * n_pairs))  # 4x: enough whenever few pairs share a session
+    cross = session[i] != session[j]
+    i, j = i[cross][:n_pairs], j[cross][:n_pairs]
+    if len(i) == 0 or k == 0:
+        return float("nan")
+    a, b = top[i], top[j]  # (P, k) each
+    shared = ((a[:, :, None] == b[:, None, :]) & (a != PAD)[:, :, None]).sum(axis=(1, 2))
+    return float(shared.mean() / k)
 
 
 def _mean(values: np.ndarray) -> float:

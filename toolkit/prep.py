@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 import kernels
-from toolkit import readers, sql
+from toolkit import readers, splits, sql
 from toolkit.artifacts import (
     ARRAYS, DatasetDir, Workspace, atomic_path, read_json, record_dataset, safe_name, write_array, write_manifest,
 )
@@ -56,8 +56,8 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
     try:
         say("reading")
         src = readers.resolve(con, list(logs), cfg.format, _cols(cfg), cfg.user, ws.tmp / "unzipped")
-        if cfg.split == "auto":
-            cfg = replace(cfg, split="last" if src.format in UNTIMED_FORMATS else "time")
+        if cfg.split == "auto" and src.format in UNTIMED_FORMATS:
+            cfg = replace(cfg, split="last")  # else the session pass picks time or listener (toolkit/splits.py)
         name = safe_name(cfg.name or _default_name(logs))
         ds = ws.dataset(name)
         fingerprint = _fingerprint(src)
@@ -65,7 +65,7 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
         if done is not None:
             return done
         readers.register_raw(con, src)
-        rows_in, dropped, stream, users, tracks = _read(con, src, cfg, say)
+        rows_in, dropped, stream, users, tracks, agreement = _read(con, src, cfg, say)
         say("sessionizing")
         ev = build_events(con, stream, len(tracks), cfg)
         del stream
@@ -74,11 +74,14 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
                 dropped[reason] = dropped.get(reason, 0) + n
         say("writing events")
         manifest = _write_dataset(con, ds, src, cfg, ev, users, tracks, say)
+        if agreement is not None:
+            manifest["skip_rule"]["agreement"] = agreement
     finally:
         con.close()
     manifest.update(_accounting(rows_in, dropped, manifest["rows_kept"]))
     manifest.update(
         name=name, format=src.format, files=len(src.files), fingerprint=fingerprint,
+        files_skipped=[{"file": shown, "reason": why} for shown, why in src.skipped],
         config=asdict(cfg), versions=_versions(), format_version=FORMAT_VERSION, pipeline=PIPELINE,
     )
     write_manifest(ds, manifest)
@@ -128,7 +131,9 @@ def _fingerprint(src: readers.Source) -> str:
 # only then: speed-ups and refactors that write the same data keep every dataset and run.
 # tests/test_prep.py pins a digest of the output of a fixed log to it and fails until both move.
 # (Its first value is the sha256 of the prep code at the time labels replaced code hashes.)
-PIPELINE = "550a322da11ab75b028853328fa560b514917923bbcaf757797aefa46a23b257"
+# 2026-12: --split auto may choose the per-listener split, and extended histories are labelled by
+# their end reason where Spotify did not record its skip flag; both change datasets of real logs.
+PIPELINE = "2026-12-listener-split-reason-skips"
 
 
 def _up_to_date(ds: DatasetDir, fingerprint: str, cfg: PrepConfig) -> dict | None:
@@ -154,7 +159,8 @@ def _json_roundtrip(value: dict) -> dict:
 
 
 def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, say: Progress):
-    """Normalise and clean in SQL; return rows_in, drops, the sorted play stream and the dictionaries.
+    """Normalise and clean in SQL; return rows_in, drops, the sorted play stream, the dictionaries
+    and the skip rules' agreement with the source's flag (None where the source has no such pair).
 
     Three scans of the normalised plays: the row accounting, the dictionaries, and the usable
     plays streamed out as narrow numbers (``play_stream.sql``), which numpy then puts into
@@ -184,6 +190,7 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         _check_parseable(src, *[sum(r[i] for r in per_reason) for i in range(2, 7)])
         dropped = {r[0]: r[1] for r in per_reason if r[0] is not None}
         dicts = sql.relation(con, "dictionaries").pl()
+        agreement = _skip_agreement(con, cfg)
         columns = _fetch_plays(_play_stream(con), sum(r[1] for r in per_reason if r[0] is None))
     except duckdb.Error as exc:
         raise _unreadable(src, exc) from exc
@@ -194,7 +201,7 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
     say("ordering plays")
     stream = _listening_order(columns, users["key_hash"].to_numpy())
     stream["track_code"] = _track_codes(stream.pop("track_hash"), tracks["key_hash"].to_numpy())
-    return rows_in, dropped, stream, users["key"], tracks.drop("key_hash")
+    return rows_in, dropped, stream, users["key"], tracks.drop("key_hash"), agreement
 
 
 def _unreadable(src: readers.Source, exc: duckdb.Error) -> InputError:
@@ -376,10 +383,13 @@ def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, ev
         _write_events(tmp, ev, item, users)
         _audit(con, tmp, ev)
     say("building sequences")
-    splits = _write_arrays(ds, cfg, ev, item)
+    arrays = _write_arrays(ds, cfg, ev, item)
     cold_item = items["train_plays"].to_numpy() == 0
+    diag = splits.diagnostics(ds.events)
     return {
-        **_summary(ev), "items": len(items), "splits": splits, "split_mode": cfg.split,
+        **_summary(ev), "items": len(items), "splits": arrays, "split_mode": ev.split_choice.mode,
+        "split_reason": ev.split_choice.reason, "split_diagnostics": diag,
+        "split_warnings": splits.warnings(diag, ev.split_choice.mode),
         "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(ev.source)), "max_len": cfg.max_len,
         "cold_items": int(cold_item.sum()), "cold_events": int((cold_item[item - 1] & (ev.split != 0)).sum()),
     }
@@ -459,9 +469,22 @@ def _summary(ev: Events) -> dict:
     }
 
 
+def _skip_agreement(con: duckdb.DuckDBPyConnection, cfg: PrepConfig) -> dict | None:
+    """Each fallback skip rule scored against the source's flag where the source recorded it
+    (sql/skip_rule_agreement.sql), for formats whose plays carry both; None for the others."""
+    if "recorded_skip" not in con.table("kept").columns:
+        return None
+    rows = sql.relation(con, "skip_rule_agreement", skip_ms=cfg.skip_ms).pl().to_dicts()
+    return {row.pop("rule"): row for row in rows}
+
+
 def _skip_rule(cfg: PrepConfig, fmt: str, by_source: dict) -> dict:
     rules = {
-        "explicit": "the source's own skip flag",
+        "explicit": "the source's own skip flag"
+        + (" where Spotify recorded it (plays ending from 2022-10-01 on, or before 2016)"
+           if fmt == "spotify-extended" else ""),
+        "reason": "the source's end reason where its flag is not recorded (skip: fwdbtn, backbtn, endplay, "
+                  "popup, appload; kept: trackdone, logout, remote, trackerror, unexpected-exit*)",
         "ratio": f"played_ms < {cfg.skip_ratio} x duration_ms",
         "played_ms": f"played_ms < {cfg.skip_ms}",
         "gap": f"pause to the next play of the session < {cfg.skip_ms} ms",

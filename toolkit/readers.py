@@ -25,16 +25,26 @@ FORMATS = ("auto", "generic", "spotify", "spotify-extended", "mssd", "lastfm", "
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".txt", ".parquet")
 
 # File-name patterns of Spotify's own exports; the first list is the account-data history, the
-# second the extended history.  Podcast and video histories are deliberately not matched.
+# second the extended history.  Files named otherwise are recognised by their columns (owners
+# re-save exports as songdata_0.json, history2.json, 14.json ...), except the podcast and video
+# histories, which hold no music plays and are always left out (and reported).
 SPOTIFY_NAMES = ("StreamingHistory[0-9]*.json", "StreamingHistory_music_*.json")
 EXTENDED_NAMES = ("Streaming_History_Audio_*.json", "endsong*.json")
+NOT_MUSIC_NAMES = ("StreamingHistory_podcast_*", "Streaming_History_Video_*", "StreamingHistory_video_*")
+SPOTIFY_FORMATS = ("spotify", "spotify-extended")
 
 # Columns each preset needs (what `--format auto` looks for, and what a missing-column error lists).
 REQUIRED = {
     "spotify": ("endTime", "artistName", "trackName", "msPlayed"),
-    "spotify-extended": ("ts", "ms_played", "spotify_track_uri", "spotify_episode_uri", "episode_name", "episode_show_name"),
+    "spotify-extended": ("ts", "ms_played", "spotify_track_uri"),
     "mssd": ("session_id", "session_position", "track_id_clean", "skip_2", "date", "hour_of_day"),
     "piki": ("user_id", "timestamp", "song_id", "liked"),
+}
+# Extended-history columns a re-save may lack (e.g. a music-only CSV): read as nulls when no file has them.
+EXTENDED_OPTIONAL = {
+    "master_metadata_track_name": "varchar", "master_metadata_album_artist_name": "varchar",
+    "spotify_episode_uri": "varchar", "episode_name": "varchar", "episode_show_name": "varchar",
+    "skipped": "boolean", "reason_end": "varchar",
 }
 GENERIC_ROLES = ("user", "ts", "track", "played_ms", "duration_ms", "skipped", "session", "artist", "title")
 GENERIC_DEFAULTS = {
@@ -68,6 +78,7 @@ class Source:
     format: str
     columns: tuple[str, ...]
     mapping: tuple[tuple[str, str], ...] = ()  # generic role -> source column
+    skipped: tuple[tuple[str, str], ...] = ()  # (file as shown, why it is not read) for every file left out
 
 
 def natural_key(text: str) -> list:
@@ -137,12 +148,67 @@ def _unzip(archive: Path, unzip_dir: Path, owner: str) -> list[SourceFile]:
     return out
 
 
-def select_files(files: list[SourceFile], fmt: str) -> list[SourceFile]:
-    """Keep the files a format reads; Spotify exports ship other JSON files beside the history."""
-    patterns = {"spotify": SPOTIFY_NAMES, "spotify-extended": EXTENDED_NAMES}.get(fmt)
-    if patterns is None:
-        return [f for f in files if f.path.suffix not in (".md",)]
-    return [f for f in files if any(fnmatch.fnmatchcase(f.path.name, p) for p in patterns)]
+def select_files(
+    con: duckdb.DuckDBPyConnection, files: list[SourceFile], fmt: str, first: SourceFile | None = None
+) -> tuple[list[SourceFile], list[tuple[str, str]]]:
+    """The files ``fmt`` reads, and every other file with the reason it is left out.
+
+    A Spotify format reads the files named like its history or whose columns look like it
+    (Spotify exports ship other JSON files beside the history, and owners rename the history
+    itself).  ``first`` is the file ``--format auto`` recognised the format from; then every
+    file must be detected as that format too.  Otherwise (an explicit non-Spotify format) every
+    file is read.  DuckDB reads one file type per run, so files of another type than ``first``
+    (or than the first file read) are left out too.
+    """
+    chosen: list[SourceFile] = []
+    skipped: list[tuple[str, str]] = []
+    for f in files:
+        why = _why_not(con, f, fmt, first)
+        if why is None:
+            chosen.append(f)
+        else:
+            skipped.append((f.shown, why))
+    anchor = first or (chosen[0] if chosen else None)
+    if anchor is not None:
+        kind = anchor.path.suffix
+        skipped += [(f.shown, f"{fmt} data, but a {f.path.suffix} file among {kind} ones: prep reads one file "
+                              "type per run, so prepare it on its own") for f in chosen if f.path.suffix != kind]
+        chosen = [f for f in chosen if f.path.suffix == kind]
+    order = {f.shown: i for i, f in enumerate(files)}
+    return chosen, sorted(skipped, key=lambda item: order[item[0]])
+
+
+def _why_not(con: duckdb.DuckDBPyConnection, f: SourceFile, fmt: str, first: SourceFile | None) -> str | None:
+    """Why ``fmt`` does not read ``f`` (None: it does)."""
+    if f is first:
+        return None
+    if fmt in SPOTIFY_FORMATS:
+        if _name_format(f.path.name) == fmt:
+            return None
+        if _not_music(f.path.name):
+            return "a Spotify podcast or video history, not music plays"
+    elif first is None:
+        return None  # an explicit format other than Spotify's reads every file it is given
+    kind, columns = _sniff(con, f)
+    if kind == fmt:
+        return None
+    if kind is not None:
+        return f"{kind} data, not {fmt}: prepare it on its own (--format {kind})"
+    if columns is None:
+        return f"not readable as a table of plays ({f.path.suffix} file)"
+    shown = ", ".join(columns[:6]) + (", ..." if len(columns) > 6 else "")
+    return f"its columns ({shown}) are not {fmt} data"
+
+
+def _name_format(name: str) -> str | None:
+    for fmt, patterns in (("spotify-extended", EXTENDED_NAMES), ("spotify", SPOTIFY_NAMES)):
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            return fmt
+    return None
+
+
+def _not_music(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in NOT_MUSIC_NAMES)
 
 
 def read_expr(files: list[SourceFile], fmt: str) -> tuple[str, list]:
@@ -188,17 +254,14 @@ def detect(con: duckdb.DuckDBPyConnection, files: list[SourceFile]) -> tuple[str
     Returns the format and the first file recognised; files before it that match no format
     (a profile table beside a log, say) are left out by the caller.
     """
-    names = [f.path.name for f in files]
-    for fmt, patterns in (("spotify-extended", EXTENDED_NAMES), ("spotify", SPOTIFY_NAMES)):
-        hit = next((f for f, n in zip(files, names) if any(fnmatch.fnmatchcase(n, p) for p in patterns)), None)
+    for fmt in ("spotify-extended", "spotify"):
+        hit = next((f for f in files if _name_format(f.path.name) == fmt), None)
         if hit is not None:
             return fmt, hit
-    seen = []
     for f in files:
-        fmt = _detect_one(con, f)
+        fmt = None if _not_music(f.path.name) else _detect_one(con, f)
         if fmt is not None:
             return fmt, f
-        seen.append(f.shown)
     raise InputError(
         f"{files[0].shown}: cannot recognise the format from its columns; "
         "pass --format generic --col user=<column> --col ts=<column> --col track=<column>"
@@ -206,20 +269,29 @@ def detect(con: duckdb.DuckDBPyConnection, files: list[SourceFile]) -> tuple[str
 
 
 def _detect_one(con: duckdb.DuckDBPyConnection, f: SourceFile) -> str | None:
+    return _sniff(con, f)[0]
+
+
+def _sniff(con: duckdb.DuckDBPyConnection, f: SourceFile) -> tuple[str | None, tuple[str, ...] | None]:
+    """The format a file's content looks like (None: none), and its columns (None: unreadable)."""
     if f.path.suffix == ".txt" and _looks_like_sequences(f.path):
-        return "sequences"
+        return "sequences", ()
     if f.path.suffix == ".tsv" and _looks_like_lastfm(f.path):
-        return "lastfm"
+        return "lastfm", ()
     try:
-        cols = set(columns_of(con, [f], "generic"))
+        columns = columns_of(con, [f], "generic")
     except InputError:
-        return None
-    for fmt in ("spotify-extended", "spotify", "mssd", "piki"):
+        return None, None
+    cols = set(columns)
+    # an extended-history re-save keeps ts and ms_played but may drop the podcast columns
+    if {"ts", "ms_played"} <= cols and cols & {"spotify_track_uri", "master_metadata_track_name"}:
+        return "spotify-extended", columns
+    for fmt in ("spotify", "mssd", "piki"):
         if set(REQUIRED[fmt]) <= cols:
-            return fmt
+            return fmt, columns
     if {"user_id", "ts", "track_id"} <= cols:
-        return "generic"
-    return None
+        return "generic", columns
+    return None, columns
 
 
 def _head(path: Path, n: int = 5) -> list[str]:
@@ -272,14 +344,13 @@ def resolve(
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
     files = expand(paths, unzip_dir, user)
+    first = None
     if fmt == "auto":
         fmt, first = detect(con, files)
-        files = [f for f in files if f.path.suffix == first.path.suffix]
-        if fmt in ("lastfm", "sequences", "generic", "mssd", "piki") and len(files) > 1:
-            files = [f for f in files if f is first or _detect_one(con, f) == fmt]
-    chosen = select_files(files, fmt)
+    chosen, skipped = select_files(con, files, fmt, first)
     if not chosen:
-        raise EmptyInputError(f"{paths[0]}: no {fmt} files found among {len(files)} file(s); check --format")
+        raise EmptyInputError(f"{paths[0]}: no {fmt} files found among {len(files)} file(s) "
+                              f"({skipped[0][0]}: {skipped[0][1]}); check --format")
     columns = () if fmt in ("sequences", "lastfm") else columns_of(con, chosen, fmt)
     mapping: tuple[tuple[str, str], ...] = ()
     if fmt == "generic":
@@ -290,7 +361,7 @@ def resolve(
             raise MissingColumnsError(
                 chosen[0].shown, missing, list(columns), f"Is it really {fmt} data? Otherwise use --format generic --col ..."
             )
-    return Source(tuple(chosen), fmt, columns, mapping)
+    return Source(tuple(chosen), fmt, columns, mapping, tuple(skipped))
 
 
 def is_parquet(src: Source) -> bool:
@@ -333,6 +404,11 @@ def register_raw(con: duckdb.DuckDBPyConnection, src: Source) -> None:
         rel = rel.project("* exclude (file_row_number)")
     if src.format == "generic":
         rel = _generic_projection(rel, dict(src.mapping))
+    if src.format == "spotify-extended":
+        present = set(rel.columns)
+        absent = [f"null::{kind} as {col}" for col, kind in EXTENDED_OPTIONAL.items() if col not in present]
+        if absent:
+            rel = rel.project(", ".join(["*", *absent]))
     rel.create_view("raw")
 
 

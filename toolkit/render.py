@@ -40,7 +40,11 @@ GLOSSARY = (
                  "model has read): below 0.5 when a model offers again what the listener just skipped"),
     ("coverage@10", "share of the catalogue that appears in at least one top-10 list"),
     ("pop_pct@10", "mean popularity percentile of the top-10 tracks; 100 = the most played track"),
+    ("overlap@10", "session dependence: the share of top-10 tracks that two different sessions' recommendations "
+                   "have in common (0 = every session gets its own list, 1 = one list for everyone)"),
 )
+# descriptive columns: neither end is better, so no value is set in bold
+DESCRIPTIVE = ("pop_pct@10", "overlap@10")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +161,7 @@ def main_table(report: dict) -> Table:
     groups = report.get("groups") or []
     metrics = list(report.get("metrics") or [])
     lower = set(report.get("lower_is_better") or [])
-    best = {m: best_rows(groups, m, m in lower) for m in metrics}
+    best = {m: best_rows(groups, m, m in lower) if m not in DESCRIPTIVE else set() for m in metrics}
     header = ["group (options)"] + [f"{m} ↓" if m in lower else m for m in metrics]
     header += ["seeds", "sessions", "positive queries", "skip queries"]
     rows = []
@@ -186,10 +190,16 @@ def comparison_table(report: dict) -> Table:
         interval = f"[{fmt_num(lo, sign=True)}, {fmt_num(hi, sign=True)}]" if _ok(lo) and _ok(hi) else DASH
         rows.append([Cell(str(c.get("group", DASH))), Cell(str(c.get("baseline", DASH))),
                      Cell(str(c.get("metric", DASH))), Cell(fmt_num(diff, sign=True)), Cell(interval),
-                     Cell(fmt_count(c.get("n_sessions"))), Cell(mark)])
-    header = ["group", "baseline", "metric", "difference", f"{_level(report)} interval", "sessions",
+                     Cell(_units(c)), Cell(mark)])
+    header = ["group", "baseline", "metric", "difference", f"{_level(report)} interval", "resampled",
               "excludes 0"]
     return Table(header, [False, False, False, True, True, True, False], rows)
+
+
+def _units(c: dict) -> str:
+    """How many independent units the bootstrap resampled, e.g. "47 listeners" (older reports: sessions)."""
+    n = c.get("n_units", c.get("n_sessions"))
+    return f"{fmt_count(n)} {c.get('unit', 'sessions')}" if _ok(n) else DASH
 
 
 def runs_table(report: dict) -> Table:
@@ -215,11 +225,34 @@ def dataset_tables(report: dict) -> list[Table]:
              ("median session length (plays)", fmt_count(d.get("median_session_len")))]
     tables = [Table(["quantity", "value"], [False, True], [[Cell(k), Cell(v)] for k, v in rows])]
     splits = d.get("splits") or {}
+    diag = d.get("split_diagnostics") or {}
     if splits:
-        tables.append(Table(["split", "sessions", "plays"], [False, True, True],
+        header = ["split", "sessions", "plays"]
+        if diag:
+            header += ["listeners", "listeners without training plays", "targets never in train", "HR@k ceiling"]
+
+        def extra(name: str) -> list[Cell]:
+            g = diag.get(name)
+            if not diag:
+                return []
+            if g is None:
+                return [Cell(DASH)] * 4
+            return [Cell(fmt_count(g["listeners"])), Cell(fmt_count(g["listeners_without_train"])),
+                    Cell(f"{g['cold_share']:.1%}"), Cell(f"{g['hr_ceiling']:.3f}")]
+
+        tables.append(Table(header, [False] + [True] * (len(header) - 1),
                             [[Cell(name), Cell(fmt_count(s.get("sessions"))),
-                              Cell(fmt_count(s.get("events", s.get("plays"))))] for name, s in splits.items()]))
+                              Cell(fmt_count(s.get("events", s.get("plays")))), *extra(name)]
+                             for name, s in splits.items()]))
     return tables
+
+
+def split_lines(report: dict) -> list[str]:
+    """Which split the dataset uses and why, then the warnings about what its test can measure."""
+    d = report.get("dataset") or {}
+    if not d.get("split_reason"):
+        return []
+    return [f"Split: {d['split_reason']}."] + [f"Warning: {w}." for w in d.get("split_warnings") or []]
 
 
 def protocol_lines(report: dict) -> list[str]:
@@ -239,9 +272,9 @@ def protocol_lines(report: dict) -> list[str]:
         seed = f", seed {p['seed']}" if p.get("seed") is not None else ""
         lines.append(f"A group's interval is a {_level(report)} t-interval over its seeds (none with one seed); a "
                      f"paired difference's interval comes from a two-level bootstrap ({fmt_count(p['bootstrap'])} "
-                     f"replicates{seed}) that resamples the {p.get('split', 'test')} sessions (the same ones for "
-                     "both groups) and each group's seeds, so it covers both session sampling and seed-to-seed "
-                     "variation.")
+                     f"replicates{seed}) that resamples the {p.get('split', 'test')} {_unit_phrase(p)} (the same "
+                     "ones for both groups) and each group's seeds, so it covers both which listening was tested "
+                     "and seed-to-seed variation.")
     if p.get("baseline"):
         lines.append(f"Paired differences are taken against the group “{p['baseline']}”.")
     else:
@@ -249,6 +282,13 @@ def protocol_lines(report: dict) -> list[str]:
     if p.get("note"):
         lines.append(str(p["note"]))
     return lines
+
+
+def _unit_phrase(p: dict) -> str:
+    if p.get("resampled") == "listeners":
+        return ("listeners, each with all of their sessions (sessions of one listener are not independent, so "
+                "resampling sessions would give too narrow an interval)")
+    return "sessions"
 
 
 def _title(report: dict) -> str:
@@ -270,7 +310,8 @@ def _blocks(report: dict) -> list[tuple]:
     out = [("h1", _title(report)),
            ("p", f"Generated {report.get('generated', DASH)} by toolkit {report.get('toolkit_version', DASH)}."),
            ("h2", "Protocol"), ("ul", protocol_lines(report)),
-           ("h2", "Dataset"), *[("table", t) for t in dataset_tables(report)],
+           ("h2", "Dataset"), *[("p", line) for line in split_lines(report)],
+           *[("table", t) for t in dataset_tables(report)],
            ("figure", plot_dataset, "Session lengths and the size of each split.", "No dataset summary to plot."),
            ("h2", "Results"),
            ("p", f"Each cell: mean over seeds ± half-width of its {level} interval; “(1 seed)”: a single run, "

@@ -5,9 +5,12 @@ query of the test split against the whole catalogue (``toolkit/evaluate.py``, th
 validation), group runs that differ only by seed, and put numbers on the differences:
 
 * per group, the mean over seeds and a 95 % t-interval across seeds (none with one seed);
-* per group against the baseline group, a paired two-level bootstrap: test sessions are
-  resampled with replacement (both groups on the same resample, so the interval is that of the
-  difference itself) and each group's seeds are resampled too, so seed luck widens it.
+* per group against the baseline group, a paired two-level bootstrap: the units the data is
+  independent in are resampled with replacement (both groups on the same resample, so the
+  interval is that of the difference itself) and each group's seeds are resampled too, so seed
+  luck widens it.  The units are listeners, each with all of their test sessions, when the log has
+  listeners (one listener's sessions are alike, so resampling sessions would pretend there is
+  more independent evidence than there is), else sessions.
 
 Per-query outcomes are cached beside each run (``eval-<protocol>.npz``), so a second report, or a
 study that adds runs, scores only what is new.  The result is a plain dictionary that
@@ -27,7 +30,7 @@ import duckdb
 import numpy as np
 import torch
 
-from toolkit import __version__, metrics
+from toolkit import __version__, metrics, splits
 from toolkit.artifacts import (
     Workspace,
     atomic_path,
@@ -47,13 +50,14 @@ from toolkit.train import build_baseline, latest_dataset, pick_device
 
 EVAL_VERSION = 2  # bump when the per-query outcomes change meaning (invalidates the caches)
 METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@10", "ndcg@20", "mrr@10", "skip_hr@10", "skip_mrr@10",
-           "delta_hr@10", "auc", "auc_seen", "coverage@10", "pop_pct@10")
+           "delta_hr@10", "auc", "auc_seen", "coverage@10", "pop_pct@10", "overlap@10")
 LOWER_IS_BETTER = ("skip_hr@10", "skip_mrr@10")
 # metrics with a paired bootstrap: (metric, which queries, per-query value)
 PAIRED = ("ndcg@10", "hr@10", "mrr@10", "skip_hr@10", "auc", "auc_seen")
 HR_CURVE_KS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
 # config fields that never change what a run is, so runs differing only in them form one group
 NOT_GROUPING = {"seed", "dataset", "device", "compile"}
+RESAMPLE = ("auto", "listeners", "sessions")
 Progress = Callable[[str], None]
 
 
@@ -63,8 +67,11 @@ class Protocol:
     positions: str = "all"  # all: every position with a known next play; last: the last kept play per session
     exclude_played: bool = False  # remove tracks already played in the session from the ranking
     baseline: str | None = None  # group key to compare against; None: 'sasrec / all' when present
-    bootstrap: int = 1000  # paired bootstrap replicates over sessions
+    bootstrap: int = 1000  # paired bootstrap replicates
     seed: int = 0  # bootstrap seed
+    # what the bootstrap resamples: listeners (with all their sessions), sessions, or auto (listeners
+    # when the log has them: more than one, and not one per session)
+    resample: str = "auto"
     allow_unfinished: bool = False  # score an unfinished run's best checkpoint instead of refusing
 
     def __post_init__(self) -> None:
@@ -74,6 +81,8 @@ class Protocol:
             raise ConfigError(f"--positions {self.positions}: choose {' or '.join(POSITIONS)}")
         if self.bootstrap < 100:
             raise ConfigError(f"--bootstrap {self.bootstrap}: use at least 100 replicates")
+        if self.resample not in RESAMPLE:
+            raise ConfigError(f"--resample {self.resample}: choose {', '.join(RESAMPLE)}")
 
     def cache_key(self) -> str:
         return f"{self.split}-{self.positions}-{'excl' if self.exclude_played else 'incl'}-v{EVAL_VERSION}"
@@ -246,11 +255,24 @@ def session_sums(results: list[QueryResults], metric: str, sessions: np.ndarray)
     return total, count
 
 
+def by_unit(sums: tuple[np.ndarray, np.ndarray], units: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``session_sums`` output with the session columns added up per resampling unit: ``units[i]``
+    is the unit (listener code 0..U-1) of session column i; None keeps sessions as the units."""
+    if units is None:
+        return sums
+    total, count = sums
+    total = np.atleast_2d(total)
+    n_units = int(units.max(initial=-1)) + 1
+    out = np.stack([np.bincount(units, weights=row, minlength=n_units) for row in total])
+    return out, np.bincount(units, weights=count, minlength=n_units)
+
+
 def paired_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], replicates: int,
                      seed: int, level: float = 0.95) -> dict:
     """Difference of seed-averaged per-query means (a − b), with a two-level bootstrap interval.
 
-    ``a`` and ``b`` are ``(sums, counts)`` from ``session_sums`` over the same sessions: sums has one
+    ``a`` and ``b`` are ``(sums, counts)`` from ``session_sums`` over the same sessions (or added up
+    per listener by ``by_unit``; "sessions" below are then listeners): sums has one
     row per seed (a 1-D array is one seed).  Each replicate resamples the sessions with replacement
     (both groups on the same sessions: the pairing) and, independently for each group, its seeds
     with replacement; a group's value is the mean over its drawn seeds.  So the interval covers both
@@ -306,6 +328,7 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
     groups = _groups(runs)
     settings = shared_settings(runs)
     all_sessions = np.unique(np.concatenate([q.session for q in results.values()]))
+    units, unit_name = resampling_units(ds, all_sessions, protocol.resample)
     summaries = {i: summarize(q, manifest["items"], popularity) for i, q in results.items()}
     group_rows = [_group_row(key, members, results, summaries, manifest["items"]) for key, members in groups.items()]
     baseline = _baseline_key(protocol, groups)
@@ -318,9 +341,11 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
                 continue
             mine = [results[r["id"]] for r in members]
             for metric in PAIRED:
-                pb = paired_bootstrap(session_sums(mine, metric, all_sessions), session_sums(base, metric, all_sessions),
+                pb = paired_bootstrap(by_unit(session_sums(mine, metric, all_sessions), units),
+                                      by_unit(session_sums(base, metric, all_sessions), units),
                                       protocol.bootstrap, protocol.seed)
-                comparisons.append({"group": key, "baseline": baseline, "metric": metric, **pb,
+                pb["n_units"] = pb.pop("n_sessions")
+                comparisons.append({"group": key, "baseline": baseline, "metric": metric, "unit": unit_name, **pb,
                                     "excludes_zero": bool(pb["lo"] > 0 or pb["hi"] < 0)})
     return {
         "title": f"Skip-aware next-track recommendation: {name}",
@@ -329,7 +354,7 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
         "dataset": {**_dataset_summary(ds, manifest), "track_skip_auc": track_skip_signal(ds, manifest, protocol, dev)},
         "protocol": {**{k: v for k, v in asdict(protocol).items() if k != "allow_unfinished"},
                      "baseline": baseline, "catalogue": manifest["items"], "interval": 0.95,
-                     "split_mode": manifest["split_mode"], "settings": settings,
+                     "split_mode": manifest["split_mode"], "settings": settings, "resampled": unit_name,
                      "note": _protocol_note(protocol, manifest, settings)},
         "metrics": list(METRICS),
         "lower_is_better": list(LOWER_IS_BETTER),
@@ -337,6 +362,27 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
         "comparisons": comparisons,
         "runs": [_run_row(run, summaries[run["id"]]) for run in runs],
     }
+
+
+def resampling_units(ds, sessions: np.ndarray, resample: str) -> tuple[np.ndarray | None, str]:
+    """The bootstrap unit of each of ``sessions`` (sorted session ids): listener codes, or None for
+    sessions; and the unit's name.  ``auto`` takes listeners when the log has them."""
+    if resample == "sessions" or len(sessions) == 0:
+        return None, "sessions"
+    with duckdb.connect() as con:
+        rows = con.execute("select session_idx, any_value(user_id) from read_parquet(?) group by session_idx",
+                           [str(ds.events)]).fetchnumpy()
+    order = np.argsort(rows["session_idx"])
+    ids, users = rows["session_idx"][order], np.asarray(rows["any_value(user_id)"], dtype=object)[order]
+    at = np.searchsorted(ids, sessions)
+    if np.any(at >= len(ids)) or np.any(ids[np.minimum(at, len(ids) - 1)] != sessions):
+        raise ArtifactMissingError(f"{ds.events}: does not hold every scored session; run `toolkit prep` again")
+    _, units = np.unique(users[at].astype(str), return_inverse=True)
+    n_units, all_users = int(units.max()) + 1, len(np.unique(users.astype(str)))
+    known = 1 < all_users < len(ids)  # not one listener, not an id per session (MSSD)
+    if resample == "auto" and not (known and n_units > 1):
+        return None, "sessions"
+    return units.astype(np.int64), "listeners"
 
 
 def _groups(runs: list[dict]) -> dict[str, list[dict]]:
@@ -373,7 +419,7 @@ def shared_settings(runs: list[dict]) -> dict:
 
 
 def _order(cfg: TrainConfig) -> tuple:
-    models = ("pop", "markov", "sasrec", "bert4rec", "gru4rec")
+    models = ("pop", "markov", "repeat", "sknn", "sasrec", "bert4rec", "gru4rec")
     return (models.index(cfg.model), cfg.feedback != "all", cfg.feedback != "positives-only", cfg.feedback,
             json.dumps(asdict(cfg), sort_keys=True))
 
@@ -426,6 +472,7 @@ def _run_row(run: dict, test: dict) -> dict:
     return {"id": run["id"], "group": run["group"], "seed": run["config"].seed,
             "status": res.get("status", "unfinished"), "epochs_done": res.get("epochs_done"),
             "best_epoch": res.get("best_epoch"), "wall_s": res.get("wall_s"), "curve": curve,
+            "valid_ndcg@10": (res.get("valid") or {}).get("ndcg@10"),
             "test": test}
 
 
@@ -455,7 +502,18 @@ def _dataset_summary(ds, manifest: dict) -> dict:
         "splits": {k: {"sessions": v["sessions"], "events": v["events"]} for k, v in manifest["splits"].items()},
         "session_lengths": {"edges": edges, "counts": counts},
         "cold_items": manifest.get("cold_items"), "cold_events": manifest.get("cold_events"),
+        **split_summary(ds, manifest),
     }
+
+
+def split_summary(ds, manifest: dict) -> dict:
+    """The split used and why, what each split can measure, and the warnings a reader needs first
+    (recomputed from the events, so datasets prepared before the diagnostics existed get them too)."""
+    diag = splits.diagnostics(ds.events)
+    mode = manifest["split_mode"]
+    return {"split_mode": mode, "split_reason": manifest.get("split_reason", mode), "split_diagnostics": diag,
+            "split_warnings": splits.warnings(diag, mode),
+            "listeners_known": splits.users_known(manifest["users"], manifest["sessions"])}
 
 
 def _protocol_note(protocol: Protocol, manifest: dict, settings: dict) -> str:

@@ -139,9 +139,7 @@ class MarkovScorer:
         out = self.pop.scores(batch, rows, cols).cpu() / (self.pop.base[1:].max() + 1.0)
         # every query's transition list, flattened: query q owns entries indptr[last[q]]:indptr[last[q] + 1]
         lo = np.where(last != PAD, self.indptr[last], 0)
-        n = np.where(last != PAD, self.indptr[last + 1], 0) - lo
-        owner = np.repeat(np.arange(len(last)), n)
-        entry = np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
+        owner, entry = _ranges(lo, np.where(last != PAD, self.indptr[last + 1], 0))
         entry = torch.from_numpy(entry)
         out.index_put_((torch.from_numpy(owner), self.targets[entry]), self.weights[entry], accumulate=True)
         return out.to(rows.device)
@@ -158,3 +156,119 @@ def _consecutive_pairs(seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not prev_all:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(prev_all).astype(np.int64), np.concatenate(next_all).astype(np.int64)
+
+
+class SessionKNNScorer:
+    """V-SKNN (Ludewig & Jannach 2018): tracks of the train sessions most similar to the query's plays.
+
+    The query's plays are the real plays of its row up to and including the query column
+    (earlier windows of a long session are not in the batch).  Play ``j`` of ``n`` weighs ``j``:
+    the paper's linear decay ``j / n`` times ``n``, which is the same for every train session of
+    the query, so the ranking is the paper's while every score stays an integer (a repeated track
+    weighs its latest play).  The similarity of a train session is the sum of the weights of the
+    query tracks it contains.  The candidates are the ``m`` most recent train sessions that share
+    a track with the query; the ``k`` most similar of them (ties: the more recent) are the
+    neighbours, and a track scores the sum of the similarities of the neighbours that contain it.
+    Popularity, squashed below 1 as in ``MarkovScorer``, orders ties and the tracks no neighbour has.
+
+    With ``hide`` skipped plays are left out of the train sessions and of the query (positives-only).
+    """
+
+    def __init__(self, seqs: np.ndarray, skips: np.ndarray, row_session: np.ndarray, counts: np.ndarray,
+                 hide: bool, k: int = 100, m: int = 500) -> None:
+        if k < 1 or m < 1:
+            raise ValueError(f"SessionKNNScorer needs k >= 1 and m >= 1, got k={k}, m={m}")
+        V = len(counts)
+        s = np.where(np.asarray(skips) == 1, PAD, seqs) if hide else np.asarray(seqs)
+        r, c = np.nonzero(s != PAD)
+        # session_idx numbers sessions in start-time order, so a larger local index is a more recent session
+        local = np.searchsorted(np.unique(row_session), np.asarray(row_session)[r])
+        key = np.unique(local.astype(np.int64) * V + s[r, c])  # each (session, track) once
+        sess, item = key // V, key % V
+        self.n_sessions = int(sess.max(initial=-1)) + 1
+        self.sess_ptr = np.searchsorted(sess, np.arange(self.n_sessions + 1)).astype(np.int64)
+        self.sess_items = torch.from_numpy(item)
+        by_item = np.lexsort((sess, item))  # each track's sessions, oldest first
+        self.item_ptr = np.searchsorted(item[by_item], np.arange(V + 1)).astype(np.int64)
+        self.item_sess = sess[by_item]
+        pop = PopScorer(counts).base
+        self.base = pop / (pop[1:].max() + 1.0)  # (V,) popularity squashed below 1, PAD -inf
+        self.hide, self.k, self.m = hide, k, m
+
+    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
+        seqs = batch["seqs"].masked_fill(batch["fb"] == 1, PAD) if self.hide else batch["seqs"]
+        q, item, pos, latest = _prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
+        q, item, weight = q[latest], item[latest], pos[latest]
+        nq, ns, sim = self._neighbours(q, item, weight)
+        owner, entry = _ranges(self.sess_ptr[ns], self.sess_ptr[ns + 1])
+        out = torch.zeros(len(rows), len(self.base))  # (N, V)
+        # integer sums, exact in float32 while k * n (n + 1) / 2 stays below 2**24; popularity comes
+        # after them so that each score is rounded once
+        out.index_put_((torch.from_numpy(nq[owner]), self.sess_items[entry]),
+                       torch.from_numpy(sim[owner]).float(), accumulate=True)
+        return out.add_(self.base).to(rows.device)
+
+    def _neighbours(self, q: np.ndarray, item: np.ndarray, weight: np.ndarray):
+        """(query, session, similarity) of the ``k`` neighbours of each query, from its distinct
+        tracks ``item`` with their ``weight`` (flat, ``q`` says whose)."""
+        S = max(self.n_sessions, 1)
+        # The m most recent candidates are found in the m most recent sessions of each query track:
+        # a session later than a candidate in one of its tracks' lists shares that track, so is a
+        # later candidate, and a kept candidate has fewer than m of those.  The similarity of a
+        # kept candidate is therefore complete although every list is cut to its last m sessions.
+        hi = self.item_ptr[item + 1]
+        owner, entry = _ranges(np.maximum(self.item_ptr[item], hi - self.m), hi)
+        key, inv = np.unique(q[owner] * S + self.item_sess[entry], return_inverse=True)  # by query, then session
+        sim = np.bincount(inv.ravel(), weights=weight[owner], minlength=len(key))
+        kq, ks = key // S, key % S
+        recent = np.searchsorted(kq, kq, side="right") - np.arange(len(key)) <= self.m
+        kq, ks, sim = kq[recent], ks[recent], sim[recent]
+        order = np.lexsort((-ks, -sim, kq))  # by query, most similar first, then most recent
+        kq, ks, sim = kq[order], ks[order], sim[order]
+        top = np.arange(len(kq)) - np.searchsorted(kq, kq, side="left") < self.k
+        return kq[top], ks[top], sim[top]
+
+
+class RepeatScorer:
+    """Re-listening first: the tracks already played in the query's row, then ``MarkovScorer``.
+
+    It reads the real plays of the query's row up to and including the query column (with
+    ``hide``, the non-skipped ones only; earlier windows of a long session are not in the batch)
+    and, for the back-off, the train transitions and popularity of ``markov``.  A track played at
+    positions ``j1, j2, ...`` of the row (1 = its first real play) scores ``j1 + j2 + ...``: the
+    most recent play counts most and every replay adds.  Below those integers, the Markov scores
+    of the last play (transition counts, popularity breaking ties), squashed into [0, 1) per
+    query, rank the rest of the catalogue.
+    """
+
+    def __init__(self, markov: MarkovScorer) -> None:
+        self.markov = markov
+
+    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
+        back = self.markov.scores(batch, rows, cols).cpu()  # (N, V) >= 0, PAD -inf
+        out = back / (back[:, PAD + 1 :].max(dim=1, keepdim=True).values + 1.0)
+        seqs = batch["seqs"].masked_fill(batch["fb"] == 1, PAD) if self.markov.hide else batch["seqs"]
+        q, item, pos, _ = _prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
+        out.index_put_((torch.from_numpy(q), torch.from_numpy(item)), torch.from_numpy(pos).float(), accumulate=True)
+        return out.to(rows.device)
+
+
+def _prefix_plays(seqs: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every real play of row n of ``seqs`` (N, T) up to column ``cols[n]``, flat and in row order:
+    (query n, track, position among the row's real plays counted from 1, whether no later play up
+    to ``cols[n]`` repeats the track).  All int64 but the last, bool."""
+    col = np.arange(seqs.shape[1])
+    real = (seqs != PAD) & (col[None, :] <= cols[:, None])  # (N, T)
+    pos = np.cumsum(real, axis=1)  # padding inside a row (hidden skips) takes no position
+    repeated_later = ((seqs[:, :, None] == seqs[:, None, :]) & real[:, None, :]
+                      & (col[None, :, None] < col[None, None, :])).any(axis=2)  # (N, T)
+    q, c = np.nonzero(real)
+    return q, seqs[q, c].astype(np.int64), pos[q, c].astype(np.int64), ~repeated_later[q, c]
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranges ``lo[i]:hi[i]`` of a flat array laid end to end: (i, index) of each element."""
+    n = np.maximum(np.asarray(hi) - lo, 0)
+    owner = np.repeat(np.arange(len(n)), n)
+    entry = np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
+    return owner, entry.astype(np.int64)

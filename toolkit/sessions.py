@@ -13,10 +13,11 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from kernels.sessions import SOURCES, mark_duplicates, sessionize
-from toolkit import sql
+from kernels.sessions import PRECEDENCE, SOURCES, mark_duplicates, sessionize
+from toolkit import splits, sql
 from toolkit.config import PrepConfig
 from toolkit.schema import SPLITS
+from toolkit.splits import SplitChoice
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Events:
     is_skip: np.ndarray  # int8
     source: np.ndarray  # int8, the skip rule that decided (kernels.sessions.SOURCES)
     dropped: dict[str, int]  # rows removed here, by reason
+    split_choice: SplitChoice  # the split used, and why
 
 
 def build_events(con: duckdb.DuckDBPyConnection, stream: dict[str, np.ndarray], n_tracks: int, cfg: PrepConfig) -> Events:
@@ -55,7 +57,7 @@ def build_events(con: duckdb.DuckDBPyConnection, stream: dict[str, np.ndarray], 
     # the split and the final order need only four columns of the kept plays; every column is
     # then gathered once, straight into its final order
     part = {"session": session[kept], **{k: stream[k][kept] for k in ("user_code", "start_us", "order_us")}}
-    split, straddles = _split(con, part, cfg)
+    split, straddles, choice = _split(con, part, cfg)
     dropped["straddles_split"] = int(straddles.sum())
     if straddles.any():
         kept, split = kept[~straddles], split[~straddles]
@@ -66,7 +68,7 @@ def build_events(con: duckdb.DuckDBPyConnection, stream: dict[str, np.ndarray], 
     del kept
     cols = {k: stream.pop(k)[final] for k in ("user_code", "track_code", "order_us", "played")}
     del stream
-    return Events(split=split[order], session_idx=session_idx, position=position, dropped=dropped,
+    return Events(split=split[order], session_idx=session_idx, position=position, dropped=dropped, split_choice=choice,
                   is_skip=is_skip[final], source=source[final], **cols)
 
 
@@ -91,15 +93,17 @@ def session_bounds(session: np.ndarray) -> np.ndarray:
     return np.r_[starts, len(session)].astype(np.int64)
 
 
-def _split(con: duckdb.DuckDBPyConnection, cols: dict, cfg: PrepConfig) -> tuple[np.ndarray, np.ndarray]:
-    """int8 split per play, and which plays belong to sessions straddling a window boundary."""
+def _split(con: duckdb.DuckDBPyConnection, cols: dict, cfg: PrepConfig) -> tuple[np.ndarray, np.ndarray, SplitChoice]:
+    """int8 split per play, which plays belong to sessions straddling a window boundary, and the
+    split used (``auto`` resolved, with the reason)."""
     bounds = session_bounds(cols["session"])
     n_sessions = len(bounds) - 1
     first, last = bounds[:-1], bounds[1:] - 1
+    lengths = np.diff(bounds)
     if cfg.split == "last":
-        from_end = np.repeat(bounds[1:], np.diff(bounds)) - 1 - np.arange(len(cols["session"]))
+        from_end = np.repeat(bounds[1:], lengths) - 1 - np.arange(len(cols["session"]))
         split = np.where(from_end == 0, 2, np.where(from_end == 1, 1, 0)).astype(np.int8)
-        return split, np.zeros(len(split), bool)
+        return split, np.zeros(len(split), bool), SplitChoice("last", "last: leave-last-out (no time order)", None)
     sessions = pl.DataFrame({
         "session": np.arange(n_sessions, dtype=np.int64),
         "user_code": cols["user_code"][first],
@@ -108,12 +112,24 @@ def _split(con: duckdb.DuckDBPyConnection, cols: dict, cfg: PrepConfig) -> tuple
     })
     con.register("sessions", sessions)
     try:
-        res = sql.relation(con, "split", valid_frac=cfg.valid_frac, test_frac=cfg.test_frac).pl().sort("session")
+        if cfg.split == "auto":
+            by_time, by_listener = _windows(con, cfg, False), _windows(con, cfg, True)
+            choice = splits.choose(sessions["user_code"].to_numpy(), by_time[0], by_listener[0])
+            code, straddles = by_listener if choice.mode == "listener" else by_time
+        else:
+            code, straddles = _windows(con, cfg, cfg.split == "listener")
+            choice = SplitChoice(cfg.split, f"{cfg.split}: chosen with --split", None)
     finally:
         con.unregister("sessions")
+    return np.repeat(code, lengths), np.repeat(straddles, lengths), choice
+
+
+def _windows(con: duckdb.DuckDBPyConnection, cfg: PrepConfig, per_listener: bool) -> tuple[np.ndarray, np.ndarray]:
+    """sql/split.sql over the registered sessions: int8 window and straddles flag per session."""
+    res = sql.relation(con, "split", valid_frac=cfg.valid_frac, test_frac=cfg.test_frac,
+                       per_listener=per_listener).pl().sort("session")
     code = res["window_split"].replace_strict({s: i for i, s in enumerate(SPLITS)}, return_dtype=pl.Int8).to_numpy()
-    lengths = np.diff(bounds)
-    return np.repeat(code, lengths), np.repeat(res["straddles"].to_numpy(), lengths)
+    return code, res["straddles"].to_numpy()
 
 
 def _final_order(cols: dict, split: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,5 +162,7 @@ def item_ids(track_code: np.ndarray, n_tracks: int) -> tuple[np.ndarray, np.ndar
 
 
 def skip_rule_counts(source: np.ndarray) -> dict[str, int]:
-    counts = np.bincount(source.astype(np.int64), minlength=len(SOURCES))
-    return {name: int(n) for name, n in zip(SOURCES, counts) if n}
+    """Plays per skip rule that decided them (rules that decided none left out), listed in the
+    order the rules are tried."""
+    counts = dict(zip(SOURCES, np.bincount(source.astype(np.int64), minlength=len(SOURCES)).tolist()))
+    return {name: counts[name] for name in PRECEDENCE if counts[name]}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from toolkit import splits
 from toolkit.artifacts import Workspace, read_manifest
 from toolkit.config import NEURAL, TrainConfig
 from toolkit.errors import ArtifactMissingError, ConfigError
@@ -110,6 +111,9 @@ def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> 
     if not reports:
         reports["none"] = build_report(ws, ids, Protocol(), dataset)
     main = next(iter(reports.values()))
+    counting, neural = best_by_validation(main)
+    if counting and neural:
+        reports[counting] = build_report(ws, ids, Protocol(baseline=counting), dataset)
     from toolkit.render import write_report
 
     target = cfg.out or ws.root / "studies" / f"{dataset}-{cfg.grid}.html"
@@ -150,6 +154,11 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
     test_sessions = f"{n_test:,} session" + ("" if n_test == 1 else "s")
     lines += [f"{d['rows_in']:,} plays in, {d['rows_kept']:,} kept, {d['users']:,} users, {d['sessions']:,} sessions, "
               f"{d['items']:,} tracks, {d['skip_share']:.1%} skipped; test split: {test_sessions}.", ""]
+    from toolkit.render import split_lines
+
+    lines += [f"- {x}" for x in split_lines(main)] + [""]
+    if d.get("split_diagnostics"):
+        lines += [f"- {x}" for x in splits.lines(d["split_diagnostics"], d.get("listeners_known", False))] + [""]
     if d.get("track_skip_auc") is not None:
         lines += [f"Track skip signal: ranking the tracks by how rarely they were skipped in train puts the next "
                   f"kept track above the session's skipped tracks in {d['track_skip_auc']:.1%} of the test pairs "
@@ -162,9 +171,10 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
     lines += [f"{MAIN_TABLE} (mean ± 95 % interval over seeds)", "", md_table(main_table(main)), ""]
     for baseline, rep in reports.items():
         if rep["comparisons"]:
-            lines += [f"### Paired differences against `{baseline}` (bootstrap over test sessions and seeds)", "",
+            unit = rep["protocol"].get("resampled", "sessions")
+            lines += [f"### Paired differences against `{baseline}` (bootstrap over test {unit} and seeds)", "",
                       md_table(comparison_table(rep)), ""]
-    lines += verdict(reports) + paper_comparison(main)
+    lines += baseline_target(reports) + verdict(reports) + paper_comparison(main)
     wall = [(r["group"], r["wall_s"]) for r in main["runs"] if r.get("wall_s") is not None]
     if wall:
         per_group: dict[str, list[float]] = {}
@@ -188,6 +198,50 @@ def _duration(seconds: float) -> str:
 
 
 SKIP_BLIND = ("all", "positives-only")
+
+
+def best_by_validation(rep: dict) -> tuple[str | None, str | None]:
+    """The count baseline and the skip-blind neural group (feedback ``all``) with the best mean
+    validation NDCG@10 over their seeds: chosen on validation, so the test comparison stays fair."""
+    valid: dict[str, list[float]] = {}
+    for r in rep["runs"]:
+        if r.get("valid_ndcg@10") is not None:
+            valid.setdefault(r["group"], []).append(r["valid_ndcg@10"])
+    best = {}
+    for g in rep["groups"]:
+        kind = "neural" if g["model"] in NEURAL else "count"
+        if (kind == "neural" and g["feedback"] != "all") or g["key"] not in valid:
+            continue
+        score = sum(valid[g["key"]]) / len(valid[g["key"]])
+        if kind not in best or score > best[kind][1]:
+            best[kind] = (g["key"], score)
+    return best.get("count", (None,))[0], best.get("neural", (None,))[0]
+
+
+def baseline_target(reports: dict) -> list[str]:
+    """Does the best skip-blind neural model beat the best count baseline on test NDCG@10 (paired
+    interval above zero), and do its recommendations depend on the session?"""
+    main = next(iter(reports.values()))
+    counting, neural = best_by_validation(main)
+    rep = reports.get(counting) if counting else None
+    if rep is None or neural is None:
+        return []
+    c = next((c for c in rep["comparisons"] if c["group"] == neural and c["metric"] == "ndcg@10"), None)
+    if c is None:
+        return []
+    ok = c["lo"] > 0
+    groups = {g["key"]: g for g in main["groups"]}
+    lines = ["### Neural against counting", "",
+             f"Target: the best skip-blind neural model beats the best count baseline on test NDCG@10 with a paired "
+             f"interval above zero (both chosen on validation NDCG@10: `{neural}` and `{counting}`).", "",
+             f"- `{neural}` − `{counting}`: NDCG@10 {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] "
+             f"(bootstrap over {c.get('n_units', '?')} {c.get('unit', 'sessions')}): **{'met' if ok else 'not met'}**."]
+    overlap = {k: groups[k]["metrics"].get("overlap@10", {}).get("mean") for k in (neural, counting) if k in groups}
+    if all(v is not None for v in overlap.values()) and overlap:
+        lines.append("- Session dependence (overlap@10: the share of top-10 tracks two different test sessions' "
+                     "recommendations have in common; 0 = every session its own list, 1 = one list for all): "
+                     + ", ".join(f"`{k}` {v:.3f}" for k, v in overlap.items()) + ".")
+    return lines + [""]
 
 
 def verdict(reports: dict) -> list[str]:

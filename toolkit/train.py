@@ -8,10 +8,12 @@ a finished run is reused and an interrupted one continues from its last checkpoi
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import math
 import subprocess
+import sys
 import time
 from dataclasses import asdict, replace
 from functools import partial
@@ -35,7 +37,7 @@ from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.evaluate import evaluate, session_subset
 from toolkit.model import SeqRec, cloze_mask
 from toolkit.schema import FORMAT_VERSION, PAD
-from toolkit.scorers import MarkovScorer, NeuralScorer, PopScorer, hide_skips
+from toolkit.scorers import MarkovScorer, NeuralScorer, PopScorer, RepeatScorer, SessionKNNScorer, hide_skips
 
 Progress = Callable[[dict], None]
 CE_BUDGET = 2**26  # full softmax while batch positions x catalogue stays under this many scores
@@ -113,13 +115,16 @@ def _fit_baseline(ds, manifest: dict, cfg: TrainConfig, device) -> dict:
 
 
 def build_baseline(ds, manifest: dict, cfg: TrainConfig):
-    """Most-popular or transition scorer counted from the train rows."""
+    """Most-popular, transition, session-kNN or repeat scorer counted from the train rows."""
     tr = load_split(ds, "train")
     hide = "positives-only" in cfg.modes
     counts = train_counts(positives_only(tr) if hide else tr, manifest["items"])
     if cfg.model == "pop":
         return PopScorer(counts)
-    return MarkovScorer(np.asarray(tr.seqs), np.asarray(tr.skips), counts, hide)
+    if cfg.model == "sknn":
+        return SessionKNNScorer(np.asarray(tr.seqs), np.asarray(tr.skips), np.asarray(tr.row_session), counts, hide)
+    markov = MarkovScorer(np.asarray(tr.seqs), np.asarray(tr.skips), counts, hide)
+    return RepeatScorer(markov) if cfg.model == "repeat" else markov
 
 
 def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
@@ -133,6 +138,7 @@ def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
 
 def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: Progress) -> dict:
     n_items = manifest["items"]
+    keep_freed_memory()
     train_rows, valid = load_split(ds, "train"), load_split(ds, "valid")
     last_only = manifest["split_mode"] == "last"
     valid_subset = session_subset(valid, cfg.valid_sessions, cfg.seed)
@@ -142,7 +148,7 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
     planned = cfg.epochs * -(-len(train_rows) // cfg.batch_size)
     planned = min(planned, cfg.max_steps) if cfg.max_steps is not None else planned
     sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg, planned))
-    sampler = _Sampler(train_rows, n_items, cfg, device)
+    sampler = Sampler(train_rows, n_items, cfg, device)
     state = {"epoch": 0, "step": 0, "batch": 0, "best": -math.inf, "best_epoch": -1, "bad_epochs": 0, "wall_s": 0.0}
     if run.checkpoint.exists():
         state = _restore(run, model, opt, sched)
@@ -200,6 +206,28 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
     return {"valid": best["valid"], "best_epoch": best["epoch"], "epochs_done": state["epoch"], "earlier_wall_s": before}
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory in the process instead of handing it back to the kernel.
+
+    Every backward pass allocates a few catalogue-sized gradient buffers (item table x D: 21 MB on
+    Spotify at d 32) and frees them at the end of the step.  glibc serves such blocks with mmap, or
+    trims them off the heap top when freed, so each step page-faults them in again: on one CPU
+    thread that was half of a 32-row step (63 -> 30 ms, benchmarks/README.md).  No mmap and no trim
+    make the next step reuse the same pages.  Tensor values are unchanged; only where their memory
+    comes from.  A no-op off glibc (macOS, musl).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 - raises AttributeError off glibc
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc malloc.h
+    libc.mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1))
+    libc.mallopt(m_mmap_max, ctypes.c_int(0))
+
+
 def lr_factor(cfg: TrainConfig, planned_steps: int, step: int) -> float:
     """Multiplier of the peak learning rate at ``step``: linear warm-up, then constant or a cosine
     decay that reaches 0 at the last planned step (early stopping may end the run before it)."""
@@ -209,7 +237,7 @@ def lr_factor(cfg: TrainConfig, planned_steps: int, step: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
 
 
-class _Sampler:
+class Sampler:
     """Negatives for sampled losses, seeded per step so a resumed run draws the same ones."""
 
     def __init__(self, train_rows: SplitArrays, n_items: int, cfg: TrainConfig, device) -> None:
@@ -218,6 +246,11 @@ class _Sampler:
         self.cdf = kernels.popularity_cdf(counts, cfg.sampler_beta) if cfg.sampler == "popularity" else None
         probs = np.diff(self.cdf, prepend=0.0) if self.cdf is not None else np.r_[0.0, np.full(n_items, 1.0 / n_items)]
         self.log_q = torch.log(torch.from_numpy(probs).clamp(min=1e-12)).float().to(device)
+        # the shared draw inverts the cdf on torch's side; float64, or the rarest tracks' steps vanish
+        self.cdf_t = torch.from_numpy(self.cdf).to(device) if self.cdf is not None else None
+        self.device = device
+        # auto keeps its first-release meaning (ce, else per-row sampled): a finished run named with
+        # loss=auto must still mean the loss it was trained with
         use_ce = cfg.loss == "ce" or (cfg.loss == "auto" and cfg.batch_size * train_rows.seqs.shape[1] * n_items <= CE_BUDGET)
         self.loss = "ce" if use_ce else ("sampled" if cfg.loss == "auto" else cfg.loss)
 
@@ -225,8 +258,18 @@ class _Sampler:
         k = min(self.k, max(1, self.n_items // 2))
         return negatives_for(seqs, targets, self.n_items, k, (self.seed * 1_000_003 + step) % 2**32, self.cdf)
 
+    def draw_shared(self, step: int) -> torch.Tensor:
+        """int64 (K,): one batch's shared negatives, i.i.d. from the sampler's distribution (repeats
+        allowed: logQ assumes independent draws). Seeded by (seed, step), so a resumed run draws the same."""
+        g = torch.Generator(device=self.device).manual_seed((self.seed * 1_000_003 + step) % 2**63)
+        if self.cdf_t is None:
+            return torch.randint(1, self.n_items + 1, (self.k,), generator=g, device=self.device)
+        u = torch.rand(self.k, generator=g, dtype=torch.float64, device=self.device)
+        # cdf[i - 1] <= u < cdf[i] picks item i; cdf[0] = 0 so PAD (and tracks with no weight) never come
+        return torch.searchsorted(self.cdf_t, u, right=True).clamp(max=self.n_items)
 
-def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: _Sampler, step: int) -> dict:
+
+def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: Sampler, step: int) -> dict:
     """Loss terms of one batch: next-item term, plus contrastive / negative-target terms when on."""
     seqs, fb = batch["seqs"], batch["fb"]
     modes = set(cfg.modes)
@@ -244,12 +287,18 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: _
         inputs, targets = cloze_mask(seqs, model.cfg.n_items, model.cfg.mask_prob, g)
         in_fb = torch.where(targets != PAD, torch.zeros_like(fb), fb)  # a hidden play's skip would leak
     hidden = step_fn(inputs, in_fb)  # (B, T, D)
-    emb = model.item_embeddings()
+    # the whole table (MASK row too, never a target or negative) rather than item_embeddings()'s
+    # slice, whose backward would allocate and copy one more catalogue-sized gradient every step
+    emb = model.encoder.item_emb.weight
     terms = {}
     negatives = None
     if sampler.loss == "ce":
         keep = targets != PAD
         terms["next"] = losses.full_cross_entropy(model.scores(hidden[keep]), targets[keep])
+    elif sampler.loss == "shared":
+        keep = targets != PAD  # padded positions never reach the (positions, K) product
+        negatives = sampler.draw_shared(step)
+        terms["next"] = losses.sampled_softmax_shared(hidden[keep], emb, targets[keep], negatives, sampler.log_q)
     else:
         negatives = sampler.draw(seqs, targets, step)
         if sampler.loss == "sampled":
@@ -267,9 +316,11 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: _
         terms["contrastive"] = cfg.alpha * term
     if "negative-target" in modes:
         skipped = torch.where((batch["next_skip"] == 1) & (seqs != PAD), batch["next_item"], torch.zeros_like(seqs))
+        keep = skipped != PAD
         if sampler.loss == "ce":
-            keep = skipped != PAD
             term = losses.negative_target_loss(model.scores(hidden[keep]), skipped[keep])
+        elif sampler.loss == "shared":
+            term = losses.negative_target_shared(hidden[keep], emb, skipped[keep], negatives)
         else:
             term = losses.negative_target_rows(hidden, emb, skipped, negatives)
         terms["negative"] = cfg.neg_weight * term

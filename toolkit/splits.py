@@ -1,0 +1,128 @@
+"""Which split fits the data, and what each split of a prepared dataset can measure.
+
+Two temporal splits exist.  ``time`` cuts every session of the log at the same instants (right
+for one service's log, where listeners overlap in time).  ``listener`` cuts each listener's own
+sessions (their last ones are valid / test): personal exports each cover their own years, and a
+global cut there puts whole late listeners in test, with no training play at all.  ``auto``
+measures that: it picks ``listener`` when the global cut would take a large share of the test
+sessions from listeners without a training session, and says why.
+
+The diagnostics (``sql/split_diagnostics.sql``) say what a split can measure: its listeners,
+the ones never seen in train, and the share of targets whose track was never played in train
+(no model learned anything about them, so HR@k is at most one minus that share).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from toolkit import sql
+
+# auto: the global cut is unfit when at least this share of its test sessions belong to listeners
+# with no training session (the 47 Spotify exports: 44 %; a service log with interleaved users: ~0)
+UNSEEN_SHARE = 0.2
+# below these a split is a smoke run, far too small for any conclusion
+SMOKE_SESSIONS = 100
+SMOKE_LISTENERS = 5
+COLD_WARN = 0.5  # warn when more than this share of a split's targets are tracks never in train
+
+
+@dataclass(frozen=True)
+class SplitChoice:
+    mode: str  # time or listener
+    reason: str  # one sentence a user can read
+    unseen_share_time: float | None  # share of the global cut's test sessions from listeners without train
+
+
+def unseen_share(user: np.ndarray, window: np.ndarray) -> float:
+    """Share of test sessions (``window == 2``) whose listener has no train session (``window == 0``);
+    one entry per session."""
+    test = window == 2
+    if not test.any():
+        return 0.0
+    seen = np.isin(user[test], np.unique(user[window == 0]))
+    return float(1.0 - seen.mean())
+
+
+def choose(user: np.ndarray, time_window: np.ndarray, listener_window: np.ndarray) -> SplitChoice:
+    """The split ``auto`` picks, from each session's listener and its window under both splits."""
+    n_users = len(np.unique(user))
+    if n_users < 2 or n_users == len(user):
+        why = "one listener" if n_users < 2 else "every session has its own id, so listeners are unknown"
+        return SplitChoice("time", f"time: {why}; sessions are cut at the same instants", None)
+    share = unseen_share(user, time_window)
+    if share < UNSEEN_SHARE:
+        return SplitChoice("time", f"time: listeners overlap in time (under a global cut {share:.0%} of test "
+                                   f"sessions come from listeners with no training session)", share)
+    if not (listener_window == 2).any():
+        return SplitChoice("time", f"time: {share:.0%} of the global cut's test sessions come from listeners with no "
+                                   "training session, but no listener has enough sessions for a test of their own",
+                           share)
+    return SplitChoice("listener", f"listener: under a global time cut {share:.0%} of test sessions would come from "
+                                   "listeners with no training session (their exports cover other years), so each "
+                                   "listener's own last sessions are valid / test", share)
+
+
+def users_known(listeners: int, sessions: int) -> bool:
+    """Whether the log has listeners at all (not one listener, not an id per session as in MSSD)."""
+    return 1 < listeners < sessions
+
+
+def diagnostics(events: Path) -> dict[str, dict]:
+    """Per split of a prepared dataset: sessions, listeners, listeners_without_train,
+    sessions_without_train, targets, cold_targets, cold_share and hr_ceiling."""
+    with duckdb.connect() as con:
+        con.read_parquet(str(events)).create_view("events")
+        rel = sql.relation(con, "split_diagnostics")
+        rows = [dict(zip(rel.columns, r)) for r in rel.fetchall()]
+    out = {}
+    for r in rows:
+        name = r.pop("split")
+        share = r["cold_targets"] / r["targets"] if r["targets"] else 0.0
+        out[name] = {**{k: int(v) for k, v in r.items()}, "cold_share": share, "hr_ceiling": 1.0 - share}
+    return out
+
+
+def warnings(diag: dict[str, dict], mode: str, split: str = "test") -> list[str]:
+    """What a user must know before reading the metrics of ``split``: empty when nothing is wrong."""
+    d = diag.get(split)
+    if d is None:
+        return [f"the {split} split is empty"]
+    total = sum(v["sessions"] for v in diag.values())
+    listeners = max(v["listeners"] for v in diag.values())
+    known = users_known(listeners, total)
+    out = []
+    if known and d["listeners_without_train"]:
+        out.append(f"{d['listeners_without_train']} of the {d['listeners']} {split} listeners have no training play "
+                   f"({d['sessions_without_train'] / max(d['sessions'], 1):.0%} of {split} sessions): these measure "
+                   "listeners the models never saw")
+    if d["cold_share"] > COLD_WARN:
+        out.append(f"{d['cold_share']:.0%} of {split} targets are tracks never played in train, so HR@k is at most "
+                   f"{d['hr_ceiling']:.2f}")
+    if d["sessions"] < SMOKE_SESSIONS or (known and d["listeners"] < SMOKE_LISTENERS):
+        who = f" from {d['listeners']} listener{'s' if d['listeners'] != 1 else ''}" if known else ""
+        out.append(f"smoke run: {d['sessions']} {split} session{'s' if d['sessions'] != 1 else ''}{who} are far too "
+                   "few for any conclusion")
+    if mode == "listener":
+        out.append("per-listener split: each listener's test follows their own training, but one listener's test "
+                   "may precede another's training (trends can leak across listeners)")
+    return out
+
+
+def lines(diag: dict[str, dict], known: bool) -> list[str]:
+    """One line per split, for the terminal and the reports."""
+    out = []
+    for name in ("train", "valid", "test"):
+        d = diag.get(name)
+        if d is None:
+            continue
+        who = f", {d['listeners']:,} listeners" if known else ""
+        if known and name != "train":
+            who += f" ({d['listeners_without_train']:,} without training plays)"
+        cold = f"; {d['cold_share']:.0%} of targets never in train (HR@k ≤ {d['hr_ceiling']:.2f})" if name != "train" else ""
+        out.append(f"{name}: {d['sessions']:,} sessions{who}{cold}")
+    return out
