@@ -394,3 +394,35 @@ def test_negative_target_shared_by_hand():
     p = math.exp(0) / (math.exp(0) + math.exp(1))
     got = negative_target_shared(hidden, SHARED_EMB, torch.tensor([2]), SHARED_NEG)
     assert got.item() == pytest.approx(-math.log(1 - p), rel=1e-6)
+
+
+def test_shared_softmax_with_repeats_matches_a_loop_over_the_candidates():
+    from toolkit.losses import shared_softmax_with_repeats
+
+    torch.manual_seed(0)
+    V, D = 12, 4
+    emb, log_q = torch.randn(V, D), torch.log(torch.rand(V) + 0.1)
+    seqs = torch.tensor([[0, 3, 5, 3, 9], [2, 2, 7, 4, 6]])
+    rows, cols = torch.tensor([0, 0, 1, 1]), torch.tensor([3, 2, 1, 4])
+    targets = torch.tensor([5, 3, 7, 2])  # query 0's target was played before it; so was query 3's
+    negatives = torch.tensor([3, 8, 5, 11, 8])  # 3 and 5 are plays of row 0; 8 is drawn twice
+    hidden = torch.randn(4, D)
+    j = torch.arange(5)
+    repeats = torch.where((j <= cols[:, None]) & (seqs[rows] != 0), torch.rand(4, 5) + 0.5, torch.zeros(4, 5))
+
+    def bonus(w, items, cand):  # the model's rule: a candidate gets the weights of its plays
+        return ((cand.unsqueeze(-1) == items.unsqueeze(1)) * w.unsqueeze(1)).sum(-1)
+
+    got = shared_softmax_with_repeats(hidden, emb, targets, negatives, log_q, repeats, seqs, rows, cols, bonus)
+    expected = []
+    for n in range(4):
+        row, c, t, h = seqs[rows[n]].tolist(), int(cols[n]), int(targets[n]), hidden[n]
+        played = {row[k] for k in range(c + 1) if row[k] != 0}
+        extra = float(sum(repeats[n, k] for k in range(c + 1) if row[k] == t))
+        pos = float(h @ emb[t]) - float(log_q[t]) + extra
+        logits = [pos]
+        logits += [float(h @ emb[x]) - float(log_q[x]) for x in negatives.tolist() if x != t and x not in played]
+        for x in sorted(played - {t}):  # every played track once, exactly, with its repeat term
+            logits.append(float(h @ emb[x]) + float(sum(repeats[n, k] for k in range(c + 1) if row[k] == x)))
+        expected.append(lse(*logits) - pos)
+    assert float(got) == pytest.approx(sum(expected) / 4, rel=1e-5)

@@ -10,7 +10,7 @@ import torch
 
 from toolkit.config import ModelConfig
 from toolkit.losses import full_cross_entropy
-from toolkit.model import SeqRec, append_cloze_query, cloze_mask
+from toolkit.model import REPEAT_SCALE, SeqRec, append_cloze_query, cloze_mask
 from toolkit.schema import PAD, mask_id
 
 N_ITEMS = 20
@@ -165,3 +165,33 @@ def test_gru_reads_each_row_alone_and_in_order():
     assert not torch.allclose(model(swapped)[0, 3], one[0, 3], atol=1e-6)
     with pytest.raises(ValueError, match="encoder"):
         ModelConfig(n_items=5, encoder="gru", causal=False)
+
+
+def _repeat_model() -> SeqRec:
+    model = make_model(replace(CFG, repeat_head=True, dropout=0.0)).eval()
+    with torch.no_grad():
+        # d back -> d + 1, in units of the head's scale
+        model.repeat_by_distance.copy_(torch.arange(1, CFG.max_len + 1, dtype=torch.float32) / REPEAT_SCALE)
+    return model
+
+
+def test_repeat_head_weights_count_only_real_plays_at_or_before_each_position():
+    model = _repeat_model()
+    seqs = torch.tensor([[PAD, 3, 5, 3]])
+    hidden = torch.zeros(1, 4, CFG.d_model)  # the gate starts at zero, so only the distance weights count
+    w = model.repeat_weights(hidden, seqs)[0]  # (T, T)
+    assert w.tolist() == [[0, 0, 0, 0], [0, 1, 0, 0], [0, 2, 1, 0], [0, 3, 2, 1]]
+    # at position 3 track 3 was played 2 and 0 steps back: 1 + 3; track 5 one step back: 2
+    bonus = model.repeat_bonus(w[3:4], seqs, torch.tensor([[3, 5, 7]]))
+    assert bonus.tolist() == [[4.0, 2.0, 0.0]]
+    scores = model.scores_with_repeats(torch.zeros(1, CFG.d_model), w[3:4], seqs)
+    assert scores[0, 3] == 4.0 and scores[0, 5] == 2.0 and scores[0, 7] == 0.0 and scores[0, PAD] == float("-inf")
+
+
+def test_repeat_head_needs_a_causal_model_and_starts_at_zero():
+    with pytest.raises(ValueError):
+        ModelConfig(n_items=5, causal=False, repeat_head=True)
+    model = make_model(replace(CFG, repeat_head=True))
+    seqs = torch.tensor([[PAD, 3, 5, 3]])
+    hidden = model(seqs)
+    assert torch.count_nonzero(model.repeat_weights(hidden, seqs)) == 0  # adds nothing before training

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from toolkit.artifacts import Workspace, read_metrics, run_dir
+from toolkit.artifacts import Workspace, load_torch, read_metrics, run_dir
 from toolkit.cli import app
 from toolkit.config import TrainConfig
 from toolkit.errors import ConfigError
@@ -378,3 +378,22 @@ def test_shared_negatives_are_seeded_by_seed_and_step(sampler):
     assert int(first.min()) >= 1 and int(first.max()) <= 7
     drawn = set(first.tolist())
     assert drawn == ({1, 2, 3, 4, 5, 6} if sampler == "popularity" else {1, 2, 3, 4, 5, 6, 7})
+
+
+@pytest.mark.parametrize("loss,feedback", [("ce", "all"), ("shared", "all"), ("shared", "positives-only+contrastive")])
+def test_repeat_head_trains_learns_its_weights_and_scores_replays(ws, loss, feedback):
+    cfg = TrainConfig(loss=loss, feedback=feedback, repeat_head=True, **{**SMALL, "epochs": 3})
+    result = train(ws, cfg)
+    assert result["status"] == "finished" and result["valid"]["n_pos"] > 0
+    best = load_torch(run_dir(ws, result["id"]).best)
+    weights = best["model"]["repeat_by_distance"]
+    assert torch.count_nonzero(weights) > 0  # the head moved away from its zero start
+    plain = train(ws, TrainConfig(loss=loss, feedback=feedback, **{**SMALL, "epochs": 3}))
+    assert plain["id"] != result["id"]  # a setting of its own in the run's identity
+
+
+def test_repeat_head_refuses_what_it_cannot_train():
+    with pytest.raises(ConfigError, match="--repeat-head"):
+        TrainConfig(model="bert4rec", repeat_head=True)
+    with pytest.raises(ConfigError, match="--repeat-head"):
+        TrainConfig(feedback="negative-target", repeat_head=True)

@@ -26,6 +26,7 @@ class ModelConfig:
     feedback_input: bool = False  # add a learned skip / no-skip embedding at every input position
     ffn_mult: int = 4  # feed-forward hidden width = ffn_mult * d_model
     mask_prob: float = 0.15  # cloze masking probability, used only when causal is False
+    repeat_head: bool = False  # add a learned score to tracks already played in the row (causal models)
     init_std: float = 0.02  # std of the normal init of linear and embedding weights
 
     def __post_init__(self) -> None:
@@ -44,6 +45,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.mask_prob < 1.0:
             raise ValueError(f"ModelConfig.mask_prob must be in (0, 1), got {self.mask_prob}")
+        if self.repeat_head and not self.causal:
+            raise ValueError("ModelConfig.repeat_head needs a causal model (it reads the plays before each position)")
         if self.encoder not in ("transformer", "gru") or (self.encoder == "gru" and not self.causal):
             raise ValueError(f"ModelConfig.encoder must be transformer, or gru with causal=True; got {self.encoder}")
 
@@ -157,6 +160,9 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda when present), cpu or cuda
     compile: bool = False  # torch.compile the model
     amp: bool = False  # bfloat16 autocast for the training forward pass and losses (validation stays float32)
+    # a learned score for tracks already played in the row, by how far back and in what context (causal
+    # models; listeners replay tracks, and the dot product with track embeddings learns that slowly)
+    repeat_head: bool = False
     # validation ranks without the tracks already played in the session: the published ML-1M protocol
     # (a user rates a film once); music is re-played, so the default keeps them
     exclude_played: bool = False
@@ -188,6 +194,8 @@ class TrainConfig:
             problems.append(f"--model bert4rec trains on masked plays; --target {self.target} applies to causal models only")
         if self.target == "next-kept" and "positives-only" in modes:
             problems.append("--feedback positives-only trains on the next kept play already; drop --target next-kept")
+        if self.repeat_head and (self.model not in ("sasrec", "gru4rec") or "negative-target" in modes):
+            problems.append("--repeat-head needs a causal neural model (sasrec, gru4rec) and no negative-target mode")
         if self.target not in ("next-item", "next-pos", "next-kept"):
             problems.append(f"--target {self.target}: choose next-item, next-pos or next-kept")
         if self.loss not in ("auto", "ce", "sampled", "shared", "bce"):
@@ -214,6 +222,7 @@ class TrainConfig:
 # they existed.  At that value a setting stays out of a run's identity (train.run_id), so adding a
 # setting never renames, and so never retrains, a finished run.
 LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False, "exclude_played": False,
+                                     "repeat_head": False,
                                      "skip_negatives": "session"}
 
 

@@ -352,3 +352,43 @@ def negative_target_shared(hidden: Tensor, item_emb: Tensor, skipped_targets: Te
     keep = skipped_targets != PAD
     log_p = torch.where(keep, log_p, torch.full_like(log_p, -1.0))
     return _masked_mean(-_log1mexp(log_p), keep)
+
+
+def shared_softmax_with_repeats(hidden: Tensor, item_emb: Tensor, targets: Tensor, negatives: Tensor,
+                                log_q: Tensor | None, repeats: Tensor, seqs: Tensor, rows: Tensor, cols: Tensor,
+                                bonus) -> Tensor:
+    """:func:`sampled_softmax_shared` for a model with a repeat head (``SeqRec.repeat_weights``).
+
+    The tracks already played before a query carry a repeat term the shared negatives know nothing
+    about, so they enter the softmax exactly, each once, as candidates of their own (no logQ: they
+    are not sampled); a shared negative that is one of them is masked, so nothing counts twice.
+
+    Parameters
+    ----------
+    hidden : float (N, D); targets : int64 (N,), no PAD; negatives : int64 (K,); log_q : float (V,) or None;
+    repeats : float (N, T), the repeat weights of each query over its row's plays; seqs : int64 (B, T), the
+    rows (PAD-filled); rows, cols : int64 (N,), each query's row and column; bonus : ``SeqRec.repeat_bonus``.
+
+    Returns
+    -------
+    Scalar mean over the queries.
+    """
+    row_items = seqs[rows]  # (N, T)
+    T = seqs.shape[1]
+    j = torch.arange(T, device=seqs.device)
+    played = (j.unsqueeze(0) <= cols.unsqueeze(1)) & (row_items != PAD)  # (N, T): plays up to the query
+    logits = shared_negative_logits(hidden, item_emb, targets, negatives, log_q)  # (N, 1 + K)
+    pos = logits[:, :1] + bonus(repeats, row_items, targets.unsqueeze(1))  # (N, 1)
+    # a negative the query has played is scored below, with its repeat term: per row (not per query,
+    # which would be a (N, K, T) comparison) the first column holding each negative
+    first = torch.where(negatives.view(1, -1, 1) == seqs.unsqueeze(1), j, T).amin(-1)  # (B, K)
+    seen = first[rows] <= cols.unsqueeze(1)  # (N, K)
+    neg = logits[:, 1:].masked_fill(seen, _NEG_INF)
+    # each played track once (its latest play in the prefix), never the target itself
+    same = row_items.unsqueeze(2) == row_items.unsqueeze(1)  # (N, T, T)
+    later_copy = (same & played.unsqueeze(1) & (j.view(1, 1, -1) > j.view(1, -1, 1))).any(-1)  # (N, T)
+    own = played & ~later_copy & (row_items != targets.unsqueeze(1))
+    cand = (hidden.unsqueeze(1) * item_emb[row_items]).sum(-1) + bonus(repeats, row_items, row_items)  # (N, T)
+    cand = cand.masked_fill(~own, _NEG_INF)
+    every = torch.cat([pos, neg, cand], dim=1)
+    return (torch.logsumexp(every, dim=1) - pos[:, 0]).mean()

@@ -33,13 +33,15 @@ class NeuralScorer:
     def __init__(self, model: SeqRec, hide: bool) -> None:
         self.model = model
         self.hide = hide
-        self._hidden: tuple[Tensor, Tensor] | None = None  # (batch seqs, encoder output) of the last batch
+        self._hidden: tuple | None = None  # (batch seqs, encoder output, repeat weights) of the last batch
 
-    def _encode(self, key: Tensor, seqs: Tensor, fb: Tensor) -> Tensor:
+    def _encode(self, key: Tensor, seqs: Tensor, fb: Tensor) -> tuple[Tensor, Tensor | None]:
         # evaluation asks for a batch's queries in several chunks: encode each batch once
         if self._hidden is None or self._hidden[0] is not key:
-            self._hidden = (key, self.model(seqs, fb))
-        return self._hidden[1]
+            hidden = self.model(seqs, fb)
+            repeats = self.model.repeat_weights(hidden, seqs) if self.model.cfg.repeat_head else None
+            self._hidden = (key, hidden, repeats)
+        return self._hidden[1], self._hidden[2]
 
     @torch.no_grad()
     def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
@@ -47,9 +49,11 @@ class NeuralScorer:
         if self.hide:
             seqs, fb = hide_skips(seqs, fb)
         if self.model.cfg.causal:
-            hidden = self._encode(batch["seqs"], seqs, fb)  # (B, T, D)
+            hidden, repeats = self._encode(batch["seqs"], seqs, fb)  # (B, T, D), (B, T, T) or None
             # a positives-only model reads a skipped position's context from the last real play
             src = last_real_column(seqs)[rows, cols] if self.hide else cols
+            if repeats is not None:
+                return self.model.scores_with_repeats(hidden[rows, src], repeats[rows, src], seqs[rows])  # (N, V)
             return self.model.scores(hidden[rows, src])  # (N, V)
         q_seqs, q_fb = cloze_queries(seqs[rows], fb[rows], cols, self.model.cfg.n_items)
         hidden = self.model(q_seqs, q_fb)  # (N, T, D)

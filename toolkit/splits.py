@@ -29,6 +29,7 @@ UNSEEN_SHARE = 0.2
 SMOKE_SESSIONS = 100
 SMOKE_LISTENERS = 5
 COLD_WARN = 0.5  # warn when more than this share of a split's targets are tracks never in train
+UNSEEN_WARN = 0.05  # warn when at least this share of a split's sessions are of listeners never in train
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def warnings(diag: dict[str, dict], mode: str, split: str = "test") -> list[str]
     listeners = max(v["listeners"] for v in diag.values())
     known = users_known(listeners, total)
     out = []
-    if known and d["listeners_without_train"]:
+    if known and d["sessions_without_train"] >= UNSEEN_WARN * max(d["sessions"], 1):
         out.append(f"{d['listeners_without_train']} of the {d['listeners']} {split} listeners have no training play "
                    f"({d['sessions_without_train'] / max(d['sessions'], 1):.0%} of {split} sessions): these measure "
                    "listeners the models never saw")

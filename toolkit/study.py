@@ -30,10 +30,13 @@ from toolkit.train import latest_dataset, run_id, train
 # small models that keep the default grid within about an hour on a 2-core CPU (Spotify, 1M plays)
 SMALL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "epochs": 6, "negatives": 256, "valid_sessions": 500,
          "patience": 2}
+# the count baselines practitioners use: most popular, first-order transitions, session neighbours
+# (V-SKNN) and the session's own plays first; the neural models are measured against the best of them
+COUNTING = [("pop", "all", {}), ("markov", "all", {}), ("sknn", "all", {}), ("repeat", "all", {})]
 GRIDS: dict[str, list[tuple[str, str, dict]]] = {
     # the default: both baselines, SASRec blind to skips, without skips, with the skip term, and with the
     # skip term on a model that never reads or predicts a skip
-    "core": [("pop", "all", {}), ("markov", "all", {}), ("sasrec", "all", {}), ("sasrec", "positives-only", {}),
+    "core": [*COUNTING, ("sasrec", "all", {}), ("sasrec", "positives-only", {}),
              ("sasrec", "contrastive", {}), ("sasrec", "positives-only+contrastive", {})],
     # the paper's grid: {SASRec, BERT4Rec} x {all, contrastive with context y_i, with context e_t}
     "paper": [("pop", "all", {}), ("markov", "all", {}), ("sasrec", "all", {}), ("sasrec", "positives-only", {}),

@@ -132,7 +132,7 @@ def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
         n_items=manifest["items"], max_len=manifest["max_len"], d_model=cfg.d_model, n_heads=cfg.n_heads,
         n_layers=cfg.n_layers, dropout=cfg.dropout, causal=cfg.model != "bert4rec",
         encoder="gru" if cfg.model == "gru4rec" else "transformer",
-        feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob,
+        feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob, repeat_head=cfg.repeat_head,
     )
 
 
@@ -292,7 +292,9 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
     emb = model.encoder.item_emb.weight
     terms = {}
     negatives = None
-    if sampler.loss == "ce":
+    if model.cfg.repeat_head:
+        terms["next"] = _next_with_repeats(model, hidden, inputs, targets, sampler, step, emb)
+    elif sampler.loss == "ce":
         keep = targets != PAD
         terms["next"] = losses.full_cross_entropy(model.scores(hidden[keep]), targets[keep])
     elif sampler.loss == "shared":
@@ -325,6 +327,20 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
             term = losses.negative_target_rows(hidden, emb, skipped, negatives)
         terms["negative"] = cfg.neg_weight * term
     return terms
+
+
+def _next_with_repeats(model: SeqRec, hidden, inputs, targets, sampler: Sampler, step: int, emb):
+    """The next-item term of a model with a repeat head: full softmax or shared negatives, each with
+    the repeat term of the tracks played before every position (``SeqRec.repeat_weights``)."""
+    rows, cols = (targets != PAD).nonzero(as_tuple=True)
+    repeats = model.repeat_weights(hidden, inputs)[rows, cols]  # (N, T)
+    if sampler.loss == "ce":
+        logits = model.scores_with_repeats(hidden[rows, cols], repeats, inputs[rows])
+        return losses.full_cross_entropy(logits, targets[rows, cols])
+    if sampler.loss == "shared":
+        return losses.shared_softmax_with_repeats(hidden[rows, cols], emb, targets[rows, cols], sampler.draw_shared(step),
+                                                  sampler.log_q, repeats, inputs, rows, cols, model.repeat_bonus)
+    raise ConfigError(f"--repeat-head trains with --loss ce or shared, not {sampler.loss}")
 
 
 def _checkpoint(run: RunDir, model, opt, sched, state: dict) -> None:
