@@ -153,7 +153,7 @@ def study(
     name: Optional[str] = typer.Option(None, help="Dataset name when LOGS are given."),
     dataset: Optional[str] = typer.Option(None, help="Prepared dataset (default: the one just prepared, else the latest)."),
     grid: str = typer.Option("core", help="core (pop, markov, sknn, repeat; SASRec all / positives-only / contrastive / positives-only+contrastive), skip (core + negative-target, alone and with contrastive), paper, or full."),
-    seeds: int = typer.Option(3, help="Seeds per neural cell."),
+    seeds: int = typer.Option(2, help="Seeds per neural cell."),
     set_: list[str] = typer.Option([], "--set", help="Training setting for every neural run, key=value (e.g. epochs=5)."),
     results: Optional[Path] = typer.Option(None, help="Markdown results document to write this dataset's section into."),
     check: Optional[Path] = typer.Option(None, help="Results document to reproduce: compare this run's main table with the dataset's section there (exit 1 when a mean falls outside its stated interval)."),
