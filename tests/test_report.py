@@ -375,3 +375,28 @@ def test_study_verdict_needs_both_baselines_and_fewer_skips():
     # above positives-only only by chance: the interval reaches below zero
     good["pos"]["comparisons"][0].update(lo=-0.001)
     assert "**Target not met" in "\n".join(verdict(good))
+
+
+def test_study_neural_against_counting_picks_both_on_validation():
+    from toolkit.study import baseline_target, best_by_validation
+
+    def group(key, model, feedback, overlap):
+        return {"key": key, "model": model, "feedback": feedback, "metrics": {"overlap@10": {"mean": overlap}}}
+
+    groups = [group("markov / all", "markov", "all", 0.30), group("repeat / all", "repeat", "all", 0.05),
+              group("sasrec / all", "sasrec", "all", 0.02), group("sasrec / contrastive", "sasrec", "contrastive", 0.02)]
+    runs = [{"group": "markov / all", "valid_ndcg@10": 0.10}, {"group": "repeat / all", "valid_ndcg@10": 0.09},
+            {"group": "sasrec / all", "valid_ndcg@10": 0.08}, {"group": "sasrec / all", "valid_ndcg@10": 0.12},
+            {"group": "sasrec / contrastive", "valid_ndcg@10": 0.50}]  # skip-aware: never the neural pick
+    main = {"groups": groups, "runs": runs, "comparisons": []}
+    assert best_by_validation(main) == ("markov / all", "sasrec / all")  # sasrec's mean 0.10 over two seeds
+
+    def against(lo):
+        return {"group": "sasrec / all", "baseline": "markov / all", "metric": "ndcg@10", "diff": 0.004,
+                "lo": lo, "hi": 0.008, "unit": "listeners", "n_units": 47}
+
+    text = "\n".join(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(0.001)]}}))
+    assert "NDCG@10 +0.0040 [+0.0010, +0.0080] (bootstrap over 47 listeners): **met**" in text
+    assert "`sasrec / all` 0.020, `markov / all` 0.300" in text
+    text = "\n".join(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(-0.001)]}}))
+    assert "**not met**" in text

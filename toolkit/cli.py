@@ -233,7 +233,7 @@ def train(
     feedback: str = typer.Option("all", help="all, positives-only, contrastive, feedback-input, negative-target; combine with '+'."),
     target: str = typer.Option("next-item", help="Causal target: next-item, next-pos (next non-skipped play) or "
                                 "next-kept (the next play where it was kept)."),
-    loss: str = typer.Option("auto", help="ce (full softmax), sampled (logQ-corrected), bce, or auto."),
+    loss: str = typer.Option("auto", help="ce (full softmax), sampled (per-row negatives, logQ-corrected), shared (negatives shared by the batch, logQ-corrected), bce, or auto."),
     negatives: int = typer.Option(512, help="Sampled negatives per row."),
     sampler: str = typer.Option("popularity", help="Negative sampler: popularity (logQ-corrected) or uniform."),
     alpha: float = typer.Option(0.1, help="Contrastive: weight of the skip InfoNCE term."),
