@@ -419,7 +419,7 @@ def test_shared_softmax_with_repeats_matches_a_loop_over_the_candidates():
         row, c, t, h = seqs[rows[n]].tolist(), int(cols[n]), int(targets[n]), hidden[n]
         played = {row[k] for k in range(c + 1) if row[k] != 0}
         extra = float(sum(repeats[n, k] for k in range(c + 1) if row[k] == t))
-        pos = float(h @ emb[t]) - float(log_q[t]) + extra
+        pos = float(h @ emb[t]) - (0.0 if t in played else float(log_q[t])) + extra  # a replay is not sampled
         logits = [pos]
         logits += [float(h @ emb[x]) - float(log_q[x]) for x in negatives.tolist() if x != t and x not in played]
         for x in sorted(played - {t}):  # every played track once, exactly, with its repeat term

@@ -361,7 +361,8 @@ def shared_softmax_with_repeats(hidden: Tensor, item_emb: Tensor, targets: Tenso
 
     The tracks already played before a query carry a repeat term the shared negatives know nothing
     about, so they enter the softmax exactly, each once, as candidates of their own (no logQ: they
-    are not sampled); a shared negative that is one of them is masked, so nothing counts twice.
+    are not sampled, and neither is a target among them); a shared negative that is one of them is
+    masked, so nothing counts twice.
 
     Parameters
     ----------
@@ -379,6 +380,11 @@ def shared_softmax_with_repeats(hidden: Tensor, item_emb: Tensor, targets: Tenso
     played = (j.unsqueeze(0) <= cols.unsqueeze(1)) & (row_items != PAD)  # (N, T): plays up to the query
     logits = shared_negative_logits(hidden, item_emb, targets, negatives, log_q)  # (N, 1 + K)
     pos = logits[:, :1] + bonus(repeats, row_items, targets.unsqueeze(1))  # (N, 1)
+    if log_q is not None:
+        # a target the query has played is one of the exact candidates, not a sampled one: no logQ
+        # (with it, a rare replayed track looked certain already and the repeat head learned little)
+        replay = ((row_items == targets.unsqueeze(1)) & played).any(1, keepdim=True)  # (N, 1)
+        pos = pos + torch.where(replay, log_q[targets].unsqueeze(1), torch.zeros_like(pos))
     # a negative the query has played is scored below, with its repeat term: per row (not per query,
     # which would be a (N, K, T) comparison) the first column holding each negative
     first = torch.where(negatives.view(1, -1, 1) == seqs.unsqueeze(1), j, T).amin(-1)  # (B, K)
