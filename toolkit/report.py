@@ -196,9 +196,10 @@ def _relevant_options(cfg: TrainConfig) -> list[str]:
     if cfg.model not in NEURAL:
         return []
     out = ["target", "loss", "negatives", "sampler", "sampler_beta", "d_model", "n_layers", "n_heads", "dropout",
-           "epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "patience", "max_steps", "valid_sessions"]
+           "epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "lr_schedule", "grad_clip", "patience",
+           "max_steps", "valid_sessions", "repeat_head", "amp", "exclude_played"]
     if "contrastive" in cfg.modes:
-        out += ["alpha", "tau", "context"]
+        out += ["alpha", "tau", "context", "skip_negatives"]
     if "negative-target" in cfg.modes:
         out += ["neg_weight"]
     if cfg.model == "bert4rec":
