@@ -42,14 +42,16 @@ def _diag(**test) -> dict:
 
 
 def test_warnings_name_unseen_listeners_cold_targets_and_smoke_runs():
-    assert splits.warnings(_diag(), "time") == []
-    unseen = splits.warnings(_diag(listeners_without_train=3, sessions_without_train=250), "time")
+    assert splits.warnings(_diag(), "time", True) == []
+    unseen = splits.warnings(_diag(listeners_without_train=3, sessions_without_train=250), "time", True)
     assert len(unseen) == 1 and "3 of the 20 test listeners have no training play (50% of test sessions)" in unseen[0]
-    cold = splits.warnings(_diag(cold_share=0.69, hr_ceiling=0.31), "time")
+    cold = splits.warnings(_diag(cold_share=0.69, hr_ceiling=0.31), "time", True)
     assert len(cold) == 1 and "HR@k is at most 0.31" in cold[0]
-    smoke = splits.warnings(_diag(sessions=40, listeners=4), "time")
+    smoke = splits.warnings(_diag(sessions=40, listeners=4), "time", True)
     assert len(smoke) == 1 and smoke[0].startswith("smoke run: 40 test sessions from 4 listeners")
-    assert any("trends can leak across listeners" in w for w in splits.warnings(_diag(), "listener"))
+    assert any("trends can leak across listeners" in w for w in splits.warnings(_diag(), "listener", True))
+    # an id per session (MSSD): listener counts are session counts, so no warning about listeners
+    assert splits.warnings(_diag(listeners_without_train=20, sessions_without_train=500), "time", False) == []
 
 
 def _two_eras(path, sessions: tuple = (20, 20, 20, 10), offset_days: int = 400) -> None:

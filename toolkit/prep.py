@@ -386,10 +386,12 @@ def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, ev
     arrays = _write_arrays(ds, cfg, ev, item)
     cold_item = items["train_plays"].to_numpy() == 0
     diag = splits.diagnostics(ds.events)
+    summary = _summary(ev)
+    known = splits.users_known(summary["users"], summary["sessions"])
     return {
-        **_summary(ev), "items": len(items), "splits": arrays, "split_mode": ev.split_choice.mode,
+        **summary, "items": len(items), "splits": arrays, "split_mode": ev.split_choice.mode,
         "split_reason": ev.split_choice.reason, "split_diagnostics": diag,
-        "split_warnings": splits.warnings(diag, ev.split_choice.mode),
+        "split_warnings": splits.warnings(diag, ev.split_choice.mode, known),
         "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(ev.source)), "max_len": cfg.max_len,
         "cold_items": int(cold_item.sum()), "cold_events": int((cold_item[item - 1] & (ev.split != 0)).sum()),
     }

@@ -512,9 +512,9 @@ def split_summary(ds, manifest: dict) -> dict:
     (recomputed from the events, so datasets prepared before the diagnostics existed get them too)."""
     diag = splits.diagnostics(ds.events)
     mode = manifest["split_mode"]
+    known = splits.users_known(manifest["users"], manifest["sessions"])
     return {"split_mode": mode, "split_reason": manifest.get("split_reason", mode), "split_diagnostics": diag,
-            "split_warnings": splits.warnings(diag, mode),
-            "listeners_known": splits.users_known(manifest["users"], manifest["sessions"])}
+            "split_warnings": splits.warnings(diag, mode, known), "listeners_known": known}
 
 
 def _protocol_note(protocol: Protocol, manifest: dict, settings: dict) -> str:

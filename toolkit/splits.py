@@ -88,14 +88,13 @@ def diagnostics(events: Path) -> dict[str, dict]:
     return out
 
 
-def warnings(diag: dict[str, dict], mode: str, split: str = "test") -> list[str]:
-    """What a user must know before reading the metrics of ``split``: empty when nothing is wrong."""
+def warnings(diag: dict[str, dict], mode: str, known: bool, split: str = "test") -> list[str]:
+    """What a user must know before reading the metrics of ``split``: empty when nothing is wrong.
+    ``known``: whether the log has listeners (``users_known``); without them the listener counts of
+    the diagnostics count sessions and say nothing."""
     d = diag.get(split)
     if d is None:
         return [f"the {split} split is empty"]
-    total = sum(v["sessions"] for v in diag.values())
-    listeners = max(v["listeners"] for v in diag.values())
-    known = users_known(listeners, total)
     out = []
     if known and d["sessions_without_train"] >= UNSEEN_WARN * max(d["sessions"], 1):
         out.append(f"{d['listeners_without_train']} of the {d['listeners']} {split} listeners have no training play "
