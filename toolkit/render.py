@@ -272,8 +272,8 @@ def protocol_lines(report: dict) -> list[str]:
         seed = f", seed {p['seed']}" if p.get("seed") is not None else ""
         lines.append(f"A group's interval is a {_level(report)} t-interval over its seeds (none with one seed); a "
                      f"paired difference's interval comes from a two-level bootstrap ({fmt_count(p['bootstrap'])} "
-                     f"replicates{seed}) that resamples the {p.get('split', 'test')} {_unit_phrase(p)} (the same "
-                     "ones for both groups) and each group's seeds, so it covers both which listening was tested "
+                     f"replicates{seed}) that resamples the {p.get('split', 'test')} {_unit_phrase(p)}, the same "
+                     "ones for both groups, and each group's seeds, so it covers both which listening was tested "
                      "and seed-to-seed variation.")
     if p.get("baseline"):
         lines.append(f"Paired differences are taken against the group “{p['baseline']}”.")
@@ -286,7 +286,7 @@ def protocol_lines(report: dict) -> list[str]:
 
 def _unit_phrase(p: dict) -> str:
     if p.get("resampled") == "listeners":
-        return ("listeners, each with all of their sessions (sessions of one listener are not independent, so "
+        return ("listeners, each with all of their sessions (one listener's sessions are not independent, so "
                 "resampling sessions would give too narrow an interval)")
     return "sessions"
 

@@ -105,8 +105,9 @@ def warnings(diag: dict[str, dict], mode: str, known: bool, split: str = "test")
                    f"{d['hr_ceiling']:.2f}")
     if d["sessions"] < SMOKE_SESSIONS or (known and d["listeners"] < SMOKE_LISTENERS):
         who = f" from {d['listeners']} listener{'s' if d['listeners'] != 1 else ''}" if known else ""
-        out.append(f"smoke run: {d['sessions']} {split} session{'s' if d['sessions'] != 1 else ''}{who} are far too "
-                   "few for any conclusion")
+        many = d["sessions"] != 1
+        out.append(f"smoke run: {d['sessions']} {split} session{'s' if many else ''}{who} {'are' if many else 'is'} "
+                   "far too few for any conclusion")
     if mode == "listener":
         out.append("per-listener split: each listener's test follows their own training, but one listener's test "
                    "may precede another's training (trends can leak across listeners)")

@@ -10,6 +10,7 @@ only (see PAPER.md), and the second is the harder baseline.
 
 from __future__ import annotations
 
+import math
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -236,6 +237,11 @@ def baseline_target(reports: dict) -> list[str]:
     if c is None:
         return []
     ok = c["lo"] > 0
+    if c.get("n_units", 0) < 2:
+        unit = c.get("unit", "sessions")
+        return ["### Neural against counting", "", f"Not measurable: the test holds {c.get('n_units', 0)} "
+                f"{unit if c.get('n_units') != 1 else unit.rstrip('s')}, too few to compare `{neural}` with "
+                f"`{counting}`.", ""]
     groups = {g["key"]: g for g in main["groups"]}
     lines = ["### Neural against counting", "",
              f"Target: the best skip-blind neural model beats the best count baseline on test NDCG@10 with a paired "
@@ -243,7 +249,7 @@ def baseline_target(reports: dict) -> list[str]:
              f"- `{neural}` − `{counting}`: NDCG@10 {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] "
              f"(bootstrap over {c.get('n_units', '?')} {c.get('unit', 'sessions')}): **{'met' if ok else 'not met'}**."]
     overlap = {k: groups[k]["metrics"].get("overlap@10", {}).get("mean") for k in (neural, counting) if k in groups}
-    if all(v is not None for v in overlap.values()) and overlap:
+    if overlap and all(v is not None and math.isfinite(v) for v in overlap.values()):
         lines.append("- Session dependence (overlap@10: the share of top-10 tracks two different test sessions' "
                      "recommendations have in common; 0 = every session its own list, 1 = one list for all): "
                      + ", ".join(f"`{k}` {v:.3f}" for k, v in overlap.items()) + ".")
