@@ -14,7 +14,7 @@ slower or busier stretch of the shared machine hits every config alike.  CPU tim
 from torch's global generator, which the configs share, so a config's curve is not bit-identical
 to its ``toolkit train`` run; its negatives and batch order are.
 
-Example: OMP_NUM_THREADS=1 python benchmarks/bench_quality.py --workspace /tmp/ws-c --dataset spotify \\
+Example: OMP_NUM_THREADS=1 python benchmarks/bench_quality.py --workspace toolkit-workspace --dataset spotify \\
     --config before: --config after:loss=shared,negatives=2048,batch_size=32,epochs=3 --budget-s 240
 """
 
