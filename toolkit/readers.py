@@ -259,17 +259,13 @@ def detect(con: duckdb.DuckDBPyConnection, files: list[SourceFile]) -> tuple[str
         if hit is not None:
             return fmt, hit
     for f in files:
-        fmt = None if _not_music(f.path.name) else _detect_one(con, f)
+        fmt = None if _not_music(f.path.name) else _sniff(con, f)[0]
         if fmt is not None:
             return fmt, f
     raise InputError(
         f"{files[0].shown}: cannot recognise the format from its columns; "
         "pass --format generic --col user=<column> --col ts=<column> --col track=<column>"
     )
-
-
-def _detect_one(con: duckdb.DuckDBPyConnection, f: SourceFile) -> str | None:
-    return _sniff(con, f)[0]
 
 
 def _sniff(con: duckdb.DuckDBPyConnection, f: SourceFile) -> tuple[str | None, tuple[str, ...] | None]:

@@ -380,8 +380,7 @@ def resampling_units(ds, sessions: np.ndarray, resample: str) -> tuple[np.ndarra
         raise ArtifactMissingError(f"{ds.events}: does not hold every scored session; run `toolkit prep` again")
     _, units = np.unique(users[at].astype(str), return_inverse=True)
     n_units, all_users = int(units.max()) + 1, len(np.unique(users.astype(str)))
-    known = 1 < all_users < len(ids)  # not one listener, not an id per session (MSSD)
-    if resample == "auto" and not (known and n_units > 1):
+    if resample == "auto" and not (splits.users_known(all_users, len(ids)) and n_units > 1):
         return None, "sessions"
     return units.astype(np.int64), "listeners"
 
@@ -509,8 +508,8 @@ def _dataset_summary(ds, manifest: dict) -> dict:
 
 def split_summary(ds, manifest: dict) -> dict:
     """The split used and why, what each split can measure, and the warnings a reader needs first
-    (recomputed from the events, so datasets prepared before the diagnostics existed get them too)."""
-    diag = splits.diagnostics(ds.events)
+    (the diagnostics prep stored; recomputed from the events for a dataset prepared before they existed)."""
+    diag = manifest.get("split_diagnostics") or splits.diagnostics(ds.events)
     mode = manifest["split_mode"]
     known = splits.users_known(manifest["users"], manifest["sessions"])
     return {"split_mode": mode, "split_reason": manifest.get("split_reason", mode), "split_diagnostics": diag,

@@ -200,7 +200,7 @@ class SessionKNNScorer:
         self.hide, self.k, self.m = hide, k, m
 
     def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
-        seqs = batch["seqs"].masked_fill(batch["fb"] == 1, PAD) if self.hide else batch["seqs"]
+        seqs = hide_skips(batch["seqs"], batch["fb"])[0] if self.hide else batch["seqs"]
         q, item, pos, latest = _prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
         q, item, weight = q[latest], item[latest], pos[latest]
         nq, ns, sim = self._neighbours(q, item, weight)
@@ -251,7 +251,7 @@ class RepeatScorer:
     def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
         back = self.markov.scores(batch, rows, cols).cpu()  # (N, V) >= 0, PAD -inf
         out = back / (back[:, PAD + 1 :].max(dim=1, keepdim=True).values + 1.0)
-        seqs = batch["seqs"].masked_fill(batch["fb"] == 1, PAD) if self.markov.hide else batch["seqs"]
+        seqs = hide_skips(batch["seqs"], batch["fb"])[0] if self.markov.hide else batch["seqs"]
         q, item, pos, _ = _prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
         out.index_put_((torch.from_numpy(q), torch.from_numpy(item)), torch.from_numpy(pos).float(), accumulate=True)
         return out.to(rows.device)
