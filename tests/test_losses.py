@@ -397,7 +397,7 @@ def test_negative_target_shared_by_hand():
 
 
 def test_shared_softmax_with_repeats_matches_a_loop_over_the_candidates():
-    from toolkit.losses import shared_softmax_with_repeats
+    from toolkit.losses import negatives_seen, shared_softmax_with_repeats
 
     torch.manual_seed(0)
     V, D = 12, 4
@@ -405,24 +405,35 @@ def test_shared_softmax_with_repeats_matches_a_loop_over_the_candidates():
     seqs = torch.tensor([[0, 3, 5, 3, 9], [2, 2, 7, 4, 6]])
     rows, cols = torch.tensor([0, 0, 1, 1]), torch.tensor([3, 2, 1, 4])
     targets = torch.tensor([5, 3, 7, 2])  # query 0's target was played before it; so was query 3's
-    negatives = torch.tensor([3, 8, 5, 11, 8])  # 3 and 5 are plays of row 0; 8 is drawn twice
+    negatives = torch.tensor([3, 8, 5, 11, 8, 10])  # 3 and 5 are plays of row 0; 8 is drawn twice
+    # each query's successors: query 1 may copy 10 (also a negative) and 5 (a play too), query 2 its target 7
+    succ = torch.tensor([[0, 0], [10, 5], [7, 0], [0, 0]])
     hidden = torch.randn(4, D)
     j = torch.arange(5)
     repeats = torch.where((j <= cols[:, None]) & (seqs[rows] != 0), torch.rand(4, 5) + 0.5, torch.zeros(4, 5))
+    s_weights = torch.rand(4, 2) + 0.5
+    items = torch.cat([seqs[rows], succ], 1)
+    available = torch.cat([(j <= cols[:, None]) & (seqs[rows] != 0), succ != 0], 1)
 
-    def bonus(w, items, cand):  # the model's rule: a candidate gets the weights of its plays
+    def bonus(w, items, cand):  # the model's rule: a candidate gets the weights of its entries
         return ((cand.unsqueeze(-1) == items.unsqueeze(1)) * w.unsqueeze(1)).sum(-1)
 
-    got = shared_softmax_with_repeats(hidden, emb, targets, negatives, log_q, repeats, seqs, rows, cols, bonus)
+    seen = negatives_seen(negatives, seqs, rows, cols, succ)
+    got = shared_softmax_with_repeats(hidden, emb, targets, negatives, log_q, items, torch.cat([repeats, s_weights], 1),
+                                      available, seen, bonus)
     expected = []
     for n in range(4):
         row, c, t, h = seqs[rows[n]].tolist(), int(cols[n]), int(targets[n]), hidden[n]
-        played = {row[k] for k in range(c + 1) if row[k] != 0}
-        extra = float(sum(repeats[n, k] for k in range(c + 1) if row[k] == t))
-        pos = float(h @ emb[t]) - (0.0 if t in played else float(log_q[t])) + extra  # a replay is not sampled
+        copyable = {row[k] for k in range(c + 1) if row[k] != 0} | {x for x in succ[n].tolist() if x}
+
+        def extra(x):
+            return (float(sum(repeats[n, k] for k in range(c + 1) if row[k] == x))
+                    + float(sum(s_weights[n, k] for k in range(2) if int(succ[n, k]) == x)))
+
+        pos = float(h @ emb[t]) - (0.0 if t in copyable else float(log_q[t])) + extra(t)  # a copy is not sampled
         logits = [pos]
-        logits += [float(h @ emb[x]) - float(log_q[x]) for x in negatives.tolist() if x != t and x not in played]
-        for x in sorted(played - {t}):  # every played track once, exactly, with its repeat term
-            logits.append(float(h @ emb[x]) + float(sum(repeats[n, k] for k in range(c + 1) if row[k] == x)))
+        logits += [float(h @ emb[x]) - float(log_q[x]) for x in negatives.tolist() if x != t and x not in copyable]
+        for x in sorted(copyable - {t}):  # every copyable track once, exactly, with its repeat term
+            logits.append(float(h @ emb[x]) + extra(x))
         expected.append(lse(*logits) - pos)
     assert float(got) == pytest.approx(sum(expected) / 4, rel=1e-5)

@@ -195,3 +195,38 @@ def test_repeat_head_needs_a_causal_model_and_starts_at_zero():
     seqs = torch.tensor([[PAD, 3, 5, 3]])
     hidden = model(seqs)
     assert torch.count_nonzero(model.repeat_weights(hidden, seqs)) == 0  # adds nothing before training
+
+
+def test_successor_term_scores_what_followed_the_current_track_before():
+    model = make_model(replace(CFG, repeat_head=True, successors=3, dropout=0.0)).eval()
+    with torch.no_grad():
+        model.successor_by_rank.copy_(torch.tensor([3.0, 2.0, 1.0]) / REPEAT_SCALE)  # latest counts most
+    seqs = torch.tensor([[PAD, 3, 5, 3]])
+    succ = torch.zeros(1, 4, 3, dtype=torch.long)
+    succ[0, 3] = torch.tensor([5, 6, 5])  # before, 3 was followed by 5 (latest), 6, then 5 again
+    hidden = torch.zeros(1, 4, CFG.d_model)  # gates at zero, repeat weights at zero: only successors count
+    assert model.successor_weights(hidden, succ)[0, 3].tolist() == [3.0, 2.0, 1.0]
+    assert model.successor_weights(hidden, succ)[0, 2].tolist() == [0.0, 0.0, 0.0]  # no successor: no weight
+    items, weights, available = model.copy_terms(hidden, seqs, succ, torch.tensor([0]), torch.tensor([3]))
+    assert items.tolist() == [[PAD, 3, 5, 3, 5, 6, 5]] and available.tolist() == [[False] + [True] * 6]
+    scores = model.scores_with_repeats(torch.zeros(1, CFG.d_model), weights * available, items)
+    assert scores[0, 5] == 4.0 and scores[0, 6] == 2.0 and scores[0, 3] == 0.0 and scores[0, 7] == 0.0
+    with pytest.raises(ValueError, match="successors"):
+        ModelConfig(n_items=5, successors=2)
+
+
+def test_history_columns_get_their_own_segment_and_a_narrow_row_is_all_session():
+    model = make_model(replace(CFG, history=2, dropout=0.0)).eval()  # rows of 8: 2 history + 6 session
+    with torch.no_grad():
+        model.encoder.seg_emb.weight.copy_(torch.randn_like(model.encoder.seg_emb.weight))
+        session = torch.tensor([[PAD, PAD, 3, 5, 3, 6]])
+        wide = model(torch.cat([torch.tensor([[PAD, PAD]]), session], dim=1))  # an empty history
+        narrow = model(session)  # no history columns at all (e.g. a session typed in by hand)
+        as_history = model(torch.tensor([[3, 5, PAD, PAD, PAD, PAD, 3, 6]]))
+        as_session = model(torch.tensor([[PAD, PAD, PAD, PAD, 3, 5, 3, 6]]))
+    # an empty history changes nothing at the session's columns
+    assert torch.allclose(wide[0, 2:], narrow[0], atol=1e-6)
+    # the same four plays at the same positions: two of them read as the listener's history, or as the session
+    assert not torch.allclose(as_history[0, -1], as_session[0, -1], atol=1e-4)
+    with pytest.raises(ValueError, match="history"):
+        ModelConfig(n_items=5, max_len=4, history=4)

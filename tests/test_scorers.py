@@ -170,3 +170,16 @@ def test_report_scores_the_session_baselines_on_test(tiny_ws):
     rep = json.loads(out.output)
     assert [g["model"] for g in rep["groups"]] == ["markov", "repeat", "sknn"]
     assert all("overlap@10" in g["metrics"] for g in rep["groups"])
+
+
+def test_repeat_ranks_the_listeners_earlier_successors_above_replays():
+    scorer = RepeatScorer(MarkovScorer(SEQS, SKIPS, COUNTS, hide=False))
+    b = batch([[0, 2, 1, 2]])
+    plain = scorer.scores(b, torch.tensor([0]), torch.tensor([3]))[0].numpy()
+    b["succ"] = torch.zeros(1, 4, 2, dtype=torch.int64)
+    b["succ"][0, 3] = torch.tensor([4, 3])  # before, 2 was followed by 4 (latest), then by 3
+    s = scorer.scores(b, torch.tensor([0]), torch.tensor([3]))[0].numpy()
+    unit = 4 * 5 // 2 + 1  # above any replay score of a 4-column row
+    assert math.isinf(s[0]) and s[0] < 0
+    assert np.allclose(s[1:], plain[1:] + np.array([0, 0, 1 * unit, 2 * unit]), atol=1e-4)
+    assert np.argsort(-s[1:]).tolist() == [3, 2, 1, 0]  # 4, 3, then the replays 2 and 1

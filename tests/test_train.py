@@ -397,3 +397,29 @@ def test_repeat_head_refuses_what_it_cannot_train():
         TrainConfig(model="bert4rec", repeat_head=True)
     with pytest.raises(ConfigError, match="--repeat-head"):
         TrainConfig(feedback="negative-target", repeat_head=True)
+
+
+@pytest.mark.parametrize("loss,feedback", [("ce", "all"), ("shared", "all"), ("shared", "positives-only+contrastive")])
+def test_listener_history_and_successors_train_and_score(ws, loss, feedback):
+    from toolkit.report import Protocol, score_run, select_runs
+
+    cfg = TrainConfig(loss=loss, feedback=feedback, repeat_head=True, history=3, successors=2, **{**SMALL, "epochs": 3})
+    result = train(ws, cfg)
+    assert result["status"] == "finished" and result["valid"]["n_pos"] > 0
+    best = load_torch(run_dir(ws, result["id"]).best)
+    assert best["model_config"]["history"] == 3 and best["model_config"]["max_len"] == 4 + 3
+    assert torch.count_nonzero(best["model"]["successor_by_rank"]) > 0  # the successor term moved
+    q = score_run(ws, select_runs(ws, [result["id"]], None, False)[0], Protocol(split="test"), torch.device("cpu"))
+    plain = score_run(ws, select_runs(ws, [train(ws, TrainConfig(loss=loss, feedback=feedback, **SMALL))["id"]],
+                                      None, False)[0], Protocol(split="test"), torch.device("cpu"))
+    # the same queries, whatever context the rows carry
+    assert q.session.tolist() == plain.session.tolist() and q.skipped.tolist() == plain.skipped.tolist()
+
+
+def test_repeat_baseline_ranks_the_listeners_successors_first(ws):
+    result = train(ws, TrainConfig(model="repeat", successors=2))
+    assert result["status"] == "finished"
+    with pytest.raises(ConfigError, match="successors"):
+        TrainConfig(model="markov", successors=2)
+    with pytest.raises(ConfigError, match="successors extends the repeat head"):
+        TrainConfig(successors=2)

@@ -27,6 +27,12 @@ class ModelConfig:
     ffn_mult: int = 4  # feed-forward hidden width = ffn_mult * d_model
     mask_prob: float = 0.15  # cloze masking probability, used only when causal is False
     repeat_head: bool = False  # add a learned score to tracks already played in the row (causal models)
+    # repeat head: also score the last ``successors`` tracks that followed the current track in the
+    # listener's earlier plays (the batch's ``succ``; needs repeat_head); 0: off
+    successors: int = 0
+    # leading columns of a full row that hold the listener's plays before the session (toolkit/history.py):
+    # the last max_len - history columns are the session; a narrower row is all session
+    history: int = 0
     init_std: float = 0.02  # std of the normal init of linear and embedding weights
 
     def __post_init__(self) -> None:
@@ -47,6 +53,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.repeat_head and not self.causal:
             raise ValueError("ModelConfig.repeat_head needs a causal model (it reads the plays before each position)")
+        if self.successors and not self.repeat_head:
+            raise ValueError("ModelConfig.successors extends the repeat head: set repeat_head too")
+        if not 0 <= self.history < self.max_len:
+            raise ValueError(f"ModelConfig.history must be in [0, max_len), got {self.history}")
         if self.encoder not in ("transformer", "gru") or (self.encoder == "gru" and not self.causal):
             raise ValueError(f"ModelConfig.encoder must be transformer, or gru with causal=True; got {self.encoder}")
 
@@ -163,6 +173,12 @@ class TrainConfig:
     # a learned score for tracks already played in the row, by how far back and in what context (causal
     # models; listeners replay tracks, and the dot product with track embeddings learns that slowly)
     repeat_head: bool = False
+    # with the repeat head, also score the last N tracks that followed the current track in the listener's
+    # earlier plays (albums and playlists come back in their order); the repeat baseline ranks them first
+    successors: int = 0
+    # the listener's last plays before the session, read as context by every query of the session
+    # (0: the session alone); the repeat baseline reads them too (toolkit/history.py)
+    history: int = 0
     # validation ranks without the tracks already played in the session: the published ML-1M protocol
     # (a user rates a film once); music is re-played, so the default keeps them
     exclude_played: bool = False
@@ -196,6 +212,16 @@ class TrainConfig:
             problems.append("--feedback positives-only trains on the next kept play already; drop --target next-kept")
         if self.repeat_head and (self.model not in ("sasrec", "gru4rec") or "negative-target" in modes):
             problems.append("--repeat-head needs a causal neural model (sasrec, gru4rec) and no negative-target mode")
+        if self.successors and self.model in NEURAL and not self.repeat_head:
+            problems.append("successors extends the repeat head: set repeat_head=true too")
+        if self.successors < 0:
+            problems.append(f"successors={self.successors}: use 0 (off) or how many earlier successors to read")
+        if self.successors and self.model in ("pop", "markov", "sknn"):
+            problems.append(f"--model {self.model} does not read successors; leave successors at 0")
+        if self.history < 0:
+            problems.append(f"history={self.history}: use 0 (the session alone) or the number of earlier plays to read")
+        if self.history and self.model in ("pop", "markov", "sknn"):
+            problems.append(f"--model {self.model} does not read the listener's history; leave history at 0")
         if self.target not in ("next-item", "next-pos", "next-kept"):
             problems.append(f"--target {self.target}: choose next-item, next-pos or next-kept")
         if self.loss not in ("auto", "ce", "sampled", "shared", "bce"):
@@ -222,7 +248,7 @@ class TrainConfig:
 # they existed.  At that value a setting stays out of a run's identity (train.run_id), so adding a
 # setting never renames, and so never retrains, a finished run.
 LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False, "exclude_played": False,
-                                     "repeat_head": False,
+                                     "repeat_head": False, "successors": 0, "history": 0,
                                      "skip_negatives": "session"}
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import polars as pl
 import torch
 
 import kernels
 from toolkit.artifacts import DatasetDir, read_array
-from toolkit.schema import PAD
+from toolkit.history import row_history, row_successors
+from toolkit.schema import ITEM, PAD, SESSION, TS, USER
 
 
 @dataclass(frozen=True)
@@ -24,20 +26,62 @@ class SplitArrays:
     next_pos: np.ndarray  # int32 (R, L) next non-skipped play of the session, PAD if none
     next_skip: np.ndarray  # int8 (R, L) 1 = the next play was skipped
     row_session: np.ndarray  # int64 (R,) session_idx of each row
+    # the first ``history`` columns of seqs / skips hold the listener's plays before the session
+    # (toolkit/history.py); their next_* are PAD, so they are context, never a query or a target
+    history: int = 0
+    # int32 (R, L, K) or None: at each play, the tracks that followed the same track in the listener's
+    # earlier plays, latest first (history.row_successors; PAD in history columns and at padding)
+    succ: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.seqs)
 
+    def session_part(self) -> "SplitArrays":
+        """The same rows without the history columns: the session's own plays only."""
+        if not self.history:
+            return self
+        h = self.history
+        return SplitArrays(seqs=self.seqs[:, h:], skips=self.skips[:, h:], next_item=self.next_item[:, h:],
+                           next_pos=self.next_pos[:, h:], next_skip=self.next_skip[:, h:],
+                           row_session=self.row_session, succ=None if self.succ is None else self.succ[:, h:])
 
-def load_split(ds: DatasetDir, split: str) -> SplitArrays:
-    """The arrays of one split, memory-mapped (nothing is copied until a batch is taken)."""
+
+def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0) -> SplitArrays:
+    """The arrays of one split, memory-mapped (nothing is copied until a batch is taken); with
+    ``history`` > 0 each row is prefixed by its listener's last ``history`` plays before the row, with
+    ``successors`` > 0 each play carries what followed its track before (both held in memory)."""
     seqs = read_array(ds.array(split, "seqs"))
     skips = read_array(ds.array(split, "skips"))
     row_session = read_array(ds.array(split, "row_session"))
-    return SplitArrays(
+    a = SplitArrays(
         seqs=seqs, skips=skips, next_item=read_array(ds.array(split, "next_item")),
         next_pos=read_array(ds.array(split, "next_pos")), next_skip=next_skip(np.asarray(skips), np.asarray(row_session)),
         row_session=row_session,
+    )
+    if history <= 0 and successors <= 0:
+        return a
+    events = pl.read_parquet(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"])
+    if successors > 0:
+        a = replace(a, succ=row_successors(events, np.asarray(row_session), seqs.shape[1], successors))
+    if history > 0:
+        a = with_history(a, *row_history(events, np.asarray(row_session), seqs.shape[1], history))
+    return a
+
+
+def with_history(a: SplitArrays, items: np.ndarray, skips: np.ndarray) -> SplitArrays:
+    """``a`` with each row prefixed by its history columns (``history.row_history``): items int32
+    (R, H), skips int8 (R, H)."""
+    h = items.shape[1]
+    pad = np.zeros((len(a), h), np.int32)
+    return SplitArrays(
+        seqs=np.concatenate([items, np.asarray(a.seqs)], axis=1),
+        skips=np.concatenate([skips, np.asarray(a.skips)], axis=1),
+        next_item=np.concatenate([pad, np.asarray(a.next_item)], axis=1),
+        next_pos=np.concatenate([pad, np.asarray(a.next_pos)], axis=1),
+        next_skip=np.concatenate([pad.astype(np.int8), np.asarray(a.next_skip)], axis=1),
+        row_session=a.row_session, history=a.history + h,
+        succ=None if a.succ is None else np.concatenate(
+            [np.zeros((len(a), h, a.succ.shape[2]), np.int32), a.succ], axis=1),
     )
 
 
@@ -67,11 +111,14 @@ def positives_only(a: SplitArrays) -> SplitArrays:
 
 
 def to_batch(a: SplitArrays, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-    """Rows ``idx`` as int64 tensors on ``device``: seqs, fb, next_item, next_pos, next_skip (B, T)."""
+    """Rows ``idx`` as int64 tensors on ``device``: seqs, fb, next_item, next_pos, next_skip (B, T), and
+    succ (B, T, K) when the split carries successors."""
     idx = np.sort(idx)  # sorted reads are sequential in the memory map
     take = {
         "seqs": a.seqs, "fb": a.skips, "next_item": a.next_item, "next_pos": a.next_pos, "next_skip": a.next_skip,
     }
+    if a.succ is not None:
+        take["succ"] = a.succ
     return {k: torch.from_numpy(np.asarray(v[idx], dtype=np.int64)).to(device) for k, v in take.items()}
 
 
@@ -92,7 +139,7 @@ def negatives_for(batch_seqs: torch.Tensor, targets: torch.Tensor, n_items: int,
 
 def train_counts(a: SplitArrays, n_items: int) -> np.ndarray:
     """int64 (n_items + 1,): plays of each track in the train rows (PAD counted as 0)."""
-    seqs = np.asarray(a.seqs)
+    seqs = np.asarray(a.seqs)[:, getattr(a, "history", 0):]  # the session's own plays, each counted once
     counts = np.bincount(seqs[seqs != PAD].ravel(), minlength=n_items + 1).astype(np.int64)
     counts[PAD] = 0
     return counts

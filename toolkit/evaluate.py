@@ -106,7 +106,7 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
         mask &= np.isin(rs, sessions)[:, None]
     width = (n_items or int(np.asarray(a.seqs).max(initial=1))) + 1
     chunk = max(1, SCORE_BUDGET // width)
-    skip_ids, skip_off, skip_items = session_skips(a)
+    skip_ids, skip_off, skip_items = session_skips(a.session_part())  # the listener's history is not the session
     first_row = _session_first_row(rs)
     out: dict[str, list] = {k: [] for k in ("session", "skipped", "rank", "auc", "top", "auc_seen")}
     for start in range(0, len(a), batch_rows):
@@ -149,7 +149,9 @@ def _played_before(a: SplitArrays, first_row: np.ndarray, rows: np.ndarray,
                    cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """int64 (N, W): every track played in the session up to and including each query position
     (earlier rows of the session too), PAD-filled (PAD's score is -inf already); and bool (N, W),
-    which of those plays were skipped."""
+    which of those plays were skipped.  ``cols`` count the history columns; the history is not read."""
+    cols = cols - a.history
+    a = a.session_part()
     L = a.seqs.shape[1]
     back = int((rows - first_row[rows]).max(initial=0))
     parts, skips = [], []

@@ -355,46 +355,55 @@ def negative_target_shared(hidden: Tensor, item_emb: Tensor, skipped_targets: Te
 
 
 def shared_softmax_with_repeats(hidden: Tensor, item_emb: Tensor, targets: Tensor, negatives: Tensor,
-                                log_q: Tensor | None, repeats: Tensor, seqs: Tensor, rows: Tensor, cols: Tensor,
-                                bonus) -> Tensor:
-    """:func:`sampled_softmax_shared` for a model with a repeat head (``SeqRec.repeat_weights``).
+                                log_q: Tensor | None, items: Tensor, weights: Tensor, available: Tensor,
+                                negative_seen: Tensor, bonus) -> Tensor:
+    """:func:`sampled_softmax_shared` for a model with a repeat head (``SeqRec.copy_terms``).
 
-    The tracks already played before a query carry a repeat term the shared negatives know nothing
-    about, so they enter the softmax exactly, each once, as candidates of their own (no logQ: they
-    are not sampled, and neither is a target among them); a shared negative that is one of them is
-    masked, so nothing counts twice.
+    The tracks the repeat head scores for a query (its plays so far, and the successors of its
+    track) carry a term the shared negatives know nothing about, so they enter the softmax exactly,
+    each once, as candidates of their own (no logQ: they are not sampled, and neither is a target
+    among them); a shared negative that is one of them is masked, so nothing counts twice.
 
     Parameters
     ----------
     hidden : float (N, D); targets : int64 (N,), no PAD; negatives : int64 (K,); log_q : float (V,) or None;
-    repeats : float (N, T), the repeat weights of each query over its row's plays; seqs : int64 (B, T), the
-    rows (PAD-filled); rows, cols : int64 (N,), each query's row and column; bonus : ``SeqRec.repeat_bonus``.
+    items, weights : (N, C), the tracks of the repeat head and their weights; available : bool (N, C),
+    which of them the query may copy; negative_seen : bool (N, K), the negatives among the available
+    items; bonus : ``SeqRec.repeat_bonus``.
 
     Returns
     -------
     Scalar mean over the queries.
     """
-    row_items = seqs[rows]  # (N, T)
-    T = seqs.shape[1]
-    j = torch.arange(T, device=seqs.device)
-    played = (j.unsqueeze(0) <= cols.unsqueeze(1)) & (row_items != PAD)  # (N, T): plays up to the query
+    C = items.shape[1]
+    j = torch.arange(C, device=items.device)
+    weights = weights * available
     logits = shared_negative_logits(hidden, item_emb, targets, negatives, log_q)  # (N, 1 + K)
-    pos = logits[:, :1] + bonus(repeats, row_items, targets.unsqueeze(1))  # (N, 1)
+    pos = logits[:, :1] + bonus(weights, items, targets.unsqueeze(1))  # (N, 1)
     if log_q is not None:
-        # a target the query has played is one of the exact candidates, not a sampled one: no logQ
+        # a target the query may copy is one of the exact candidates, not a sampled one: no logQ
         # (with it, a rare replayed track looked certain already and the repeat head learned little)
-        replay = ((row_items == targets.unsqueeze(1)) & played).any(1, keepdim=True)  # (N, 1)
-        pos = pos + torch.where(replay, log_q[targets].unsqueeze(1), torch.zeros_like(pos))
-    # a negative the query has played is scored below, with its repeat term: per row (not per query,
-    # which would be a (N, K, T) comparison) the first column holding each negative
-    first = torch.where(negatives.view(1, -1, 1) == seqs.unsqueeze(1), j, T).amin(-1)  # (B, K)
-    seen = first[rows] <= cols.unsqueeze(1)  # (N, K)
-    neg = logits[:, 1:].masked_fill(seen, _NEG_INF)
-    # each played track once (its latest play in the prefix), never the target itself
-    same = row_items.unsqueeze(2) == row_items.unsqueeze(1)  # (N, T, T)
-    later_copy = (same & played.unsqueeze(1) & (j.view(1, 1, -1) > j.view(1, -1, 1))).any(-1)  # (N, T)
-    own = played & ~later_copy & (row_items != targets.unsqueeze(1))
-    cand = (hidden.unsqueeze(1) * item_emb[row_items]).sum(-1) + bonus(repeats, row_items, row_items)  # (N, T)
+        copied = ((items == targets.unsqueeze(1)) & available).any(1, keepdim=True)  # (N, 1)
+        pos = pos + torch.where(copied, log_q[targets].unsqueeze(1), torch.zeros_like(pos))
+    neg = logits[:, 1:].masked_fill(negative_seen, _NEG_INF)
+    # each available track once (its last entry), never the target itself
+    same = items.unsqueeze(2) == items.unsqueeze(1)  # (N, C, C)
+    later_copy = (same & available.unsqueeze(1) & (j.view(1, 1, -1) > j.view(1, -1, 1))).any(-1)  # (N, C)
+    own = available & ~later_copy & (items != targets.unsqueeze(1))
+    cand = (hidden.unsqueeze(1) * item_emb[items]).sum(-1) + bonus(weights, items, items)  # (N, C)
     cand = cand.masked_fill(~own, _NEG_INF)
     every = torch.cat([pos, neg, cand], dim=1)
     return (torch.logsumexp(every, dim=1) - pos[:, 0]).mean()
+
+
+def negatives_seen(negatives: Tensor, seqs: Tensor, rows: Tensor, cols: Tensor, extra: Tensor | None = None) -> Tensor:
+    """bool (N, K): which shared negatives (K,) a query at (rows, cols) of ``seqs`` (B, T) has played
+    up to its column, or finds among its ``extra`` tracks (N, E; PAD is never a negative).  Per row
+    (not per query, which would be an (N, K, T) comparison): the first column holding each negative."""
+    T = seqs.shape[1]
+    j = torch.arange(T, device=seqs.device)
+    first = torch.where(negatives.view(1, -1, 1) == seqs.unsqueeze(1), j, T).amin(-1)  # (B, K)
+    seen = first[rows] <= cols.unsqueeze(1)  # (N, K)
+    if extra is not None:
+        seen = seen | (negatives.view(1, -1, 1) == extra.unsqueeze(1)).any(-1)
+    return seen

@@ -82,6 +82,8 @@ class SeqEncoder(nn.Module):
         self.item_emb = nn.Embedding(cfg.n_items + 2, cfg.d_model, padding_idx=PAD)
         self.pos_emb = None if gru else nn.Embedding(cfg.max_len, cfg.d_model)
         self.fb_emb = nn.Embedding(2, cfg.d_model) if cfg.feedback_input else None
+        # which block a play is in: the listener's history before the session, or the session itself
+        self.seg_emb = nn.Embedding(2, cfg.d_model) if cfg.history else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(() if gru else (Block(cfg) for _ in range(cfg.n_layers)))
         self.gru = (nn.GRU(cfg.d_model, cfg.d_model, cfg.n_layers, batch_first=True,
@@ -103,6 +105,9 @@ class SeqEncoder(nn.Module):
             if fb is None:
                 raise ValueError("ModelConfig.feedback_input is set: pass fb (B, T) to forward")
             x = x + self.fb_emb(fb.long()) * valid.unsqueeze(-1)  # (B, T, D)
+        if self.seg_emb is not None:
+            in_session = torch.arange(T, device=seqs.device) >= T - (self.cfg.max_len - self.cfg.history)  # (T,)
+            x = x + self.seg_emb(in_session.long()) * valid.unsqueeze(-1)  # (B, T, D)
         x = self.drop(x)
         if self.gru is not None:
             return self.ln_f(self._recur(x, valid))
@@ -158,6 +163,11 @@ class SeqRec(nn.Module):
             self.repeat_gate = nn.Linear(cfg.d_model, 1)
             nn.init.zeros_(self.repeat_gate.weight)
             nn.init.zeros_(self.repeat_gate.bias)
+        if cfg.successors:
+            self.successor_by_rank = nn.Parameter(torch.zeros(cfg.successors))
+            self.successor_gate = nn.Linear(cfg.d_model, 1)
+            nn.init.zeros_(self.successor_gate.weight)
+            nn.init.zeros_(self.successor_gate.bias)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -201,6 +211,39 @@ class SeqRec(nn.Module):
         # the learning rate per step, so unscaled weights took epochs to matter
         w = REPEAT_SCALE * (self.repeat_by_distance[dist.clamp(min=0)] + self.repeat_gate(hidden))  # (B, T, T)
         return torch.where(before, w, torch.zeros((), dtype=w.dtype, device=w.device))
+
+    def successor_weights(self, hidden: Tensor, succ: Tensor) -> Tensor:
+        """The successor term of the repeat head: what each earlier successor of the current track adds.
+
+        hidden: (B, T, D), succ: int64 (B, T, K), the tracks that followed the track at t in the
+        listener's earlier plays, latest first (``history.row_successors``).  Returns (B, T, K):
+        ``REPEAT_SCALE * (by_rank[k] + gate(hidden[b, t]))`` where ``succ`` is a track, else 0.
+        Listeners return to albums and playlists in their order, so "what came after this track last
+        time" is often next, and a dot product with track embeddings would have to memorise that
+        track by track.
+        """
+        w = REPEAT_SCALE * (self.successor_by_rank + self.successor_gate(hidden))  # (B, T, K)
+        return torch.where(succ != PAD, w, torch.zeros((), dtype=w.dtype, device=w.device))
+
+    def copy_terms(self, hidden: Tensor, seqs: Tensor, succ: Tensor | None, rows: Tensor,
+                   cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Every track the repeat head scores for the queries at (rows, cols), with its weight.
+
+        hidden: (B, T, D), seqs: (B, T), succ: (B, T, K) or None.  Returns items (N, C), weights (N, C)
+        and available (N, C), C = T (+ K): the row's plays (available up to the query column) then
+        the query's successors (available where not PAD).  A track may appear more than once; its
+        repeat term is the sum of its weights (``repeat_bonus``).
+        """
+        items = seqs[rows]  # (N, T)
+        T = seqs.shape[1]
+        weights = self.repeat_weights(hidden, seqs)[rows, cols]  # (N, T)
+        available = (torch.arange(T, device=seqs.device)[None, :] <= cols[:, None]) & (items != PAD)
+        if succ is None or not self.cfg.successors:
+            return items, weights, available
+        s_items = succ[rows, cols]  # (N, K)
+        s_weights = self.successor_weights(hidden[rows, cols].unsqueeze(1), s_items.unsqueeze(1)).squeeze(1)
+        return (torch.cat([items, s_items], 1), torch.cat([weights, s_weights], 1),
+                torch.cat([available, s_items != PAD], 1))
 
     def repeat_bonus(self, weights: Tensor, row_items: Tensor, candidates: Tensor) -> Tensor:
         """weights: (N, T) repeat weights of N queries over their rows' plays, row_items: (N, T) those

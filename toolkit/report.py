@@ -165,7 +165,7 @@ def score_run(ws: Workspace, run: dict, protocol: Protocol, device: torch.device
         with np.load(cache) as z:
             if str(z["stamp"]) == stamp and all(fld.name in z.files for fld in fields(QueryResults)):
                 return QueryResults(**{fld.name: z[fld.name] for fld in fields(QueryResults)})
-    split = load_split(ds, protocol.split)
+    split = load_split(ds, protocol.split, cfg.history, cfg.successors)
     if len(split) == 0:
         raise ArtifactMissingError(f"dataset {cfg.dataset} has an empty {protocol.split} split; prepare it with "
                                    "a larger --test-frac / --valid-frac")
@@ -194,8 +194,8 @@ def _options(cfg: TrainConfig) -> dict:
 
 def _relevant_options(cfg: TrainConfig) -> list[str]:
     if cfg.model not in NEURAL:
-        return []
-    out = ["target", "loss", "negatives", "sampler", "sampler_beta", "d_model", "n_layers", "n_heads", "dropout",
+        return ["history", "successors"] if cfg.model == "repeat" else []
+    out = ["history", "successors", "target", "loss", "negatives", "sampler", "sampler_beta", "d_model", "n_layers", "n_heads", "dropout",
            "epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "lr_schedule", "grad_clip", "patience",
            "max_steps", "valid_sessions", "repeat_head", "amp", "exclude_played"]
     if "contrastive" in cfg.modes:
@@ -387,17 +387,20 @@ def resampling_units(ds, sessions: np.ndarray, resample: str) -> tuple[np.ndarra
 
 def _groups(runs: list[dict]) -> dict[str, list[dict]]:
     """Runs that differ only by seed, keyed ``model / feedback (options)``, where the options are
-    the settings that differ between the groups of this report (shared ones go in the protocol)."""
+    the settings that differ between this report's groups of the same model (shared ones go in the
+    protocol)."""
     by_identity: dict[str, list[dict]] = {}
     for run in runs:
         by_identity.setdefault(group_identity(run["config"]), []).append(run)
     opts = {i: _options(m[0]["config"]) for i, m in by_identity.items()}
-    varying = {name for o in opts.values() for name in o
-               if len({json.dumps(p.get(name)) for p in opts.values() if name in p}) > 1}
+    model_of = {i: m[0]["config"].model for i, m in by_identity.items()}
+    varying = {(model_of[i], name) for i, o in opts.items() for name in o
+               if len({json.dumps(p.get(name)) for j, p in opts.items()
+                       if name in p and model_of[j] == model_of[i]}) > 1}
     out: dict[str, list[dict]] = {}
     for identity, members in sorted(by_identity.items(), key=lambda kv: _order(kv[1][0]["config"])):
         cfg = members[0]["config"]
-        shown = {k: v for k, v in opts[identity].items() if k in varying}
+        shown = {k: v for k, v in opts[identity].items() if (cfg.model, k) in varying}
         key = f"{cfg.model} / {cfg.feedback}" + (" (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")"
                                                  if shown else "")
         if key in out:  # same display key, other settings: keep them apart

@@ -33,15 +33,13 @@ class NeuralScorer:
     def __init__(self, model: SeqRec, hide: bool) -> None:
         self.model = model
         self.hide = hide
-        self._hidden: tuple | None = None  # (batch seqs, encoder output, repeat weights) of the last batch
+        self._hidden: tuple | None = None  # (batch seqs, encoder output) of the last batch
 
-    def _encode(self, key: Tensor, seqs: Tensor, fb: Tensor) -> tuple[Tensor, Tensor | None]:
+    def _encode(self, key: Tensor, seqs: Tensor, fb: Tensor) -> Tensor:
         # evaluation asks for a batch's queries in several chunks: encode each batch once
         if self._hidden is None or self._hidden[0] is not key:
-            hidden = self.model(seqs, fb)
-            repeats = self.model.repeat_weights(hidden, seqs) if self.model.cfg.repeat_head else None
-            self._hidden = (key, hidden, repeats)
-        return self._hidden[1], self._hidden[2]
+            self._hidden = (key, self.model(seqs, fb))
+        return self._hidden[1]
 
     @torch.no_grad()
     def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
@@ -49,11 +47,12 @@ class NeuralScorer:
         if self.hide:
             seqs, fb = hide_skips(seqs, fb)
         if self.model.cfg.causal:
-            hidden, repeats = self._encode(batch["seqs"], seqs, fb)  # (B, T, D), (B, T, T) or None
+            hidden = self._encode(batch["seqs"], seqs, fb)  # (B, T, D)
             # a positives-only model reads a skipped position's context from the last real play
             src = last_real_column(seqs)[rows, cols] if self.hide else cols
-            if repeats is not None:
-                return self.model.scores_with_repeats(hidden[rows, src], repeats[rows, src], seqs[rows])  # (N, V)
+            if self.model.cfg.repeat_head:
+                items, weights, available = self.model.copy_terms(hidden, seqs, batch.get("succ"), rows, src)
+                return self.model.scores_with_repeats(hidden[rows, src], weights * available, items)  # (N, V)
             return self.model.scores(hidden[rows, src])  # (N, V)
         q_seqs, q_fb = cloze_queries(seqs[rows], fb[rows], cols, self.model.cfg.n_items)
         hidden = self.model(q_seqs, q_fb)  # (N, T, D)
@@ -243,6 +242,10 @@ class RepeatScorer:
     most recent play counts most and every replay adds.  Below those integers, the Markov scores
     of the last play (transition counts, popularity breaking ties), squashed into [0, 1) per
     query, rank the rest of the catalogue.
+
+    When the batch carries successors (``history.row_successors``: the K tracks that followed the
+    query's track in the listener's earlier plays, latest first), they rank above everything: the
+    k-th latest adds ``K - k`` (k from 0), in units larger than any replay score.
     """
 
     def __init__(self, markov: MarkovScorer) -> None:
@@ -254,6 +257,14 @@ class RepeatScorer:
         seqs = hide_skips(batch["seqs"], batch["fb"])[0] if self.markov.hide else batch["seqs"]
         q, item, pos, _ = _prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
         out.index_put_((torch.from_numpy(q), torch.from_numpy(item)), torch.from_numpy(pos).float(), accumulate=True)
+        succ = batch.get("succ")
+        if succ is not None:
+            s = succ[rows, cols].cpu()  # (N, K)
+            K, T = s.shape[1], seqs.shape[1]
+            unit = T * (T + 1) // 2 + 1  # above the largest replay score (every column the same track)
+            rank_w = (torch.arange(K, 0, -1, dtype=torch.float32) * unit).expand_as(s)  # (N, K)
+            out.scatter_add_(1, s, torch.where(s != PAD, rank_w, torch.zeros_like(rank_w)))
+            out[:, PAD] = float("-inf")
         return out.to(rows.device)
 
 

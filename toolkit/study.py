@@ -84,7 +84,7 @@ def cells(cfg: StudyConfig, dataset: str) -> list[TrainConfig]:
     out = []
     for model, feedback, extra in GRIDS[cfg.grid]:
         if model not in NEURAL:
-            out.append(TrainConfig(dataset=dataset, model=model, feedback=feedback))
+            out.append(TrainConfig(dataset=dataset, model=model, feedback=feedback, **extra))
             continue
         for seed in range(cfg.seeds):
             out.append(TrainConfig(dataset=dataset, model=model, feedback=feedback, seed=seed,

@@ -108,7 +108,7 @@ def pick_device(name: str) -> torch.device:
 
 def _fit_baseline(ds, manifest: dict, cfg: TrainConfig, device) -> dict:
     scorer = build_baseline(ds, manifest, cfg)
-    valid = load_split(ds, "valid")
+    valid = load_split(ds, "valid", cfg.history, cfg.successors)
     metrics = evaluate(scorer, valid, manifest["items"], device, last_only=manifest["split_mode"] == "last",
                        sessions=session_subset(valid, cfg.valid_sessions, cfg.seed), exclude_played=cfg.exclude_played)
     return {"valid": metrics, "best_epoch": 0, "epochs_done": 0}
@@ -123,23 +123,26 @@ def build_baseline(ds, manifest: dict, cfg: TrainConfig):
         return PopScorer(counts)
     if cfg.model == "sknn":
         return SessionKNNScorer(np.asarray(tr.seqs), np.asarray(tr.skips), np.asarray(tr.row_session), counts, hide)
+    # the repeat baseline reads whatever the rows hold: with history, the listener's earlier plays too
     markov = MarkovScorer(np.asarray(tr.seqs), np.asarray(tr.skips), counts, hide)
     return RepeatScorer(markov) if cfg.model == "repeat" else markov
 
 
 def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
     return ModelConfig(
-        n_items=manifest["items"], max_len=manifest["max_len"], d_model=cfg.d_model, n_heads=cfg.n_heads,
+        n_items=manifest["items"], max_len=manifest["max_len"] + cfg.history, d_model=cfg.d_model, n_heads=cfg.n_heads,
         n_layers=cfg.n_layers, dropout=cfg.dropout, causal=cfg.model != "bert4rec",
         encoder="gru" if cfg.model == "gru4rec" else "transformer",
         feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob, repeat_head=cfg.repeat_head,
+        successors=cfg.successors if cfg.repeat_head else 0, history=cfg.history,
     )
 
 
 def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: Progress) -> dict:
     n_items = manifest["items"]
     keep_freed_memory()
-    train_rows, valid = load_split(ds, "train"), load_split(ds, "valid")
+    train_rows = load_split(ds, "train", cfg.history, cfg.successors)
+    valid = load_split(ds, "valid", cfg.history, cfg.successors)
     last_only = manifest["split_mode"] == "last"
     valid_subset = session_subset(valid, cfg.valid_sessions, cfg.seed)
     model = SeqRec(model_config(manifest, cfg)).to(device)
@@ -293,7 +296,7 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
     terms = {}
     negatives = None
     if model.cfg.repeat_head:
-        terms["next"] = _next_with_repeats(model, hidden, inputs, targets, sampler, step, emb)
+        terms["next"] = _next_with_repeats(model, hidden, inputs, targets, sampler, step, emb, batch.get("succ"))
     elif sampler.loss == "ce":
         keep = targets != PAD
         terms["next"] = losses.full_cross_entropy(model.scores(hidden[keep]), targets[keep])
@@ -311,9 +314,11 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
     if "contrastive" in modes:
         # the term contrasts the session's plays as they were, skips included, even when the model's
         # input hides them (positives-only; the config allows only the e_t context there)
-        plays, skips = batch["seqs"], batch["fb"]
-        context = model.encoder.item_emb(plays) if cfg.context == "input" else hidden
-        term, _ = losses.contrastive_skip_loss(context, emb, plays, skips, batch["next_pos"], cfg.tau,
+        # (the session's own columns: the listener's history is another session's skips)
+        h = model.cfg.history
+        plays, skips = batch["seqs"][:, h:], batch["fb"][:, h:]
+        context = model.encoder.item_emb(plays) if cfg.context == "input" else hidden[:, h:]
+        term, _ = losses.contrastive_skip_loss(context, emb, plays, skips, batch["next_pos"][:, h:], cfg.tau,
                                                cosine=cfg.context != "score", seen_only=cfg.skip_negatives == "seen")
         terms["contrastive"] = cfg.alpha * term
     if "negative-target" in modes:
@@ -329,17 +334,21 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
     return terms
 
 
-def _next_with_repeats(model: SeqRec, hidden, inputs, targets, sampler: Sampler, step: int, emb):
+def _next_with_repeats(model: SeqRec, hidden, inputs, targets, sampler: Sampler, step: int, emb, succ=None):
     """The next-item term of a model with a repeat head: full softmax or shared negatives, each with
-    the repeat term of the tracks played before every position (``SeqRec.repeat_weights``)."""
+    the repeat term of the tracks played before every position and of the successors of its track
+    (``SeqRec.copy_terms``)."""
     rows, cols = (targets != PAD).nonzero(as_tuple=True)
-    repeats = model.repeat_weights(hidden, inputs)[rows, cols]  # (N, T)
+    items, weights, available = model.copy_terms(hidden, inputs, succ, rows, cols)
     if sampler.loss == "ce":
-        logits = model.scores_with_repeats(hidden[rows, cols], repeats, inputs[rows])
+        logits = model.scores_with_repeats(hidden[rows, cols], weights * available, items)
         return losses.full_cross_entropy(logits, targets[rows, cols])
     if sampler.loss == "shared":
-        return losses.shared_softmax_with_repeats(hidden[rows, cols], emb, targets[rows, cols], sampler.draw_shared(step),
-                                                  sampler.log_q, repeats, inputs, rows, cols, model.repeat_bonus)
+        negatives = sampler.draw_shared(step)
+        extra = succ[rows, cols] if succ is not None and model.cfg.successors else None
+        seen = losses.negatives_seen(negatives, inputs, rows, cols, extra)
+        return losses.shared_softmax_with_repeats(hidden[rows, cols], emb, targets[rows, cols], negatives,
+                                                  sampler.log_q, items, weights, available, seen, model.repeat_bonus)
     raise ConfigError(f"--repeat-head trains with --loss ce or shared, not {sampler.loss}")
 
 

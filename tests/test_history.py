@@ -1,0 +1,131 @@
+"""The listener's history before each row: a plain-Python reference, a property test, no future."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from toolkit.history import row_history, row_successors
+from toolkit.schema import PAD
+
+
+def _log(draw_sessions: list[tuple[int | None, list[int], list[int]]]) -> pl.DataFrame:
+    """Events of sessions (user or None, items, skips), each user's sessions an hour apart in list order."""
+    rows, clock = [], {}
+    for s, (user, items, skips) in enumerate(draw_sessions):
+        t = clock.get(user, datetime(2020, 1, 1) + timedelta(days=(user or 0)))
+        for p, (i, k) in enumerate(zip(items, skips)):
+            rows.append({"session_idx": s, "position": p, "user_id": None if user is None else f"u{user}",
+                         "item_id": i, "ts": t + timedelta(minutes=p // 2), "is_skip": k})  # ties at the minute
+        clock[user] = t + timedelta(hours=2)
+    return pl.DataFrame(rows, schema={"session_idx": pl.Int64, "position": pl.Int32, "user_id": pl.String,
+                                      "item_id": pl.Int32, "ts": pl.Datetime("us"), "is_skip": pl.Int8})
+
+
+def _rows(sessions: list[int], lengths: dict[int, int], width: int) -> np.ndarray:
+    return np.array([s for s in sessions for _ in range(math.ceil(lengths[s] / width))], np.int64)
+
+
+def _reference(ev: pl.DataFrame, rows: np.ndarray, width: int, length: int):
+    """Row by row: the user's plays that came before the row's window, in time order, the last ``length``."""
+    plays = ev.sort("user_id", "ts", "session_idx", "position").to_dicts()
+    items = np.full((len(rows), length), PAD, np.int32)
+    skips = np.zeros((len(rows), length), np.int8)
+    for r, s in enumerate(rows):
+        mine = [p for p in plays if p["session_idx"] == s]
+        later_rows = sum(1 for q in rows[r + 1:] if q == s)
+        start = max(len(mine) - (later_rows + 1) * width, 0)
+        user, first = mine[0]["user_id"], mine[start]
+        before = []
+        for p in plays:
+            if p is first:
+                break
+            if p["user_id"] == user and (user is not None or p["session_idx"] == s):
+                before.append(p)
+        for c, p in enumerate(before[max(len(before) - length, 0):][::-1] if length else []):
+            items[r, length - 1 - c], skips[r, length - 1 - c] = p["item_id"], p["is_skip"]
+    return items, skips
+
+
+sessions_st = st.lists(
+    st.tuples(st.one_of(st.none(), st.integers(0, 2)),
+              st.integers(1, 9).flatmap(lambda n: st.tuples(st.lists(st.integers(1, 20), min_size=n, max_size=n),
+                                                            st.lists(st.integers(0, 1), min_size=n, max_size=n)))),
+    min_size=1, max_size=8,
+)
+
+
+@given(sessions_st, st.integers(1, 4), st.integers(0, 6), st.data())
+def test_row_history_matches_the_reference(drawn, width, length, data):
+    ev = _log([(u, items, skips) for u, (items, skips) in drawn])
+    lengths = {s: len(items) for s, (_, (items, _)) in enumerate(drawn)}
+    chosen = data.draw(st.lists(st.sampled_from(sorted(lengths)), unique=True, min_size=1).map(sorted))
+    rows = _rows(chosen, lengths, width)
+    got = row_history(ev, rows, width, length)
+    want = _reference(ev, rows, width, length)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_history_holds_only_the_listeners_past():
+    # u0: session 0 then 2; u1: session 1 (a different listener, never read by u0); session 3 unknown listener
+    ev = _log([(0, [1, 2, 3], [0, 1, 0]), (1, [7, 8], [0, 0]), (0, [4, 5, 6, 9, 10], [0, 0, 1, 0, 0]),
+               (None, [11, 12], [0, 0])])
+    rows = _rows([0, 1, 2, 3], {0: 3, 1: 2, 2: 5, 3: 2}, width=3)  # session 2 has two rows: [4, 5] and [6, 9, 10]
+    items, skips = row_history(ev, rows, width=3, length=4)
+    assert items.tolist() == [
+        [0, 0, 0, 0],  # session 0: the listener's first
+        [0, 0, 0, 0],  # session 1: u1's first; u0's plays are someone else's
+        [0, 1, 2, 3],  # session 2, first row: u0's session 0
+        [2, 3, 4, 5],  # its second row: the session's own earlier plays too, nothing of the row itself
+        [0, 0, 0, 0],  # no listener: its own earlier plays only, and this is its first row
+    ]
+    assert skips.tolist()[2] == [0, 0, 1, 0]
+    with pytest.raises(ValueError, match="not in the events"):
+        row_history(ev, np.array([9]), width=3, length=2)
+
+
+def _successors_reference(ev: pl.DataFrame, rows: np.ndarray, width: int, k: int) -> np.ndarray:
+    """Column by column: walk the listener's plays before this one, newest first, and collect what
+    followed each earlier play of the same track."""
+    plays = ev.sort("user_id", "ts", "session_idx", "position").to_dicts()
+    out = np.full((len(rows), width, k), PAD, np.int32)
+    for r, s in enumerate(rows):
+        mine = [i for i, p in enumerate(plays) if p["session_idx"] == s]
+        later_rows = sum(1 for q in rows[r + 1:] if q == s)
+        end = len(mine) - later_rows * width
+        window = mine[max(end - width, 0):end]
+        for c, i in enumerate(window):
+            col = width - len(window) + c
+            me = plays[i]
+            found = []
+            for j in range(i - 1, -1, -1):
+                p = plays[j]
+                same_listener = p["user_id"] == me["user_id"] and (me["user_id"] is not None or p["session_idx"] == s)
+                if same_listener and p["item_id"] == me["item_id"] and len(found) < k:
+                    found.append(plays[j + 1]["item_id"])
+            out[r, col, :len(found)] = found
+    return out
+
+
+@given(sessions_st, st.integers(1, 4), st.integers(0, 3), st.data())
+def test_row_successors_match_the_reference(drawn, width, k, data):
+    ev = _log([(u, items, skips) for u, (items, skips) in drawn])
+    lengths = {s: len(items) for s, (_, (items, _)) in enumerate(drawn)}
+    chosen = data.draw(st.lists(st.sampled_from(sorted(lengths)), unique=True, min_size=1).map(sorted))
+    rows = _rows(chosen, lengths, width)
+    assert np.array_equal(row_successors(ev, rows, width, k), _successors_reference(ev, rows, width, k))
+
+
+def test_successors_come_from_the_listeners_past_only():
+    # u0 plays 1 2 3, then later 1 4 1 5; u1 plays 1 9 (someone else's successor of 1)
+    ev = _log([(0, [1, 2, 3], [0, 0, 0]), (1, [1, 9], [0, 0]), (0, [1, 4, 1, 5], [0, 0, 0, 0])])
+    succ = row_successors(ev, np.array([2]), width=4, k=2)
+    # at the first 1 of session 2 only session 0 knew what follows 1 (2); at the second 1 also the 4
+    # just played; at 4 and 5 nothing (never heard before); 9 (u1's) never appears
+    assert succ[0].tolist() == [[2, 0], [0, 0], [4, 2], [0, 0]]
