@@ -201,16 +201,18 @@ def test_successor_term_scores_what_followed_the_current_track_before():
     model = make_model(replace(CFG, repeat_head=True, successors=3, dropout=0.0)).eval()
     with torch.no_grad():
         model.successor_by_rank.copy_(torch.tensor([3.0, 2.0, 1.0]) / REPEAT_SCALE)  # latest counts most
+        model.successor_by_count.copy_(torch.tensor([0.0, 0.5, 5.0]) / REPEAT_SCALE)  # and the more often
     seqs = torch.tensor([[PAD, 3, 5, 3]])
     succ = torch.zeros(1, 4, 3, dtype=torch.long)
     succ[0, 3] = torch.tensor([5, 6, 5])  # before, 3 was followed by 5 (latest), 6, then 5 again
     hidden = torch.zeros(1, 4, CFG.d_model)  # gates at zero, repeat weights at zero: only successors count
-    assert model.successor_weights(hidden, succ)[0, 3].tolist() == [3.0, 2.0, 1.0]
+    # 5 is in the list twice: rank 0 (3) + count 2 (0.5) at its latest entry, nothing at its older one
+    assert model.successor_weights(hidden, succ)[0, 3].tolist() == pytest.approx([3.5, 2.0, 0.0])
     assert model.successor_weights(hidden, succ)[0, 2].tolist() == [0.0, 0.0, 0.0]  # no successor: no weight
     items, weights, available = model.copy_terms(hidden, seqs, succ, torch.tensor([0]), torch.tensor([3]))
     assert items.tolist() == [[PAD, 3, 5, 3, 5, 6, 5]] and available.tolist() == [[False] + [True] * 6]
     scores = model.scores_with_repeats(torch.zeros(1, CFG.d_model), weights * available, items)
-    assert scores[0, 5] == 4.0 and scores[0, 6] == 2.0 and scores[0, 3] == 0.0 and scores[0, 7] == 0.0
+    assert scores[0, 5].item() == pytest.approx(3.5) and scores[0, 6] == 2.0 and scores[0, 3] == 0.0 and scores[0, 7] == 0.0
     with pytest.raises(ValueError, match="successors"):
         ModelConfig(n_items=5, successors=2)
 

@@ -322,7 +322,7 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     assert "Paired differences against `sasrec / all`" in text and "**A smoke run:" in text
     assert "Paired differences against `sasrec / positives-only`" in text
     runs = sorted(p.name for p in (ws / "runs").iterdir())
-    assert len(runs) == 4 + 4 * 2  # four count baselines once, four neural cells x two seeds
+    assert len(runs) == 5 + 4 * 2  # five count baselines once, four neural cells x two seeds
     res = invoke(*args)  # everything is reused: same runs, the section replaced, not added
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (ws / "runs").iterdir()) == runs
@@ -336,7 +336,7 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     assert "did not" not in res.output
     record = results.read_text()
     assert record.count("<!-- study:tinystudy:check:begin -->") == 1 and "### Reproduction check: tinystudy" in record
-    assert "trained 12 of the 12 runs itself" in record and "did not" not in record
+    assert "trained 13 of the 13 runs itself" in record and "did not" not in record
     assert "Track skip signal: ranking the tracks by how rarely they were skipped" in record
     assert "### Neural against counting" in record and "overlap@10" in record
     res = invoke(*args)  # the section rewritten with the same table: the check record still describes it
@@ -353,7 +353,7 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     assert "0.9999 vs" in " ".join(res.output.split())
     record = results.read_text()
     assert record.count("### Reproduction check: tinystudy") == 1 and "**1 did not**" in record
-    assert "trained 0 of the 12 runs itself" in record
+    assert "trained 0 of the 13 runs itself" in record
     res = invoke(*args)  # a new table drops the check record, which described the old one
     assert res.exit_code == 0 and "Reproduction check" not in results.read_text()
     one_line_error(invoke("study", "--workspace", ws, "--check", tmp_path / "none.md"), "none.md")
@@ -400,3 +400,17 @@ def test_study_neural_against_counting_picks_both_on_validation():
     assert "`sasrec / all` 0.020, `markov / all` 0.300" in text
     text = "\n".join(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(-0.001)]}}))
     assert "**not met**" in text
+
+
+@pytest.mark.parametrize("grid", ["core", "skip", "paper", "full"])
+def test_every_study_grid_builds_valid_training_configs(grid):
+    from toolkit.study import GRIDS, StudyConfig, cells
+
+    runs = cells(StudyConfig(grid=grid, seeds=2), "any")
+    neural = [(m, f) for m, f, _ in GRIDS[grid] if m not in ("pop", "markov", "sknn", "repeat")]
+    assert len(runs) == len(GRIDS[grid]) + len(neural)  # baselines once, neural cells per seed
+    for cfg in runs:
+        if cfg.model == "bert4rec" or "negative-target" in cfg.feedback:
+            assert not cfg.repeat_head and cfg.successors == 0  # the head cannot apply there
+        elif cfg.model == "sasrec":
+            assert cfg.repeat_head and cfg.successors > 0

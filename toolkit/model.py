@@ -165,6 +165,7 @@ class SeqRec(nn.Module):
             nn.init.zeros_(self.repeat_gate.bias)
         if cfg.successors:
             self.successor_by_rank = nn.Parameter(torch.zeros(cfg.successors))
+            self.successor_by_count = nn.Parameter(torch.zeros(cfg.successors))
             self.successor_gate = nn.Linear(cfg.d_model, 1)
             nn.init.zeros_(self.successor_gate.weight)
             nn.init.zeros_(self.successor_gate.bias)
@@ -213,17 +214,23 @@ class SeqRec(nn.Module):
         return torch.where(before, w, torch.zeros((), dtype=w.dtype, device=w.device))
 
     def successor_weights(self, hidden: Tensor, succ: Tensor) -> Tensor:
-        """The successor term of the repeat head: what each earlier successor of the current track adds.
+        """The successor term of the repeat head: what the earlier successors of the current track add.
 
         hidden: (B, T, D), succ: int64 (B, T, K), the tracks that followed the track at t in the
-        listener's earlier plays, latest first (``history.row_successors``).  Returns (B, T, K):
-        ``REPEAT_SCALE * (by_rank[k] + gate(hidden[b, t]))`` where ``succ`` is a track, else 0.
+        listener's earlier plays, latest first (``history.row_successors``).  Returns (B, T, K): at the
+        latest entry of each track, ``REPEAT_SCALE * (by_rank[k] + by_count[n - 1] + gate(hidden[b, t]))``
+        with k its rank and n how often it is in the list; 0 at its older entries and at PAD.
         Listeners return to albums and playlists in their order, so "what came after this track last
-        time" is often next, and a dot product with track embeddings would have to memorise that
-        track by track.
+        time" is often next, the more so the more often it came; a dot product with track embeddings
+        would have to memorise that track by track.
         """
-        w = REPEAT_SCALE * (self.successor_by_rank + self.successor_gate(hidden))  # (B, T, K)
-        return torch.where(succ != PAD, w, torch.zeros((), dtype=w.dtype, device=w.device))
+        K = succ.shape[-1]
+        k = torch.arange(K, device=succ.device)
+        same = succ.unsqueeze(-1) == succ.unsqueeze(-2)  # (B, T, K, K)
+        count = same.sum(-1)  # (B, T, K): entries of the same track, itself included
+        newer = (same & (k.view(1, 1, 1, -1) < k.view(1, 1, -1, 1))).any(-1)  # (B, T, K): not its latest entry
+        w = REPEAT_SCALE * (self.successor_by_rank + self.successor_by_count[count - 1] + self.successor_gate(hidden))
+        return torch.where((succ != PAD) & ~newer, w, torch.zeros((), dtype=w.dtype, device=w.device))
 
     def copy_terms(self, hidden: Tensor, seqs: Tensor, succ: Tensor | None, rows: Tensor,
                    cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
