@@ -11,14 +11,18 @@ from __future__ import annotations
 import fnmatch
 import glob
 import hashlib
+import os
 import re
+import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from toolkit import sql
+from toolkit.artifacts import atomic_path, safe_name
 from toolkit.errors import ConfigError, EmptyInputError, InputError, MissingColumnsError
 
 FORMATS = ("auto", "generic", "spotify", "spotify-extended", "mssd", "lastfm", "piki", "sequences")
@@ -91,7 +95,8 @@ def expand(paths: list[Path], unzip_dir: Path, user: str | None) -> list[SourceF
 
     The user of a file is ``user`` when given; otherwise, for a folder whose exports sit in
     several sub-folders, the first-level sub-folder; otherwise the folder (or, for a single
-    file or archive, the parent folder) that holds the export.
+    file or archive, the parent folder) that holds the export.  Folders are walked through
+    symlinked sub-folders too; archives are extracted under ``unzip_dir`` (see ``_unzip``).
     """
     found: list[SourceFile] = []
     for raw in paths:
@@ -115,7 +120,7 @@ def _expand_one(path: Path, unzip_dir: Path, user: str | None) -> list[SourceFil
         owner = user or path.resolve().parent.name
         return _unzip(path, unzip_dir, owner) if path.suffix == ".zip" else [SourceFile(path, owner, str(path))]
     files = sorted(
-        (p for p in path.rglob("*") if p.is_file() and (p.suffix in DATA_SUFFIXES or p.suffix == ".zip")),
+        (p for p in _walk(path) if p.is_file() and (p.suffix in DATA_SUFFIXES or p.suffix == ".zip")),
         key=lambda p: natural_key(str(p.relative_to(path))),
     )
     files = [p for p in files if not p.name.startswith(".") and p.name not in ("SOURCE.md",)]
@@ -129,23 +134,216 @@ def _expand_one(path: Path, unzip_dir: Path, user: str | None) -> list[SourceFil
     return out
 
 
+def _walk(folder: Path) -> list[Path]:
+    """Every file under ``folder``, through symlinked sub-folders (``Path.rglob`` does not follow
+    them).  Each real folder is entered once, so a symlink loop ends the walk down that branch
+    instead of running forever, and two links to one folder read its files once."""
+    seen: set[tuple[int, int]] = set()
+    out: list[Path] = []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        out.extend(Path(root) / n for n in names)
+    return out
+
+
+# What one archive may unpack to.  A zip bomb (a small archive that inflates to fill the disk)
+# stops with an error naming the member instead.  Real exports sit far below both caps: a
+# Spotify export is megabytes of JSON that deflate shrinks some 5-20 times, and even a
+# synthetic history of near-identical rows stays near 120:1, while deflate tops out near
+# 1030:1, reached by runs of one byte, which is what bombs are made of.  The environment
+# variables override both caps.
+MAX_UNZIP_BYTES = 20 * 2**30  # TOOLKIT_MAX_UNZIP_BYTES: uncompressed bytes, all data members of one archive
+MAX_UNZIP_RATIO = 200.0  # TOOLKIT_MAX_UNZIP_RATIO: uncompressed / compressed size of one member ...
+RATIO_FROM_BYTES = 2**20  # ... once the member is larger than this
+UNZIP_CHUNK = 2**20  # members are streamed to disk in pieces of this size, never read whole
+STALE_TEMP_S = 3600  # a temporary member file untouched this long is an interrupted extraction's
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, OSError)  # reading a member: corrupt data
+try:
+    import lzma
+
+    _DAMAGED += (lzma.LZMAError,)
+except ImportError:  # pragma: no cover - Python built without lzma; zipfile then refuses such members
+    pass
+_HOW_TO = "extract it yourself and pass the folder"
+
+
+def _cap(var: str, default: float) -> float:
+    text = os.environ.get(var, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ConfigError(f"{var}={text!r}: not a positive number; unset it or set e.g. {var}={default:g}")
+    return value
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def _member(archive: Path, name: str) -> str:
+    """``archive!member`` for messages, with control characters escaped so it stays one line."""
+    shown = name if name.isprintable() else repr(name)[1:-1]
+    return f"{archive}!{shown}"
+
+
+def _member_parts(name: str) -> tuple[str, ...] | None:
+    """The folders and file name a member is written to, or None when the name could lead outside
+    the extraction folder: absolute, with a drive letter, or with a ``..`` component.  Both
+    ``/`` and ``\\`` separate folders (archives made on Windows may use either)."""
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        return None
+    parts = tuple(p for p in re.split(r"[\\/]", name) if p not in ("", "."))
+    if not parts or ".." in parts:
+        return None
+    return parts
+
+
+def _content_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def archive_dir(archive: Path, unzip_dir: Path, owner: str) -> Path:
+    """Where ``archive`` is extracted: keyed on its content, so an archive replaced at the same path
+    is extracted afresh, never answered with the old members.  The path's hash keeps two copies of
+    one archive apart (each is read, like two copies of a plain file), and the owner is only
+    shown, made safe first: ``--user ../..`` cannot steer the folder anywhere."""
+    where = hashlib.sha256(str(archive.resolve()).encode()).hexdigest()[:8]
+    return unzip_dir / f"{safe_name(owner)[:40]}-{_content_hash(archive)[:16]}-{where}"
+
+
 def _unzip(archive: Path, unzip_dir: Path, owner: str) -> list[SourceFile]:
-    """Extract an archive's data members (DuckDB cannot read inside a zip)."""
+    """Extract an archive's data members (DuckDB cannot read inside a zip).
+
+    Safe against hostile archives: a member whose path leads outside the extraction folder, an
+    encrypted or damaged member, or one that unpacks past the caps above stops prep with one
+    line naming the archive and the member.  Each member is streamed to a temporary name and
+    renamed into place when complete, so an interrupted run never leaves a half member under
+    its final name and a later run extracts it again.
+    """
     try:
         zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, OSError) as exc:
         raise InputError(f"{archive}: not a readable zip archive ({exc}); re-download or extract it") from exc
-    target = unzip_dir / f"{owner}-{hashlib.sha1(str(archive.resolve()).encode()).hexdigest()[:12]}"
-    out = []
+    max_bytes = _cap("TOOLKIT_MAX_UNZIP_BYTES", MAX_UNZIP_BYTES)
+    max_ratio = _cap("TOOLKIT_MAX_UNZIP_RATIO", MAX_UNZIP_RATIO)
     with zf:
-        names = sorted((n for n in zf.namelist() if Path(n).suffix in DATA_SUFFIXES), key=natural_key)
-        for name in names:
-            dest = target / name
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(zf.read(name))
-            out.append(SourceFile(dest, owner, f"{archive}!{name}"))
+        target = archive_dir(archive, unzip_dir, owner)
+        members = _data_members(zf, archive, max_bytes, max_ratio)
+        root = target.resolve()
+        _drop_stale_temps(target)
+        out = []
+        total = 0
+        for info, parts in members:
+            dest = target.joinpath(*parts)
+            if not dest.resolve().is_relative_to(root):
+                raise InputError(f"{_member(archive, info.filename)}: leads outside the extraction folder; "
+                                 f"not extracted: {_HOW_TO}")
+            if not (dest.is_file() and dest.stat().st_size == info.file_size):
+                _extract(zf, info, dest, archive, total, max_bytes, max_ratio)
+            total += info.file_size
+            out.append(SourceFile(dest, owner, f"{archive}!{info.filename}"))
     return out
+
+
+def _data_members(zf: zipfile.ZipFile, archive: Path, max_bytes: float, max_ratio: float):
+    """The data members in reading order, each with the path parts it is written to, after
+    checking every one before anything is written: safe path, not encrypted, not twice in the
+    archive, and the sizes the archive declares within the caps."""
+    members = []
+    seen: set[tuple[str, ...]] = set()
+    declared = 0
+    infos = sorted((i for i in zf.infolist() if not i.is_dir()), key=lambda i: natural_key(i.filename))
+    for info in infos:
+        name = info.filename
+        if Path(re.split(r"[\\/]", name)[-1]).suffix not in DATA_SUFFIXES:
+            continue
+        parts = _member_parts(name)
+        if parts is None:
+            raise InputError(f"{_member(archive, name)}: member path leads outside the archive's folder "
+                             f"(absolute, drive letter or '..'); not extracted: {_HOW_TO}")
+        if info.flag_bits & 0x1:
+            raise InputError(f"{_member(archive, name)}: encrypted member; {_HOW_TO} (with its password)")
+        if parts in seen:
+            raise InputError(f"{_member(archive, name)}: the archive holds two members of this name; {_HOW_TO}")
+        seen.add(parts)
+        declared += info.file_size
+        _check_caps(archive, info, info.file_size, declared, max_bytes, max_ratio)
+        members.append((info, parts))
+    return members
+
+
+def _check_caps(archive: Path, info: zipfile.ZipInfo, size: int, total: int, max_bytes: float,
+                max_ratio: float) -> None:
+    where = _member(archive, info.filename)
+    if total > max_bytes:
+        raise InputError(f"{where}: the archive unpacks past {_mib(max_bytes)} (the cap on one archive, "
+                         f"TOOLKIT_MAX_UNZIP_BYTES); not extracted: if it is genuine, {_HOW_TO} "
+                         "or raise TOOLKIT_MAX_UNZIP_BYTES")
+    if size > RATIO_FROM_BYTES and size > max_ratio * max(info.compress_size, 1):
+        raise InputError(f"{where}: compressed more than {max_ratio:g}:1 ({_mib(info.compress_size)} -> "
+                         f"{_mib(size)} and more), the mark of a zip bomb; not extracted: if it is genuine, "
+                         f"{_HOW_TO} or raise TOOLKIT_MAX_UNZIP_RATIO")
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, archive: Path, before: int,
+             max_bytes: float, max_ratio: float) -> None:
+    """Stream one member to ``dest`` through a temporary file, counting the bytes it really
+    unpacks to against the caps (the temporary file is removed when anything goes wrong)."""
+    where = _member(archive, info.filename)
+    with atomic_path(dest) as tmp, open(tmp, "wb") as sink:
+        try:
+            src = zf.open(info)
+        except RuntimeError as exc:  # encrypted (the flag was checked; this is the library's own word)
+            raise InputError(f"{where}: cannot be opened ({exc}); {_HOW_TO}") from exc
+        except NotImplementedError as exc:  # a compression method zipfile lacks
+            raise InputError(f"{where}: {exc}; {_HOW_TO}") from exc
+        except _DAMAGED as exc:
+            raise InputError(f"{where}: damaged ({exc}); re-download the archive or {_HOW_TO}") from exc
+        written = 0
+        with src:
+            while True:
+                try:
+                    chunk = src.read(UNZIP_CHUNK)
+                except _DAMAGED as exc:
+                    raise InputError(f"{where}: damaged ({exc}); re-download the archive or {_HOW_TO}") from exc
+                if not chunk:
+                    break
+                written += len(chunk)
+                _check_caps(archive, info, written, before + written, max_bytes, max_ratio)
+                sink.write(chunk)
+
+
+def _drop_stale_temps(target: Path) -> None:
+    """Remove temporary member files an interrupted extraction left behind (never read: a member
+    is only read under its final name); recent ones may belong to a run still extracting."""
+    if not target.is_dir():
+        return
+    cutoff = time.time() - STALE_TEMP_S
+    for tmp in target.rglob(".*.tmp"):
+        try:
+            if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except OSError:
+            pass
 
 
 def select_files(
