@@ -1,18 +1,28 @@
 """The ``toolkit`` command line: parse options, build the config, call the stage, print.
 
-No logic lives here.  A ``ToolkitError`` becomes one red line on stderr and exit status 1;
-anything else is a bug and keeps its traceback.
+No logic lives here.  Every command runs inside one error boundary (``friendly``): an expected
+failure becomes one red line on stderr naming the file or option and the fix, exit status 1;
+anything else is a bug, reported on one line too.  TOOLKIT_DEBUG=1 adds the traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
+import json
+import os
+import pickle
+import re
+import sys
 import time
+import traceback
+import zipfile
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from toolkit import __version__, splits
@@ -33,18 +43,163 @@ WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar="TOOLKIT_WORKSPACE
                             help="Workspace folder (default: ./toolkit-workspace).")
 
 
+DEBUG_ENV = "TOOLKIT_DEBUG"  # set to 1: every error also prints its traceback
+# what typer handles itself: exits, aborts and usage errors (ClickException; typer's own class or click's)
+_PASSED_ON = (typer.Exit, typer.Abort, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"))
+
+
 def friendly(fn):
-    """Turn a ToolkitError into one red line and exit status 1."""
+    """The one error boundary of every command: an expected failure (a ToolkitError, a full,
+    read-only or forbidden disk, a missing GPU, a locked catalog, a damaged file) becomes one red
+    line naming the file or option and the fix; anything else one line saying it is a bug.  Exit
+    status 1 (a ToolkitError's ``exit_code``); click's own usage errors keep status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ToolkitError as exc:
-            err.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False, markup=True)
-            raise typer.Exit(1) from None
+        except _PASSED_ON:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing leaves as a traceback
+            if debugging():
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            message, code = explain(exc) or (
+                f"this is a bug in the toolkit: {type(exc).__name__}: {_first_line(exc)} "
+                f"(rerun with {DEBUG_ENV}=1 for the traceback and include it in a bug report)", 1)
+            err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False, markup=True)
+            raise typer.Exit(code) from None
 
     return wrapper
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def interrupted(exc: KeyboardInterrupt) -> str:
+    """The Ctrl-C line of ``toolkit train``: the run it stopped (errors.RunInterrupted) and how to go on."""
+    run_id = getattr(exc, "run_id", None)
+    if run_id is None:
+        return "interrupted before training started; nothing to continue: rerun the same command to start"
+    return (f"interrupted: run {run_id} keeps its last checkpoint; rerun the same command (or "
+            f"`toolkit train --resume {run_id}`) to continue it")
+
+
+_WORKSPACE_FIX = "or point --workspace (TOOLKIT_WORKSPACE) at another folder"
+_DISK = {
+    errno.ENOSPC: f"no space left on the disk: free space, {_WORKSPACE_FIX}",
+    errno.EDQUOT: f"disk quota exceeded: free space, {_WORKSPACE_FIX}",
+    errno.EROFS: f"the file system is read-only: {_WORKSPACE_FIX.removeprefix('or ')} that is writable",
+    errno.EACCES: f"permission denied: fix the permissions, {_WORKSPACE_FIX}",
+    errno.EPERM: f"operation not permitted: fix the permissions, {_WORKSPACE_FIX}",
+    errno.ENOENT: "no such file or folder: check the path",
+}
+_GPU_MISSING = ("Torch not compiled with CUDA", "no NVIDIA driver", "no CUDA-capable device",
+                "CUDA driver version is insufficient", "CUDA-capable device(s) is/are busy or unavailable")
+# exceptions that, raised while a file is read, mean the file is damaged or not what it claims
+_DAMAGED = (json.JSONDecodeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, UnicodeDecodeError)
+_READERS = {"read_json", "read_array", "read_manifest", "read_metrics", "load_torch", "load_split"}
+
+
+def explain(exc: BaseException) -> tuple[str, int] | None:
+    """(one-line message, exit status) for an expected failure; None for a bug."""
+    if isinstance(exc, ToolkitError):
+        return str(exc), exc.exit_code
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
+        where = _quoted_path(str(exc)) or "the workspace catalog"
+        pid = re.search(r"\(PID (\d+)\)", str(exc))
+        by = f" by process {pid.group(1)}" if pid else " by another process"
+        return (f"{where}: locked{by} (another toolkit command on this workspace); wait for it to finish, "
+                f"{_WORKSPACE_FIX}"), 1
+    if duckdb is not None and isinstance(exc, duckdb.OutOfMemoryException):
+        return (f"DuckDB ran out of memory ({_first_line(exc)}): raise `toolkit prep --memory-limit` "
+                "(e.g. 4GB) or close other programs"), 1
+    if isinstance(exc, OSError) and exc.errno in _DISK:
+        return f"{_path_of(exc) or 'a workspace file'}: {_DISK[exc.errno]}", 1
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return ("the GPU ran out of memory: lower --batch-size (or --negatives, --d-model), "
+                "or train with --device cpu"), 1
+    if torch is not None and isinstance(exc, (RuntimeError, AssertionError)) and any(
+            s in str(exc) for s in _GPU_MISSING):
+        return (f"--device cuda: no usable CUDA GPU here ({_first_line(exc)}); use --device cpu, "
+                "or --device auto to take a GPU only when one is present"), 1
+    damaged = _damaged(exc)
+    if damaged:
+        return damaged, 1
+    if isinstance(exc, OSError) and exc.errno is not None:  # the disk or system, not the code
+        return f"{_path_of(exc) or 'a file'}: {exc.strerror or _first_line(exc)}", 1
+    return None
+
+
+def _damaged(exc: BaseException) -> str | None:
+    """The line for a damaged or truncated file being read, when the failure is one and names a file."""
+    duckdb = sys.modules.get("duckdb")
+    library = type(exc).__module__.split(".")[0]
+    reading = (isinstance(exc, _DAMAGED) or library in ("pyarrow", "polars")
+               or (duckdb is not None and isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)))
+               or (isinstance(exc, (ValueError, RuntimeError)) and _raised_reading(exc)))
+    path = _path_of(exc) if reading else None
+    if path is None:
+        return None
+    parts = Path(path).parts
+    if "runs" in parts:
+        fix = "delete the run's folder and train it again (`toolkit train`), or pick another run"
+    elif "datasets" in parts:
+        fix = "run `toolkit prep` again for this dataset (it rewrites every file)"
+    else:
+        fix = "check the file (export or download it again)"
+    why = _first_line(exc).split(". ")[0]  # torch's unpickling message goes on for a paragraph
+    return f"{path}: cannot be read, the file is damaged or truncated ({type(exc).__name__}: {why}); {fix}"
+
+
+def _raised_reading(exc: BaseException) -> bool:
+    """Whether a numpy / torch file reader, or one of the toolkit's artifact readers, raised ``exc``."""
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        file = frame.f_code.co_filename.replace("\\", "/")
+        name = file.rsplit("/", 1)[-1]
+        if frame.f_code.co_name in _READERS or file.endswith("torch/serialization.py") or (
+                "/numpy/" in file and any(k in name for k in ("format", "npyio", "memmap"))):
+            return True
+    return False
+
+
+def _path_of(exc: BaseException) -> str | None:
+    """The file a failure is about: the exception's own, one quoted in its message, else the path the
+    innermost toolkit function (below the command itself) was working on."""
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+    quoted = _quoted_path(str(exc))
+    if quoted:
+        return quoted
+    package = Path(__file__).resolve().parent
+    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    for frame in reversed(frames):
+        file = Path(frame.f_code.co_filename)
+        if file.parent != package or file.name in ("cli.py", "cli_report.py"):
+            continue
+        values = dict(frame.f_locals)
+        for name in ("path", "target", "tmp", "file", "cache"):
+            if isinstance(values.get(name), Path):
+                return str(values[name])
+        for value in values.values():
+            if isinstance(value, Path):
+                return str(value)
+            if isinstance(getattr(value, "path", None), Path):  # a DatasetDir or RunDir
+                return str(value.path)
+    return None
+
+
+def _quoted_path(text: str) -> str | None:
+    m = re.search(r"[\"']([^\"']+\.(?:duckdb|parquet|npy|npz|json|jsonl|pt|csv|zip|tsv|txt|wal))[\"']", text)
+    return m.group(1) if m else None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else "(no message)"
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _stage_status():
@@ -310,9 +465,8 @@ def train(
 
         try:
             result = run_train(ws, cfg, show)
-        except KeyboardInterrupt:
-            err.print("interrupted: the run is checkpointed; continue it with `toolkit train --resume <id>` "
-                      "(`toolkit runs` lists ids)")
+        except KeyboardInterrupt as exc:
+            err.print(interrupted(exc), soft_wrap=True, highlight=False, markup=False)
             raise typer.Exit(130) from None
     v = result["valid"]
     note = " (already trained: reused)" if result.get("reused") else ""

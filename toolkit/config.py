@@ -6,6 +6,8 @@ JSON types: int, float, bool, str.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass
 
 # ---------------------------------------------------------------------------------------------
@@ -59,6 +61,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.history must be in [0, max_len), got {self.history}")
         if self.encoder not in ("transformer", "gru") or (self.encoder == "gru" and not self.causal):
             raise ValueError(f"ModelConfig.encoder must be transformer, or gru with causal=True; got {self.encoder}")
+        if self.successors < 0:
+            raise ValueError(f"ModelConfig.successors must be >= 0, got {self.successors}")
+        if not (_finite(self.init_std) and self.init_std > 0):
+            raise ValueError(f"ModelConfig.init_std must be a finite number > 0, got {self.init_std}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,6 +113,20 @@ class PrepConfig:
             problems.append("--valid-frac and --test-frac must be fractions with valid + test < 1 and test > 0")
         if self.max_len < 2:
             problems.append(f"--max-len must be >= 2, got {self.max_len}")
+        if self.max_play_ms is not None and self.max_play_ms < 1:
+            problems.append(f"--max-play-ms must be >= 1 ms when given (leave it out to keep every play), "
+                            f"got {self.max_play_ms}")
+        if not _memory_ok(self.memory_limit):
+            problems.append(f"--memory-limit {self.memory_limit!r}: use a size with a unit, at least 64MB, "
+                            "such as 1GB, 512MB or 2GiB")
+        if self.threads < 0:
+            problems.append(f"threads must be >= 0 (0: all cores), got {self.threads}")
+        if self.name is not None and not 0 < len(self.name) <= NAME_MAX:
+            problems.append(f"--name must be 1 to {NAME_MAX} characters, got {len(self.name)}")
+        if self.user is not None and not self.user.strip():
+            problems.append("--user must not be empty; leave it out when the log has a user column")
+        if not _date_ok(self.min_ts):
+            problems.append(f"min_ts {self.min_ts!r}: use a date as YYYY-MM-DD")
         if problems:
             from toolkit.errors import ConfigError
 
@@ -226,8 +246,6 @@ class TrainConfig:
             problems.append(f"--target {self.target}: choose next-item, next-pos or next-kept")
         if self.loss not in ("auto", "ce", "sampled", "shared", "bce"):
             problems.append(f"--loss {self.loss}: choose auto, ce, sampled, shared or bce")
-        if self.negatives < 1:
-            problems.append(f"--negatives must be >= 1, got {self.negatives}")
         if self.sampler not in ("uniform", "popularity"):
             problems.append(f"--sampler {self.sampler}: choose uniform or popularity")
         if self.context not in ("output", "input", "score"):
@@ -238,10 +256,103 @@ class TrainConfig:
             problems.append(f"--device {self.device}: choose auto, cpu or cuda")
         if self.lr_schedule not in ("constant", "cosine"):
             problems.append(f"--lr-schedule {self.lr_schedule}: choose constant or cosine")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.tau <= 0:
-            problems.append("--epochs, --batch-size, --lr and --tau must be positive")
+        problems += _range_problems(self)
         if problems:
             raise ConfigError("; ".join(problems))
+
+
+NAME_MAX = 100  # longest dataset name (it names a folder)
+SEED_MAX = 2**32 - 1  # numpy's seed range
+
+# TrainConfig fields with a flag of their own on `toolkit train`; the others are set with --set key=value
+TRAIN_FLAGS = frozenset({
+    "negatives", "alpha", "tau", "neg_weight", "d_model", "n_layers", "n_heads", "dropout", "epochs", "batch_size",
+    "lr", "patience", "max_steps", "valid_sessions", "seed",
+})
+
+# (field, test, what the value must be, and the fix); each numeric TrainConfig field is checked here
+_TRAIN_RANGES = (
+    ("negatives", lambda v: v >= 1, "an integer >= 1", "the number of sampled negatives per row"),
+    ("sampler_beta", lambda v: v >= 0, "a finite number >= 0", "0 samples uniformly, 1 by popularity"),
+    ("alpha", lambda v: v >= 0, "a finite number >= 0",
+     "a negative weight would reward skipped tracks; 0 turns the contrastive term off"),
+    ("tau", lambda v: v > 0, "a finite number > 0", "the contrastive temperature, e.g. 0.1"),
+    ("neg_weight", lambda v: v >= 0, "a finite number >= 0", "a negative weight would reward skipped tracks"),
+    ("d_model", lambda v: v >= 1, "an integer >= 1", "the model width, e.g. 64"),
+    ("n_layers", lambda v: v >= 1, "an integer >= 1", "the number of blocks, e.g. 2"),
+    ("n_heads", lambda v: v >= 1, "an integer >= 1", "the number of attention heads, e.g. 2"),
+    ("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)", "e.g. 0.2; 0 turns dropout off"),
+    ("mask_prob", lambda v: 0 < v < 1, "a number in (0, 1)", "the share of plays hidden, e.g. 0.2"),
+    ("epochs", lambda v: v >= 1, "an integer >= 1", "the number of passes over the train rows"),
+    ("batch_size", lambda v: v >= 1, "an integer >= 1", "rows per step, e.g. 128"),
+    ("lr", lambda v: v > 0, "a finite number > 0", "e.g. 1e-3"),
+    ("weight_decay", lambda v: v >= 0, "a finite number >= 0", "e.g. 0.01; 0 turns it off"),
+    ("warmup_steps", lambda v: v >= 0, "an integer >= 0", "0 turns the warm-up off"),
+    ("grad_clip", lambda v: v > 0, "a finite number > 0", "the largest gradient norm, e.g. 5.0"),
+    ("patience", lambda v: v >= 1, "an integer >= 1", "epochs without a better validation score before stopping"),
+    ("max_steps", lambda v: v >= 1, "an integer >= 1 when given",
+     "leave it out to train the planned epochs (0 would record an untrained model as finished)"),
+    ("valid_sessions", lambda v: v >= 0, "an integer >= 0", "0 validates on every session"),
+    ("seed", lambda v: 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_MAX}]", "e.g. 0"),
+)
+
+
+def option_name(key: str) -> str:
+    """How the user sets a TrainConfig field on `toolkit train`: its flag, else the --set key."""
+    return f"--{key.replace('_', '-')}" if key in TRAIN_FLAGS else f"--set {key}="
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _range_problems(cfg: "TrainConfig") -> list[str]:
+    problems = []
+    for key, ok, must, fix in _TRAIN_RANGES:
+        value = getattr(cfg, key)
+        if value is None and key == "max_steps":
+            continue
+        if not (_finite(value) and ok(value)):
+            shown = option_name(key)
+            shown = f"{shown}{value}" if shown.endswith("=") else f"{shown} {value}"
+            problems.append(f"{shown}: must be {must} ({fix})")
+    if _finite(cfg.d_model) and _finite(cfg.n_heads) and cfg.n_heads >= 1 and cfg.d_model % cfg.n_heads:
+        problems.append(f"--d-model {cfg.d_model} must be a multiple of --n-heads {cfg.n_heads} "
+                        "(each head reads d_model / n_heads dimensions), e.g. --d-model 64 --n-heads 2")
+    return problems
+
+
+# DuckDB memory sizes: a number and a unit (KB = 1000 bytes, KiB = 1024 bytes; B, K, M, G, T alone too)
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(b|bytes?|k|m|g|t|kb|mb|gb|tb|kib|mib|gib|tib|"
+                     r"kilobytes?|megabytes?|gigabytes?|terabytes?)\s*$", re.IGNORECASE)
+_UNIT = {"b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+MEMORY_MIN = 64 * 10**6  # below this DuckDB cannot even read a file's first blocks
+
+
+def memory_bytes(text: str) -> float | None:
+    """Bytes of a DuckDB memory size such as '1GB', '512MB' or '2GiB'; None when it is not one."""
+    m = _MEMORY.match(text) if isinstance(text, str) else None
+    if not m:
+        return None
+    unit = m.group(2).lower()
+    base = 1 if unit.startswith("byte") or unit == "b" else (
+        2 ** (10 * "kmgt".index(unit[0]) + 10) if unit.endswith("ib") else _UNIT[unit[0]])
+    return float(m.group(1)) * base
+
+
+def _memory_ok(text: str) -> bool:
+    size = memory_bytes(text)
+    return size is not None and size >= MEMORY_MIN
+
+
+def _date_ok(text: str) -> bool:
+    from datetime import date
+
+    try:
+        date.fromisoformat(str(text)[:10])
+    except ValueError:
+        return False
+    return True
 
 
 # Settings added after the first release, with the value that reproduces the behaviour from before

@@ -1,11 +1,13 @@
-"""Errors a user can fix.  The CLI prints their message on one line and exits with status 1;
-anything else is a bug and keeps its traceback."""
+"""Errors a user can fix.  The CLI prints their message on one line and exits with the class's
+``exit_code`` (1); anything else is a bug: one line saying so, the traceback with TOOLKIT_DEBUG=1."""
 
 from __future__ import annotations
 
 
 class ToolkitError(Exception):
     """Base class: the message names the file or column at fault and how to fix it."""
+
+    exit_code = 1  # the CLI's exit status (2 stays click's own: an unknown option or a malformed value)
 
 
 class InputError(ToolkitError):
@@ -32,3 +34,17 @@ class ConfigError(ToolkitError):
 
 class ArtifactMissingError(ToolkitError):
     """A dataset or run the command needs is not in the workspace."""
+
+
+class TrainingDiverged(ToolkitError):
+    """The training loss became NaN or infinite; the run stops unfinished."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, carrying the id of the run it stopped (so the CLI can name it).
+
+    A KeyboardInterrupt still, so every handler of Ctrl-C handles it."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        super().__init__(run_id)

@@ -33,7 +33,7 @@ from toolkit.config import NEURAL, ModelConfig, TrainConfig, identity
 from toolkit.data import (
     SplitArrays, load_split, negatives_for, positives_only, row_batches, to_batch, train_counts,
 )
-from toolkit.errors import ArtifactMissingError, ConfigError
+from toolkit.errors import ArtifactMissingError, ConfigError, RunInterrupted, TrainingDiverged
 from toolkit.evaluate import evaluate, session_subset
 from toolkit.model import SeqRec, cloze_mask
 from toolkit.schema import FORMAT_VERSION, PAD
@@ -63,11 +63,16 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     started = time.perf_counter()
-    if cfg.model in NEURAL:
-        outcome = _fit_neural(run, ds, manifest, cfg, device, say)
-    else:
-        outcome = _fit_baseline(ds, manifest, cfg, device)
-        append_metrics(run, {"epoch": 0, **{f"valid_{k}": v for k, v in outcome["valid"].items()}})
+    try:
+        if cfg.model in NEURAL:
+            outcome = _fit_neural(run, ds, manifest, cfg, device, say)
+        else:
+            outcome = _fit_baseline(ds, manifest, cfg, device)
+            append_metrics(run, {"epoch": 0, **{f"valid_{k}": v for k, v in outcome["valid"].items()}})
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as exc:  # Ctrl-C: the same command (same id) continues from the last checkpoint
+        raise RunInterrupted(run.id) from exc
     return _finish(ws, run, cfg, outcome, time.perf_counter() - started)
 
 
@@ -179,12 +184,15 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
             except KeyboardInterrupt:
                 _checkpoint(run, model, opt, sched, {**state, "batch": b, "wall_s": before + time.perf_counter() - began})
                 raise
+            value = float(loss.detach())
+            if not math.isfinite(value):  # the update is discarded: only epoch ends and Ctrl-C checkpoint
+                raise TrainingDiverged(_diverged(run, cfg, value, epoch, state["step"] + 1))
             state["step"] += 1
             n_seen += len(batches[b])
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             say({"event": "step", "epoch": epoch, "batch": b + 1, "batches": len(batches),
-                 "loss": float(loss.detach()), "rows_per_s": n_seen / max(time.perf_counter() - t0, 1e-9)})
+                 "loss": value, "rows_per_s": n_seen / max(time.perf_counter() - t0, 1e-9)})
         seconds = time.perf_counter() - t0
         model.eval()
         metrics = evaluate(NeuralScorer(model, "positives-only" in cfg.modes), valid, n_items, device, last_only,
@@ -207,6 +215,21 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
             break
     best = load_torch(run.best)
     return {"valid": best["valid"], "best_epoch": best["epoch"], "epochs_done": state["epoch"], "earlier_wall_s": before}
+
+
+def _diverged(run: RunDir, cfg: TrainConfig, value: float, epoch: int, step: int) -> str:
+    """One line: which run diverged, where, the likely cause and the fix."""
+    also = []
+    if "contrastive" in cfg.modes:
+        also.append(f"--tau {cfg.tau} / --alpha {cfg.alpha}")
+    if "negative-target" in cfg.modes:
+        also.append(f"--neg-weight {cfg.neg_weight}")
+    if cfg.amp:
+        also.append("--amp")
+    suspects = f"; also check {', '.join(also)}" if also else ""
+    return (f"run {run.id}: the training loss became {value} at epoch {epoch + 1}, step {step}, so training stopped "
+            f"and the run is not finished; the learning rate is likely too high: lower --lr (it is {cfg.lr:g}; try "
+            f"{cfg.lr / 10:g}) or the gradient limit --set grad_clip= (it is {cfg.grad_clip:g}){suspects}")
 
 
 def keep_freed_memory() -> None:
