@@ -219,7 +219,7 @@ def test_user_cannot_steer_the_extraction_folder(tmp_path):
         assert f.path.resolve().is_relative_to(unzip_dir(tmp_path).resolve()), (user, f.path)
         assert f.user == user  # the listener id in the data stays as given
     # one folder per sanitised name, each right inside the unzip folder; nothing beside it
-    assert {p.name.rsplit("-", 2)[0] for p in unzip_dir(tmp_path).iterdir()} == {"dataset", "etc", "a-..-..-b"}
+    assert {p.name.rsplit("-", 2)[0] for p in unzip_dir(tmp_path).iterdir()} == {"listener", "etc", "a-..-..-b"}
     assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["tmp"]
     assert sorted(p.name for p in (tmp_path / "ws" / "tmp").iterdir()) == ["unzipped"]
     m = run(archive, tmp_path, user="../../..")

@@ -6,11 +6,16 @@
             events.parquet          one row per kept play (schema.EVENTS_SCHEMA)
             items.parquet           one row per track id (schema.ITEMS_SCHEMA)
             <split>_<array>.npy     sequence arrays per split (seqs, skips, next_item, next_pos, row_session)
-            manifest.json           config, row accounting, summary, input fingerprint, versions
+            manifest.json           config, row accounting, summary, input fingerprint, build, versions
+        datasets/.tmp-<name>-<pid>  a dataset being built; swapped in whole when complete
+        runs/<id>/                  one trained run (RunDir)
         tmp/                        DuckDB spill files and unpacked archives (safe to delete)
 
 Every file is written to a temporary name in the same folder and renamed into place, so a reader
-never sees half a file and an interrupted command leaves the previous version intact.
+never sees half a file and an interrupted command leaves the previous version intact; a dataset
+is built in a folder of its own and renamed into place whole.  Dataset names and run ids are
+checked (``identity.check_name``) before a path is made of them, and commands that only read
+never create anything: ``Workspace.create`` is for the ones that write.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import duckdb
 import numpy as np
 
 from toolkit.errors import ArtifactMissingError
+from toolkit.identity import check_name
 
 ENV_WORKSPACE = "TOOLKIT_WORKSPACE"
 DEFAULT_WORKSPACE = "toolkit-workspace"
@@ -40,12 +46,20 @@ class Workspace:
 
     @classmethod
     def at(cls, root: Path | str | None) -> "Workspace":
-        """The workspace given, else ``$TOOLKIT_WORKSPACE``, else ``./toolkit-workspace``."""
+        """The workspace given, else ``$TOOLKIT_WORKSPACE``, else ``./toolkit-workspace``.  Nothing is
+        created: a command that writes calls ``create``."""
         chosen = root or os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE
-        ws = cls(Path(chosen).expanduser().resolve())
-        (ws.root / "datasets").mkdir(parents=True, exist_ok=True)
-        ws.tmp.mkdir(parents=True, exist_ok=True)
-        return ws
+        return cls(Path(chosen).expanduser().resolve())
+
+    def create(self) -> "Workspace":
+        """Make the workspace's folders (for commands that write into it)."""
+        self.datasets.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
 
     @property
     def tmp(self) -> Path:
@@ -56,7 +70,7 @@ class Workspace:
         return self.root / "catalog.duckdb"
 
     def dataset(self, name: str) -> "DatasetDir":
-        return DatasetDir(self.root / "datasets" / name)
+        return DatasetDir(self.datasets / check_name(name, "dataset"))
 
 
 @dataclass(frozen=True)
@@ -84,9 +98,8 @@ class DatasetDir:
 
 
 def safe_name(text: str) -> str:
-    """A dataset name usable as a folder name."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
-    return name or "dataset"
+    """``text`` made a usable dataset name (runs of other characters become '-'); '' when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
 
 
 @contextmanager
@@ -134,7 +147,38 @@ def read_manifest(ds: DatasetDir) -> dict:
         raise ArtifactMissingError(
             f"{ds.path}: no prepared dataset here (manifest.json missing); run `toolkit prep LOGS --name {ds.name}`"
         )
-    return read_json(ds.manifest)
+    try:
+        manifest = read_json(ds.manifest)
+    except (ValueError, UnicodeDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise ArtifactMissingError(f"{ds.manifest}: does not parse; run `toolkit prep LOGS --name {ds.name}` again")
+    return manifest
+
+
+def array_problem(path: Path, shape: tuple | None = None, dtype: str | None = None) -> str | None:
+    """Why the .npy file at ``path`` is not whole (missing, bad header, shorter than its header says,
+    or another shape / dtype than expected; ``None`` in ``shape`` matches any length), else None.
+    Reads the header only."""
+    if not path.exists():
+        return f"{path.name} is missing"
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            got_shape, _fortran, got_dtype = header(fh)
+            start = fh.tell()
+    except (ValueError, OSError, EOFError):
+        return f"{path.name} has no readable array header"
+    expected_size = start + int(np.prod(got_shape, dtype=np.int64)) * got_dtype.itemsize
+    if path.stat().st_size != expected_size:
+        return f"{path.name} is truncated ({path.stat().st_size:,} of {expected_size:,} bytes)"
+    if shape is not None and (len(shape) != len(got_shape) or any(a is not None and a != b
+                                                                    for a, b in zip(shape, got_shape))):
+        return f"{path.name} has shape {tuple(got_shape)}, not {tuple(shape)}"
+    if dtype is not None and got_dtype.str != dtype:
+        return f"{path.name} has dtype {got_dtype.str}, not {dtype}"
+    return None
 
 
 _CATALOG_DDL = """
@@ -214,7 +258,7 @@ class RunDir:
 
 
 def run_dir(ws: Workspace, run_id: str) -> RunDir:
-    return RunDir(ws.root / "runs" / run_id)
+    return RunDir(ws.root / "runs" / check_name(run_id, "run"))
 
 
 def append_metrics(run: RunDir, row: dict) -> None:

@@ -234,6 +234,7 @@ def prep(
     test_frac: float = typer.Option(0.1, help="Share of sessions for test."),
     max_len: int = typer.Option(20, help="Width of the sequence arrays; longer sessions become several windows."),
     memory_limit: str = typer.Option("1GB", help="DuckDB memory limit (spills to disk past it)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when up to date, and replace a dataset of this name prepared from other input or options (its runs become stale)."),
     workspace: Optional[Path] = WorkspaceOpt,
 ) -> None:
     """Turn raw plays into sessions with skip labels, ids, splits and sequence arrays.
@@ -252,7 +253,11 @@ def prep(
     started = time.perf_counter()
     status, update = _stage_status()
     with status:
-        manifest = run_prep(list(logs), ws, cfg, update)
+        manifest = run_prep(list(logs), ws, cfg, update, force=force)
+    from rich.markup import escape
+
+    for note in manifest.get("notes", []):
+        out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     _print_prep_summary(manifest, ws, time.perf_counter() - started)
 
 

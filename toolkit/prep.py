@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
+import os
 import platform
+import re
+import shutil
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,10 +31,12 @@ import polars as pl
 import kernels
 from toolkit import readers, splits, sql
 from toolkit.artifacts import (
-    ARRAYS, DatasetDir, Workspace, atomic_path, read_json, record_dataset, safe_name, write_array, write_manifest,
+    ARRAYS, DatasetDir, Workspace, array_problem, atomic_path, read_array, read_json, record_dataset, safe_name,
+    write_array, write_manifest,
 )
 from toolkit.config import PrepConfig
 from toolkit.errors import EmptyInputError, InputError
+from toolkit.identity import BadNameError, DatasetExistsError, build_key, build_of, build_options
 from toolkit.schema import FORMAT_VERSION, IS_SKIP, ITEM, SESSION, SPLIT, SPLITS, USER
 from toolkit.sessions import Events, build_events, item_ids, session_bounds, skip_rule_counts
 
@@ -39,7 +44,8 @@ Progress = Callable[[str], None]
 UNTIMED_FORMATS = ("sequences",)  # formats whose order is known but whose time is not
 
 
-def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | None = None) -> dict:
+def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | None = None,
+         force: bool = False) -> dict:
     """Prepare a dataset from raw plays and return its manifest.
 
     Parameters
@@ -48,45 +54,208 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
     ws : the workspace the dataset is written to (``datasets/<name>/``).
     cfg : every option of the stage; saved in the manifest.
     progress : called with a short stage name as each step starts.
+    force : rebuild even when the dataset is up to date, and replace a dataset of this name that
+        was prepared from other input or options (refused otherwise).
+
+    The returned manifest carries ``notes`` (not saved): what the caller should tell the user, e.g.
+    a --name that had to change, or why an existing dataset was rebuilt instead of reused.
+
+    The dataset is built in ``datasets/.tmp-<name>-<pid>`` and swapped in whole, so an interrupted
+    or failed rebuild leaves the previous version in place.
 
     Example: ``toolkit prep my_spotify_data.zip --format auto``
     """
     say = progress or (lambda _stage: None)
+    name, notes = dataset_name(cfg.name, logs)
+    ws.create()
+    ds = ws.dataset(name)
+    _clean_work_folders(ws)
     con = _connect(ws, cfg)
     try:
         say("reading")
         src = readers.resolve(con, list(logs), cfg.format, _cols(cfg), cfg.user, ws.tmp / "unzipped")
         if cfg.split == "auto" and src.format in UNTIMED_FORMATS:
             cfg = replace(cfg, split="last")  # else the session pass picks time or listener (toolkit/splits.py)
-        name = safe_name(cfg.name or _default_name(logs))
-        ds = ws.dataset(name)
         fingerprint = _fingerprint(src)
-        done = _up_to_date(ds, fingerprint, cfg)
-        if done is not None:
-            return done
-        readers.register_raw(con, src)
-        rows_in, dropped, stream, users, tracks, agreement = _read(con, src, cfg, say)
-        say("sessionizing")
-        ev = build_events(con, stream, len(tracks), cfg)
-        del stream
-        for reason, n in ev.dropped.items():
-            if n:
-                dropped[reason] = dropped.get(reason, 0) + n
-        say("writing events")
-        manifest = _write_dataset(con, ds, src, cfg, ev, users, tracks, say)
-        if agreement is not None:
-            manifest["skip_rule"]["agreement"] = agreement
+        build = build_key(fingerprint, src.format, asdict(cfg), PIPELINE, FORMAT_VERSION)
+        old, why = _existing(ds)
+        if old is not None and not force and _other_build(old, fingerprint, src.format, cfg):
+            raise DatasetExistsError(
+                f"dataset {name} already exists, prepared from other input or options; pick another name with "
+                f"--name, or replace it (and make its runs stale) with --force")
+        if old is not None and why is None and not force and build_of(old) == build:
+            return {**old, "up_to_date": True, "notes": notes}
+        if old is not None or why:
+            reason = "--force" if force else why or "made by another prep version"
+            notes.append(f"rebuilt dataset {name} ({reason})")
+        # the runs of a dataset keep their first ids while it is rebuilt into the same build (ids made
+        # before builds existed); any other build names its runs by the build too (toolkit.identity)
+        keep_ids = old is not None and old.get("run_ids", "input") == "input" and build_of(old) == build
+        work = DatasetDir(ws.datasets / f"{WORK_PREFIX}{name}-{os.getpid()}")
+        shutil.rmtree(work.path, ignore_errors=True)
+        try:
+            readers.register_raw(con, src)
+            rows_in, dropped, stream, users, tracks, agreement = _read(con, src, cfg, say)
+            say("sessionizing")
+            ev = build_events(con, stream, len(tracks), cfg)
+            del stream
+            for reason, n in ev.dropped.items():
+                if n:
+                    dropped[reason] = dropped.get(reason, 0) + n
+            say("writing events")
+            manifest = _write_dataset(con, work, src, cfg, ev, users, tracks, say)
+            if agreement is not None:
+                manifest["skip_rule"]["agreement"] = agreement
+            manifest.update(_accounting(rows_in, dropped, manifest["rows_kept"]))
+            manifest.update(
+                name=name, format=src.format, files=len(src.files), fingerprint=fingerprint, build=build,
+                run_ids="input" if keep_ids else "build",
+                files_skipped=[{"file": shown, "reason": why} for shown, why in src.skipped],
+                config=asdict(cfg), versions=_versions(), format_version=FORMAT_VERSION, pipeline=PIPELINE,
+                arrays=_array_headers(work),
+            )
+            write_manifest(work, manifest)
+            _swap_in(work.path, ds.path)
+        finally:
+            shutil.rmtree(work.path, ignore_errors=True)
     finally:
         con.close()
-    manifest.update(_accounting(rows_in, dropped, manifest["rows_kept"]))
-    manifest.update(
-        name=name, format=src.format, files=len(src.files), fingerprint=fingerprint,
-        files_skipped=[{"file": shown, "reason": why} for shown, why in src.skipped],
-        config=asdict(cfg), versions=_versions(), format_version=FORMAT_VERSION, pipeline=PIPELINE,
-    )
-    write_manifest(ds, manifest)
     record_dataset(ws, ds, manifest)
-    return manifest
+    return {**manifest, "notes": notes}
+
+
+WORK_PREFIX = ".tmp-"  # datasets/.tmp-<name>-<pid>: a dataset being built
+TRASH_PREFIX = ".trash-"  # datasets/.trash-<name>-<pid>: the previous version, for the instant of the swap
+_GENERIC = re.compile(
+    r"(my_?spotify_?data.*|my_?data|spotify.*(account|streaming).*|streaminghistory.*|streaming_history.*"
+    r"|end_?(song|video|episode).*|data|dataset|export|history|listening_?history|input|raw"
+    r"|part[-_]?\d*|\d*)", re.IGNORECASE)
+
+
+def dataset_name(given: str | None, logs: list[Path]) -> tuple[str, list[str]]:
+    """The dataset name (``--name``, else from the input path) and notes about it.
+
+    A generic file name (``my_spotify_data.zip``, ``StreamingHistory0.json``, ``endsong_0.json``,
+    ``data.csv``, ...) is prefixed with its folder's name, so two exports in two folders get two
+    datasets.  A name with characters a folder name cannot have is changed and the change noted; a
+    name with none left is an error.
+    """
+    raw = given if given is not None else _default_name(logs)
+    name = safe_name(raw)
+    if not name:
+        what = f"--name {given!r}" if given is not None else f"the input name {raw!r}"
+        raise BadNameError(f"{what}: nothing usable as a dataset name is left of it; pass --name with ASCII "
+                           "letters, digits, '_', '.' or '-' (e.g. --name spotify)")
+    notes = [f"--name {given!r} is not a usable folder name; the dataset is named {name}"] if (
+        given is not None and name != given) else []
+    return name, notes
+
+
+def _default_name(logs: list[Path]) -> str:
+    first = Path(str(logs[0]).split("*")[0].rstrip("/")) if logs else Path("dataset")
+    stem = (first.stem if first.suffix else first.name).strip("_-. ")
+    if _GENERIC.fullmatch(stem) or not safe_name(stem):
+        parent = Path(os.path.abspath(first)).parent.name
+        if parent and safe_name(parent):
+            return f"{parent}-{stem}" if safe_name(stem) else parent
+    return stem
+
+
+def _existing(ds: DatasetDir) -> tuple[dict | None, str | None]:
+    """The manifest of the dataset already at ``ds`` (None when there is none or it does not parse)
+    and why the dataset cannot be reused as it is (None when it is whole)."""
+    if not ds.manifest.exists():
+        return None, "manifest.json is missing" if ds.path.exists() else None
+    try:
+        old = read_json(ds.manifest)
+    except (ValueError, UnicodeDecodeError, OSError):
+        old = None
+    if not isinstance(old, dict) or "fingerprint" not in old:
+        return None, "manifest.json does not parse"
+    return old, _damage(ds, old)
+
+
+def _damage(ds: DatasetDir, manifest: dict) -> str | None:
+    """What is wrong with the files of a prepared dataset, checked against its manifest without
+    reading the data: parquet footers and .npy headers and sizes; None when all is whole."""
+    import pyarrow.parquet as pq
+
+    for path, rows in ((ds.events, manifest.get("rows_kept")), (ds.items, manifest.get("items"))):
+        try:
+            got = pq.read_metadata(path).num_rows
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            return f"{path.name} is {'missing' if not path.exists() else f'unreadable ({type(exc).__name__})'}"
+        if rows is not None and got != rows:
+            return f"{path.name} has {got:,} rows, not the {rows:,} of its manifest"
+    recorded = manifest.get("arrays", {})
+    for split in SPLITS:
+        for array in ARRAYS:
+            path = ds.array(split, array)
+            want = recorded.get(path.name)
+            if want is not None:
+                problem = array_problem(path, tuple(want["shape"]), want["dtype"])
+            else:  # a manifest from before array headers were recorded: rows and width
+                rows = manifest.get("splits", {}).get(split, {}).get("rows")
+                shape = (rows,) if array == "row_session" else (rows, manifest.get("max_len"))
+                problem = array_problem(path, shape)
+            if problem:
+                return problem
+    return None
+
+
+def _array_headers(ds: DatasetDir) -> dict:
+    out = {}
+    for split in SPLITS:
+        for array in ARRAYS:
+            arr = read_array(ds.array(split, array))
+            out[ds.array(split, array).name] = {"shape": list(arr.shape), "dtype": arr.dtype.str}
+    return out
+
+
+def _other_build(old: dict, fingerprint: str, fmt: str, cfg: PrepConfig) -> bool:
+    """Whether ``old`` (a manifest) was prepared from other input or other options: not the same
+    dataset, whatever the prep version."""
+    return (old.get("fingerprint") != fingerprint or old.get("format") != fmt
+            or build_options(old.get("config", {})) != build_options(asdict(cfg)))
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Put the folder ``new`` at ``target``: the old version is renamed aside, the new one renamed
+    in, the old one deleted.  Each step is one rename; ``_clean_work_folders`` finishes a swap cut
+    short between the two."""
+    trash = target.parent / f"{TRASH_PREFIX}{target.name}-{os.getpid()}"
+    shutil.rmtree(trash, ignore_errors=True)
+    if target.exists():
+        os.replace(target, trash)
+    os.replace(new, target)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _clean_work_folders(ws: Workspace) -> None:
+    """Delete the work folders of preps that are no longer running (interrupted, killed, out of
+    disk); a previous version set aside by a swap that did not finish goes back in place."""
+    for path in sorted(ws.datasets.glob(".*-*")):
+        prefix = next((p for p in (WORK_PREFIX, TRASH_PREFIX) if path.name.startswith(p)), None)
+        if prefix is None or not path.is_dir():
+            continue
+        name, _, pid = path.name[len(prefix):].rpartition("-")
+        if not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
+            continue
+        target = ws.datasets / name
+        if prefix == TRASH_PREFIX and name and not target.exists() and (path / "manifest.json").exists():
+            os.replace(path, target)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 def _connect(ws: Workspace, cfg: PrepConfig) -> duckdb.DuckDBPyConnection:
@@ -110,11 +279,6 @@ def _cols(cfg: PrepConfig) -> dict[str, str]:
     return pairs
 
 
-def _default_name(logs: list[Path]) -> str:
-    first = Path(str(logs[0]).split("*")[0].rstrip("/")) if logs else Path("dataset")
-    return first.stem if first.suffix else first.name
-
-
 def _fingerprint(src: readers.Source) -> str:
     """sha256 over the content of every input file, in reading order."""
     h = hashlib.sha256()
@@ -134,28 +298,6 @@ def _fingerprint(src: readers.Source) -> str:
 # 2026-12: --split auto may choose the per-listener split, and extended histories are labelled by
 # their end reason where Spotify did not record its skip flag; both change datasets of real logs.
 PIPELINE = "2026-12-listener-split-reason-skips"
-
-
-def _up_to_date(ds: DatasetDir, fingerprint: str, cfg: PrepConfig) -> dict | None:
-    """The existing manifest when this exact input, config and code were already prepared."""
-    if not ds.manifest.exists():
-        return None
-    old = read_json(ds.manifest)
-    same = (
-        old.get("fingerprint") == fingerprint
-        and old.get("pipeline") == PIPELINE
-        and old.get("config") == _json_roundtrip(asdict(cfg))
-        and old.get("format_version") == FORMAT_VERSION
-        and all(ds.array(s, a).exists() for s in SPLITS for a in ARRAYS)
-        and ds.events.exists()
-    )
-    return {**old, "up_to_date": True} if same else None
-
-
-def _json_roundtrip(value: dict) -> dict:
-    import json
-
-    return json.loads(json.dumps(value, default=str))
 
 
 def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, say: Progress):

@@ -227,7 +227,8 @@ def archive_dir(archive: Path, unzip_dir: Path, owner: str) -> Path:
     one archive apart (each is read, like two copies of a plain file), and the owner is only
     shown, made safe first: ``--user ../..`` cannot steer the folder anywhere."""
     where = hashlib.sha256(str(archive.resolve()).encode()).hexdigest()[:8]
-    return unzip_dir / f"{safe_name(owner)[:40]}-{_content_hash(archive)[:16]}-{where}"
+    owner_part = (safe_name(owner) or "listener")[:40]
+    return unzip_dir / f"{owner_part}-{_content_hash(archive)[:16]}-{where}"
 
 
 def _unzip(archive: Path, unzip_dir: Path, owner: str) -> list[SourceFile]:

@@ -43,6 +43,7 @@ from toolkit.artifacts import (
 from toolkit.config import NEURAL, ModelConfig, TrainConfig
 from toolkit.data import load_split, train_counts
 from toolkit.errors import ArtifactMissingError, ConfigError
+from toolkit.identity import BadNameError, StaleRunError, build_of, check_name, run_is_stale, stale_message
 from toolkit.evaluate import POSITIONS, QueryResults, evaluate, run_queries, summarize
 from toolkit.model import SeqRec
 from toolkit.scorers import KeepRateScorer, NeuralScorer
@@ -97,15 +98,22 @@ def select_runs(ws: Workspace, ids: list[str], dataset: str | None, allow_unfini
 
     Each entry is ``{"id", "dir", "config": TrainConfig, "result": dict | None}``.
     """
+    if dataset is not None:
+        ws.dataset(dataset)  # a dataset name, not a path, before anything is read
     if ids:
         chosen = [_load_run(ws, i) for i in ids]
     else:
         name = dataset or latest_dataset(ws)
         runs_root = ws.root / "runs"
-        found = sorted(p.name for p in runs_root.iterdir() if (p / "config.json").exists()) if runs_root.exists() else []
-        chosen = [r for r in (_load_run(ws, i) for i in found) if r["config"].dataset == name and r["finished"]]
+        found = sorted(p.name for p in runs_root.iterdir()
+                       if check_name_ok(p.name) and (p / "config.json").exists()) if runs_root.exists() else []
+        mine = [r for r in (_load_run(ws, i) for i in found) if r["config"].dataset == name and r["finished"]]
+        # runs of an earlier build of the dataset are not its runs any more: left out, and named if none is left
+        chosen = [r for r in mine if not _is_stale(ws, r)]
         if not chosen:
-            raise ArtifactMissingError(f"dataset {name}: no finished runs to report; train some with "
+            stale = f" ({len(mine)} stale: trained on an earlier build; retrain with `toolkit train --resume ID`)" \
+                if mine else ""
+            raise ArtifactMissingError(f"dataset {name}: no finished runs to report{stale}; train some with "
                                        f"`toolkit train --dataset {name}` (or `toolkit study`)")
     unfinished = [r["id"] for r in chosen if not r["finished"]]
     if unfinished and not allow_unfinished:
@@ -121,19 +129,37 @@ def select_runs(ws: Workspace, ids: list[str], dataset: str | None, allow_unfini
                           "time (pass --dataset NAME, or only that dataset's run ids)")
     if dataset and names[0] != dataset:
         raise ConfigError(f"the runs were trained on {names[0]}, not on --dataset {dataset}")
+    for r in chosen:
+        if _is_stale(ws, r):
+            raise StaleRunError(stale_message(r["id"], names[0]))
     return chosen
+
+
+def check_name_ok(text: str) -> bool:
+    try:
+        check_name(text, "run")
+    except BadNameError:
+        return False
+    return True
+
+
+def _is_stale(ws: Workspace, run: dict) -> bool:
+    """Whether the run was trained on another build than its dataset's current one (``identity``)."""
+    return run_is_stale(run["recorded"], read_manifest(ws.dataset(run["config"].dataset)))
 
 
 def _load_run(ws: Workspace, run_id: str) -> dict:
     run = run_dir(ws, run_id)
     if not run.config.exists():
         raise ArtifactMissingError(f"unknown run {run_id!r} in {ws.root}; `toolkit runs` lists the runs")
-    saved = read_json(run.config)["train"]
+    recorded = read_json(run.config)
+    saved = recorded["train"]
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in known})  # settings since removed are ignored
     result = read_json(run.result) if run.result.exists() else None
     finished = bool(result) and result.get("status") == "finished"
-    return {"id": run_id, "dir": run, "config": cfg, "result": result, "finished": finished}
+    return {"id": run_id, "dir": run, "config": cfg, "result": result, "finished": finished,
+            "recorded": {k: v for k, v in recorded.items() if k != "train"}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +206,10 @@ def _checkpoint_stamp(run: dict, manifest: dict) -> str:
     """What the cached outcomes depend on: the dataset content and the scored weights."""
     best = run["dir"].best
     weights = f"{best.stat().st_size}-{best.stat().st_mtime_ns}" if best.exists() else "counts"
-    return f"{manifest['fingerprint']}-{weights}"
+    # the input fingerprint alone for datasets that keep their first run ids (their build never
+    # changes, and their caches stay valid); the whole build for the others
+    data = build_of(manifest) if manifest.get("run_ids") == "build" else manifest["fingerprint"]
+    return f"{data}-{weights}"
 
 
 # ---------------------------------------------------------------------------------------------

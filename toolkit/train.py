@@ -34,6 +34,7 @@ from toolkit.data import (
     SplitArrays, load_split, negatives_for, positives_only, row_batches, to_batch, train_counts,
 )
 from toolkit.errors import ArtifactMissingError, ConfigError, RunInterrupted, TrainingDiverged
+from toolkit.identity import StaleRunError, build_of, run_is_stale
 from toolkit.evaluate import evaluate, session_subset
 from toolkit.model import SeqRec, cloze_mask
 from toolkit.schema import FORMAT_VERSION, PAD
@@ -56,12 +57,17 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
     manifest = read_manifest(ds)
     _check_dataset(manifest, cfg)
     run = run_dir(ws, run_id(manifest, cfg))
+    if run.config.exists() and run_is_stale(read_json(run.config), manifest):
+        # run ids name the dataset build, so this is a run folder from elsewhere: never reuse or resume it
+        raise StaleRunError(f"run {run.id} in {run.path.parent} was trained on another build of dataset {ds_name}; "
+                            "delete that run folder or train in a fresh workspace (--workspace)")
     if run.result.exists() and read_json(run.result).get("status") == "finished":
         return {**read_json(run.result), "reused": True}
+    device = pick_device(cfg.device)  # a missing GPU is refused before the run folder exists
     run.path.mkdir(parents=True, exist_ok=True)
-    write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest["fingerprint"]})
+    write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest["fingerprint"],
+                            "dataset_build": build_of(manifest)})
     seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
     started = time.perf_counter()
     try:
         if cfg.model in NEURAL:
@@ -84,9 +90,18 @@ def latest_dataset(ws: Workspace) -> str:
 
 
 def run_id(manifest: dict, cfg: TrainConfig) -> str:
-    """Deterministic id: same input, same prep pipeline label, same config (``config.identity``) -> same run."""
-    key = json.dumps({"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": identity(cfg)},
-                     sort_keys=True)
+    """Deterministic id: same dataset build, same config (``config.identity``) -> same run.
+
+    The build (input, prep options, pipeline label: ``identity.build_of``) enters the id the way a
+    later setting does: a dataset prepared before builds were recorded, and rebuilt only into that
+    same build, keeps its runs' first ids (input fingerprint + pipeline label), marked by its
+    manifest's ``run_ids: input``; every other dataset (``run_ids: build``) names its runs by the
+    build, so a dataset prepared again with other input or options never reuses a run of the old one.
+    """
+    parts = {"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": identity(cfg)}
+    if manifest.get("run_ids") == "build":
+        parts["build"] = build_of(manifest)
+    key = json.dumps(parts, sort_keys=True)
     return f"{cfg.model}-{cfg.feedback.replace('+', '_')}-s{cfg.seed}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
