@@ -1,14 +1,15 @@
 """Where things live in a workspace, and one reader and one writer per artifact.
 
     <workspace>/
-        catalog.duckdb              datasets and runs, so `report` and `runs` are queries
+        catalog.duckdb              an index of datasets and runs for SQL queries, rebuilt from the files
+        catalog.lock                taken (flock) while the catalog is rewritten
         datasets/<name>/
             events.parquet          one row per kept play (schema.EVENTS_SCHEMA)
             items.parquet           one row per track id (schema.ITEMS_SCHEMA)
             <split>_<array>.npy     sequence arrays per split (seqs, skips, next_item, next_pos, row_session)
             manifest.json           config, row accounting, summary, input fingerprint, build, versions
         datasets/.tmp-<name>-<pid>  a dataset being built; swapped in whole when complete
-        runs/<id>/                  one trained run (RunDir)
+        runs/<id>/                  one trained run (RunDir); runs/<id>/.lock is held while it trains
         tmp/                        DuckDB spill files and unpacked archives (safe to delete)
 
 Every file is written to a temporary name in the same folder and renamed into place, so a reader
@@ -16,22 +17,30 @@ never sees half a file and an interrupted command leaves the previous version in
 is built in a folder of its own and renamed into place whole.  Dataset names and run ids are
 checked (``identity.check_name``) before a path is made of them, and commands that only read
 never create anything: ``Workspace.create`` is for the ones that write.
+
+The files are the truth: ``toolkit datasets`` and ``toolkit runs`` read the manifests and run
+folders (``list_datasets``, ``list_runs``), so a missing, damaged, stale or locked catalog never
+changes a listing.  ``record_dataset`` / ``record_run`` rewrite the catalog from those files, one
+process at a time (``catalog_lock``), and never fail the command that calls them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import tempfile
+import time
 from contextlib import contextmanager
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 
-from toolkit.errors import ArtifactMissingError
+from toolkit.errors import ArtifactMissingError, ToolkitError
 from toolkit.identity import check_name
 
 ENV_WORKSPACE = "TOOLKIT_WORKSPACE"
@@ -68,6 +77,14 @@ class Workspace:
     @property
     def catalog(self) -> Path:
         return self.root / "catalog.duckdb"
+
+    @property
+    def catalog_lock(self) -> Path:
+        return self.root / "catalog.lock"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
 
     def dataset(self, name: str) -> "DatasetDir":
         return DatasetDir(self.datasets / check_name(name, "dataset"))
@@ -181,51 +198,6 @@ def array_problem(path: Path, shape: tuple | None = None, dtype: str | None = No
     return None
 
 
-_CATALOG_DDL = """
-create table if not exists datasets (
-    name varchar primary key,
-    created timestamp,
-    path varchar,
-    format varchar,
-    rows_in bigint,
-    rows_kept bigint,
-    users bigint,
-    sessions bigint,
-    items bigint,
-    skip_share double,
-    fingerprint varchar,
-    manifest json
-)
-"""
-
-
-def record_dataset(ws: Workspace, ds: DatasetDir, manifest: dict) -> None:
-    """Add or replace the dataset's row in the workspace catalog."""
-    with duckdb.connect(str(ws.catalog)) as con:
-        con.execute(_CATALOG_DDL)
-        con.execute("delete from datasets where name = ?", [ds.name])
-        con.execute(
-            "insert into datasets values (?, now()::timestamp, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                ds.name, str(ds.path), manifest["format"], manifest["rows_in"], manifest["rows_kept"],
-                manifest["users"], manifest["sessions"], manifest["items"], manifest["skip_share"],
-                manifest["fingerprint"], json.dumps(manifest, default=str),
-            ],
-        )
-
-
-def list_datasets(ws: Workspace) -> list[dict]:
-    """Catalogued datasets, newest first."""
-    if not ws.catalog.exists():
-        return []
-    with duckdb.connect(str(ws.catalog), read_only=True) as con:
-        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
-        if "datasets" not in tables:
-            return []
-        rel = con.sql("select * exclude (manifest) from datasets order by created desc, name")
-        return [dict(zip(rel.columns, row)) for row in rel.fetchall()]
-
-
 @dataclass(frozen=True)
 class RunDir:
     """``runs/<id>/``: config.json, metrics.jsonl, checkpoint.pt (resume), best.pt, result.json."""
@@ -291,8 +263,227 @@ def load_torch(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# listings (from the files) and the catalog (an index rebuilt from them)
+
+RUN_LOCK = ".lock"  # runs/<id>/.lock: held (flock) by the process training the run; holds its pid
+CATALOG_LOCK_TIMEOUT = 30.0  # seconds a command waits for another one rewriting the catalog
+RUN_LOCK_WAIT = 1.0  # seconds train retries a run's lock (a listing probes it for an instant)
+
+
+class CatalogBusyError(ToolkitError):
+    """Another process kept the workspace catalog locked past the timeout."""
+
+
+class RunBusyError(ToolkitError):
+    """The run is being trained by another process."""
+
+
+def _flock(path: Path, timeout: float, poll: float = 0.05) -> int | None:
+    """A descriptor of ``path`` (created if missing) holding its exclusive flock, or None when another
+    process kept the lock for ``timeout`` seconds.  Closing the descriptor releases the lock (so does
+    the process ending, however it ends)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(poll)
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+def lock_held(path: Path) -> bool:
+    """Whether another open file holds ``path``'s flock.  Creates nothing; probes with a shared lock
+    for an instant (``run_lock`` retries for ``RUN_LOCK_WAIT`` seconds, so a probe never refuses a run)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
+@contextmanager
+def catalog_lock(ws: Workspace, timeout: float = CATALOG_LOCK_TIMEOUT):
+    """Hold ``<workspace>/catalog.lock`` (one catalog writer at a time, whichever process)."""
+    fd = _flock(ws.catalog_lock, timeout)
+    if fd is None:
+        raise CatalogBusyError(f"{ws.catalog_lock}: another toolkit command kept the workspace catalog locked for "
+                               f"{timeout:g} s; wait for it to finish, or point --workspace at another folder")
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def run_lock(run: "RunDir", wait: float = RUN_LOCK_WAIT):
+    """Hold ``runs/<id>/.lock`` while the run trains, its pid written in it; refused with one line when
+    another process holds it.  Released on any exit: return, exception, Ctrl-C, or the process dying."""
+    path = run.path / RUN_LOCK
+    fd = _flock(path, wait)
+    if fd is None:
+        pid = _lock_pid(path)
+        by = f" (process {pid})" if pid else ""
+        raise RunBusyError(f"run {run.id} is being trained by another process{by}; wait for it to finish, "
+                           "or train another run (e.g. another --seed)")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+
+
+def _lock_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _json_or_none(path: Path):
+    """The parsed file; None when missing or damaged (a listing shows it, it does not fail on it)."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _mtime(*paths: Path) -> datetime | None:
+    times = []
+    for path in paths:
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            pass
+    return datetime.fromtimestamp(max(times)) if times else None
+
+
+def _folders(parent: Path) -> list[Path]:
+    """Sub-folders of ``parent``, hidden and temporary ones (names starting with '.') left out."""
+    if not parent.is_dir():
+        return []
+    return sorted(p for p in parent.iterdir() if not p.name.startswith(".") and p.is_dir())
+
+
+_DATASET_COLS = ("format", "rows_in", "rows_kept", "users", "sessions", "items", "skip_share", "fingerprint")
+
+
+def _dataset_rows(ws: Workspace) -> list[dict]:
+    rows = []
+    for folder in _folders(ws.datasets):
+        ds = DatasetDir(folder)
+        if not ds.manifest.exists():
+            continue  # not a dataset (or one whose build never finished)
+        manifest = _json_or_none(ds.manifest)
+        ok = isinstance(manifest, dict)
+        manifest = manifest if ok else {}
+        rows.append({"name": ds.name, "created": _mtime(ds.manifest), "path": str(ds.path),
+                     **{c: manifest.get(c) for c in _DATASET_COLS}, "status": "ready" if ok else "damaged",
+                     "manifest": manifest})
+    rows.sort(key=lambda r: r["name"])
+    rows.sort(key=lambda r: r["created"] or datetime.min, reverse=True)
+    return rows
+
+
+def list_datasets(ws: Workspace, damaged: bool = False) -> list[dict]:
+    """The prepared datasets, read from their manifests, newest first.  A manifest that does not parse
+    is left out, or listed with status ``damaged`` when ``damaged`` is true.  Never reads the catalog."""
+    return [{k: v for k, v in r.items() if k != "manifest"} for r in _dataset_rows(ws)
+            if damaged or r["status"] == "ready"]
+
+
+def _run_row(run: "RunDir") -> dict | None:
+    """The listing row of a run folder (None when it is not one): finished runs from result.json, others
+    from config.json and the epochs in metrics.jsonl so far, status running (its lock is held),
+    interrupted or damaged."""
+    if not (run.config.exists() or run.result.exists()):
+        return None
+    config, result = _json_or_none(run.config), _json_or_none(run.result)
+    config = config if isinstance(config, dict) else None
+    result = result if isinstance(result, dict) else None
+    cfg = config.get("train") if config and isinstance(config.get("train"), dict) else {}
+    row = {"id": run.id, "dataset": cfg.get("dataset"), "model": cfg.get("model"), "feedback": cfg.get("feedback"),
+           "seed": cfg.get("seed"), "status": None, "epochs_done": None, "best_epoch": None, "valid_ndcg10": None,
+           "valid_hr10": None, "valid_skip_hr10": None, "wall_s": None, "git_commit": None,
+           "updated": _mtime(run.config, run.metrics, run.result), "config": cfg or None, "valid_metrics": None,
+           "path": str(run.path)}
+    if result is not None and result.get("status") == "finished":
+        valid = result.get("valid") if isinstance(result.get("valid"), dict) else {}
+        row.update({k: result.get(k, row[k]) for k in ("dataset", "model", "feedback", "seed", "epochs_done",
+                                                        "best_epoch", "wall_s", "git_commit")})
+        row.update(status="finished", valid_metrics=valid or None, valid_ndcg10=valid.get("ndcg@10"),
+                   valid_hr10=valid.get("hr@10"), valid_skip_hr10=valid.get("skip_hr@10"))
+        return row
+    if lock_held(run.path / RUN_LOCK):
+        row["status"] = "running"
+    elif config is None or (run.result.exists() and result is None):
+        row["status"] = "damaged"
+    else:
+        row["status"] = "interrupted"
+    try:
+        epochs = [m for m in read_metrics(run) if isinstance(m, dict) and isinstance(m.get("epoch"), int)]
+    except (OSError, ValueError, UnicodeDecodeError):
+        epochs = []
+    scored = [m for m in epochs if isinstance(m.get("valid_ndcg@10"), (int, float))]
+    if epochs:
+        row["epochs_done"] = max(m["epoch"] for m in epochs) + 1
+    if scored:  # the best epoch so far
+        best = max(scored, key=lambda m: m["valid_ndcg@10"])
+        row.update(best_epoch=best["epoch"], valid_ndcg10=best.get("valid_ndcg@10"), valid_hr10=best.get("valid_hr@10"),
+                   valid_skip_hr10=best.get("valid_skip_hr@10"))
+    return row
+
+
+def list_runs(ws: Workspace) -> list[dict]:
+    """Every run folder with config.json or result.json, newest first, with its status: finished,
+    running (another process holds its lock), interrupted (unfinished, nobody training it) or damaged.
+    Read from the run folders; never reads the catalog."""
+    rows = [row for folder in _folders(ws.runs) if (row := _run_row(RunDir(folder))) is not None]
+    rows.sort(key=lambda r: r["id"])
+    rows.sort(key=lambda r: r["updated"] or datetime.min, reverse=True)
+    return rows
+
+
+_CATALOG_DDL = """
+create or replace table datasets (
+    name varchar primary key,
+    created timestamp,
+    path varchar,
+    format varchar,
+    rows_in bigint,
+    rows_kept bigint,
+    users bigint,
+    sessions bigint,
+    items bigint,
+    skip_share double,
+    fingerprint varchar,
+    status varchar,
+    manifest json
+)
+"""
+
 _RUNS_DDL = """
-create table if not exists runs (
+create or replace table runs (
     id varchar primary key,
     dataset varchar,
     model varchar,
@@ -307,33 +498,62 @@ create table if not exists runs (
     wall_s double,
     git_commit varchar,
     updated timestamp,
+    path varchar,
     config json,
     valid_metrics json
 )
 """
+_DATASET_TABLE = ("name", "created", "path", *_DATASET_COLS, "status", "manifest")
+_RUN_TABLE = ("id", "dataset", "model", "feedback", "seed", "status", "epochs_done", "best_epoch", "valid_ndcg10",
+              "valid_hr10", "valid_skip_hr10", "wall_s", "git_commit", "updated", "path", "config", "valid_metrics")
+_JSON_COLS = {"manifest", "config", "valid_metrics"}
 
 
-def record_run(ws: Workspace, row: dict) -> None:
-    """Add or replace the run's row in the workspace catalog."""
-    cols = ["id", "dataset", "model", "feedback", "seed", "status", "epochs_done", "best_epoch", "valid_ndcg10",
-            "valid_hr10", "valid_skip_hr10", "wall_s", "git_commit", "config", "valid_metrics"]
+def _cell(row: dict, col: str):
+    value = row.get(col)
+    return json.dumps(value, default=float) if col in _JSON_COLS and value is not None else value
+
+
+def _write_catalog(ws: Workspace, datasets: list[dict], runs: list[dict]) -> None:
     with duckdb.connect(str(ws.catalog)) as con:
-        con.execute(_RUNS_DDL)
-        con.execute("delete from runs where id = ?", [row["id"]])
-        values = [json.dumps(row[c], default=float) if c in ("config", "valid_metrics") else row.get(c) for c in cols]
-        con.execute(
-            f"insert into runs ({', '.join(cols)}, updated) values ({', '.join('?' * len(cols))}, now()::timestamp)",
-            values,
-        )
+        con.execute("begin transaction")
+        for ddl, table, cols, rows in ((_CATALOG_DDL, "datasets", _DATASET_TABLE, datasets),
+                                       (_RUNS_DDL, "runs", _RUN_TABLE, runs)):
+            con.execute(ddl)
+            if rows:
+                con.executemany(f"insert into {table} ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
+                                [[_cell(r, c) for c in cols] for r in rows])
+        con.execute("commit")
 
 
-def list_runs(ws: Workspace) -> list[dict]:
-    """Catalogued runs, newest first."""
-    if not ws.catalog.exists():
-        return []
-    with duckdb.connect(str(ws.catalog), read_only=True) as con:
-        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
-        if "runs" not in tables:
-            return []
-        rel = con.sql("select * from runs order by updated desc, id")
-        return [dict(zip(rel.columns, row)) for row in rel.fetchall()]
+def refresh_catalog(ws: Workspace, timeout: float = CATALOG_LOCK_TIMEOUT) -> bool:
+    """Rewrite ``catalog.duckdb`` from the dataset manifests and run folders, one process at a time.
+
+    Best effort, never an error: the listings read the files, so a catalog that cannot be written now
+    (another toolkit command kept ``catalog.lock`` past ``timeout``, a process outside the toolkit holds
+    the database open, the disk refuses) is left as it was and the next write brings it up to date.  A
+    damaged catalog (not a DuckDB file) is deleted and written anew.  True when it was written."""
+    try:
+        with catalog_lock(ws, timeout):
+            datasets, runs = _dataset_rows(ws), list_runs(ws)
+            try:
+                _write_catalog(ws, datasets, runs)
+            except duckdb.IOException as exc:
+                if "lock" in str(exc).lower():
+                    return False  # open in another program; the next write catches up
+                for path in (ws.catalog, ws.catalog.with_name(ws.catalog.name + ".wal")):
+                    path.unlink(missing_ok=True)
+                _write_catalog(ws, datasets, runs)
+    except (CatalogBusyError, duckdb.Error, OSError):
+        return False
+    return True
+
+
+def record_dataset(ws: Workspace, ds: DatasetDir, manifest: dict) -> bool:
+    """Bring the catalog up to date after ``ds`` was prepared (``refresh_catalog``; never fails)."""
+    return refresh_catalog(ws)
+
+
+def record_run(ws: Workspace, row: dict) -> bool:
+    """Bring the catalog up to date after a run finished (``refresh_catalog``; never fails)."""
+    return refresh_catalog(ws)

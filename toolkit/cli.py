@@ -483,7 +483,8 @@ def train(
 @app.command()
 @friendly
 def runs(workspace: Optional[Path] = WorkspaceOpt) -> None:
-    """List the trained runs of the workspace with their best validation metrics.
+    """List the runs of the workspace with their status (finished, running, interrupted) and best
+    validation metrics (of the epochs so far, for an unfinished run).
 
     Example: toolkit runs
     """
@@ -496,8 +497,9 @@ def runs(workspace: Optional[Path] = WorkspaceOpt) -> None:
         return
     _print_listing(f"runs in {ws.root}", ["id", "dataset", "status"],
                    ["epochs", "NDCG@10", "HR@10", "skip HR@10", "wall s"],
-                   [[r["id"], r["dataset"], r["status"], str(r["epochs_done"]), f"{r['valid_ndcg10']:.4f}",
-                     f"{r['valid_hr10']:.4f}", f"{r['valid_skip_hr10']:.4f}", f"{r['wall_s']:.0f}"] for r in rows])
+                   [[r["id"], _shown(r["dataset"]), _shown(r["status"]), _shown(r["epochs_done"]),
+                     _shown(r["valid_ndcg10"], "{:.4f}"), _shown(r["valid_hr10"], "{:.4f}"),
+                     _shown(r["valid_skip_hr10"], "{:.4f}"), _shown(r["wall_s"], "{:.0f}")] for r in rows])
 
 
 @app.command()
@@ -508,15 +510,27 @@ def datasets(workspace: Optional[Path] = WorkspaceOpt) -> None:
     Example: toolkit datasets
     """
     ws = Workspace.at(workspace)
-    rows = list_datasets(ws)
+    rows = list_datasets(ws, damaged=True)
     if not rows:
         out.print(f"no datasets in {ws.root}; run `toolkit prep LOGS`")
         return
     _print_listing(f"datasets in {ws.root}", ["name", "format"],
                    ["plays", "kept", "users", "sessions", "tracks", "skips", "created"],
-                   [[r["name"], r["format"], f"{r['rows_in']:,}", f"{r['rows_kept']:,}", f"{r['users']:,}",
-                     f"{r['sessions']:,}", f"{r['items']:,}", f"{r['skip_share']:.1%}", str(r["created"])[:10]]
+                   [[r["name"], _shown(r["format"]) if r["status"] == "ready" else "damaged: run `toolkit prep` again",
+                     _shown(r["rows_in"], "{:,}"), _shown(r["rows_kept"], "{:,}"), _shown(r["users"], "{:,}"),
+                     _shown(r["sessions"], "{:,}"), _shown(r["items"], "{:,}"), _shown(r["skip_share"], "{:.1%}"),
+                     _shown(r["created"])[:10]]
                     for r in rows])
+
+
+def _shown(value, fmt: str = "{}") -> str:
+    """A listing cell: '-' for a value a damaged or unfinished artifact does not have."""
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _print_listing(title: str, text_cols: list[str], number_cols: list[str], rows: list[list[str]]) -> None:

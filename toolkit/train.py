@@ -27,7 +27,7 @@ import kernels
 from toolkit import losses
 from toolkit.artifacts import (
     RunDir, Workspace, append_metrics, list_datasets, load_torch, read_json, read_manifest, record_run,
-    run_dir, save_torch, write_json,
+    run_dir, run_lock, save_torch, write_json,
 )
 from toolkit.config import NEURAL, ModelConfig, TrainConfig, identity
 from toolkit.data import (
@@ -65,21 +65,24 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
         return {**read_json(run.result), "reused": True}
     device = pick_device(cfg.device)  # a missing GPU is refused before the run folder exists
     run.path.mkdir(parents=True, exist_ok=True)
-    write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest["fingerprint"],
-                            "dataset_build": build_of(manifest)})
-    seed_everything(cfg.seed)
-    started = time.perf_counter()
-    try:
-        if cfg.model in NEURAL:
-            outcome = _fit_neural(run, ds, manifest, cfg, device, say)
-        else:
-            outcome = _fit_baseline(ds, manifest, cfg, device)
-            append_metrics(run, {"epoch": 0, **{f"valid_{k}": v for k, v in outcome["valid"].items()}})
-    except RunInterrupted:
-        raise
-    except KeyboardInterrupt as exc:  # Ctrl-C: the same command (same id) continues from the last checkpoint
-        raise RunInterrupted(run.id) from exc
-    return _finish(ws, run, cfg, outcome, time.perf_counter() - started)
+    with run_lock(run):  # one process trains a run at a time; released however training ends
+        if run.result.exists() and read_json(run.result).get("status") == "finished":  # finished while we waited
+            return {**read_json(run.result), "reused": True}
+        write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest["fingerprint"],
+                                "dataset_build": build_of(manifest)})
+        seed_everything(cfg.seed)
+        started = time.perf_counter()
+        try:
+            if cfg.model in NEURAL:
+                outcome = _fit_neural(run, ds, manifest, cfg, device, say)
+            else:
+                outcome = _fit_baseline(ds, manifest, cfg, device)
+                append_metrics(run, {"epoch": 0, **{f"valid_{k}": v for k, v in outcome["valid"].items()}})
+        except RunInterrupted:
+            raise
+        except KeyboardInterrupt as exc:  # Ctrl-C: the same command (same id) continues from the last checkpoint
+            raise RunInterrupted(run.id) from exc
+        return _finish(ws, run, cfg, outcome, time.perf_counter() - started)
 
 
 def latest_dataset(ws: Workspace) -> str:
