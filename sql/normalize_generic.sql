@@ -4,7 +4,8 @@
 -- output columns: schema.PLAY_COLUMNS + parse_error
 -- grain: one row per source row
 -- parameters: $ts_unit ('s' | 'ms' epochs, 'text', 'timestamp'); the time is the play start, UTC
--- notes: times go through epoch_us + make_timestamp: the same instant as a ::timestamp cast at
+-- notes: an epoch outside TIMESTAMP's range is an unparseable time (try), not a failed read.
+--        times go through epoch_us + make_timestamp: the same instant as a ::timestamp cast at
 --        UTC, without a time-zone conversion per row (measured 10x cheaper on 20M plays)
 with source as (
     select * from raw
@@ -16,15 +17,15 @@ parsed as (
         nullif(cast(user_raw as varchar), '') as user_id,
         case
             when $ts_unit = 'timestamp' then make_timestamp(epoch_us(try_cast(ts_raw as timestamptz)))
-            when $ts_unit = 's' then make_timestamp(epoch_us(to_timestamp(try_cast(ts_raw as double))))
-            when $ts_unit = 'ms' then make_timestamp(epoch_us(to_timestamp(try_cast(ts_raw as double) / 1000)))
+            when $ts_unit = 's' then make_timestamp(epoch_us(try(to_timestamp(try_cast(ts_raw as double)))))
+            when $ts_unit = 'ms' then make_timestamp(epoch_us(try(to_timestamp(try_cast(ts_raw as double) / 1000))))
             else make_timestamp(epoch_us(try_cast(ts_raw as timestamptz)))
         end as start_ts,
         nullif(cast(track_raw as varchar), '') as track_key,
         cast(artist_raw as varchar) as artist,
         cast(title_raw as varchar) as title,
-        try_cast(played_raw as double)::bigint as played,
-        try_cast(duration_raw as double)::bigint as duration,
+        try(try_cast(played_raw as double)::bigint) as played,
+        try(try_cast(duration_raw as double)::bigint) as duration,
         case
             when lower(cast(skipped_raw as varchar)) in ('1', 'true', 't', 'yes', 'y') then true
             when lower(cast(skipped_raw as varchar)) in ('0', 'false', 'f', 'no', 'n') then false

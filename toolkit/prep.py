@@ -487,7 +487,8 @@ def _track_codes(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:
     codes = pl.Series(hashes).replace_strict(
         pl.Series(table), pl.Series(np.arange(len(table), dtype=np.int32)), return_dtype=pl.Int32
     )
-    return codes.to_numpy()
+    # astype: polars hands back its input's dtype (uint64) when there is nothing to replace
+    return codes.to_numpy().astype(np.int32, copy=False)
 
 
 def _check_parseable(src: readers.Source, bad_ts: int, good_ts: int, bad_played: int, good_played: int,

@@ -630,6 +630,7 @@ def ts_unit(con: duckdb.DuckDBPyConnection) -> str:
     if kind.startswith("TIMESTAMP") or kind == "DATE":
         return "timestamp"
     if any(k in kind for k in ("INT", "DOUBLE", "FLOAT", "DECIMAL")):
-        top = sql.one(con, "select max(abs(ts_raw::double)) from raw")[0] or 0
+        # the typical value, not the largest: one far-future outlier must not turn seconds into ms
+        top = sql.one(con, "select approx_quantile(abs(ts_raw::double), 0.5) from raw where isfinite(ts_raw::double)")[0] or 0
         return "ms" if top > 1e11 else "s"
     return "text"
