@@ -26,8 +26,8 @@ import torch
 import kernels
 from toolkit import losses
 from toolkit.artifacts import (
-    RunDir, Workspace, append_metrics, list_datasets, load_torch, read_json, read_manifest, record_run,
-    run_dir, run_lock, save_torch, write_json,
+    RunDir, Workspace, append_metrics, atomic_path, list_datasets, load_torch, read_json, read_manifest,
+    read_metrics, record_run, run_dir, run_lock, save_torch, write_json,
 )
 from toolkit.config import NEURAL, ModelConfig, TrainConfig, identity
 from toolkit.data import (
@@ -179,6 +179,7 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
     if run.checkpoint.exists():
         state = _restore(run, model, opt, sched)
         say({"event": "resumed", "epoch": state["epoch"], "step": state["step"]})
+    _forget_epochs_from(run, state["epoch"])  # logged by a process killed before it checkpointed them; redone now
     before, began = state.get("wall_s", 0.0), time.perf_counter()  # a resumed run's clock goes on
     step_fn = torch.compile(model) if cfg.compile else model
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
@@ -399,6 +400,15 @@ def _checkpoint(run: RunDir, model, opt, sched, state: dict) -> None:
         "torch_rng": torch.get_rng_state(), "state": {k: float(v) if k == "best" else v for k, v in state.items()},
         "model_config": asdict(model.cfg),
     })
+
+
+def _forget_epochs_from(run: RunDir, epoch: int) -> None:
+    """Drop the metrics.jsonl rows of epochs ``epoch`` and later, so a redone epoch is logged once."""
+    rows = read_metrics(run)
+    keep = [r for r in rows if not isinstance(r.get("epoch"), int) or r["epoch"] < epoch]
+    if len(keep) != len(rows):
+        with atomic_path(run.metrics) as tmp:
+            tmp.write_text("".join(json.dumps(r, sort_keys=True, default=float) + "\n" for r in keep), encoding="utf-8")
 
 
 def _restore(run: RunDir, model, opt, sched) -> dict:
