@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -191,9 +192,9 @@ def test_nan_loss_stops_the_run_unfinished(ws, monkeypatch):
     run = _only_run(ws)
     text = one_line(result, f"run {run.name}", "nan", "--lr", "step 3")
     assert "finished" not in text.replace("not finished", "")
-    assert not (run / "result.json").exists()
-    # listed as unfinished (not trained by anyone now), never as finished
-    assert [(r["id"], r["status"]) for r in list_runs(ws)] == [(run.name, "interrupted")]
+    assert json.loads((run / "result.json").read_text())["status"] == "failed"
+    # listed as failed, never as finished
+    assert [(r["id"], r["status"]) for r in list_runs(ws)] == [(run.name, "failed")]
     listed = invoke("runs", "--workspace", ws.root)
     assert listed.exit_code == 0 and run.name in listed.output and "finished" not in listed.output
 
@@ -202,7 +203,7 @@ def test_huge_learning_rate_diverges_with_one_line(ws):
     result = invoke("train", "--workspace", ws.root, *SMALL, "--lr", "1e30", "--set", "warmup_steps=0")
     run = _only_run(ws)
     one_line(result, f"run {run.name}", "learning rate is likely too high")
-    assert not (run / "result.json").exists()
+    assert json.loads((run / "result.json").read_text())["status"] == "failed"  # recorded, never finished
 
 
 def test_ctrl_c_names_the_real_run_and_the_same_command_continues(ws, monkeypatch):

@@ -436,6 +436,8 @@ def _run_row(run: "RunDir") -> dict | None:
         return row
     if lock_held(run.path / RUN_LOCK):
         row["status"] = "running"
+    elif result is not None and result.get("status") == "failed":
+        row["status"] = "failed"
     elif config is None or (run.result.exists() and result is None):
         row["status"] = "damaged"
     else:
@@ -456,7 +458,8 @@ def _run_row(run: "RunDir") -> dict | None:
 
 def list_runs(ws: Workspace) -> list[dict]:
     """Every run folder with config.json or result.json, newest first, with its status: finished,
-    running (another process holds its lock), interrupted (unfinished, nobody training it) or damaged.
+    running (another process holds its lock), failed (stopped by a NaN / inf loss), interrupted
+    (unfinished, nobody training it) or damaged.
     Read from the run folders; never reads the catalog."""
     rows = [row for folder in _folders(ws.runs) if (row := _run_row(RunDir(folder))) is not None]
     rows.sort(key=lambda r: r["id"])

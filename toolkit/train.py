@@ -82,6 +82,9 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C: the same command (same id) continues from the last checkpoint
             raise RunInterrupted(run.id) from exc
+        except TrainingDiverged as exc:  # recorded, so `toolkit runs` says failed and why, not interrupted
+            write_json(run.result, {"id": run.id, "status": "failed", "reason": str(exc)})
+            raise
         return _finish(ws, run, cfg, outcome, time.perf_counter() - started)
 
 
