@@ -145,3 +145,11 @@ def test_unrecognised_format(tmp_path):
 
 def test_bad_option_value(tiny_logs):
     assert_clean_error(invoke("prep", tiny_logs, "--skip-ratio", 2), "--skip-ratio")
+
+
+def test_an_error_naming_a_column_with_a_newline_stays_one_line(tmp_path):
+    logs = tmp_path / "plays.csv"
+    logs.write_text('"a\nb",c\n1,2\n')  # a header whose first column name holds a newline
+    result = invoke("prep", logs, "--format", "generic", "--workspace", tmp_path / "ws")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "a\\nb" in result.output, result.output

@@ -66,10 +66,16 @@ def friendly(fn):
             message, code = explain(exc) or (
                 f"this is a bug in the toolkit: {type(exc).__name__}: {_first_line(exc)} "
                 f"(rerun with {DEBUG_ENV}=1 for the traceback and include it in a bug report)", 1)
-            err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False, markup=True)
+            err.print(f"[red]error:[/red] {escape(one_line(message))}", soft_wrap=True, highlight=False, markup=True)
             raise typer.Exit(code) from None
 
     return wrapper
+
+
+def one_line(message: str) -> str:
+    """The message with every control character (a newline inside a file or column name, say) written
+    as its escape, so an error is always exactly one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def debugging() -> bool:
