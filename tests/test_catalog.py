@@ -23,6 +23,8 @@ from toolkit.identity import build_of
 from toolkit.prep import prep
 from toolkit.train import run_id, train
 
+from test_options import one_line  # exit 1, one line on stderr naming what is wrong, no traceback
+
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
@@ -36,16 +38,6 @@ def listed(command: str, ws: Workspace) -> str:
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output and "error" not in result.output, result.output
     return " ".join(result.output.split())
-
-
-def one_line(result, *needles: str) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output, result.output
-    text = result.stderr.strip()
-    assert len(text.splitlines()) == 1, text
-    for needle in needles:
-        assert needle in text, (needle, text)
-    return text
 
 
 def env() -> dict:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolkit.history import row_history, row_successors
+from toolkit.history import ListenerOrder, row_history, row_successors
 from toolkit.schema import PAD
 
 
@@ -67,7 +67,7 @@ def test_row_history_matches_the_reference(drawn, width, length, data):
     lengths = {s: len(items) for s, (_, (items, _)) in enumerate(drawn)}
     chosen = data.draw(st.lists(st.sampled_from(sorted(lengths)), unique=True, min_size=1).map(sorted))
     rows = _rows(chosen, lengths, width)
-    got = row_history(ev, rows, width, length)
+    got = row_history(ListenerOrder(ev), rows, width, length)
     want = _reference(ev, rows, width, length)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
@@ -77,7 +77,7 @@ def test_history_holds_only_the_listeners_past():
     ev = _log([(0, [1, 2, 3], [0, 1, 0]), (1, [7, 8], [0, 0]), (0, [4, 5, 6, 9, 10], [0, 0, 1, 0, 0]),
                (None, [11, 12], [0, 0])])
     rows = _rows([0, 1, 2, 3], {0: 3, 1: 2, 2: 5, 3: 2}, width=3)  # session 2 has two rows: [4, 5] and [6, 9, 10]
-    items, skips = row_history(ev, rows, width=3, length=4)
+    items, skips = row_history(ListenerOrder(ev), rows, width=3, length=4)
     assert items.tolist() == [
         [0, 0, 0, 0],  # session 0: the listener's first
         [0, 0, 0, 0],  # session 1: u1's first; u0's plays are someone else's
@@ -87,7 +87,7 @@ def test_history_holds_only_the_listeners_past():
     ]
     assert skips.tolist()[2] == [0, 0, 1, 0]
     with pytest.raises(ValueError, match="not in the events"):
-        row_history(ev, np.array([9]), width=3, length=2)
+        row_history(ListenerOrder(ev), np.array([9]), width=3, length=2)
 
 
 def _successors_reference(ev: pl.DataFrame, rows: np.ndarray, width: int, k: int) -> np.ndarray:
@@ -119,13 +119,13 @@ def test_row_successors_match_the_reference(drawn, width, k, data):
     lengths = {s: len(items) for s, (_, (items, _)) in enumerate(drawn)}
     chosen = data.draw(st.lists(st.sampled_from(sorted(lengths)), unique=True, min_size=1).map(sorted))
     rows = _rows(chosen, lengths, width)
-    assert np.array_equal(row_successors(ev, rows, width, k), _successors_reference(ev, rows, width, k))
+    assert np.array_equal(row_successors(ListenerOrder(ev), rows, width, k), _successors_reference(ev, rows, width, k))
 
 
 def test_successors_come_from_the_listeners_past_only():
     # u0 plays 1 2 3, then later 1 4 1 5; u1 plays 1 9 (someone else's successor of 1)
     ev = _log([(0, [1, 2, 3], [0, 0, 0]), (1, [1, 9], [0, 0]), (0, [1, 4, 1, 5], [0, 0, 0, 0])])
-    succ = row_successors(ev, np.array([2]), width=4, k=2)
+    succ = row_successors(ListenerOrder(ev), np.array([2]), width=4, k=2)
     # at the first 1 of session 2 only session 0 knew what follows 1 (2); at the second 1 also the 4
     # just played; at 4 and 5 nothing (never heard before); 9 (u1's) never appears
     assert succ[0].tolist() == [[2, 0], [0, 0], [4, 2], [0, 0]]

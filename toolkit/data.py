@@ -14,7 +14,7 @@ import torch
 
 import kernels
 from toolkit.artifacts import DatasetDir, read_array
-from toolkit.history import row_history, row_successors
+from toolkit.history import ListenerOrder, row_history, row_successors
 from toolkit.schema import ITEM, PAD, SESSION, TS, USER
 
 
@@ -60,11 +60,12 @@ def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0
     )
     if history <= 0 and successors <= 0:
         return a
-    events = pl.read_parquet(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"])
+    # one listener-time ordering of the whole log serves both views
+    order = ListenerOrder(pl.read_parquet(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"]))
     if successors > 0:
-        a = replace(a, succ=row_successors(events, np.asarray(row_session), seqs.shape[1], successors))
+        a = replace(a, succ=row_successors(order, np.asarray(row_session), seqs.shape[1], successors))
     if history > 0:
-        a = with_history(a, *row_history(events, np.asarray(row_session), seqs.shape[1], history))
+        a = with_history(a, *row_history(order, np.asarray(row_session), seqs.shape[1], history))
     return a
 
 

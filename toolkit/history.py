@@ -28,6 +28,7 @@ class ListenerOrder:
     """A prepared dataset's plays in listener-time order, and where each session and listener begins."""
 
     def __init__(self, events: pl.DataFrame) -> None:
+        """``events``: one row per kept play with session_idx, position, user_id, item_id, ts, is_skip."""
         ev = (events.select(SESSION, "position", USER, ITEM, TS, SKIP)
               .sort([USER, TS, SESSION, "position"], nulls_last=True))
         sess = ev[SESSION].to_numpy().astype(np.int64)
@@ -62,12 +63,12 @@ class ListenerOrder:
         return self.first[where] + start, end - start
 
 
-def row_history(events: pl.DataFrame, row_session: np.ndarray, width: int,
+def row_history(order: ListenerOrder, row_session: np.ndarray, width: int,
                 length: int) -> tuple[np.ndarray, np.ndarray]:
     """The last ``length`` plays of each row's listener before the row's first column.
 
-    ``events``: one row per kept play with session_idx, position, user_id, item_id, ts, is_skip
-    (``events.parquet`` of a prepared dataset, every split).  ``row_session``: int64 (R,) the session
+    ``order``: the dataset's plays in listener-time order (``ListenerOrder`` of ``events.parquet``,
+    every split).  ``row_session``: int64 (R,) the session
     of each row of a split, rows of a session adjacent and in time order, each ``width`` columns
     wide and aligned at the session's end (``kernels.build_sequences``).  Returns ``(items int32 (R,
     length), skips int8 (R, length))``, left-padded with PAD / 0, oldest play first.
@@ -81,7 +82,6 @@ def row_history(events: pl.DataFrame, row_session: np.ndarray, width: int,
     if length < 0:
         raise ValueError(f"history length must be >= 0, got {length}")
     rs = np.asarray(row_session, dtype=np.int64)
-    order = ListenerOrder(events)
     if not len(order.items):
         return np.full((len(rs), length), PAD, np.int32), np.zeros((len(rs), length), np.int8)
     begin, _ = order.row_starts(rs, width)
@@ -91,7 +91,7 @@ def row_history(events: pl.DataFrame, row_session: np.ndarray, width: int,
     return np.where(ok, order.items[src], PAD).astype(np.int32), np.where(ok, order.skips[src], 0).astype(np.int8)
 
 
-def row_successors(events: pl.DataFrame, row_session: np.ndarray, width: int, k: int) -> np.ndarray:
+def row_successors(order: ListenerOrder, row_session: np.ndarray, width: int, k: int) -> np.ndarray:
     """int32 (R, width, k): at each play of each row, the tracks that followed the same track in the
     listener's earlier plays, the latest first, PAD where fewer than ``k`` (or at padding).
 
@@ -105,7 +105,6 @@ def row_successors(events: pl.DataFrame, row_session: np.ndarray, width: int, k:
         raise ValueError(f"successors must be >= 0, got {k}")
     rs = np.asarray(row_session, dtype=np.int64)
     out = np.full((len(rs), width, k), PAD, np.int32)
-    order = ListenerOrder(events)
     n = len(order.items)
     if not len(rs) or not k or not n:
         return out
