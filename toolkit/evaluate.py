@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from toolkit import metrics
+from toolkit import distributed, metrics
 from toolkit.data import SplitArrays, to_batch
 from toolkit.schema import PAD
 
@@ -39,6 +39,14 @@ class QueryResults:
     def empty(cls) -> "QueryResults":
         z = np.zeros(0)
         return cls(z.astype(np.int64), z.astype(bool), z.astype(np.int64), z, np.zeros((0, TOP_K), np.int32), z)
+
+    @classmethod
+    def concat(cls, parts: list["QueryResults"]) -> "QueryResults":
+        """The queries of ``parts`` one after the other (e.g. the shards of several processes, in rank order)."""
+        parts = [p for p in parts if len(p.rank)]
+        if not parts:
+            return cls.empty()
+        return cls(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in cls.__dataclass_fields__})
 
 
 TOP_K = 10
@@ -99,7 +107,11 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
     Memory is bounded: queries are scored in chunks of ``SCORE_BUDGET // catalogue`` at a time.
     With ``exclude_played`` the tracks already played in the session are removed from the ranking;
     a query whose next play is such a repeat then ranks it last (a miss), never drops the query.
+    Under torchrun each process scores its own whole blocks of ``batch_rows`` rows (the same blocks
+    one process would score: no query padded or repeated) and every process gets all the outcomes,
+    in row order: the result is the single-process one.
     """
+    world = distributed.current()
     mask = query_mask(a, positions, last_only)
     rs = np.asarray(a.row_session)
     if sessions is not None:
@@ -109,8 +121,9 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
     skip_ids, skip_off, skip_items = session_skips(a.session_part())  # the listener's history is not the session
     first_row = _session_first_row(rs)
     out: dict[str, list] = {k: [] for k in ("session", "skipped", "rank", "auc", "top", "auc_seen")}
-    for start in range(0, len(a), batch_rows):
-        idx = np.arange(start, min(start + batch_rows, len(a)))
+    lo, hi = world.bounds(len(a), batch_rows)
+    for start in range(lo, hi, batch_rows):
+        idx = np.arange(start, min(start + batch_rows, hi))
         m = torch.from_numpy(mask[idx]).to(device)
         if not bool(m.any()):
             continue
@@ -134,9 +147,8 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
             out["auc"].append(_session_auc(scores, targets, skipped, torch.from_numpy(negs).to(scores.device)))
             seen = torch.from_numpy(_distinct(np.where(was_skipped, played, PAD))).to(scores.device)
             out["auc_seen"].append(_session_auc(scores, targets, skipped, seen))
-    if not out["rank"]:
-        return QueryResults.empty()
-    return QueryResults(**{k: np.concatenate(v) for k, v in out.items()})
+    mine = QueryResults(**{k: np.concatenate(v) for k, v in out.items()}) if out["rank"] else QueryResults.empty()
+    return mine if world.size == 1 else QueryResults.concat(world.gather(mine))
 
 
 def _session_first_row(rs: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import math
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 import kernels
-from toolkit import losses
+from toolkit import distributed, losses
 from toolkit.artifacts import (
     RunDir, Workspace, append_metrics, atomic_path, list_datasets, load_torch, read_json, read_manifest,
     read_metrics, record_run, run_dir, run_lock, save_torch, write_json,
@@ -64,28 +65,35 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
     if run.result.exists() and read_json(run.result).get("status") == "finished":
         return {**read_json(run.result), "reused": True}
     device = pick_device(cfg.device)  # a missing GPU is refused before the run folder exists
+    world = distributed.join(device)  # under torchrun: this process's rank (rank 0 writes); else a world of one
+    device = world.device
     run.path.mkdir(parents=True, exist_ok=True)
-    with run_lock(run):  # one process trains a run at a time; released however training ends
-        if run.result.exists() and read_json(run.result).get("status") == "finished":  # finished while we waited
+    # one run trains in one place at a time (torchrun's rank 0 holds the lock for all its ranks)
+    with run_lock(run) if world.is_main else nullcontext():
+        finished = run.result.exists() and read_json(run.result).get("status") == "finished"
+        if world.agree(finished):  # finished while we waited
             return {**read_json(run.result), "reused": True}
-        write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest["fingerprint"],
-                                "dataset_build": build_of(manifest)})
+        if world.is_main:
+            write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest["fingerprint"],
+                                    "dataset_build": build_of(manifest)})
         seed_everything(cfg.seed)
         started = time.perf_counter()
         try:
             if cfg.model in NEURAL:
-                outcome = _fit_neural(run, ds, manifest, cfg, device, say)
+                outcome = _fit_neural(run, ds, manifest, cfg, device, say, world)
             else:
                 outcome = _fit_baseline(ds, manifest, cfg, device)
-                append_metrics(run, {"epoch": 0, **{f"valid_{k}": v for k, v in outcome["valid"].items()}})
+                if world.is_main:
+                    append_metrics(run, {"epoch": 0, **{f"valid_{k}": v for k, v in outcome["valid"].items()}})
         except RunInterrupted:
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C: the same command (same id) continues from the last checkpoint
             raise RunInterrupted(run.id) from exc
         except TrainingDiverged as exc:  # recorded, so `toolkit runs` says failed and why, not interrupted
-            write_json(run.result, {"id": run.id, "status": "failed", "reason": str(exc)})
+            if world.is_main:
+                write_json(run.result, {"id": run.id, "status": "failed", "reason": str(exc)})
             raise
-        return _finish(ws, run, cfg, outcome, time.perf_counter() - started)
+        return _finish(ws, run, cfg, outcome, time.perf_counter() - started, world)
 
 
 def latest_dataset(ws: Workspace) -> str:
@@ -164,7 +172,8 @@ def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
     )
 
 
-def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: Progress) -> dict:
+def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: Progress,
+                world: distributed.World = distributed.World()) -> dict:
     n_items = manifest["items"]
     keep_freed_memory()
     train_rows = load_split(ds, "train", cfg.history, cfg.successors)
@@ -172,17 +181,19 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
     last_only = manifest["split_mode"] == "last"
     valid_subset = session_subset(valid, cfg.valid_sessions, cfg.seed)
     model = SeqRec(model_config(manifest, cfg)).to(device)
+    world.start(model, cfg.seed)
     # the fused kernel updates the large item table in one pass (about 30 % faster steps on CPU)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     planned = cfg.epochs * -(-len(train_rows) // cfg.batch_size)
     planned = min(planned, cfg.max_steps) if cfg.max_steps is not None else planned
     sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg, planned))
-    sampler = Sampler(train_rows, n_items, cfg, device)
+    sampler = world.sampler(Sampler(train_rows, n_items, cfg, device))
     state = {"epoch": 0, "step": 0, "batch": 0, "best": -math.inf, "best_epoch": -1, "bad_epochs": 0, "wall_s": 0.0}
     if run.checkpoint.exists():
-        state = _restore(run, model, opt, sched)
+        state = _restore(run, model, opt, sched, world)
         say({"event": "resumed", "epoch": state["epoch"], "step": state["step"]})
-    _forget_epochs_from(run, state["epoch"])  # logged by a process killed before it checkpointed them; redone now
+    if world.is_main:
+        _forget_epochs_from(run, state["epoch"])  # logged by a process killed before it checkpointed them; redone now
     before, began = state.get("wall_s", 0.0), time.perf_counter()  # a resumed run's clock goes on
     step_fn = torch.compile(model) if cfg.compile else model
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
@@ -193,26 +204,30 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
         for b in range(state["batch"], len(batches)):
             if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
                 break
-            batch = to_batch(train_rows, batches[b], device)
+            batch = world.batch(train_rows, batches[b], device)  # this rank's share of the global batch
             try:
+                counts = {}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                    terms = train_step(step_fn, model, batch, cfg, sampler, state["step"])
+                    terms = world.global_terms(train_step(step_fn, model, batch, cfg, sampler, state["step"], counts),
+                                               counts)
                 loss = sum(terms.values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                world.reduce_gradients(model)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 sched.step()
             except KeyboardInterrupt:
-                _checkpoint(run, model, opt, sched, {**state, "batch": b, "wall_s": before + time.perf_counter() - began})
+                if world.size == 1:  # several ranks go on from their last epoch's checkpoint (no collective here)
+                    _checkpoint(run, model, opt, sched, {**state, "batch": b, "wall_s": before + time.perf_counter() - began})
                 raise
-            value = float(loss.detach())
+            value, term_values = world.values(loss, terms)
             if not math.isfinite(value):  # the update is discarded: only epoch ends and Ctrl-C checkpoint
                 raise TrainingDiverged(_diverged(run, cfg, value, epoch, state["step"] + 1))
             state["step"] += 1
             n_seen += len(batches[b])
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            for k, v in term_values.items():
+                sums[k] = sums.get(k, 0.0) + v
             say({"event": "step", "epoch": epoch, "batch": b + 1, "batches": len(batches),
                  "loss": value, "rows_per_s": n_seen / max(time.perf_counter() - t0, 1e-9)})
         seconds = time.perf_counter() - t0
@@ -222,16 +237,17 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
         row = {"epoch": epoch, "step": state["step"], "seconds": seconds, "rows_per_s": n_seen / max(seconds, 1e-9),
                **{f"loss_{k}": v / max(1, len(batches) - state["batch"]) for k, v in sums.items()},
                **{f"valid_{k}": v for k, v in metrics.items()}}
-        append_metrics(run, row)
+        if world.is_main:
+            append_metrics(run, row)
         improved = metrics[SELECT_METRIC] > state["best"]
-        if improved:
+        if improved and world.is_main:
             save_torch(run.best, {"model": model.state_dict(), "model_config": asdict(model.cfg), "epoch": epoch,
                                   "valid": metrics})
         state.update(epoch=epoch + 1, batch=0, best=max(state["best"], metrics[SELECT_METRIC]),
                      best_epoch=epoch if improved else state["best_epoch"],
                      bad_epochs=0 if improved else state["bad_epochs"] + 1,
                      wall_s=before + time.perf_counter() - began)
-        _checkpoint(run, model, opt, sched, state)
+        _checkpoint(run, model, opt, sched, state, world)
         say({"event": "epoch", **row})
         if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
             break
@@ -316,9 +332,20 @@ class Sampler:
         # cdf[i - 1] <= u < cdf[i] picks item i; cdf[0] = 0 so PAD (and tracks with no weight) never come
         return torch.searchsorted(self.cdf_t, u, right=True).clamp(max=self.n_items)
 
+    def cloze(self, seqs: torch.Tensor, model_cfg: ModelConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """BERT4Rec's masked input and targets of a batch (``model.cloze_mask``), seeded by (seed, step)."""
+        g = torch.Generator(device=seqs.device).manual_seed(self.seed * 7919 + step)
+        return cloze_mask(seqs, model_cfg.n_items, model_cfg.mask_prob, g)
 
-def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: Sampler, step: int) -> dict:
-    """Loss terms of one batch: next-item term, plus contrastive / negative-target terms when on."""
+
+def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: Sampler, step: int,
+               counts: dict | None = None) -> dict:
+    """Loss terms of one batch: next-item term, plus contrastive / negative-target terms when on.
+
+    Each term is a mean over its own positions; ``counts`` (when given) receives how many, per term,
+    so that several processes can weigh their shares into the global batch's mean (``distributed``).
+    """
+    counts = {} if counts is None else counts
     seqs, fb = batch["seqs"], batch["fb"]
     modes = set(cfg.modes)
     if "positives-only" in modes:
@@ -331,14 +358,14 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
         targets = torch.where(keep, targets, torch.zeros_like(targets))
         inputs, in_fb = seqs, fb
     else:
-        g = torch.Generator(device=seqs.device).manual_seed(cfg.seed * 7919 + step)
-        inputs, targets = cloze_mask(seqs, model.cfg.n_items, model.cfg.mask_prob, g)
+        inputs, targets = sampler.cloze(seqs, model.cfg, step)
         in_fb = torch.where(targets != PAD, torch.zeros_like(fb), fb)  # a hidden play's skip would leak
     hidden = step_fn(inputs, in_fb)  # (B, T, D)
     # the whole table (MASK row too, never a target or negative) rather than item_embeddings()'s
     # slice, whose backward would allocate and copy one more catalogue-sized gradient every step
     emb = model.encoder.item_emb.weight
     terms = {}
+    counts["next"] = (targets != PAD).sum()
     negatives = None
     if model.cfg.repeat_head:
         terms["next"] = _next_with_repeats(model, hidden, inputs, targets, sampler, step, emb, batch.get("succ"))
@@ -363,12 +390,13 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
         h = model.cfg.history
         plays, skips = batch["seqs"][:, h:], batch["fb"][:, h:]
         context = model.encoder.item_emb(plays) if cfg.context == "input" else hidden[:, h:]
-        term, _ = losses.contrastive_skip_loss(context, emb, plays, skips, batch["next_pos"][:, h:], cfg.tau,
+        term, counts["contrastive"] = losses.contrastive_skip_loss(context, emb, plays, skips, batch["next_pos"][:, h:], cfg.tau,
                                                cosine=cfg.context != "score", seen_only=cfg.skip_negatives == "seen")
         terms["contrastive"] = cfg.alpha * term
     if "negative-target" in modes:
         skipped = torch.where((batch["next_skip"] == 1) & (seqs != PAD), batch["next_item"], torch.zeros_like(seqs))
         keep = skipped != PAD
+        counts["negative"] = keep.sum()
         if sampler.loss == "ce":
             term = losses.negative_target_loss(model.scores(hidden[keep]), skipped[keep])
         elif sampler.loss == "shared":
@@ -397,12 +425,16 @@ def _next_with_repeats(model: SeqRec, hidden, inputs, targets, sampler: Sampler,
     raise ConfigError(f"--repeat-head trains with --loss ce or shared, not {sampler.loss}")
 
 
-def _checkpoint(run: RunDir, model, opt, sched, state: dict) -> None:
-    save_torch(run.checkpoint, {
-        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "torch_rng": torch.get_rng_state(), "state": {k: float(v) if k == "best" else v for k, v in state.items()},
-        "model_config": asdict(model.cfg),
-    })
+def _checkpoint(run: RunDir, model, opt, sched, state: dict, world: distributed.World = distributed.World()) -> None:
+    rank_rng = world.rng_states()  # every rank's generators, gathered by rank 0
+    if world.is_main:
+        save_torch(run.checkpoint, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "torch_rng": torch.get_rng_state(), "state": {k: float(v) if k == "best" else v for k, v in state.items()},
+            "model_config": asdict(model.cfg), "world_size": world.size,
+            **({"rank_rng": rank_rng} if rank_rng is not None else {}),
+        })
+    world.barrier()  # no rank reads best.pt or goes on before rank 0 has written
 
 
 def _forget_epochs_from(run: RunDir, epoch: int) -> None:
@@ -414,21 +446,25 @@ def _forget_epochs_from(run: RunDir, epoch: int) -> None:
             tmp.write_text("".join(json.dumps(r, sort_keys=True, default=float) + "\n" for r in keep), encoding="utf-8")
 
 
-def _restore(run: RunDir, model, opt, sched) -> dict:
+def _restore(run: RunDir, model, opt, sched, world: distributed.World = distributed.World()) -> dict:
     ck = load_torch(run.checkpoint)
+    world.restore_rng(ck, run.id)  # first: a checkpoint of another number of processes is refused
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"])
-    torch.set_rng_state(ck["torch_rng"])
     return dict(ck["state"])
 
 
-def _finish(ws: Workspace, run: RunDir, cfg: TrainConfig, outcome: dict, seconds: float) -> dict:
+def _finish(ws: Workspace, run: RunDir, cfg: TrainConfig, outcome: dict, seconds: float,
+            world: distributed.World = distributed.World()) -> dict:
     result = {
         "id": run.id, "status": "finished", "dataset": cfg.dataset, "model": cfg.model, "feedback": cfg.feedback,
         "seed": cfg.seed, "epochs_done": outcome["epochs_done"], "best_epoch": outcome["best_epoch"],
         "valid": outcome["valid"], "wall_s": seconds + outcome.get("earlier_wall_s", 0.0), "git_commit": _git_commit(), "path": str(run.path),
+        "world_size": world.size,
     }
+    if not world.is_main:
+        return result
     write_json(run.result, result)
     record_run(ws, {
         **result, "valid_ndcg10": outcome["valid"]["ndcg@10"], "valid_hr10": outcome["valid"]["hr@10"],
