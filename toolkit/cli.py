@@ -61,6 +61,8 @@ def friendly(fn):
         except _PASSED_ON:
             raise
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing leaves as a traceback
+            if isinstance(exc, ToolkitError) and not _main_process():
+                raise typer.Exit(exc.exit_code) from None  # every rank of a torchrun meets it; rank 0 says it
             if debugging():
                 traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
             message, code = explain(exc) or (
@@ -76,6 +78,10 @@ def one_line(message: str) -> str:
     """The message with every control character (a newline inside a file or column name, say) written
     as its escape, so an error is always exactly one line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
+def _main_process() -> bool:  # distributed.main_process, without importing torch up front
+    return int(os.environ.get("RANK", "0") or 0) == 0
 
 
 def debugging() -> bool:
@@ -427,6 +433,7 @@ def train(
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (slow first steps; pays off on long GPU runs)."),
     set_: list[str] = typer.Option([], "--set", help="Any training setting, key=value (e.g. weight_decay=0.01, warmup_steps=500); overrides the options above."),
     resume: Optional[str] = typer.Option(None, help="Continue an interrupted run by id (its saved config is used)."),
+    devices: int = typer.Option(1, help="Processes on this machine: N > 1 runs the command under torchrun, one process per GPU (or CPU processes, gloo); same run id and metrics as one process."),
     workspace: Optional[Path] = WorkspaceOpt,
 ) -> None:
     """Train a recommender on a prepared dataset; interrupted runs resume where they stopped.
@@ -459,6 +466,13 @@ def train(
             lr_schedule=lr_schedule, amp=amp, compile=compile_, exclude_played=exclude_played,
         )
         cfg = TrainConfig(**{**given, **settings(set_)})
+    from toolkit import distributed
+
+    if devices != 1:
+        raise typer.Exit(_launch(devices, ws, cfg))
+    if not distributed.main_process():  # the other ranks of a torchrun train quietly; rank 0 reports
+        run_train(ws, cfg)
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), console=out) as bar:
         task = bar.add_task("training", total=None, info="")
@@ -484,6 +498,28 @@ def train(
     out.print(f"run [bold]{result['id']}[/bold]{note}: valid NDCG@10 {v['ndcg@10']:.4f}, HR@10 {v['hr@10']:.4f}, "
               f"skip HR@10 {v['skip_hr@10']:.4f} on {v['n_pos']:,} positive / {v['n_skip']:,} skip queries")
     out.print(f"files in {result['path']}")
+
+
+def _launch(devices: int, ws: Workspace, cfg) -> int:
+    """``toolkit train`` again as ``devices`` processes under torchrun; the config travels as
+    ``--set`` items, so every process trains exactly ``cfg`` (and names it with the same run id)."""
+    from dataclasses import asdict
+
+    from toolkit import distributed
+    from toolkit.errors import ConfigError
+
+    if devices < 1:
+        raise ConfigError(f"--devices {devices}: use 1 (this process) or the number of processes to start")
+    if distributed.launched():
+        raise ConfigError("--devices: this command already runs under torchrun, which chose the processes; "
+                          "drop --devices")
+    args = ["train", "--workspace", str(ws.root)]
+    for key, value in asdict(cfg).items():
+        if key == "dataset":
+            args += ["--dataset", value] if value is not None else []
+        else:
+            args += ["--set", f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"]
+    return distributed.relaunch(devices, args)
 
 
 @app.command()

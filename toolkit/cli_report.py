@@ -44,9 +44,16 @@ def report(
     from toolkit.render import write_report
     from toolkit.report import Protocol, build_report
 
+    from toolkit import distributed
+    from toolkit.train import pick_device
+
     ws = Workspace.at(workspace)
     protocol = Protocol(split=split, positions=positions, exclude_played=exclude_played, baseline=baseline,
                         bootstrap=bootstrap, resample=resample, allow_unfinished=allow_unfinished)
+    distributed.join(pick_device(device))  # under torchrun the processes share the scoring; rank 0 reports
+    if not distributed.main_process():
+        build_report(ws, runs or [], protocol, dataset, device)
+        return
     with out.status("scoring") as status:
         rep = build_report(ws, runs or [], protocol, dataset, device, lambda msg: status.update(msg))
     if as_json:
