@@ -29,8 +29,8 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
+def one_line_error(result, *needles, code: int = 1):
+    assert result.exit_code == code, result.output
     text = result.output.strip()
     assert "Traceback" not in text and len(text.splitlines()) == 1, text
     for needle in needles:
@@ -259,7 +259,7 @@ def test_cli_report_bad_input(trained, tmp_path):
     ws, ids = trained
     one_line_error(invoke("report", "nope", "--workspace", ws.root), "unknown run 'nope'", "toolkit runs")
     one_line_error(invoke("report", "--workspace", ws.root, "--baseline", "bert4rec"), "--baseline")
-    one_line_error(invoke("report", "--workspace", ws.root, "--positions", "first"), "--positions")
+    one_line_error(invoke("report", "--workspace", ws.root, "--positions", "first"), "'--positions'", code=2)
     # an interrupted run: config and a best checkpoint, no finished result
     rid = ids["sasrec / all"][0]
     result = run_dir(ws, rid).result
@@ -358,7 +358,7 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
     assert res.exit_code == 0 and "Reproduction check" not in results.read_text()
     one_line_error(invoke("study", "--workspace", ws, "--check", tmp_path / "none.md"), "none.md")
     one_line_error(invoke("study", "--workspace", ws, "--set", "colour=blue"), "--set colour=blue")
-    one_line_error(invoke("study", "--workspace", ws, "--grid", "huge"), "--grid huge")
+    one_line_error(invoke("study", "--workspace", ws, "--grid", "huge"), "'--grid'", "'huge'", code=2)
 
 
 def test_study_verdict_needs_both_baselines_and_fewer_skips():

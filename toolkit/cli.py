@@ -18,29 +18,99 @@ import time
 import traceback
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from toolkit import __version__, splits
 from toolkit.artifacts import Workspace, list_datasets
-from toolkit.config import PrepConfig
+from toolkit.cli_output import csv_text, json_text, print_table
+from toolkit.config import (
+    CONTEXTS, DEVICES, FEEDBACK_MODES, LOSSES, LR_SCHEDULES, MODELS, SAMPLERS, SKIP_NEGATIVES, SPLIT_MODES, TARGETS,
+    PrepConfig, TrainConfig,
+)
 from toolkit.errors import ToolkitError
+from toolkit.readers import FORMATS
+
+# click's base exception, found through typer's (typer >= 0.29 carries its own copy of click)
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _Commands(TyperGroup):
+    """The toolkit's command group: a usage error (an unknown option, a value that is not one of the
+    choices) is one red line naming the option, the valid values and ``-h``, like every other error,
+    instead of click's usage block and framed panel.  Exit status 2, click's own."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _ClickException as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                err.print(f"[red]error:[/red] {escape(one_line(usage_message(exc)))}", soft_wrap=True,
+                          highlight=False)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err.print("aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_message(exc: BaseException) -> str:
+    """A click usage error as the toolkit states errors: the command, what is wrong, where help is."""
+    ctx = getattr(exc, "ctx", None)
+    # typer validates choices through pydantic, whose message starts "Value error, "
+    text = exc.format_message().replace("Value error, ", "")
+    if ctx is None:
+        return text
+    return f"{ctx.command_path}: {text.rstrip('.')} (see `{ctx.command_path} -h`)"
+
 
 app = typer.Typer(
+    cls=_Commands,
+    name="toolkit",  # the program name in usage errors and help, also under a test runner
     help="Sequential music recommendation that learns from skips.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console()
 err = Console(stderr=True)
 
-WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar="TOOLKIT_WORKSPACE",
-                            help="Workspace folder (default: ./toolkit-workspace).")
+# help panels: every command's options grouped by what they are about
+INPUT, MODEL, LOSS, SKIPS, TRAINING, RUNTIME, OUTPUT = "Input", "Model", "Loss", "Skips", "Training", "Runtime", "Output"
+SESSIONS, FILTERS, SPLIT, PROTOCOL, GRID = "Sessions and skips", "Filters", "Split", "Protocol", "Grid"
+
+
+def workspace_option(panel: str = INPUT):
+    """--workspace / -w, shown in ``panel`` (Input where a command reads it, Output where it writes)."""
+    return typer.Option(None, "--workspace", "-w", envvar="TOOLKIT_WORKSPACE", rich_help_panel=panel,
+                        help="Workspace folder (default: ./toolkit-workspace).")
+
+
+WorkspaceOpt = workspace_option()  # for a command that needs no panel of its own
+_PREP, _TRAIN = PrepConfig(), TrainConfig()  # option defaults are the configs' own
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _toolkit(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print the toolkit version and exit."),
+) -> None:
+    """Sequential music recommendation that learns from skips."""
 
 
 DEBUG_ENV = "TOOLKIT_DEBUG"  # set to 1: every error also prints its traceback
@@ -225,34 +295,54 @@ def _stage_status():
     return status, update
 
 
-@app.command()
+def feedback_modes(value: str) -> str:
+    """--feedback: one mode, or several joined with '+', each one of config.FEEDBACK_MODES (which
+    combinations make sense TrainConfig decides, with a message saying why)."""
+    unknown = [m for m in value.split("+") if m not in FEEDBACK_MODES]
+    if unknown:
+        raise typer.BadParameter(f"{' and '.join(map(repr, unknown))} is not a feedback mode; choose from "
+                                 f"{', '.join(FEEDBACK_MODES)}, or join several with '+'")
+    return value
+
+
+def complete_feedback(incomplete: str) -> list[str]:
+    """Shell completion of --feedback: the modes, after any already joined with '+'."""
+    done, _, last = incomplete.rpartition("+")
+    return [f"{done}+{m}" if done else m for m in FEEDBACK_MODES if m.startswith(last)]
+
+
+@app.command(epilog="""Examples:
+
+  toolkit prep ~/Downloads/my_spotify_data.zip
+
+  toolkit prep exports/ --format auto --split listener --name spotify
+
+  toolkit prep plays.parquet --format generic --col user=listener --col ts=started_at --col track=isrc""")
 @friendly
 def prep(
     logs: list[Path] = typer.Argument(..., help="Files, globs, folders or zip archives of raw plays."),
-    format: str = typer.Option("auto", "--format", "-f", help="auto, generic, spotify, spotify-extended, mssd, lastfm, piki, sequences."),
-    col: list[str] = typer.Option([], "--col", help="Generic format: role=column (roles: user ts track played_ms duration_ms skipped session artist title)."),
-    user: Optional[str] = typer.Option(None, help="User id for every play (one listener's export)."),
-    name: Optional[str] = typer.Option(None, help="Dataset name (default: from the input path)."),
-    session_gap: int = typer.Option(1800, help="Seconds of pause that start a new session (strictly longer)."),
-    skip_ms: int = typer.Option(30_000, help="A play shorter than this many ms is a skip (no explicit flag)."),
-    skip_ratio: Optional[float] = typer.Option(None, help="With track lengths: played/length below this is a skip."),
-    collapse_repeats: bool = typer.Option(False, help="Drop a play of the same track as the play right before it."),
-    min_session_len: int = typer.Option(2, help="Drop sessions with fewer plays."),
-    min_item_plays: int = typer.Option(1, help="Drop tracks with fewer plays in the whole log."),
-    keep_podcasts: bool = typer.Option(False, help="Keep podcast / audiobook rows (extended history)."),
-    max_play_ms: Optional[int] = typer.Option(None, help="Drop plays longer than this (e.g. podcasts)."),
-    split: str = typer.Option("auto", help="'time' (every session cut at the same instants), 'listener' (each listener's own last sessions are valid/test), 'last' (leave-last-out, leaky), 'auto' (listener when a global cut would test listeners without training plays, else time; last for the sequences format, which has no time)."),
-    valid_frac: float = typer.Option(0.1, help="Share of sessions for validation."),
-    test_frac: float = typer.Option(0.1, help="Share of sessions for test."),
-    max_len: int = typer.Option(20, help="Width of the sequence arrays; longer sessions become several windows."),
-    memory_limit: str = typer.Option("1GB", help="DuckDB memory limit (spills to disk past it)."),
-    force: bool = typer.Option(False, "--force", help="Rebuild even when up to date, and replace a dataset of this name prepared from other input or options (its runs become stale)."),
-    workspace: Optional[Path] = WorkspaceOpt,
+    format: Literal[FORMATS] = typer.Option(_PREP.format, "--format", "-f", rich_help_panel=INPUT,
+                                            help="Input format; auto recognises each of the others."),
+    col: list[str] = typer.Option(list(_PREP.cols), "--col", metavar="ROLE=COLUMN", rich_help_panel=INPUT, help="Generic format: role=column (roles: user ts track played_ms duration_ms skipped session artist title)."),
+    user: Optional[str] = typer.Option(_PREP.user, rich_help_panel=INPUT, help="User id for every play (one listener's export)."),
+    session_gap: int = typer.Option(_PREP.session_gap_s, rich_help_panel=SESSIONS, help="Seconds of pause that start a new session (strictly longer)."),
+    skip_ms: int = typer.Option(_PREP.skip_ms, rich_help_panel=SESSIONS, help="A play shorter than this many ms is a skip (no explicit flag)."),
+    skip_ratio: Optional[float] = typer.Option(_PREP.skip_ratio, rich_help_panel=SESSIONS, help="With track lengths: played/length below this is a skip."),
+    collapse_repeats: bool = typer.Option(_PREP.collapse_repeats, rich_help_panel=FILTERS, help="Drop a play of the same track as the play right before it."),
+    min_session_len: int = typer.Option(_PREP.min_session_len, rich_help_panel=FILTERS, help="Drop sessions with fewer plays."),
+    min_item_plays: int = typer.Option(_PREP.min_item_plays, rich_help_panel=FILTERS, help="Drop tracks with fewer plays in the whole log."),
+    keep_podcasts: bool = typer.Option(_PREP.keep_podcasts, rich_help_panel=FILTERS, help="Keep podcast / audiobook rows (extended history)."),
+    max_play_ms: Optional[int] = typer.Option(_PREP.max_play_ms, rich_help_panel=FILTERS, help="Drop plays longer than this (e.g. podcasts)."),
+    split: Literal[SPLIT_MODES] = typer.Option(_PREP.split, rich_help_panel=SPLIT, help="time: every session cut at the same instants; listener: each listener's own last sessions are valid/test; last: leave-last-out (leaky); auto: listener when a global cut would test listeners without training plays, else time (last for the sequences format, which has no time)."),
+    valid_frac: float = typer.Option(_PREP.valid_frac, rich_help_panel=SPLIT, help="Share of sessions for validation."),
+    test_frac: float = typer.Option(_PREP.test_frac, rich_help_panel=SPLIT, help="Share of sessions for test."),
+    max_len: int = typer.Option(_PREP.max_len, rich_help_panel=SPLIT, help="Width of the sequence arrays; longer sessions become several windows."),
+    memory_limit: str = typer.Option(_PREP.memory_limit, rich_help_panel=RUNTIME, help="DuckDB memory limit (spills to disk past it)."),
+    name: Optional[str] = typer.Option(_PREP.name, rich_help_panel=OUTPUT, help="Dataset name (default: from the input path)."),
+    force: bool = typer.Option(False, "--force", rich_help_panel=OUTPUT, help="Rebuild even when up to date, and replace a dataset of this name prepared from other input or options (its runs become stale)."),
+    workspace: Optional[Path] = workspace_option(OUTPUT),
 ) -> None:
-    """Turn raw plays into sessions with skip labels, ids, splits and sequence arrays.
-
-    Example: toolkit prep ~/Downloads/my_spotify_data.zip --format auto
-    """
+    """Turn raw plays into sessions with skip labels, ids, splits and sequence arrays."""
     from toolkit.prep import prep as run_prep
 
     cfg = PrepConfig(
@@ -294,7 +384,7 @@ def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
         table.add_row(f"{split}", f"{s['sessions']:,} sessions, {s['events']:,} plays")
     table.add_row("tracks never in train", f"{m['cold_items']:,} ({m['cold_events']:,} valid/test plays)")
     table.add_row("period", f"{m['first_play'][:10]} to {m['last_play'][:10]}")
-    out.print(table)
+    print_table(out, table)
     if m.get("files_skipped"):  # names only; the manifest keeps each file's full path
         out.print(f"{len(m['files_skipped'])} file(s) not read: " + "; ".join(
             f"{Path(s['file'].split('!')[-1]).name} ({s['reason']})" for s in m["files_skipped"]), markup=False)
@@ -308,7 +398,11 @@ def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
     out.print(f"written to {ws.root / 'datasets' / m['name']} in {seconds:.1f} s")
 
 
-@app.command()
+@app.command(epilog="""Examples:
+
+  toolkit synth logs.parquet --users 2000 --plays 1000000
+
+  toolkit synth small.parquet --plays 5000 --seed 1""")
 @friendly
 def synth(
     out_path: Path = typer.Argument(Path("synthetic-logs.parquet"), metavar="OUT", help="Parquet file to write."),
@@ -320,10 +414,7 @@ def synth(
     days: int = typer.Option(180, help="Days the log spans."),
     seed: int = typer.Option(0, help="Random seed; the same seed writes the same file."),
 ) -> None:
-    """Write a realistic synthetic listening log with planted, skip-informative structure.
-
-    Example: toolkit synth logs.parquet --users 2000 --plays 1000000
-    """
+    """Write a realistic synthetic listening log with planted, skip-informative structure."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from toolkit.synth import SynthConfig
@@ -341,20 +432,23 @@ def synth(
     )
 
 
-@app.command()
+@app.command(epilog="""Examples:
+
+  toolkit demo
+
+  toolkit demo --plays 20000 --epochs 1""")
 @friendly
 def demo(
     plays: int = typer.Option(200_000, help="Plays in the synthetic log."),
     users: int = typer.Option(300, help="Listeners in the synthetic log."),
     epochs: int = typer.Option(4, help="Epochs for each SASRec model (0: prepare only)."),
     seed: int = typer.Option(0, help="Random seed."),
-    workspace: Optional[Path] = WorkspaceOpt,
+    workspace: Optional[Path] = workspace_option(OUTPUT),
 ) -> None:
-    """Run the whole pipeline on a built-in synthetic log (nothing to download): write the log,
-    prepare it, train the baselines and small SASRec models with and without skips, and report them
-    on the test split (HTML report in the workspace's demo/ folder).
+    """Run the whole pipeline on a built-in synthetic log (nothing to download).
 
-    Example: toolkit demo --plays 200000
+    Writes the log, prepares it, trains the baselines and small SASRec models with and without skips,
+    and reports them on the test split (HTML report in the workspace's demo/ folder).
     """
     from toolkit.config import TrainConfig
     from toolkit.prep import prep as run_prep
@@ -397,49 +491,56 @@ def demo(
               "One seed on synthetic data: a demonstration, not a result; `toolkit study` runs seeds.")
 
 
-@app.command()
+@app.command(epilog="""Examples:
+
+  toolkit train --model sasrec --feedback contrastive --seed 3
+
+  toolkit train --model pop
+
+  toolkit train --feedback positives-only+contrastive --set weight_decay=0.01
+
+  toolkit train --resume sasrec-all-s0-1a2b3c4d""")
 @friendly
 def train(
-    dataset: Optional[str] = typer.Option(None, help="Prepared dataset (default: the latest)."),
-    model: str = typer.Option("sasrec", help="sasrec, bert4rec, gru4rec (recurrent), pop (most popular), markov (transitions), sknn (session neighbours) or repeat (the session's own plays first)."),
-    feedback: str = typer.Option("all", help="all, positives-only, contrastive, feedback-input, negative-target; combine with '+'."),
-    target: str = typer.Option("next-item", help="Causal target: next-item, next-pos (next non-skipped play) or "
-                                "next-kept (the next play where it was kept)."),
-    loss: str = typer.Option("auto", help="ce (full softmax), sampled (per-row negatives, logQ-corrected), shared (negatives shared by the batch, logQ-corrected), bce, or auto."),
-    negatives: int = typer.Option(512, help="Sampled negatives per row."),
-    sampler: str = typer.Option("popularity", help="Negative sampler: popularity (logQ-corrected) or uniform."),
-    alpha: float = typer.Option(0.1, help="Contrastive: weight of the skip InfoNCE term."),
-    tau: float = typer.Option(0.1, help="Contrastive: temperature."),
-    context: str = typer.Option("input", help="Contrastive context: input (e_t, the play's embedding) or output (y_i), by cos/tau; "
+    dataset: Optional[str] = typer.Option(_TRAIN.dataset, rich_help_panel=INPUT, help="Prepared dataset (default: the latest)."),
+    resume: Optional[str] = typer.Option(None, rich_help_panel=INPUT, help="Continue an interrupted run by id (its saved config is used)."),
+    model: Literal[MODELS] = typer.Option(_TRAIN.model, rich_help_panel=MODEL, help="sasrec, bert4rec, gru4rec (recurrent), pop (most popular), markov (transitions), sknn (session neighbours) or repeat (the session's own plays first)."),
+    d_model: int = typer.Option(_TRAIN.d_model, rich_help_panel=MODEL, help="Model width."),
+    n_layers: int = typer.Option(_TRAIN.n_layers, rich_help_panel=MODEL, help="Transformer blocks."),
+    n_heads: int = typer.Option(_TRAIN.n_heads, rich_help_panel=MODEL, help="Attention heads."),
+    dropout: float = typer.Option(_TRAIN.dropout, rich_help_panel=MODEL, help="Dropout."),
+    feedback: str = typer.Option(_TRAIN.feedback, rich_help_panel=SKIPS, parser=feedback_modes,
+                                 metavar="MODE[+MODE]", autocompletion=complete_feedback,
+                                 help=f"What the model learns from skips: {', '.join(FEEDBACK_MODES)}; combine with '+'."),
+    alpha: float = typer.Option(_TRAIN.alpha, rich_help_panel=SKIPS, help="Contrastive: weight of the skip InfoNCE term."),
+    tau: float = typer.Option(_TRAIN.tau, rich_help_panel=SKIPS, help="Contrastive: temperature."),
+    context: Literal[CONTEXTS] = typer.Option(_TRAIN.context, rich_help_panel=SKIPS, help="Contrastive context: input (e_t, the play's embedding) or output (y_i), by cos/tau; "
                                 "score (y_i by dot product: the ranking's own scores)."),
-    skip_negatives: str = typer.Option("session", help="Contrastive negatives: session (every skipped play of the "
+    skip_negatives: Literal[SKIP_NEGATIVES] = typer.Option(_TRAIN.skip_negatives, rich_help_panel=SKIPS, help="Contrastive negatives: session (every skipped play of the "
                                        "session, as in the paper) or seen (only skips up to the query's position)."),
-    neg_weight: float = typer.Option(0.5, help="Negative-target: weight of the unlikelihood term."),
-    d_model: int = typer.Option(64, help="Model width."),
-    n_layers: int = typer.Option(2, help="Transformer blocks."),
-    n_heads: int = typer.Option(2, help="Attention heads."),
-    dropout: float = typer.Option(0.2, help="Dropout."),
-    epochs: int = typer.Option(10, help="Epochs."),
-    batch_size: int = typer.Option(128, help="Rows per step."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW)."),
-    lr_schedule: str = typer.Option("constant", help="After warm-up: constant, or cosine (decays to 0 at the last planned step)."),
-    patience: int = typer.Option(3, help="Early stopping patience in epochs (validation NDCG@10)."),
-    max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps (smoke tests)."),
-    valid_sessions: int = typer.Option(0, help="Validate on this many sessions drawn with the seed (0: all); still full ranking."),
-    seed: int = typer.Option(0, help="Seed for numpy, the numba samplers and torch."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    amp: bool = typer.Option(False, "--amp", help="Mixed precision: bfloat16 autocast in training (for GPUs; validation stays float32)."),
-    exclude_played: bool = typer.Option(False, "--exclude-played", help="Validate without the tracks already played in the session (the ML-1M protocol); pair with report --exclude-played."),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (slow first steps; pays off on long GPU runs)."),
-    set_: list[str] = typer.Option([], "--set", help="Any training setting, key=value (e.g. weight_decay=0.01, warmup_steps=500); overrides the options above."),
-    resume: Optional[str] = typer.Option(None, help="Continue an interrupted run by id (its saved config is used)."),
-    devices: int = typer.Option(1, help="Processes on this machine: N > 1 runs the command under torchrun, one process per GPU (or CPU processes, gloo); same run id and metrics as one process."),
-    workspace: Optional[Path] = WorkspaceOpt,
+    neg_weight: float = typer.Option(_TRAIN.neg_weight, rich_help_panel=SKIPS, help="Negative-target: weight of the unlikelihood term."),
+    target: Literal[TARGETS] = typer.Option(_TRAIN.target, rich_help_panel=LOSS, help="Causal target: next-item, next-pos (next non-skipped play) or "
+                                "next-kept (the next play where it was kept)."),
+    loss: Literal[LOSSES] = typer.Option(_TRAIN.loss, rich_help_panel=LOSS, help="ce (full softmax), sampled (per-row negatives, logQ-corrected), shared (negatives shared by the batch, logQ-corrected), bce, or auto."),
+    negatives: int = typer.Option(_TRAIN.negatives, rich_help_panel=LOSS, help="Sampled negatives per row."),
+    sampler: Literal[SAMPLERS] = typer.Option(_TRAIN.sampler, rich_help_panel=LOSS, help="Negative sampler: popularity (logQ-corrected) or uniform."),
+    epochs: int = typer.Option(_TRAIN.epochs, rich_help_panel=TRAINING, help="Epochs."),
+    batch_size: int = typer.Option(_TRAIN.batch_size, rich_help_panel=TRAINING, help="Rows per step."),
+    lr: float = typer.Option(_TRAIN.lr, rich_help_panel=TRAINING, help="Peak learning rate (AdamW)."),
+    lr_schedule: Literal[LR_SCHEDULES] = typer.Option(_TRAIN.lr_schedule, rich_help_panel=TRAINING, help="After warm-up: constant, or cosine (decays to 0 at the last planned step)."),
+    patience: int = typer.Option(_TRAIN.patience, rich_help_panel=TRAINING, help="Early stopping patience in epochs (validation NDCG@10)."),
+    max_steps: Optional[int] = typer.Option(_TRAIN.max_steps, rich_help_panel=TRAINING, help="Stop after this many steps (smoke tests)."),
+    valid_sessions: int = typer.Option(_TRAIN.valid_sessions, rich_help_panel=TRAINING, help="Validate on this many sessions drawn with the seed (0: all); still full ranking."),
+    exclude_played: bool = typer.Option(_TRAIN.exclude_played, "--exclude-played", rich_help_panel=TRAINING, help="Validate without the tracks already played in the session (the ML-1M protocol); pair with report --exclude-played."),
+    seed: int = typer.Option(_TRAIN.seed, rich_help_panel=TRAINING, help="Seed for numpy, the numba samplers and torch."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", rich_help_panel=TRAINING, help="Any training setting, key=value (e.g. weight_decay=0.01, warmup_steps=500); overrides the options above."),
+    device: Literal[DEVICES] = typer.Option(_TRAIN.device, rich_help_panel=RUNTIME, help="auto takes a CUDA GPU when there is one."),
+    amp: bool = typer.Option(_TRAIN.amp, "--amp", rich_help_panel=RUNTIME, help="Mixed precision: bfloat16 autocast in training (for GPUs; validation stays float32)."),
+    compile_: bool = typer.Option(_TRAIN.compile, "--compile", rich_help_panel=RUNTIME, help="torch.compile the model (slow first steps; pays off on long GPU runs)."),
+    devices: int = typer.Option(1, rich_help_panel=RUNTIME, help="Processes on this machine: N > 1 runs the command under torchrun, one process per GPU (or CPU processes, gloo); same run id and metrics as one process."),
+    workspace: Optional[Path] = workspace_option(OUTPUT),
 ) -> None:
-    """Train a recommender on a prepared dataset; interrupted runs resume where they stopped.
-
-    Example: toolkit train --model sasrec --feedback contrastive --seed 3
-    """
+    """Train a recommender on a prepared dataset; interrupted runs resume where they stopped."""
     from dataclasses import fields
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -522,18 +623,36 @@ def _launch(devices: int, ws: Workspace, cfg) -> int:
     return distributed.relaunch(devices, args)
 
 
-@app.command()
-@friendly
-def runs(workspace: Optional[Path] = WorkspaceOpt) -> None:
-    """List the runs of the workspace with their status (finished, running, interrupted) and best
-    validation metrics (of the epochs so far, for an unfinished run).
+def json_option():
+    return typer.Option(False, "--json", rich_help_panel=OUTPUT,
+                        help="Print the records as JSON (every field, unrounded) instead of the table.")
 
-    Example: toolkit runs
+
+def csv_option():
+    return typer.Option(False, "--csv", rich_help_panel=OUTPUT,
+                        help="Print the records as CSV with a header row (every flat field, unrounded).")
+
+
+@app.command(epilog="""Examples:
+
+  toolkit runs
+
+  toolkit runs --csv > runs.csv
+
+  toolkit runs --json | jq '.[] | select(.status == "finished") | .id'""")
+@friendly
+def runs(workspace: Optional[Path] = workspace_option(INPUT), as_json: bool = json_option(),
+         as_csv: bool = csv_option()) -> None:
+    """List the runs of the workspace with their status and best validation metrics.
+
+    Status: finished, running, interrupted or failed; an unfinished run shows the best of its epochs so far.
     """
     from toolkit.artifacts import list_runs
 
     ws = Workspace.at(workspace)
     rows = list_runs(ws)
+    if _print_records(rows, as_json, as_csv):
+        return
     if not rows:
         out.print(f"no runs in {ws.root}; run `toolkit train`")
         return
@@ -544,15 +663,19 @@ def runs(workspace: Optional[Path] = WorkspaceOpt) -> None:
                      _shown(r["valid_skip_hr10"], "{:.4f}"), _shown(r["wall_s"], "{:.0f}")] for r in rows])
 
 
-@app.command()
-@friendly
-def datasets(workspace: Optional[Path] = WorkspaceOpt) -> None:
-    """List the prepared datasets of the workspace.
+@app.command(epilog="""Examples:
 
-    Example: toolkit datasets
-    """
+  toolkit datasets
+
+  toolkit datasets --csv > datasets.csv""")
+@friendly
+def datasets(workspace: Optional[Path] = workspace_option(INPUT), as_json: bool = json_option(),
+             as_csv: bool = csv_option()) -> None:
+    """List the prepared datasets of the workspace."""
     ws = Workspace.at(workspace)
     rows = list_datasets(ws, damaged=True)
+    if _print_records(rows, as_json, as_csv):
+        return
     if not rows:
         out.print(f"no datasets in {ws.root}; run `toolkit prep LOGS`")
         return
@@ -563,6 +686,17 @@ def datasets(workspace: Optional[Path] = WorkspaceOpt) -> None:
                      _shown(r["sessions"], "{:,}"), _shown(r["items"], "{:,}"), _shown(r["skip_share"], "{:.1%}"),
                      _shown(r["created"])[:10]]
                     for r in rows])
+
+
+def _print_records(records: list[dict], as_json: bool, as_csv: bool) -> bool:
+    """Print ``records`` for a program (``--json`` or ``--csv``); False when the table is wanted."""
+    if as_json and as_csv:
+        raise typer.BadParameter("choose one of --json and --csv", param_hint="'--json' / '--csv'")
+    if as_json:
+        typer.echo(json_text(records))
+    elif as_csv:
+        typer.echo(csv_text(records), nl=False)
+    return as_json or as_csv
 
 
 def _shown(value, fmt: str = "{}") -> str:
@@ -576,23 +710,26 @@ def _shown(value, fmt: str = "{}") -> str:
 
 
 def _print_listing(title: str, text_cols: list[str], number_cols: list[str], rows: list[list[str]]) -> None:
-    """A rich table whose first column never wraps (it holds ids) and whose numbers align right."""
-    table = Table(title=title)
+    """A table whose first column never wraps (it holds ids) and whose numbers align right; nothing
+    is ever cut short (folded on a narrow terminal, whole in a pipe).  Cells are Text, so a name
+    with brackets is shown as it is, not read as markup."""
+    table = Table(title=title if out.is_terminal else None)  # a pipe gets the header row first
     for i, col in enumerate(text_cols):
-        table.add_column(col, no_wrap=i == 0)
+        table.add_column(col, no_wrap=i == 0, overflow="fold")
     for col in number_cols:
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for row in rows:
-        table.add_row(*row)
-    out.print(table)
+        table.add_row(*(Text(cell) for cell in row))
+    print_table(out, table)
 
 
-@app.command()
+@app.command(epilog="""Examples:
+
+  toolkit version
+
+  toolkit --version""")
 def version() -> None:
-    """Print the toolkit version.
-
-    Example: toolkit version
-    """
+    """Print the toolkit version."""
     out.print(__version__)
 
 

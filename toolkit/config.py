@@ -72,6 +72,10 @@ class ModelConfig:
 # ---------------------------------------------------------------------------------------------
 
 
+# how prep cuts sessions into train / valid / test (toolkit/splits.py); see PrepConfig.split
+SPLIT_MODES = ("auto", "time", "listener", "last")
+
+
 @dataclass(frozen=True)
 class PrepConfig:
     format: str = "auto"  # input preset: auto, generic, spotify, spotify-extended, mssd, lastfm, piki, sequences
@@ -107,8 +111,8 @@ class PrepConfig:
             problems.append(f"--skip-ratio must be in (0, 1], got {self.skip_ratio}")
         if self.min_session_len < 1 or self.min_item_plays < 1:
             problems.append("--min-session-len and --min-item-plays must be >= 1")
-        if self.split not in ("auto", "time", "listener", "last"):
-            problems.append(f"--split must be 'auto', 'time', 'listener' or 'last', got {self.split!r}")
+        if self.split not in SPLIT_MODES:
+            problems.append(f"--split must be {_either(SPLIT_MODES, quote=True)}, got {self.split!r}")
         if not (0 <= self.valid_frac < 1 and 0 < self.test_frac < 1 and self.valid_frac + self.test_frac < 1):
             problems.append("--valid-frac and --test-frac must be fractions with valid + test < 1 and test > 0")
         if self.max_len < 2:
@@ -140,6 +144,14 @@ class PrepConfig:
 MODELS = ("sasrec", "bert4rec", "gru4rec", "pop", "markov", "sknn", "repeat")
 FEEDBACK_MODES = ("all", "positives-only", "contrastive", "feedback-input", "negative-target")
 NEURAL = ("sasrec", "bert4rec", "gru4rec")
+# the closed sets of the other TrainConfig text fields: checked below, offered as choices by the CLI
+TARGETS = ("next-item", "next-pos", "next-kept")
+LOSSES = ("auto", "ce", "sampled", "shared", "bce")
+SAMPLERS = ("popularity", "uniform")
+CONTEXTS = ("input", "output", "score")
+SKIP_NEGATIVES = ("session", "seen")
+DEVICES = ("auto", "cpu", "cuda")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -242,26 +254,31 @@ class TrainConfig:
             problems.append(f"history={self.history}: use 0 (the session alone) or the number of earlier plays to read")
         if self.history and self.model in ("pop", "markov", "sknn"):
             problems.append(f"--model {self.model} does not read the listener's history; leave history at 0")
-        if self.target not in ("next-item", "next-pos", "next-kept"):
-            problems.append(f"--target {self.target}: choose next-item, next-pos or next-kept")
-        if self.loss not in ("auto", "ce", "sampled", "shared", "bce"):
-            problems.append(f"--loss {self.loss}: choose auto, ce, sampled, shared or bce")
-        if self.sampler not in ("uniform", "popularity"):
-            problems.append(f"--sampler {self.sampler}: choose uniform or popularity")
-        if self.context not in ("output", "input", "score"):
-            problems.append(f"--context {self.context}: choose input, output or score")
-        if self.skip_negatives not in ("session", "seen"):
-            problems.append(f"--skip-negatives {self.skip_negatives}: choose session or seen")
-        if self.device not in ("auto", "cpu", "cuda"):
-            problems.append(f"--device {self.device}: choose auto, cpu or cuda")
-        if self.lr_schedule not in ("constant", "cosine"):
-            problems.append(f"--lr-schedule {self.lr_schedule}: choose constant or cosine")
+        for flag, value, allowed in (("--target", self.target, TARGETS), ("--loss", self.loss, LOSSES),
+                                     ("--sampler", self.sampler, SAMPLERS), ("--context", self.context, CONTEXTS),
+                                     ("--skip-negatives", self.skip_negatives, SKIP_NEGATIVES),
+                                     ("--device", self.device, DEVICES),
+                                     ("--lr-schedule", self.lr_schedule, LR_SCHEDULES)):
+            if value not in allowed:
+                problems.append(f"{flag} {value}: choose {_either(allowed)}")
         problems += _range_problems(self)
         if problems:
             raise ConfigError("; ".join(problems))
 
 
+# the report's protocol (toolkit/report.py Protocol): defined here, with no heavy import, so the CLI can
+# offer them as choices without loading torch
+SCORED_SPLITS = ("test", "valid")  # the splits a report can score
+POSITIONS = ("all", "last")  # all: every position with a known next play; last: the last kept play per session
+RESAMPLE = ("auto", "listeners", "sessions")  # what the paired bootstrap resamples
+
 NAME_MAX = 100  # longest dataset name (it names a folder)
+
+
+def _either(values: tuple[str, ...], quote: bool = False) -> str:
+    """'a, b or c' (quoted with ``quote``): the choices an error message offers."""
+    shown = [repr(v) if quote else v for v in values]
+    return ", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else "".join(shown)
 SEED_MAX = 2**32 - 1  # numpy's seed range
 
 # TrainConfig fields with a flag of their own on `toolkit train`; the others are set with --set key=value

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from toolkit import distributed, metrics
+from toolkit.config import POSITIONS
 from toolkit.data import SplitArrays, to_batch
 from toolkit.schema import PAD
 
@@ -50,7 +51,6 @@ class QueryResults:
 
 
 TOP_K = 10
-POSITIONS = ("all", "last")
 
 
 def query_mask(a: SplitArrays, positions: str = "all", leave_last_out: bool = False) -> np.ndarray:

@@ -40,7 +40,7 @@ from toolkit.artifacts import (
     read_metrics,
     run_dir,
 )
-from toolkit.config import NEURAL, ModelConfig, TrainConfig
+from toolkit.config import NEURAL, RESAMPLE, SCORED_SPLITS, ModelConfig, TrainConfig
 from toolkit.data import load_split, train_counts
 from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.identity import BadNameError, StaleRunError, build_of, check_name, run_is_stale, stale_message
@@ -58,7 +58,6 @@ PAIRED = ("ndcg@10", "hr@10", "mrr@10", "skip_hr@10", "auc", "auc_seen")
 HR_CURVE_KS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
 # config fields that never change what a run is, so runs differing only in them form one group
 NOT_GROUPING = {"seed", "dataset", "device", "compile"}
-RESAMPLE = ("auto", "listeners", "sessions")
 Progress = Callable[[str], None]
 
 
@@ -76,8 +75,8 @@ class Protocol:
     allow_unfinished: bool = False  # score an unfinished run's best checkpoint instead of refusing
 
     def __post_init__(self) -> None:
-        if self.split not in ("test", "valid"):
-            raise ConfigError(f"--split {self.split}: choose test or valid")
+        if self.split not in SCORED_SPLITS:
+            raise ConfigError(f"--split {self.split}: choose {' or '.join(SCORED_SPLITS)}")
         if self.positions not in POSITIONS:
             raise ConfigError(f"--positions {self.positions}: choose {' or '.join(POSITIONS)}")
         if self.bootstrap < 100:

@@ -21,6 +21,7 @@ from toolkit import splits
 from toolkit.artifacts import Workspace, read_manifest
 from toolkit.config import NEURAL, TrainConfig
 from toolkit.errors import ArtifactMissingError, ConfigError
+from toolkit.grids import DEFAULT_GRID, GRIDS, SUCCESSORS
 from toolkit.report import Protocol, build_report
 from toolkit.results_doc import (
     MAIN_TABLE, check_record, compare, document_table, drop_section, parse_main_table, read_section,
@@ -35,36 +36,9 @@ from toolkit.train import latest_dataset, run_id, train
 # tracks that followed the current track in the listener's earlier plays (successors) took it to 0.18,
 # best after the first of two epochs (a third added nothing); the listener's last 30 plays as extra
 # context columns (history) added nothing measurable at 1.5x the step time, so they stay off
-SUCCESSORS = 10
 SMALL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "epochs": 2, "loss": "shared", "negatives": 2048, "lr": 3e-3,
          "lr_schedule": "cosine", "dropout": 0.1, "repeat_head": True, "successors": SUCCESSORS,
          "valid_sessions": 500, "patience": 2}
-# the count baselines practitioners use: most popular, first-order transitions, session neighbours
-# (V-SKNN), the session's own plays first, and that with the listener's earlier successors of the
-# current track above everything (the same information the neural models read); the neural models
-# are measured against the best of them on validation
-COUNTING = [("pop", "all", {}), ("markov", "all", {}), ("sknn", "all", {}), ("repeat", "all", {}),
-            ("repeat", "all", {"successors": SUCCESSORS})]
-GRIDS: dict[str, list[tuple[str, str, dict]]] = {
-    # the default: both baselines, SASRec blind to skips, without skips, with the skip term, and with the
-    # skip term on a model that never reads or predicts a skip
-    "core": [*COUNTING, ("sasrec", "all", {}), ("sasrec", "positives-only", {}),
-             ("sasrec", "contrastive", {}), ("sasrec", "positives-only+contrastive", {})],
-    # the paper's grid: {SASRec, BERT4Rec} x {all, contrastive with context y_i, with context e_t}
-    "paper": [("pop", "all", {}), ("markov", "all", {}), ("sasrec", "all", {}), ("sasrec", "positives-only", {}),
-              ("sasrec", "contrastive", {"context": "output"}), ("sasrec", "contrastive", {"context": "input"}),
-              ("bert4rec", "all", {}), ("bert4rec", "contrastive", {"context": "output"}),
-              ("bert4rec", "contrastive", {"context": "input"})],
-}
-# core plus the two variants that act on the skipped next track directly (alone and with the skip term)
-GRIDS["skip"] = GRIDS["core"] + [("sasrec", "negative-target", {}), ("sasrec", "contrastive+negative-target", {})]
-GRIDS["full"] = GRIDS["paper"] + [
-    ("sasrec", "feedback-input", {}), ("sasrec", "negative-target", {}), ("sasrec", "feedback-input+contrastive", {}),
-    ("sasrec", "contrastive", {"target": "next-pos"}), ("sasrec", "all", {"target": "next-pos"}),
-    ("sasrec", "feedback-input+negative-target", {}), ("bert4rec", "positives-only", {}),
-    ("bert4rec", "feedback-input", {}), ("gru4rec", "all", {}), ("gru4rec", "positives-only", {}),
-    ("gru4rec", "contrastive", {}),
-]
 Progress = Callable[[dict], None]
 SMALL_TEST = 100  # below this many test sessions a section is labelled a smoke run
 
@@ -72,7 +46,7 @@ SMALL_TEST = 100  # below this many test sessions a section is labelled a smoke 
 @dataclass
 class StudyConfig:
     dataset: str | None = None  # prepared dataset (default: the one just prepared, else the latest)
-    grid: str = "core"  # core, paper or full
+    grid: str = DEFAULT_GRID  # a key of toolkit/grids.py GRIDS: core, skip, paper or full
     seeds: int = 2  # seeds per neural cell; the count baselines are deterministic and run once
     overrides: dict = field(default_factory=dict)  # training settings for every neural run (over SMALL)
     results: Path | None = None  # Markdown results document to write this dataset's section into
