@@ -168,6 +168,10 @@ class TrainConfig:
     # softmax, logQ, one set of negatives per step shared by every position), bce, auto (ce, else sampled)
     loss: str = "auto"
     negatives: int = 512  # sampled / bce: negatives per row (the numba kernel); shared: per step (torch)
+    # ce: MiB of float32 catalogue scores one step may hold; past it the full softmax is computed in
+    # catalogue chunks (toolkit/full_softmax.py: the same loss, scores recomputed in backward). 512 is
+    # twice the scores at which auto stops choosing ce, so every auto run trained with ce stays plain
+    loss_memory_mb: float = 512.0
     # popularity by default: on Spotify (166k tracks) uniform negatives were too easy (validation
     # NDCG@10 0.006 after 2 epochs) while popularity^0.75 with logQ reached 0.041 in 6
     sampler: str = "popularity"  # negative sampler: popularity (popularity^beta of train plays) or uniform
@@ -290,6 +294,8 @@ TRAIN_FLAGS = frozenset({
 # (field, test, what the value must be, and the fix); each numeric TrainConfig field is checked here
 _TRAIN_RANGES = (
     ("negatives", lambda v: v >= 1, "an integer >= 1", "the number of sampled negatives per row"),
+    ("loss_memory_mb", lambda v: v > 0, "a finite number > 0",
+     "MiB of catalogue scores one full-softmax step may hold, e.g. 512; less trains in smaller chunks"),
     ("sampler_beta", lambda v: v >= 0, "a finite number >= 0", "0 samples uniformly, 1 by popularity"),
     ("alpha", lambda v: v >= 0, "a finite number >= 0",
      "a negative weight would reward skipped tracks; 0 turns the contrastive term off"),
@@ -377,7 +383,7 @@ def _date_ok(text: str) -> bool:
 # setting never renames, and so never retrains, a finished run.
 LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False, "exclude_played": False,
                                      "repeat_head": False, "successors": 0, "history": 0,
-                                     "skip_negatives": "session"}
+                                     "skip_negatives": "session", "loss_memory_mb": 512.0}
 
 
 def identity(cfg: TrainConfig) -> dict:

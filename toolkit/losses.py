@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from toolkit import full_softmax
 from toolkit.schema import PAD
 
 _NEG_INF = float("-inf")
@@ -223,6 +224,26 @@ def negative_target_loss(scores: Tensor, skipped_targets: Tensor) -> Tensor:
     log_p = F.log_softmax(scores, dim=-1).gather(1, skipped_targets.unsqueeze(1)).squeeze(1)  # (N,)
     keep = skipped_targets != PAD
     # PAD rows gather the -inf PAD column; give them a harmless value before the non-linearity
+    log_p = torch.where(keep, log_p, torch.full_like(log_p, -1.0))
+    return _masked_mean(-_log1mexp(log_p), keep)
+
+
+def negative_target_chunked(hidden: Tensor, table: Tensor, skipped_targets: Tensor, chunk: int,
+                            n_scored: int | None = None) -> Tensor:
+    """``negative_target_loss`` without the (N, V) scores: ``log p`` of the skipped track is minus its
+    full-softmax cross-entropy, computed in catalogue chunks (``full_softmax.cross_entropy_terms``).
+
+    Parameters
+    ----------
+    hidden : float (N, D); table : float32 (V', D), rows 0..n_scored-1 scored; skipped_targets : int64 (N,),
+    PAD where none; chunk : catalogue columns scored at once.
+
+    Returns
+    -------
+    Scalar mean over non-PAD skipped targets.
+    """
+    log_p = -full_softmax.cross_entropy_terms(hidden, table, skipped_targets, chunk, n_scored)  # (N,)
+    keep = skipped_targets != PAD
     log_p = torch.where(keep, log_p, torch.full_like(log_p, -1.0))
     return _masked_mean(-_log1mexp(log_p), keep)
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import kernels
-from toolkit import distributed, losses
+from toolkit import distributed, full_softmax, losses
 from toolkit.artifacts import (
     RunDir, Workspace, append_metrics, atomic_path, list_datasets, load_torch, read_json, read_manifest,
     read_metrics, record_run, run_dir, run_lock, save_torch, write_json,
@@ -368,10 +368,10 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
     counts["next"] = (targets != PAD).sum()
     negatives = None
     if model.cfg.repeat_head:
-        terms["next"] = _next_with_repeats(model, hidden, inputs, targets, sampler, step, emb, batch.get("succ"))
+        terms["next"] = _next_with_repeats(model, cfg, hidden, inputs, targets, sampler, step, emb, batch.get("succ"))
     elif sampler.loss == "ce":
         keep = targets != PAD
-        terms["next"] = losses.full_cross_entropy(model.scores(hidden[keep]), targets[keep])
+        terms["next"] = _full_softmax(model, cfg, hidden[keep], targets[keep], emb)
     elif sampler.loss == "shared":
         keep = targets != PAD  # padded positions never reach the (positions, K) product
         negatives = sampler.draw_shared(step)
@@ -398,7 +398,10 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
         keep = skipped != PAD
         counts["negative"] = keep.sum()
         if sampler.loss == "ce":
-            term = losses.negative_target_loss(model.scores(hidden[keep]), skipped[keep])
+            kept_hidden, kept_skipped = hidden[keep], skipped[keep]
+            chunk = full_softmax.chunk_columns(len(kept_skipped), model.cfg.n_items + 1, cfg.loss_memory_mb)
+            term = (losses.negative_target_loss(model.scores(kept_hidden), kept_skipped) if chunk is None
+                    else losses.negative_target_chunked(kept_hidden, emb, kept_skipped, chunk, model.cfg.n_items + 1))
         elif sampler.loss == "shared":
             term = losses.negative_target_shared(hidden[keep], emb, skipped[keep], negatives)
         else:
@@ -407,15 +410,26 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
     return terms
 
 
-def _next_with_repeats(model: SeqRec, hidden, inputs, targets, sampler: Sampler, step: int, emb, succ=None):
+def _full_softmax(model: SeqRec, cfg: TrainConfig, hidden, targets, emb, items=None, weights=None):
+    """Full-softmax cross-entropy of N positions (hidden (N, D), targets (N,), no PAD), with the repeat
+    term (items, weights (N, C)) when given: on the materialised scores while they fit in
+    ``cfg.loss_memory_mb``, else in catalogue chunks (the same loss, toolkit/full_softmax.py)."""
+    chunk = full_softmax.chunk_columns(len(targets), model.cfg.n_items + 1, cfg.loss_memory_mb)
+    if chunk is None:
+        scores = model.scores(hidden) if items is None else model.scores_with_repeats(hidden, weights, items)
+        return losses.full_cross_entropy(scores, targets)
+    return full_softmax.cross_entropy(hidden, emb, targets, chunk, model.cfg.n_items + 1, items, weights)
+
+
+def _next_with_repeats(model: SeqRec, cfg: TrainConfig, hidden, inputs, targets, sampler: Sampler, step: int, emb,
+                       succ=None):
     """The next-item term of a model with a repeat head: full softmax or shared negatives, each with
     the repeat term of the tracks played before every position and of the successors of its track
     (``SeqRec.copy_terms``)."""
     rows, cols = (targets != PAD).nonzero(as_tuple=True)
     items, weights, available = model.copy_terms(hidden, inputs, succ, rows, cols)
     if sampler.loss == "ce":
-        logits = model.scores_with_repeats(hidden[rows, cols], weights * available, items)
-        return losses.full_cross_entropy(logits, targets[rows, cols])
+        return _full_softmax(model, cfg, hidden[rows, cols], targets[rows, cols], emb, items, weights * available)
     if sampler.loss == "shared":
         negatives = sampler.draw_shared(step)
         extra = succ[rows, cols] if succ is not None and model.cfg.successors else None
