@@ -17,7 +17,7 @@ from toolkit.artifacts import Workspace, read_metrics, run_dir
 from toolkit.cli import app
 from toolkit.config import ModelConfig, PrepConfig, TrainConfig, identity, settings
 from toolkit.errors import ConfigError
-from toolkit.model import SeqRec
+from toolkit.model import SeqRec, cloze_mask
 from toolkit.prep import prep
 from toolkit.schema import PAD
 from toolkit.train import train, train_step
@@ -185,11 +185,14 @@ def test_chunked_path_trains_the_same_weights_as_the_plain_one(monkeypatch, opti
         opt = torch.optim.SGD(model.parameters(), lr=0.1)  # higher: the repeat head diverges
         for step in range(steps):
             loss = sum(train_step(model, model, tiny_batch(n_items, seed=step), cfg,
-                                  SimpleNamespace(loss="ce"), step).values())
+                                  SimpleNamespace(loss="ce", cloze=seeded_cloze), step).values())
             opt.zero_grad()
             loss.backward()
             opt.step()
         return model
+
+    def seeded_cloze(seqs, model_cfg, step):  # both fits mask the same plays
+        return cloze_mask(seqs, model_cfg.n_items, model_cfg.mask_prob, torch.Generator().manual_seed(step))
 
     plain = fit(512.0)
     assert chunked_calls == []
