@@ -223,7 +223,7 @@ def _stage_status():
 @friendly
 def prep(
     logs: list[Path] = typer.Argument(..., help="Files, globs, folders or zip archives of raw plays."),
-    format: str = typer.Option("auto", "--format", "-f", help="auto, generic, spotify, spotify-extended, mssd, lastfm, piki, sequences."),
+    format: str = typer.Option("auto", "--format", "-f", help="auto, generic, spotify, spotify-extended, mssd, lastfm, lastfm-csv, listenbrainz, deezer, piki, sequences (see docs/formats.md)."),
     col: list[str] = typer.Option([], "--col", help="Generic format: role=column (roles: user ts track played_ms duration_ms skipped session artist title)."),
     user: Optional[str] = typer.Option(None, help="User id for every play (one listener's export)."),
     name: Optional[str] = typer.Option(None, help="Dataset name (default: from the input path)."),
