@@ -286,6 +286,24 @@ def test_unrecognised_files_beside_an_export_are_listed_with_the_reason(tmp_path
     assert "not deezer data" in why["notes.csv"] and "not readable" in why["broken.json"]
 
 
+def test_files_that_are_no_data_files_are_listed_too(tmp_path):
+    folder = tmp_path / "export"
+    (folder / "listens").mkdir(parents=True)
+    (folder / "listens" / "2023.jsonl").write_text(jsonl(listens()))
+    (folder / "listens" / "2022.jsonl.gz").write_bytes(b"\x1f\x8b")
+    (folder / "ReadMe.pdf").write_bytes(b"%PDF")
+    (folder / ".DS_Store").write_bytes(b"")  # hidden: the system's, not the export's
+    archive = tmp_path / "lb.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("listens/2023/11.jsonl", jsonl(listens()))
+        zf.writestr("ReadMeFirst.pdf", b"%PDF")
+    for path, expected in ((folder, {"2022.jsonl.gz": "compressed (.gz)", "ReadMe.pdf": "not a data file (.pdf)"}),
+                           (archive, {"lb.zip!ReadMeFirst.pdf": "not a data file (.pdf)"})):
+        m = prep([path], Workspace.at(tmp_path / "ws"), PrepConfig(name=path.stem))
+        why = {Path(s["file"]).name: s["reason"] for s in m["files_skipped"]}
+        assert set(why) == set(expected) and all(why[k].startswith(v) for k, v in expected.items())
+
+
 # --- end to end through the command line --------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["listenbrainz", "deezer", "lastfm-csv", "lastfm"])

@@ -121,7 +121,8 @@ def natural_key(text: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
-def expand(paths: list[Path], unzip_dir: Path, user: str | None) -> list[SourceFile]:
+def expand(paths: list[Path], unzip_dir: Path, user: str | None,
+           ignored: list[tuple[str, str]] | None = None) -> list[SourceFile]:
     """Files, globs, folders and zip archives -> data files in a deterministic order.
 
     The user of a file is ``user`` when given; otherwise, for a folder whose exports sit in
@@ -129,7 +130,8 @@ def expand(paths: list[Path], unzip_dir: Path, user: str | None) -> list[SourceF
     file or archive, the parent folder) that holds the export.  The last is only a default:
     where it would merge several exports, ``toolkit.listeners.assign`` names a listener after
     each.  Folders are walked through symlinked sub-folders too; archives are extracted under
-    ``unzip_dir`` (see ``_unzip``).
+    ``unzip_dir`` (see ``_unzip``).  Files of a folder or archive that are no data file (a PDF, a
+    compressed log) are appended to ``ignored`` with the reason, so none is left out unsaid.
     """
     found: list[SourceFile] = []
     for raw in paths:
@@ -138,7 +140,7 @@ def expand(paths: list[Path], unzip_dir: Path, user: str | None) -> list[SourceF
         if not matches:
             raise InputError(f"{text}: no file matches this pattern; check the path")
         for m in matches:
-            found.extend(_expand_one(Path(m), unzip_dir, user))
+            found.extend(_expand_one(Path(m), unzip_dir, user, ignored if ignored is not None else []))
     if not found:
         raise EmptyInputError(
             f"{', '.join(map(str, paths))}: no data files found (looked for {', '.join(DATA_SUFFIXES)} and .zip)"
@@ -146,19 +148,18 @@ def expand(paths: list[Path], unzip_dir: Path, user: str | None) -> list[SourceF
     return found
 
 
-def _expand_one(path: Path, unzip_dir: Path, user: str | None) -> list[SourceFile]:
+def _expand_one(path: Path, unzip_dir: Path, user: str | None, ignored: list[tuple[str, str]]) -> list[SourceFile]:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     if path.is_file():
         owner = user or path.resolve().parent.name
         declared = user is not None
-        return (_unzip(path, unzip_dir, owner, declared) if path.suffix == ".zip"
+        return (_unzip(path, unzip_dir, owner, declared, ignored) if path.suffix == ".zip"
                 else [SourceFile(path, owner, str(path), declared=declared)])
-    files = sorted(
-        (p for p in _walk(path) if p.is_file() and (p.suffix in DATA_SUFFIXES or p.suffix == ".zip")),
-        key=lambda p: natural_key(str(p.relative_to(path))),
-    )
-    files = [p for p in files if not p.name.startswith(".") and p.name not in ("SOURCE.md",)]
+    every = sorted((p for p in _walk(path) if p.is_file() and not p.name.startswith(".")
+                    and p.name not in ("SOURCE.md",)), key=lambda p: natural_key(str(p.relative_to(path))))
+    files = [p for p in every if p.suffix in DATA_SUFFIXES or p.suffix == ".zip"]
+    ignored.extend((str(p), _not_data(p.name)) for p in every if p not in files)
     tops = {p.relative_to(path).parts[0] for p in files if len(p.relative_to(path).parts) > 1}
     many = user is None and len(tops) > 1
     out: list[SourceFile] = []
@@ -167,9 +168,17 @@ def _expand_one(path: Path, unzip_dir: Path, user: str | None) -> list[SourceFil
         by_folder = many and len(rel.parts) > 1
         owner = user or (rel.parts[0] if by_folder else path.resolve().name)
         declared = user is not None or by_folder
-        out.extend(_unzip(p, unzip_dir, owner, declared) if p.suffix == ".zip"
+        out.extend(_unzip(p, unzip_dir, owner, declared, ignored) if p.suffix == ".zip"
                    else [SourceFile(p, owner, str(p), declared=declared)])
     return out
+
+
+def _not_data(name: str) -> str:
+    """Why a file of this name is not read."""
+    suffix = Path(name).suffix
+    if suffix in (".gz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".tar", ".tgz"):
+        return f"compressed ({suffix}): extract it and pass the file it holds"
+    return f"not a data file ({suffix or 'no suffix'}): prep reads {', '.join(DATA_SUFFIXES)} and .zip files"
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -269,7 +278,8 @@ def archive_dir(archive: Path, unzip_dir: Path, owner: str) -> Path:
     return unzip_dir / f"{owner_part}-{_content_hash(archive)[:16]}-{where}"
 
 
-def _unzip(archive: Path, unzip_dir: Path, owner: str, declared: bool = False) -> list[SourceFile]:
+def _unzip(archive: Path, unzip_dir: Path, owner: str, declared: bool = False,
+           ignored: list[tuple[str, str]] | None = None) -> list[SourceFile]:
     """Extract an archive's data members (DuckDB cannot read inside a zip).
 
     Safe against hostile archives: a member whose path leads outside the extraction folder, an
@@ -286,7 +296,7 @@ def _unzip(archive: Path, unzip_dir: Path, owner: str, declared: bool = False) -
     max_ratio = _cap("TOOLKIT_MAX_UNZIP_RATIO", MAX_UNZIP_RATIO)
     with zf:
         target = archive_dir(archive, unzip_dir, owner)
-        members = _data_members(zf, archive, max_bytes, max_ratio)
+        members = _data_members(zf, archive, max_bytes, max_ratio, ignored if ignored is not None else [])
         root = target.resolve()
         _drop_stale_temps(target)
         out = []
@@ -303,7 +313,8 @@ def _unzip(archive: Path, unzip_dir: Path, owner: str, declared: bool = False) -
     return out
 
 
-def _data_members(zf: zipfile.ZipFile, archive: Path, max_bytes: float, max_ratio: float):
+def _data_members(zf: zipfile.ZipFile, archive: Path, max_bytes: float, max_ratio: float,
+                  ignored: list[tuple[str, str]]):
     """The data members in reading order, each with the path parts it is written to, after
     checking every one before anything is written: safe path, not encrypted, not twice in the
     archive, and the sizes the archive declares within the caps."""
@@ -313,7 +324,10 @@ def _data_members(zf: zipfile.ZipFile, archive: Path, max_bytes: float, max_rati
     infos = sorted((i for i in zf.infolist() if not i.is_dir()), key=lambda i: natural_key(i.filename))
     for info in infos:
         name = info.filename
-        if Path(re.split(r"[\\/]", name)[-1]).suffix not in DATA_SUFFIXES:
+        base = re.split(r"[\\/]", name)[-1]
+        if Path(base).suffix not in DATA_SUFFIXES:
+            if not base.startswith("."):
+                ignored.append((_member(archive, name), _not_data(base)))
             continue
         parts = _member_parts(name)
         if parts is None:
@@ -613,11 +627,13 @@ def resolve(
     """Expand the inputs, settle the format and check the columns it needs are there."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
-    files = expand(paths, unzip_dir, user)
+    ignored: list[tuple[str, str]] = []
+    files = expand(paths, unzip_dir, user, ignored)
     first = None
     if fmt == "auto":
         fmt, first = detect(con, files)
     chosen, skipped = select_files(con, files, fmt, first)
+    skipped += ignored
     if not chosen:
         raise EmptyInputError(f"{paths[0]}: no {fmt} files found among {len(files)} file(s) "
                               f"({skipped[0][0]}: {skipped[0][1]}); check --format")
