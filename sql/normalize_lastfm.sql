@@ -4,9 +4,12 @@
 -- output columns: schema.PLAY_COLUMNS + parse_error
 -- grain: one row per source row
 -- parameters: none
--- notes: the timestamp is the scrobble (about the play start); nothing says how long a track
---        played, so skips come from the gap to the next play (label_skips).  The track key is
---        the MusicBrainz id when present, otherwise (artist, track).
+-- notes: the timestamp is the scrobble (about the play start).  Last.fm scrobbles a play only
+--        once half the track (or 4 minutes) has played, so skipped plays never reach the log,
+--        and a short gap to the next scrobble cannot be told from a short track without track
+--        lengths: every scrobble is labelled kept (skip_flag false) and the manifest names the
+--        skip rule 'none'.  The track key is the MusicBrainz id when present, otherwise
+--        (artist, track).
 with source as (
     select * from raw
 ),
@@ -34,7 +37,7 @@ final as (
         title,
         null::bigint as played_ms,
         null::bigint as duration_ms,
-        null::boolean as skip_flag,
+        false as skip_flag,
         null::varchar as session_hint,
         null::bigint as position_hint,
         false as is_podcast,

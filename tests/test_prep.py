@@ -175,6 +175,11 @@ PINNED = {
         "tiny_logs.csv": "991c7814051a903bcd7df69c04b4fea8f19d9f9559087c18ec9a0c833227fcc5",
         "pinned_log.parquet": "4c7d089a45c4d091fe8f8119243fbe1cebebf04636de5325380470b7eaccdcae",
     },
+    # one listener per export and Last.fm without skip labels: neither touches the two fixed logs
+    "2026-12-one-listener-per-export": {
+        "tiny_logs.csv": "991c7814051a903bcd7df69c04b4fea8f19d9f9559087c18ec9a0c833227fcc5",
+        "pinned_log.parquet": "4c7d089a45c4d091fe8f8119243fbe1cebebf04636de5325380470b7eaccdcae",
+    },
 }
 
 

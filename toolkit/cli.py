@@ -322,7 +322,7 @@ def complete_feedback(incomplete: str) -> list[str]:
 def prep(
     logs: list[Path] = typer.Argument(..., help="Files, globs, folders or zip archives of raw plays."),
     format: Literal[FORMATS] = typer.Option(_PREP.format, "--format", "-f", rich_help_panel=INPUT,
-                                            help="Input format; auto recognises each of the others."),
+                                            help="Input format; auto recognises each of the others (docs/formats.md)."),
     col: list[str] = typer.Option(list(_PREP.cols), "--col", metavar="ROLE=COLUMN", rich_help_panel=INPUT, help="Generic format: role=column (roles: user ts track played_ms duration_ms skipped session artist title)."),
     user: Optional[str] = typer.Option(_PREP.user, rich_help_panel=INPUT, help="User id for every play (one listener's export)."),
     session_gap: int = typer.Option(_PREP.session_gap_s, rich_help_panel=SESSIONS, help="Seconds of pause that start a new session (strictly longer)."),

@@ -78,7 +78,7 @@ SPLIT_MODES = ("auto", "time", "listener", "last")
 
 @dataclass(frozen=True)
 class PrepConfig:
-    format: str = "auto"  # input preset: auto, generic, spotify, spotify-extended, mssd, lastfm, piki, sequences
+    format: str = "auto"  # input preset: readers.FORMATS (auto, generic, spotify, ..., listenbrainz, deezer; docs/formats.md)
     cols: tuple[str, ...] = ()  # generic format: "role=column" pairs (roles: user ts track played_ms duration_ms skipped session artist title)
     user: str | None = None  # user id for every play, for a single listener's export
     name: str | None = None  # dataset name in the workspace; default derived from the input path

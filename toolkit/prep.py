@@ -74,6 +74,7 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
     try:
         say("reading")
         src = readers.resolve(con, list(logs), cfg.format, _cols(cfg), cfg.user, ws.tmp / "unzipped")
+        notes.extend(src.notes)
         if cfg.split == "auto" and src.format in UNTIMED_FORMATS:
             cfg = replace(cfg, split="last")  # else the session pass picks time or listener (toolkit/splits.py)
         fingerprint = _fingerprint(src)
@@ -111,6 +112,7 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
                 name=name, format=src.format, files=len(src.files), fingerprint=fingerprint, build=build,
                 run_ids="input" if keep_ids else "build",
                 files_skipped=[{"file": shown, "reason": why} for shown, why in src.skipped],
+                reading=_reading(src),
                 config=asdict(cfg), versions=_versions(), format_version=FORMAT_VERSION, pipeline=PIPELINE,
                 arrays=_array_headers(work),
             )
@@ -279,10 +281,16 @@ def _cols(cfg: PrepConfig) -> dict[str, str]:
     return pairs
 
 
+def _reading(src: readers.Source) -> dict:
+    """How the input was read, beyond the files: the listeners exports became, and the notes."""
+    return {"listeners": [{"listener": who, "export": export} for who, export in src.listeners],
+            "feedback_files": [f.shown for f in src.feedback], "notes": list(src.notes)}
+
+
 def _fingerprint(src: readers.Source) -> str:
     """sha256 over the content of every input file, in reading order."""
     h = hashlib.sha256()
-    for f in src.files:
+    for f in src.inputs:
         h.update(f.shown.rsplit("/", 1)[-1].encode())
         with open(f.path, "rb") as fh:
             while chunk := fh.read(1 << 22):
@@ -297,7 +305,9 @@ def _fingerprint(src: readers.Source) -> str:
 # (Its first value is the sha256 of the prep code at the time labels replaced code hashes.)
 # 2026-12: --split auto may choose the per-listener split, and extended histories are labelled by
 # their end reason where Spotify did not record its skip flag; both change datasets of real logs.
-PIPELINE = "2026-12-listener-split-reason-skips"
+# 2026-12 (exports): several exports in one folder are several listeners, and Last.fm logs carry no
+# skip labels (the short-gap rule labelled them before).
+PIPELINE = "2026-12-one-listener-per-export"
 
 
 def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, say: Progress):
@@ -535,7 +545,8 @@ def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, ev
         **summary, "items": len(items), "splits": arrays, "split_mode": ev.split_choice.mode,
         "split_reason": ev.split_choice.reason, "split_diagnostics": diag,
         "split_warnings": splits.warnings(diag, ev.split_choice.mode, known),
-        "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(ev.source)), "max_len": cfg.max_len,
+        "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(ev.source), int(ev.is_skip.sum())),
+        "max_len": cfg.max_len,
         "cold_items": int(cold_item.sum()), "cold_events": int((cold_item[item - 1] & (ev.split != 0)).sum()),
     }
 
@@ -623,7 +634,7 @@ def _skip_agreement(con: duckdb.DuckDBPyConnection, cfg: PrepConfig) -> dict | N
     return {row.pop("rule"): row for row in rows}
 
 
-def _skip_rule(cfg: PrepConfig, fmt: str, by_source: dict) -> dict:
+def _skip_rule(cfg: PrepConfig, fmt: str, by_source: dict, skips: int) -> dict:
     rules = {
         "explicit": "the source's own skip flag"
         + (" where Spotify recorded it (plays ending from 2022-10-01 on, or before 2016)"
@@ -635,9 +646,18 @@ def _skip_rule(cfg: PrepConfig, fmt: str, by_source: dict) -> dict:
         "gap": f"pause to the next play of the session < {cfg.skip_ms} ms",
         "unknown": "last play of a session without played time: counted as not skipped",
     }
-    if fmt in UNTIMED_FORMATS:
-        return {"plays_by_rule": {"none": sum(by_source.values())}, "rules": {"none": "the format has no feedback"}}
+    if fmt in readers.NO_SKIP_SIGNAL:
+        return {"plays_by_rule": {"none": sum(by_source.values())}, "rules": {"none": readers.NO_SKIP_SIGNAL[fmt]}}
+    if fmt == "listenbrainz":  # every listen has the explicit flag: hated (1), else kept (0)
+        counts = {k: v for k, v in (("explicit", skips), ("none", sum(by_source.values()) - skips)) if v}
+        return {"plays_by_rule": counts, "rules": {k: LISTENBRAINZ_RULES[k] for k in counts}}
     return {"plays_by_rule": by_source, "rules": {k: rules[k] for k in by_source}}
+
+
+LISTENBRAINZ_RULES = {
+    "explicit": "the listener hated the recording (feedback score -1)",
+    "none": "ListenBrainz records only plays of at least half a track (or 4 minutes): counted as not skipped",
+}
 
 
 def _accounting(rows_in: int, dropped: dict, rows_kept: int) -> dict:

@@ -8,6 +8,7 @@ DuckDB reads them; no column logic lives here except the validated ``--col`` map
 
 from __future__ import annotations
 
+import csv
 import fnmatch
 import glob
 import hashlib
@@ -25,7 +26,8 @@ from toolkit import sql
 from toolkit.artifacts import atomic_path, safe_name
 from toolkit.errors import ConfigError, EmptyInputError, InputError, MissingColumnsError
 
-FORMATS = ("auto", "generic", "spotify", "spotify-extended", "mssd", "lastfm", "piki", "sequences")
+FORMATS = ("auto", "generic", "spotify", "spotify-extended", "mssd", "lastfm", "lastfm-csv", "listenbrainz", "deezer",
+           "piki", "sequences")
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".txt", ".parquet")
 
 # File-name patterns of Spotify's own exports; the first list is the account-data history, the
@@ -43,6 +45,23 @@ REQUIRED = {
     "spotify-extended": ("ts", "ms_played", "spotify_track_uri"),
     "mssd": ("session_id", "session_position", "track_id_clean", "skip_2", "date", "hour_of_day"),
     "piki": ("user_id", "timestamp", "song_id", "liked"),
+    "deezer": ("user_id", "media_id", "ts_listen", "is_listened"),
+    "listenbrainz": ("listened_at", "track_metadata"),
+}
+# ListenBrainz keys prep reads; the rest of a listen (free-form additional_info above all) stays
+# inside track_metadata as JSON, so files whose listens carry different keys read alike.
+LISTENBRAINZ_COLUMNS = {"listened_at": "VARCHAR", "recording_msid": "VARCHAR", "track_metadata": "JSON"}
+FEEDBACK_COLUMNS = {"recording_mbid": "VARCHAR", "recording_msid": "VARCHAR", "score": "VARCHAR", "created": "VARCHAR"}
+FEEDBACK = "listenbrainz feedback"  # what _sniff calls a feedback.jsonl: part of the listenbrainz format
+LASTFM_CSV_COLUMNS = ("artist", "album", "track", "date")  # lastfm-to-csv's order, header or not
+# Formats with no user column: the user is the export's listener (toolkit/listeners.py).
+EXPORT_FORMATS = ("spotify", "spotify-extended", "listenbrainz", "lastfm-csv")
+# Formats whose plays carry no skip evidence: every play is labelled kept and the manifest names
+# the rule 'none' with this reason (docs/formats.md explains each).
+NO_SKIP_SIGNAL = {
+    "sequences": "the format has no feedback",
+    "lastfm": "Last.fm scrobbles only plays of at least half a track (or 4 minutes): skips are not in the log",
+    "lastfm-csv": "Last.fm scrobbles only plays of at least half a track (or 4 minutes): skips are not in the log",
 }
 # Extended-history columns a re-save may lack (e.g. a music-only CSV): read as nulls when no file has them.
 EXTENDED_OPTIONAL = {
@@ -50,6 +69,8 @@ EXTENDED_OPTIONAL = {
     "spotify_episode_uri": "varchar", "episode_name": "varchar", "episode_show_name": "varchar",
     "skipped": "boolean", "reason_end": "varchar",
 }
+# Columns a format's SQL reads but a file may lack: read as nulls of this type.
+OPTIONAL = {"spotify-extended": EXTENDED_OPTIONAL, "deezer": {"media_duration": "bigint"}}
 GENERIC_ROLES = ("user", "ts", "track", "played_ms", "duration_ms", "skipped", "session", "artist", "title")
 GENERIC_DEFAULTS = {
     "user": ("user_id", "user", "userid"),
@@ -72,6 +93,8 @@ class SourceFile:
     path: Path
     user: str | None
     shown: str  # how the file is named in messages (the archive member for zipped files)
+    archive: Path | None = None  # the zip archive the file was extracted from
+    declared: bool = False  # the user was named by --user or by the one-folder-per-listener layout
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,14 @@ class Source:
     columns: tuple[str, ...]
     mapping: tuple[tuple[str, str], ...] = ()  # generic role -> source column
     skipped: tuple[tuple[str, str], ...] = ()  # (file as shown, why it is not read) for every file left out
+    feedback: tuple[SourceFile, ...] = ()  # ListenBrainz feedback.jsonl files (view ``feedback``)
+    listeners: tuple[tuple[str, str], ...] = ()  # (listener, export as shown), where exports became listeners
+    notes: tuple[str, ...] = ()  # what the user should be told about how the input was read
+
+    @property
+    def inputs(self) -> tuple[SourceFile, ...]:
+        """Every file read, in reading order (what the input fingerprint covers)."""
+        return self.files + self.feedback
 
 
 def natural_key(text: str) -> list:
@@ -90,13 +121,17 @@ def natural_key(text: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
-def expand(paths: list[Path], unzip_dir: Path, user: str | None) -> list[SourceFile]:
+def expand(paths: list[Path], unzip_dir: Path, user: str | None,
+           ignored: list[tuple[str, str]] | None = None) -> list[SourceFile]:
     """Files, globs, folders and zip archives -> data files in a deterministic order.
 
     The user of a file is ``user`` when given; otherwise, for a folder whose exports sit in
     several sub-folders, the first-level sub-folder; otherwise the folder (or, for a single
-    file or archive, the parent folder) that holds the export.  Folders are walked through
-    symlinked sub-folders too; archives are extracted under ``unzip_dir`` (see ``_unzip``).
+    file or archive, the parent folder) that holds the export.  The last is only a default:
+    where it would merge several exports, ``toolkit.listeners.assign`` names a listener after
+    each.  Folders are walked through symlinked sub-folders too; archives are extracted under
+    ``unzip_dir`` (see ``_unzip``).  Files of a folder or archive that are no data file (a PDF, a
+    compressed log) are appended to ``ignored`` with the reason, so none is left out unsaid.
     """
     found: list[SourceFile] = []
     for raw in paths:
@@ -105,7 +140,7 @@ def expand(paths: list[Path], unzip_dir: Path, user: str | None) -> list[SourceF
         if not matches:
             raise InputError(f"{text}: no file matches this pattern; check the path")
         for m in matches:
-            found.extend(_expand_one(Path(m), unzip_dir, user))
+            found.extend(_expand_one(Path(m), unzip_dir, user, ignored if ignored is not None else []))
     if not found:
         raise EmptyInputError(
             f"{', '.join(map(str, paths))}: no data files found (looked for {', '.join(DATA_SUFFIXES)} and .zip)"
@@ -113,25 +148,37 @@ def expand(paths: list[Path], unzip_dir: Path, user: str | None) -> list[SourceF
     return found
 
 
-def _expand_one(path: Path, unzip_dir: Path, user: str | None) -> list[SourceFile]:
+def _expand_one(path: Path, unzip_dir: Path, user: str | None, ignored: list[tuple[str, str]]) -> list[SourceFile]:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     if path.is_file():
         owner = user or path.resolve().parent.name
-        return _unzip(path, unzip_dir, owner) if path.suffix == ".zip" else [SourceFile(path, owner, str(path))]
-    files = sorted(
-        (p for p in _walk(path) if p.is_file() and (p.suffix in DATA_SUFFIXES or p.suffix == ".zip")),
-        key=lambda p: natural_key(str(p.relative_to(path))),
-    )
-    files = [p for p in files if not p.name.startswith(".") and p.name not in ("SOURCE.md",)]
+        declared = user is not None
+        return (_unzip(path, unzip_dir, owner, declared, ignored) if path.suffix == ".zip"
+                else [SourceFile(path, owner, str(path), declared=declared)])
+    every = sorted((p for p in _walk(path) if p.is_file() and not p.name.startswith(".")
+                    and p.name not in ("SOURCE.md",)), key=lambda p: natural_key(str(p.relative_to(path))))
+    files = [p for p in every if p.suffix in DATA_SUFFIXES or p.suffix == ".zip"]
+    ignored.extend((str(p), _not_data(p.name)) for p in every if p not in files)
     tops = {p.relative_to(path).parts[0] for p in files if len(p.relative_to(path).parts) > 1}
     many = user is None and len(tops) > 1
     out: list[SourceFile] = []
     for p in files:
         rel = p.relative_to(path)
-        owner = user or (rel.parts[0] if many and len(rel.parts) > 1 else path.resolve().name)
-        out.extend(_unzip(p, unzip_dir, owner) if p.suffix == ".zip" else [SourceFile(p, owner, str(p))])
+        by_folder = many and len(rel.parts) > 1
+        owner = user or (rel.parts[0] if by_folder else path.resolve().name)
+        declared = user is not None or by_folder
+        out.extend(_unzip(p, unzip_dir, owner, declared, ignored) if p.suffix == ".zip"
+                   else [SourceFile(p, owner, str(p), declared=declared)])
     return out
+
+
+def _not_data(name: str) -> str:
+    """Why a file of this name is not read."""
+    suffix = Path(name).suffix
+    if suffix in (".gz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".tar", ".tgz"):
+        return f"compressed ({suffix}): extract it and pass the file it holds"
+    return f"not a data file ({suffix or 'no suffix'}): prep reads {', '.join(DATA_SUFFIXES)} and .zip files"
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -231,7 +278,8 @@ def archive_dir(archive: Path, unzip_dir: Path, owner: str) -> Path:
     return unzip_dir / f"{owner_part}-{_content_hash(archive)[:16]}-{where}"
 
 
-def _unzip(archive: Path, unzip_dir: Path, owner: str) -> list[SourceFile]:
+def _unzip(archive: Path, unzip_dir: Path, owner: str, declared: bool = False,
+           ignored: list[tuple[str, str]] | None = None) -> list[SourceFile]:
     """Extract an archive's data members (DuckDB cannot read inside a zip).
 
     Safe against hostile archives: a member whose path leads outside the extraction folder, an
@@ -248,7 +296,7 @@ def _unzip(archive: Path, unzip_dir: Path, owner: str) -> list[SourceFile]:
     max_ratio = _cap("TOOLKIT_MAX_UNZIP_RATIO", MAX_UNZIP_RATIO)
     with zf:
         target = archive_dir(archive, unzip_dir, owner)
-        members = _data_members(zf, archive, max_bytes, max_ratio)
+        members = _data_members(zf, archive, max_bytes, max_ratio, ignored if ignored is not None else [])
         root = target.resolve()
         _drop_stale_temps(target)
         out = []
@@ -261,11 +309,12 @@ def _unzip(archive: Path, unzip_dir: Path, owner: str) -> list[SourceFile]:
             if not (dest.is_file() and dest.stat().st_size == info.file_size):
                 _extract(zf, info, dest, archive, total, max_bytes, max_ratio)
             total += info.file_size
-            out.append(SourceFile(dest, owner, f"{archive}!{info.filename}"))
+            out.append(SourceFile(dest, owner, f"{archive}!{info.filename}", archive, declared))
     return out
 
 
-def _data_members(zf: zipfile.ZipFile, archive: Path, max_bytes: float, max_ratio: float):
+def _data_members(zf: zipfile.ZipFile, archive: Path, max_bytes: float, max_ratio: float,
+                  ignored: list[tuple[str, str]]):
     """The data members in reading order, each with the path parts it is written to, after
     checking every one before anything is written: safe path, not encrypted, not twice in the
     archive, and the sizes the archive declares within the caps."""
@@ -275,7 +324,10 @@ def _data_members(zf: zipfile.ZipFile, archive: Path, max_bytes: float, max_rati
     infos = sorted((i for i in zf.infolist() if not i.is_dir()), key=lambda i: natural_key(i.filename))
     for info in infos:
         name = info.filename
-        if Path(re.split(r"[\\/]", name)[-1]).suffix not in DATA_SUFFIXES:
+        base = re.split(r"[\\/]", name)[-1]
+        if Path(base).suffix not in DATA_SUFFIXES:
+            if not base.startswith("."):
+                ignored.append((_member(archive, name), _not_data(base)))
             continue
         parts = _member_parts(name)
         if parts is None:
@@ -386,10 +438,12 @@ def _why_not(con: duckdb.DuckDBPyConnection, f: SourceFile, fmt: str, first: Sou
             return None
         if _not_music(f.path.name):
             return "a Spotify podcast or video history, not music plays"
-    elif first is None:
-        return None  # an explicit format other than Spotify's reads every file it is given
+    elif first is None and fmt != "listenbrainz":
+        # an explicit format reads every file it is given; ListenBrainz exports hold more
+        # than listens (user.json, feedback.jsonl), so its files are told apart by content
+        return None
     kind, columns = _sniff(con, f)
-    if kind == fmt:
+    if kind == fmt or (fmt == "listenbrainz" and kind == FEEDBACK):
         return None
     if kind is not None:
         return f"{kind} data, not {fmt}: prepare it on its own (--format {kind})"
@@ -423,6 +477,14 @@ def read_expr(files: list[SourceFile], fmt: str) -> tuple[str, list]:
         return "read_text($files)", paths
     if fmt == "lastfm":
         return "read_csv($files, delim='\t', header=false, quote='', escape='', all_varchar=true, filename=true)", paths
+    if fmt == "lastfm-csv":
+        # no header option: files with and without one are read alike, the SQL drops header lines
+        return ("read_csv($files, delim=',', header=false, all_varchar=true, filename=true, "
+                "columns={'artist': 'VARCHAR', 'album': 'VARCHAR', 'track': 'VARCHAR', 'date': 'VARCHAR'})"), paths
+    if fmt == "listenbrainz":
+        return "read_json($files, columns=$columns, filename=true)", paths
+    if fmt == FEEDBACK:
+        return "read_json($files, columns=$columns, filename=true)", paths
     if fmt == "mssd" and suffix in (".csv", ".tsv"):
         # All text: the sniffer would read the dd-mm-yy dates of some copies as yy-mm-dd.
         return "read_csv($files, all_varchar=true, filename=true, union_by_name=true)", paths
@@ -436,11 +498,19 @@ def read_expr(files: list[SourceFile], fmt: str) -> tuple[str, list]:
     return "read_csv($files, filename=true, union_by_name=true)", paths
 
 
+def _bind(expr: str, paths: list[str], fmt: str) -> dict:
+    """The parameters of a ``read_expr`` text: the files, and the typed columns where it names them."""
+    params: dict = {"files": paths}
+    if "$columns" in expr:
+        params["columns"] = FEEDBACK_COLUMNS if fmt == FEEDBACK else LISTENBRAINZ_COLUMNS
+    return params
+
+
 def columns_of(con: duckdb.DuckDBPyConnection, files: list[SourceFile], fmt: str) -> tuple[str, ...]:
     """Column names DuckDB sees in the first file (cheap: it reads a sample only)."""
     expr, paths = read_expr(files[:1], fmt)
     try:
-        rel = con.sql(f"select * from {expr} limit 0", params={"files": paths})
+        rel = con.sql(f"select * from {expr} limit 0", params=_bind(expr, paths, fmt))
         return tuple(c for c in rel.columns if c != "filename")
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
@@ -460,7 +530,7 @@ def detect(con: duckdb.DuckDBPyConnection, files: list[SourceFile]) -> tuple[str
     for f in files:
         fmt = None if _not_music(f.path.name) else _sniff(con, f)[0]
         if fmt is not None:
-            return fmt, f
+            return ("listenbrainz" if fmt == FEEDBACK else fmt), f
     raise InputError(
         f"{files[0].shown}: cannot recognise the format from its columns; "
         "pass --format generic --col user=<column> --col ts=<column> --col track=<column>"
@@ -477,11 +547,17 @@ def _sniff(con: duckdb.DuckDBPyConnection, f: SourceFile) -> tuple[str | None, t
         columns = columns_of(con, [f], "generic")
     except InputError:
         return None, None
+    if f.path.suffix == ".csv" and _looks_like_lastfm_csv(f.path):
+        return "lastfm-csv", columns
     cols = set(columns)
+    if set(REQUIRED["listenbrainz"]) <= cols:
+        return "listenbrainz", columns
+    if "score" in cols and cols & {"recording_mbid", "recording_msid"}:
+        return FEEDBACK, columns
     # an extended-history re-save keeps ts and ms_played but may drop the podcast columns
     if {"ts", "ms_played"} <= cols and cols & {"spotify_track_uri", "master_metadata_track_name"}:
         return "spotify-extended", columns
-    for fmt in ("spotify", "mssd", "piki"):
+    for fmt in ("spotify", "mssd", "piki", "deezer"):
         if set(REQUIRED[fmt]) <= cols:
             return fmt, columns
     if {"user_id", "ts", "track_id"} <= cols:
@@ -504,6 +580,19 @@ def _looks_like_lastfm(path: Path) -> bool:
     return bool(lines) and all(
         len(parts) == 6 and re.match(r"\d{4}-\d\d-\d\dT", parts[1]) for parts in (ln.split("\t") for ln in lines)
     )
+
+
+# lastfm-to-csv writes '31 Jan 2021 22:10'; other exporters ISO times or epoch seconds
+_SCROBBLE_TIME = re.compile(r"\d{1,2} [A-Za-z]{3} \d{4},? \d\d:\d\d|\d{4}-\d\d-\d\d[T ]\d\d:\d\d.*|\d{9,10}")
+
+
+def _looks_like_lastfm_csv(path: Path) -> bool:
+    """Four comma-separated fields per line, the last a scrobble time (a header line
+    ``artist,album,track,date`` may come first)."""
+    rows = [r for r in csv.reader(_head(path)) if r]
+    if rows and [c.strip().lower() for c in rows[0]] == list(LASTFM_CSV_COLUMNS):
+        rows = rows[1:]
+    return bool(rows) and all(len(r) == 4 and _SCROBBLE_TIME.fullmatch(r[3].strip()) for r in rows)
 
 
 def generic_mapping(columns: tuple[str, ...], cols: dict[str, str], shown: str) -> tuple[tuple[str, str], ...]:
@@ -538,15 +627,27 @@ def resolve(
     """Expand the inputs, settle the format and check the columns it needs are there."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
-    files = expand(paths, unzip_dir, user)
+    ignored: list[tuple[str, str]] = []
+    files = expand(paths, unzip_dir, user, ignored)
     first = None
     if fmt == "auto":
         fmt, first = detect(con, files)
     chosen, skipped = select_files(con, files, fmt, first)
+    skipped += ignored
     if not chosen:
         raise EmptyInputError(f"{paths[0]}: no {fmt} files found among {len(files)} file(s) "
                               f"({skipped[0][0]}: {skipped[0][1]}); check --format")
-    columns = () if fmt in ("sequences", "lastfm") else columns_of(con, chosen, fmt)
+    feedback: list[SourceFile] = []
+    if fmt == "listenbrainz":
+        feedback = [f for f in chosen if _sniff(con, f)[0] == FEEDBACK]
+        chosen = [f for f in chosen if f not in feedback]
+        if not chosen:
+            raise EmptyInputError(f"{feedback[0].shown}: ListenBrainz feedback without listens; pass the whole "
+                                  "export (the zip, or the folder holding listens/)")
+    chosen, feedback, listeners, notes = listeners_of(chosen, feedback, fmt)
+    # the typed read names the columns itself; what the files hold is what auto-detection sees
+    columns = () if fmt in ("sequences", "lastfm", "lastfm-csv") else columns_of(
+        con, chosen, "generic" if fmt == "listenbrainz" else fmt)
     mapping: tuple[tuple[str, str], ...] = ()
     if fmt == "generic":
         mapping = generic_mapping(columns, cols, chosen[0].shown)
@@ -556,7 +657,18 @@ def resolve(
             raise MissingColumnsError(
                 chosen[0].shown, missing, list(columns), f"Is it really {fmt} data? Otherwise use --format generic --col ..."
             )
-    return Source(tuple(chosen), fmt, columns, mapping, tuple(skipped))
+    return Source(tuple(chosen), fmt, columns, mapping, tuple(skipped), tuple(feedback), listeners, notes)
+
+
+def listeners_of(files: list[SourceFile], feedback: list[SourceFile], fmt: str):
+    """``toolkit.listeners.assign`` over the listens and the feedback files together: one export,
+    one listener, for the formats without a user column."""
+    from toolkit.listeners import assign
+
+    if fmt not in EXPORT_FORMATS:
+        return files, feedback, (), ()
+    named, listeners, notes = assign([*files, *feedback], fmt)
+    return named[:len(files)], named[len(files):], listeners, notes
 
 
 def is_parquet(src: Source) -> bool:
@@ -585,26 +697,43 @@ def register_raw(con: duckdb.DuckDBPyConnection, src: Source) -> None:
         # one owner and no file index needed: no join against the file table
         row = "r.file_row_number" if parquet else "r.scan_row"
         rel = con.sql(f"select {row} as src_row, r.* exclude (filename), $user as source_user from ({scan}) r",
-                      params={"files": paths, "user": users.pop()})
+                      params={**_bind(expr, paths, src.format), "user": users.pop()})
     else:
         con.execute("create or replace temp table source_files (filename varchar, file_no bigint, source_user varchar)")
         con.executemany("insert into source_files values (?, ?, ?)",
                         [[str(f.path), i, f.user] for i, f in enumerate(src.files)])
         row = "(u.file_no << 40) + r.file_row_number" if parquet else "r.scan_row"
         rel = con.sql(f"select {row} as src_row, r.* exclude (filename), u.source_user from ({scan}) r "
-                      "join source_files u using (filename)", params={"files": paths})
+                      "join source_files u using (filename)", params=_bind(expr, paths, src.format))
     if not parquet:
         rel = rel.project("* exclude (scan_row)")
     if parquet:
         rel = rel.project("* exclude (file_row_number)")
     if src.format == "generic":
         rel = _generic_projection(rel, dict(src.mapping))
-    if src.format == "spotify-extended":
+    if src.format in OPTIONAL:
         present = set(rel.columns)
-        absent = [f"null::{kind} as {col}" for col, kind in EXTENDED_OPTIONAL.items() if col not in present]
+        absent = [f"null::{kind} as {col}" for col, kind in OPTIONAL[src.format].items() if col not in present]
         if absent:
             rel = rel.project(", ".join(["*", *absent]))
     rel.create_view("raw")
+    if src.format == "listenbrainz":
+        _register_feedback(con, src.feedback)
+
+
+def _register_feedback(con: duckdb.DuckDBPyConnection, files: tuple[SourceFile, ...]) -> None:
+    """The view ``feedback``: every love / hate of the export's feedback.jsonl files, with the
+    listener they belong to (empty when the input has none)."""
+    cols = ", ".join(f"r.{c}" for c in FEEDBACK_COLUMNS)
+    if not files:
+        typed = ", ".join(f"null::{kind} as {c}" for c, kind in FEEDBACK_COLUMNS.items())
+        con.sql(f"select null::varchar as source_user, {typed} limit 0").create_view("feedback")
+        return
+    con.execute("create or replace temp table feedback_files (filename varchar, source_user varchar)")
+    con.executemany("insert into feedback_files values (?, ?)", [[str(f.path), f.user] for f in files])
+    expr, paths = read_expr(list(files), FEEDBACK)
+    con.sql(f"select u.source_user, {cols} from {expr} r join feedback_files u using (filename)",
+            params=_bind(expr, paths, FEEDBACK)).create_view("feedback")
 
 
 def _generic_projection(rel: duckdb.DuckDBPyRelation, mapping: dict[str, str]) -> duckdb.DuckDBPyRelation:

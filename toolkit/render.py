@@ -250,9 +250,14 @@ def dataset_tables(report: dict) -> list[Table]:
 def split_lines(report: dict) -> list[str]:
     """Which split the dataset uses and why, then the warnings about what its test can measure."""
     d = report.get("dataset") or {}
-    if not d.get("split_reason"):
-        return []
-    return [f"Split: {d['split_reason']}."] + [f"Warning: {w}." for w in d.get("split_warnings") or []]
+    lines = []
+    if d.get("split_reason"):
+        lines = [f"Split: {d['split_reason']}."] + [f"Warning: {w}." for w in d.get("split_warnings") or []]
+    if d.get("skip_share") == 0:  # e.g. Last.fm: skipped plays never reach the log
+        rules = (d.get("skip_rule") or {}).get("rules") or {}
+        why = rules["none"] if set(rules) == {"none"} else "no play of the dataset is labelled skipped"
+        lines.append(f"Skip metrics are not available: {why}.")
+    return lines
 
 
 def protocol_lines(report: dict) -> list[str]:

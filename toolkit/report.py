@@ -529,6 +529,7 @@ def _dataset_summary(ds, manifest: dict) -> dict:
         "name": manifest["name"], "format": manifest.get("format"), "rows_in": manifest["rows_in"],
         "rows_kept": manifest["rows_kept"], "dropped": manifest.get("rows_dropped", {}), "users": manifest["users"],
         "sessions": manifest["sessions"], "items": manifest["items"], "skip_share": manifest["skip_share"],
+        "skip_rule": manifest.get("skip_rule"),
         "median_session_len": manifest.get("median_session_len"),
         "splits": {k: {"sessions": v["sessions"], "events": v["events"]} for k, v in manifest["splits"].items()},
         "session_lengths": {"edges": edges, "counts": counts},
