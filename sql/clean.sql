@@ -14,6 +14,7 @@ final as (
     select
         *,
         case
+            when parse_error = 'event' then 'not_a_listen'
             when user_id is null or user_id = '' then 'null_user'
             when parse_error = 'ts' then 'unparseable_ts'
             when parse_error = 'played_ms' then 'unparseable_played_ms'

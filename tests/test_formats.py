@@ -374,3 +374,50 @@ def test_report_says_skip_metrics_are_not_available_for_last_fm(tmp_path):
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "Skip metrics are not available: Last.fm scrobbles only plays of at least half a track" in text
+
+
+# --- Yambda ------------------------------------------------------------------------------------
+
+def yambda_listens(users: int = 3, per: int = 12) -> pl.DataFrame:
+    """Flat listens with Yambda's columns and types: relative seconds in steps of 5, every fourth
+    listen played to 10 % (a skip at the 0.5 threshold), one listen with an unknown length."""
+    rows = []
+    for u in range(users):
+        t = 39420 + u * 7
+        for k in range(per):
+            t += 200 if k % 6 else 90_000  # a new session every six listens
+            rows.append({"uid": 100 + u, "timestamp": t // 5 * 5, "item_id": 8_000_000 + (u + k) % 7,
+                         "is_organic": k % 2, "played_ratio_pct": 10 if k % 4 == 3 else 100,
+                         "track_length_seconds": None if (u, k) == (0, 5) else 180})
+    return pl.DataFrame(rows, schema={"uid": pl.UInt32, "timestamp": pl.UInt32, "item_id": pl.UInt32,
+                                      "is_organic": pl.UInt8, "played_ratio_pct": pl.UInt16,
+                                      "track_length_seconds": pl.UInt32})
+
+
+def test_yambda_listens_skip_below_half_the_track(tmp_path):
+    folder = tmp_path / "yambda"
+    folder.mkdir()
+    yambda_listens().write_parquet(folder / "listens.parquet")
+    pl.DataFrame({"uid": [100], "timestamp": [44755], "item_id": [732449], "is_organic": [1]}).write_parquet(
+        folder / "dislikes.parquet")
+    m = run(folder, tmp_path)
+    assert m["format"] == "yambda" and m["rows_in"] == 36 and accounted(m)
+    assert m["config"]["skip_ratio"] == 0.5
+    assert [f["file"].endswith("dislikes.parquet") and "not listens" in f["reason"] for f in m["files_skipped"]] == [True]
+    assert m["skip_rule"]["rules"]["ratio"] == "played_ms < 0.5 x duration_ms"
+    ev = events(tmp_path).join(pl.read_parquet(tmp_path / "ws" / "datasets" / "t" / "items.parquet"), on="item_id")
+    assert set(ev["user_id"]) == {"100", "101", "102"}
+    assert ev["ts"].min().year == 2000  # relative time placed from 2000-01-01
+    # a skip exactly where a known length was played to 10 %
+    skipped = ev.filter(pl.col("is_skip") == 1)
+    assert len(skipped) > 0 and (skipped["played_ms"] == 18_000).all()
+
+
+def test_yambda_multi_event_counts_likes_as_not_listens(tmp_path):
+    listens = yambda_listens(users=1).with_columns(event_type=pl.lit("listen"))
+    extra = listens.head(3).with_columns(event_type=pl.lit("like"), played_ratio_pct=pl.lit(None, pl.UInt16))
+    path = tmp_path / "multi_event.parquet"
+    pl.concat([listens, extra]).write_parquet(path)
+    m = run(path, tmp_path, format="yambda", skip_ratio=0.2)
+    assert m["format"] == "yambda" and m["rows_in"] == 15 and accounted(m)
+    assert m["rows_dropped"]["not_a_listen"] == 3 and m["config"]["skip_ratio"] == 0.2

@@ -77,6 +77,8 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
         notes.extend(src.notes)
         if cfg.split == "auto" and src.format in UNTIMED_FORMATS:
             cfg = replace(cfg, split="last")  # else the session pass picks time or listener (toolkit/splits.py)
+        if src.format == "yambda" and cfg.skip_ratio is None:
+            cfg = replace(cfg, skip_ratio=readers.YAMBDA_SKIP_RATIO)  # the format's own listen threshold
         fingerprint = _fingerprint(src)
         build = build_key(fingerprint, src.format, asdict(cfg), PIPELINE, FORMAT_VERSION)
         old, why = _existing(ds)

@@ -27,7 +27,7 @@ from toolkit.artifacts import atomic_path, safe_name
 from toolkit.errors import ConfigError, EmptyInputError, InputError, MissingColumnsError
 
 FORMATS = ("auto", "generic", "spotify", "spotify-extended", "mssd", "lastfm", "lastfm-csv", "listenbrainz", "deezer",
-           "piki", "sequences")
+           "piki", "yambda", "sequences")
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".txt", ".parquet")
 
 # File-name patterns of Spotify's own exports; the first list is the account-data history, the
@@ -47,7 +47,11 @@ REQUIRED = {
     "piki": ("user_id", "timestamp", "song_id", "liked"),
     "deezer": ("user_id", "media_id", "ts_listen", "is_listened"),
     "listenbrainz": ("listened_at", "track_metadata"),
+    "yambda": ("uid", "timestamp", "item_id", "played_ratio_pct"),
 }
+# Yambda's like / dislike / unlike / undislike files: events about tracks, not plays (docs/formats.md)
+YAMBDA_EVENTS = "yambda like/dislike events"
+YAMBDA_SKIP_RATIO = 0.5  # Yambda's authors count a listen above half the track
 # ListenBrainz keys prep reads; the rest of a listen (free-form additional_info above all) stays
 # inside track_metadata as JSON, so files whose listens carry different keys read alike.
 LISTENBRAINZ_COLUMNS = {"listened_at": "VARCHAR", "recording_msid": "VARCHAR", "track_metadata": "JSON"}
@@ -70,7 +74,8 @@ EXTENDED_OPTIONAL = {
     "skipped": "boolean", "reason_end": "varchar",
 }
 # Columns a format's SQL reads but a file may lack: read as nulls of this type.
-OPTIONAL = {"spotify-extended": EXTENDED_OPTIONAL, "deezer": {"media_duration": "bigint"}}
+OPTIONAL = {"spotify-extended": EXTENDED_OPTIONAL, "deezer": {"media_duration": "bigint"},
+            "yambda": {"track_length_seconds": "double", "is_organic": "tinyint", "event_type": "varchar"}}
 GENERIC_ROLES = ("user", "ts", "track", "played_ms", "duration_ms", "skipped", "session", "artist", "title")
 GENERIC_DEFAULTS = {
     "user": ("user_id", "user", "userid"),
@@ -438,13 +443,15 @@ def _why_not(con: duckdb.DuckDBPyConnection, f: SourceFile, fmt: str, first: Sou
             return None
         if _not_music(f.path.name):
             return "a Spotify podcast or video history, not music plays"
-    elif first is None and fmt != "listenbrainz":
+    elif first is None and fmt not in ("listenbrainz", "yambda"):
         # an explicit format reads every file it is given; ListenBrainz exports hold more
         # than listens (user.json, feedback.jsonl), so its files are told apart by content
         return None
     kind, columns = _sniff(con, f)
     if kind == fmt or (fmt == "listenbrainz" and kind == FEEDBACK):
         return None
+    if kind == YAMBDA_EVENTS:
+        return "Yambda likes or dislikes, not listens: prep reads listens (skips come from played_ratio_pct)"
     if kind is not None:
         return f"{kind} data, not {fmt}: prepare it on its own (--format {kind})"
     if columns is None:
@@ -529,7 +536,7 @@ def detect(con: duckdb.DuckDBPyConnection, files: list[SourceFile]) -> tuple[str
             return fmt, hit
     for f in files:
         fmt = None if _not_music(f.path.name) else _sniff(con, f)[0]
-        if fmt is not None:
+        if fmt is not None and fmt != YAMBDA_EVENTS:
             return ("listenbrainz" if fmt == FEEDBACK else fmt), f
     raise InputError(
         f"{files[0].shown}: cannot recognise the format from its columns; "
@@ -557,9 +564,11 @@ def _sniff(con: duckdb.DuckDBPyConnection, f: SourceFile) -> tuple[str | None, t
     # an extended-history re-save keeps ts and ms_played but may drop the podcast columns
     if {"ts", "ms_played"} <= cols and cols & {"spotify_track_uri", "master_metadata_track_name"}:
         return "spotify-extended", columns
-    for fmt in ("spotify", "mssd", "piki", "deezer"):
+    for fmt in ("spotify", "mssd", "piki", "deezer", "yambda"):
         if set(REQUIRED[fmt]) <= cols:
             return fmt, columns
+    if {"uid", "timestamp", "item_id"} <= cols:
+        return YAMBDA_EVENTS, columns
     if {"user_id", "ts", "track_id"} <= cols:
         return "generic", columns
     return None, columns
