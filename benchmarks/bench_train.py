@@ -267,18 +267,18 @@ def run(args: argparse.Namespace) -> dict:
     step_times: list[float] = []
     last = {"t": None, "cpu": cpu_seconds()}
 
-    def progress(ev: dict) -> None:
+    def progress(ev) -> None:
         now = time.perf_counter()
-        if ev["event"] == "step":
+        if ev.phase == "step":
             if last["t"] is not None:
                 step_times.append(now - last["t"])
             last["t"] = now
             return
-        if ev["event"] != "epoch":
+        if ev.phase != "epoch":
             return
         row = {
-            "epoch": ev["epoch"], "train_s": ev["seconds"], "rows_per_s": ev["rows_per_s"],
-            "plays_per_s": ev["rows_per_s"] * plays_per_row, "steps": len(step_times) + 1,
+            "epoch": ev.epoch, "train_s": ev.seconds, "rows_per_s": ev.rows_per_s,
+            "plays_per_s": ev.rows_per_s * plays_per_row, "steps": len(step_times) + 1,
             "median_step_ms": 1e3 * statistics.median(step_times) if step_times else None,
             "p90_step_ms": 1e3 * quantile(step_times, 0.9) if step_times else None,
             "max_step_ms": 1e3 * max(step_times) if step_times else None,
@@ -286,8 +286,8 @@ def run(args: argparse.Namespace) -> dict:
             "valid_s": eval_seconds[-1] if eval_seconds else None,
             "after_steps_s": now - last["t"], "peak_rss_mb": peak_rss_mb(), "rss_mb": current_rss_mb(),
             "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / MB if device.type == "cuda" else None,
-            "loss": sum(v for k, v in ev.items() if k.startswith("loss_")),
-            "valid_ndcg@10": ev.get("valid_ndcg@10"), "valid_hr@10": ev.get("valid_hr@10"),
+            "loss": sum(ev.losses.values()),
+            "valid_ndcg@10": ev.valid.get("ndcg@10"), "valid_hr@10": ev.valid.get("hr@10"),
         }
         epochs.append(row)
         step_times.clear()

@@ -126,9 +126,9 @@ def _test_metrics(ws: Workspace, cfg: TrainConfig, result: dict) -> dict:
     return out
 
 
-def _print_epoch(event: dict) -> None:
-    if event["event"] == "epoch":
-        print(f"  epoch {event['epoch']}: {event['seconds']:.1f} s, valid ndcg@10 {event['valid_ndcg@10']:.4f}",
+def _print_epoch(event) -> None:
+    if event.phase == "epoch":
+        print(f"  epoch {event.epoch}: {event.seconds:.1f} s, valid ndcg@10 {event.valid['ndcg@10']:.4f}",
               flush=True)
 
 

@@ -20,7 +20,7 @@ def main() -> None:
     workspace, config, stop_after = Path(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
 
     def die_after_epoch(event: dict) -> None:
-        if event["event"] == "epoch" and event["epoch"] == stop_after:
+        if event.phase == "epoch" and event.epoch == stop_after:
             os._exit(17)  # no clean-up, no flush: a killed process
 
     train(Workspace.at(workspace), TrainConfig(**config), die_after_epoch)

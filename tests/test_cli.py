@@ -37,6 +37,7 @@ def test_demo_runs_the_pipeline(tmp_path):
     result = invoke("demo", "--plays", 4000, "--users", 30, "--epochs", 1, "--workspace", tmp_path / "ws")
     assert result.exit_code == 0, result.output
     assert "dataset demo" in result.output and "positives-only" in result.output
+    assert "run 1 of 5: pop / all" in result.output and "run 5 of 5: sasrec / contrastive" in result.output
     assert (tmp_path / "ws" / "datasets" / "demo" / "train_seqs.npy").is_file()
     assert "difference against sasrec / all" in " ".join(result.output.split())
     assert (tmp_path / "ws" / "demo" / "report.html").is_file()

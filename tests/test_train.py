@@ -95,9 +95,9 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(ws, tmp_path,
     prep([tiny_logs], other, PrepConfig(name="tiny", max_len=4))
 
     def crash_after_first_epoch(event):
-        if event["event"] == "step" and event["epoch"] == 0 and event["batch"] == 1:
+        if event.phase == "step" and event.epoch == 0 and event.batch == 1:
             time.sleep(1.5)  # a slow first epoch: its time must still count in the run's wall time
-        if event["event"] == "epoch" and event["epoch"] == 0:
+        if event.phase == "epoch" and event.epoch == 0:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -105,7 +105,7 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(ws, tmp_path,
     assert not run_dir(other, whole["id"]).result.exists()
     resumed_events = []
     resumed = train(other, cfg, resumed_events.append)
-    assert resumed_events[0]["event"] == "resumed"
+    assert resumed_events[0].phase == "resumed"
     assert same(resumed["valid"], whole["valid"])
     # the wall time spans both sessions: the slow first epoch, then the epochs trained after resuming
     after = sum(r["seconds"] for r in read_metrics(run_dir(other, whole["id"]))[1:])
@@ -123,7 +123,7 @@ def test_interrupt_mid_epoch_resumes_exactly(ws, tmp_path, tiny_logs):
 
     def crash_at_second_step(event):
         seen.append(event)
-        if event["event"] == "step" and len([e for e in seen if e["event"] == "step"]) == 2:
+        if event.phase == "step" and len([e for e in seen if e.phase == "step"]) == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -236,7 +236,7 @@ def test_cosine_schedule_and_mixed_precision_train_and_resume(ws, tmp_path, tiny
     prep([tiny_logs], other, PrepConfig(name="tiny", max_len=4))
 
     def crash_after_first_epoch(event):
-        if event["event"] == "epoch" and event["epoch"] == 0:
+        if event.phase == "epoch" and event.epoch == 0:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -347,7 +347,7 @@ def test_shared_loss_resumes_exactly_mid_epoch(ws, tmp_path, tiny_logs):
     steps = []
 
     def crash_at_second_step(event):
-        steps.extend([event] if event["event"] == "step" else [])
+        steps.extend([event] if event.phase == "step" else [])
         if len(steps) == 2:
             raise KeyboardInterrupt
 

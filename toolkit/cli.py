@@ -450,9 +450,10 @@ def demo(
     Writes the log, prepares it, trains the baselines and small SASRec models with and without skips,
     and reports them on the test split (HTML report in the workspace's demo/ folder).
     """
+    from toolkit.cli_progress import GridView
     from toolkit.config import TrainConfig
     from toolkit.prep import prep as run_prep
-    from toolkit.train import train as run_train
+    from toolkit.study import train_grid
     from toolkit.synth import SynthConfig
     from toolkit.synth import synth as run_synth
 
@@ -473,11 +474,11 @@ def demo(
     small = dict(dataset="demo", d_model=32, n_layers=1, epochs=epochs, lr=3e-3, patience=epochs, seed=seed)
     grid = [("pop", "all", {}), ("markov", "all", {}), ("sasrec", "all", small),
             ("sasrec", "positives-only", small), ("sasrec", "contrastive", {**small, "alpha": 0.1, "context": "input"})]
-    ids = []
-    for model, feedback, extra in grid:
-        with out.status(f"training {model} / {feedback}"):
-            cfg = TrainConfig(model=model, feedback=feedback, **({"dataset": "demo", "seed": seed} | extra))
-            ids.append(run_train(ws, cfg)["id"])
+    runs = [(f"{model} / {feedback}",
+             TrainConfig(model=model, feedback=feedback, **({"dataset": "demo", "seed": seed} | extra)))
+            for model, feedback, extra in grid]
+    with GridView(out) as show:
+        ids, _ = train_grid(ws, runs, show)
     from toolkit.cli_report import print_report
     from toolkit.render import write_report
     from toolkit.report import Protocol, build_report
@@ -543,9 +544,8 @@ def train(
     """Train a recommender on a prepared dataset; interrupted runs resume where they stopped."""
     from dataclasses import fields
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from toolkit.artifacts import read_json, run_dir
+    from toolkit.cli_progress import TrainView
     from toolkit.config import TrainConfig, settings
     from toolkit.errors import ArtifactMissingError
     from toolkit.train import train as run_train
@@ -574,21 +574,7 @@ def train(
     if not distributed.main_process():  # the other ranks of a torchrun train quietly; rank 0 reports
         run_train(ws, cfg)
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=out) as bar:
-        task = bar.add_task("training", total=None, info="")
-
-        def show(ev: dict) -> None:
-            if ev["event"] == "step":
-                bar.update(task, description=f"epoch {ev['epoch'] + 1}", total=ev["batches"], completed=ev["batch"],
-                           info=f"loss {ev['loss']:.3f}  {ev['rows_per_s']:.0f} rows/s")
-            elif ev["event"] == "epoch":
-                bar.console.print(f"epoch {ev['epoch'] + 1}: valid NDCG@10 {ev['valid_ndcg@10']:.4f}  "
-                                  f"HR@10 {ev['valid_hr@10']:.4f}  skip HR@10 {ev['valid_skip_hr@10']:.4f}  "
-                                  f"({ev['seconds']:.1f} s, {ev['rows_per_s']:.0f} rows/s)")
-            elif ev["event"] == "resumed":
-                bar.console.print(f"resuming at epoch {ev['epoch'] + 1}, step {ev['step']}")
-
+    with TrainView(out) as show:
         try:
             result = run_train(ws, cfg, show)
         except KeyboardInterrupt as exc:
@@ -597,8 +583,9 @@ def train(
     v = result["valid"]
     note = " (already trained: reused)" if result.get("reused") else ""
     out.print(f"run [bold]{result['id']}[/bold]{note}: valid NDCG@10 {v['ndcg@10']:.4f}, HR@10 {v['hr@10']:.4f}, "
-              f"skip HR@10 {v['skip_hr@10']:.4f} on {v['n_pos']:,} positive / {v['n_skip']:,} skip queries")
-    out.print(f"files in {result['path']}")
+              f"skip HR@10 {v['skip_hr@10']:.4f} on {v['n_pos']:,} positive / {v['n_skip']:,} skip queries",
+              soft_wrap=True)  # whole in a pipe or log, like the progress lines above it
+    out.print(f"files in {result['path']}", soft_wrap=True)
 
 
 def _launch(devices: int, ws: Workspace, cfg) -> int:

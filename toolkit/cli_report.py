@@ -237,8 +237,7 @@ def study(
     """Prepare (if needed), train a grid of models over seeds, and report: the paper's experiment in one command."""
     import sys
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from toolkit.cli_progress import GridView
     from toolkit.config import PrepConfig, settings
     from toolkit.prep import prep as run_prep
     from toolkit.study import StudyConfig, command_line
@@ -258,22 +257,7 @@ def study(
         document_table(check, dataset)
     cfg = StudyConfig(dataset=dataset, grid=grid, seeds=seeds, overrides=overrides, results=results, out=out_file, check=check,
                       command=command_line(sys.argv[1:]) if sys.argv[1:2] == ["study"] else "toolkit study")
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=out) as bar:
-        task = bar.add_task("study", total=None, info="")
-
-        def show(ev: dict) -> None:
-            if ev["event"] == "run":
-                eta = f"ETA {ev['eta_s'] / 60:.0f} min" if ev["eta_s"] is not None else ""
-                bar.update(task, total=ev["total"], completed=ev["index"],
-                           description=f"run {ev['index'] + 1}/{ev['total']}: {ev['id']}",
-                           info=f"{ev['index']} done, {ev['total'] - ev['index']} left {eta}")
-            elif ev["event"] == "epoch":
-                bar.console.print(f"  {ev['run']} epoch {ev['epoch'] + 1}: valid NDCG@10 {ev['valid_ndcg@10']:.4f} "
-                                  f"({ev['seconds']:.0f} s)")
-            elif ev["event"] == "report":
-                bar.update(task, description="scoring the test split", info="")
-
+    with GridView(out) as show:
         try:
             res = run_study(ws, cfg, show)
         except KeyboardInterrupt:

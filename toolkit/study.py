@@ -13,15 +13,16 @@ from __future__ import annotations
 import math
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from toolkit import splits
-from toolkit.artifacts import Workspace, read_manifest
+from toolkit.artifacts import Workspace, read_json, read_manifest, run_dir
 from toolkit.config import NEURAL, TrainConfig
 from toolkit.errors import ArtifactMissingError, ConfigError
-from toolkit.grids import DEFAULT_GRID, GRIDS, SUCCESSORS
+from toolkit.grids import DEFAULT_GRID, GRIDS, SUCCESSORS, cell_name
+from toolkit.progress import GridProgress, RunTimes, TrainProgress
 from toolkit.report import Protocol, build_report
 from toolkit.results_doc import (
     MAIN_TABLE, check_record, compare, document_table, drop_section, parse_main_table, read_section,
@@ -39,7 +40,8 @@ from toolkit.train import latest_dataset, run_id, train
 SMALL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "epochs": 2, "loss": "shared", "negatives": 2048, "lr": 3e-3,
          "lr_schedule": "cosine", "dropout": 0.1, "repeat_head": True, "successors": SUCCESSORS,
          "valid_sessions": 500, "patience": 2}
-Progress = Callable[[dict], None]
+# a grid's progress: each run announced, its training's own events, then the stage after the runs
+Progress = Callable[[GridProgress | TrainProgress | str], None]
 SMALL_TEST = 100  # below this many test sessions a section is labelled a smoke run
 
 
@@ -63,10 +65,17 @@ class StudyConfig:
 
 def cells(cfg: StudyConfig, dataset: str) -> list[TrainConfig]:
     """Every run of the study, baselines first, then each neural cell seed by seed."""
+    return [run for _, run in labelled_cells(cfg, dataset)]
+
+
+def labelled_cells(cfg: StudyConfig, dataset: str) -> list[tuple[str, TrainConfig]]:
+    """``cells`` with each run's label, its cell as the grid names it: 'sasrec / contrastive
+    (context=output), seed 1'."""
     out = []
     for model, feedback, extra in GRIDS[cfg.grid]:
+        label = cell_name(model, feedback, extra)
         if model not in NEURAL:
-            out.append(TrainConfig(dataset=dataset, model=model, feedback=feedback, **extra))
+            out.append((label, TrainConfig(dataset=dataset, model=model, feedback=feedback, **extra)))
             continue
         settings = {**SMALL, **cfg.overrides, **extra}
         if model == "bert4rec" or "negative-target" in feedback:
@@ -74,29 +83,59 @@ def cells(cfg: StudyConfig, dataset: str) -> list[TrainConfig]:
             # a masked model has no "before", the unlikelihood term has no copy candidates
             settings.update(repeat_head=False, successors=0)
         for seed in range(cfg.seeds):
-            out.append(TrainConfig(dataset=dataset, model=model, feedback=feedback, seed=seed, **settings))
+            out.append((f"{label}, seed {seed}",
+                        TrainConfig(dataset=dataset, model=model, feedback=feedback, seed=seed, **settings)))
     return out
+
+
+def train_grid(ws: Workspace, runs: list[tuple[str, TrainConfig]],
+               progress: Progress | None = None) -> tuple[list[str], int]:
+    """Train (or reuse) each labelled run in order; return the run ids and how many were trained here.
+
+    Each run is announced with a ``GridProgress`` whose ETA prices the runs still to train at the
+    mean time of the same model's runs trained so far (``progress.RunTimes``); runs finished
+    earlier are reused and cost nothing.
+    """
+    say = progress or (lambda _event: None)
+    manifests: dict[str, dict] = {}
+    runs = [(label, replace(tcfg, dataset=tcfg.dataset or latest_dataset(ws))) for label, tcfg in runs]
+    for _, tcfg in runs:
+        if tcfg.dataset not in manifests:
+            manifests[tcfg.dataset] = read_manifest(ws.dataset(tcfg.dataset))
+    ids = [run_id(manifests[tcfg.dataset], tcfg) for _, tcfg in runs]
+    done = [_finished(ws, rid) for rid in ids]
+    times, out, trained = RunTimes(), [], 0
+    for i, (label, tcfg) in enumerate(runs):
+        later = [c for (_, c), d in zip(runs[i + 1:], done[i + 1:]) if not d]
+        eta = times.estimate(later + ([] if done[i] else [tcfg]))
+        say(GridProgress(i, len(runs), label, ids[i], done[i], eta, times.estimate(later)))
+        t0 = time.perf_counter()
+        result = train(ws, tcfg, say)
+        if not result.get("reused"):
+            times.add(tcfg, time.perf_counter() - t0)
+            trained += 1
+        out.append(result["id"])
+    return out, trained
+
+
+def _finished(ws: Workspace, rid: str) -> bool:
+    """Whether run ``rid`` finished earlier (for the ETA only: a damaged record counts as not finished)."""
+    path = run_dir(ws, rid).result
+    try:
+        return path.exists() and read_json(path).get("status") == "finished"
+    except (OSError, ValueError):
+        return False
 
 
 def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> dict:
     """Train what is missing of the grid, then write the report and the results section."""
     say = progress or (lambda _event: None)
     dataset = cfg.dataset or latest_dataset(ws)
-    manifest = read_manifest(ws.dataset(dataset))
     expected = document_table(cfg.check, dataset) if cfg.check is not None else None  # fail before training
-    todo = cells(cfg, dataset)
-    ids, times, started = [], [], time.perf_counter()
-    for i, tcfg in enumerate(todo):
-        rid = run_id(manifest, tcfg)
-        left = len(todo) - i
-        eta = (sum(times) / len(times)) * left if times else None
-        say({"event": "run", "index": i, "total": len(todo), "id": rid, "eta_s": eta})
-        t0 = time.perf_counter()
-        result = train(ws, tcfg, lambda ev: say({**ev, "run": rid}))
-        if not result.get("reused"):
-            times.append(time.perf_counter() - t0)
-        ids.append(result["id"])
-    say({"event": "report"})
+    todo = labelled_cells(cfg, dataset)
+    started = time.perf_counter()
+    ids, trained = train_grid(ws, todo, say)
+    say("scoring the test split")
     reports = {}
     for baseline in ("sasrec / all", "sasrec / positives-only"):
         if any(m == "sasrec" and f == baseline.split(" / ")[1] and not x for m, f, x in GRIDS[cfg.grid]):
@@ -117,7 +156,7 @@ def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> 
         from toolkit.render import main_table, md_table
 
         agreements = compare(expected, parse_main_table(f"{MAIN_TABLE}\n\n{md_table(main_table(main))}\n"))
-        record = check_record(dataset, agreements, cfg.command, main["generated"], len(times), len(todo))
+        record = check_record(dataset, agreements, cfg.command, main["generated"], trained, len(todo))
         write_section(cfg.check, f"{dataset}:check", record)
     if cfg.results is not None:
         section = results_section(cfg, dataset, reports, time.perf_counter() - started)
@@ -128,7 +167,7 @@ def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> 
         if any(after.get(g, {}).get(c) != v for g, row in before.items() for c, v in row.items()):
             drop_section(cfg.results, f"{dataset}:check")
         written.append(cfg.results)
-    return {"dataset": dataset, "runs": ids, "trained": len(times), "written": [str(p) for p in written],
+    return {"dataset": dataset, "runs": ids, "trained": trained, "written": [str(p) for p in written],
             "report": main, "reports": reports, "agreements": agreements}
 
 

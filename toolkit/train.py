@@ -38,10 +38,11 @@ from toolkit.errors import ArtifactMissingError, ConfigError, RunInterrupted, Tr
 from toolkit.identity import StaleRunError, build_of, run_is_stale
 from toolkit.evaluate import evaluate, session_subset
 from toolkit.model import SeqRec, cloze_mask
+from toolkit.progress import Pace, TrainProgress
 from toolkit.schema import FORMAT_VERSION, PAD
 from toolkit.scorers import MarkovScorer, NeuralScorer, PopScorer, RepeatScorer, SessionKNNScorer, hide_skips
 
-Progress = Callable[[dict], None]
+Progress = Callable[[TrainProgress], None]
 CE_BUDGET = 2**26  # full softmax while batch positions x catalogue stays under this many scores
 SELECT_METRIC = "ndcg@10"
 
@@ -184,14 +185,17 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
     world.start(model, cfg.seed)
     # the fused kernel updates the large item table in one pass (about 30 % faster steps on CPU)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    planned = cfg.epochs * -(-len(train_rows) // cfg.batch_size)
+    n_batches = -(-len(train_rows) // cfg.batch_size)
+    planned = cfg.epochs * n_batches
     planned = min(planned, cfg.max_steps) if cfg.max_steps is not None else planned
     sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg, planned))
     sampler = world.sampler(Sampler(train_rows, n_items, cfg, device))
     state = {"epoch": 0, "step": 0, "batch": 0, "best": -math.inf, "best_epoch": -1, "bad_epochs": 0, "wall_s": 0.0}
-    if run.checkpoint.exists():
+    resumed = run.checkpoint.exists()
+    if resumed:
         state = _restore(run, model, opt, sched, world)
-        say({"event": "resumed", "epoch": state["epoch"], "step": state["step"]})
+    pace = Pace(planned, n_batches)
+    say(_progress("resumed" if resumed else "start", run, cfg, state, pace))
     if world.is_main:
         _forget_epochs_from(run, state["epoch"])  # logged by a process killed before it checkpointed them; redone now
     before, began = state.get("wall_s", 0.0), time.perf_counter()  # a resumed run's clock goes on
@@ -225,15 +229,17 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
             if not math.isfinite(value):  # the update is discarded: only epoch ends and Ctrl-C checkpoint
                 raise TrainingDiverged(_diverged(run, cfg, value, epoch, state["step"] + 1))
             state["step"] += 1
+            pace.stepped()
             n_seen += len(batches[b])
             for k, v in term_values.items():
                 sums[k] = sums.get(k, 0.0) + v
-            say({"event": "step", "epoch": epoch, "batch": b + 1, "batches": len(batches),
-                 "loss": value, "rows_per_s": n_seen / max(time.perf_counter() - t0, 1e-9)})
+            say(_progress("step", run, cfg, state, pace, batch=b + 1, loss=value,
+                          rows_per_s=n_seen / max(time.perf_counter() - t0, 1e-9)))
         seconds = time.perf_counter() - t0
         model.eval()
         metrics = evaluate(NeuralScorer(model, "positives-only" in cfg.modes), valid, n_items, device, last_only,
                            valid_subset, exclude_played=cfg.exclude_played)
+        pace.validated()
         row = {"epoch": epoch, "step": state["step"], "seconds": seconds, "rows_per_s": n_seen / max(seconds, 1e-9),
                **{f"loss_{k}": v / max(1, len(batches) - state["batch"]) for k, v in sums.items()},
                **{f"valid_{k}": v for k, v in metrics.items()}}
@@ -248,11 +254,26 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
                      bad_epochs=0 if improved else state["bad_epochs"] + 1,
                      wall_s=before + time.perf_counter() - began)
         _checkpoint(run, model, opt, sched, state, world)
-        say({"event": "epoch", **row})
+        say(_progress("epoch", run, cfg, state, pace, epoch=epoch, seconds=seconds,
+                      rows_per_s=row["rows_per_s"], valid=metrics,
+                      losses={k.removeprefix("loss_"): v for k, v in row.items() if k.startswith("loss_")}))
         if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
             break
+    if cfg.epochs > state["epoch"] > 0 and state["bad_epochs"] >= cfg.patience:
+        say(_progress("stopped", run, cfg, state, pace, epoch=state["epoch"] - 1))
     best = load_torch(run.best)
     return {"valid": best["valid"], "best_epoch": best["epoch"], "epochs_done": state["epoch"], "earlier_wall_s": before}
+
+
+def _progress(phase: str, run: RunDir, cfg: TrainConfig, state: dict, pace: Pace, **fields) -> TrainProgress:
+    """The progress event of ``phase`` at the loop's ``state`` (``fields`` add to or override it)."""
+    epoch = fields.pop("epoch", state["epoch"])
+    validated = phase in ("epoch", "stopped")
+    return TrainProgress(
+        phase, run.id, epoch=epoch, epochs=cfg.epochs, step=state["step"], steps=pace.steps, batches=pace.batches,
+        patience=cfg.patience, eta_s=pace.eta_s(state["step"], epoch, validated), metric=SELECT_METRIC,
+        best=state["best"] if state["best_epoch"] >= 0 else None,
+        best_epoch=state["best_epoch"] if state["best_epoch"] >= 0 else None, bad_epochs=state["bad_epochs"], **fields)
 
 
 def _diverged(run: RunDir, cfg: TrainConfig, value: float, epoch: int, step: int) -> str:
