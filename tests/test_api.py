@@ -284,9 +284,11 @@ def test_recommend_takes_keys_pairs_and_frames(markov_run):
     by_name = toolkit.recommend(run, [(first["artist"].upper(), f"  {first['title']} ")], k=3)
     assert_frame_equal(by_key, by_name)
     assert by_key.height == min(3, ds.tracks)
+    assert_frame_equal(toolkit.recommend(run, first["track_key"], k=3), by_key)  # one key, not its letters
     frame = pl.DataFrame({"session": ["s1", "s1", "s2"], "track_key": items["track_key"][:3].to_list()})
     many = toolkit.recommend(run, frame, k=2)
     assert many.columns[0] == "session" and many["session"].unique().sort().to_list() == ["s1", "s2"]
+    assert_frame_equal(toolkit.recommend(run, frame.to_pandas(), k=2), many)
 
 
 def test_recommend_warns_about_unknown_tracks_and_refuses_none_known(markov_run, tmp_path):

@@ -245,13 +245,17 @@ def recommend(run: str | Run, plays, *, skipped: Iterable[bool] | None = None, k
     from toolkit.artifacts import atomic_path
     from toolkit.recommend import top_k
 
+    from toolkit.frames import as_table
+
     ws = _workspace(workspace if workspace is not None or not isinstance(run, Run) else run.workspace)
     run_id = run.id if isinstance(run, Run) else run
-    many = isinstance(plays, pl.DataFrame)
+    table = as_table(plays)
+    many = table is not None
     if many:
-        frame = plays
+        frame = pl.from_arrow(table)
     else:
-        frame = _session_frame(ws, run_id, list(plays), None if skipped is None else list(skipped), allow_unfinished)
+        session = [plays] if isinstance(plays, str) else list(plays)  # one key, not its letters
+        frame = _session_frame(ws, run_id, session, None if skipped is None else list(skipped), allow_unfinished)
     recs, counts = top_k(ws, run_id, frame, k, device, allow_unfinished, "plays")
     if counts["unknown_plays"]:
         warnings.warn(f"{counts['unknown_plays']} of {counts['plays']} plays are tracks outside the catalogue of "
