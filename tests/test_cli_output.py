@@ -30,7 +30,7 @@ from toolkit.readers import FORMATS
 runner = CliRunner()
 COMMANDS = list(typer.main.get_command(app).commands)
 LONG_NAME = "a-listening-log-with-a-name-long-enough-to-overflow-any-eighty-column-table-" + "x" * 20
-README = Path(__file__).resolve().parent.parent / "README.md"
+CLI_DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"  # the commands' reference
 
 
 def invoke(*args, **kwargs):
@@ -288,10 +288,10 @@ def test_study_help_lists_each_grid_as_the_code_defines_it():
     assert f"[default: {DEFAULT_GRID}]" in text
 
 
-def test_readme_describes_the_default_grid_the_code_runs():
-    """The README's list of the default grid names each count baseline as often as the grid runs it,
+def test_the_cli_doc_describes_the_default_grid_the_code_runs():
+    """docs/cli.md's list of the default grid names each count baseline as often as the grid runs it,
     SASRec, and exactly the grid's SASRec feedback modes."""
-    text = " ".join(README.read_text().split())
+    text = " ".join(CLI_DOC.read_text().split())
     listed = text.split(f"`{DEFAULT_GRID}` (default:", 1)[1].split("`skip`", 1)[0].lower()
     core = GRIDS[DEFAULT_GRID]
     assert {m for m in MODELS if re.search(rf"\b{m}\b", listed)} == {m for m, _, _ in core}

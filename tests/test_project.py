@@ -36,3 +36,22 @@ def test_wheel_ships_the_sql_and_the_kernels(tmp_path):
         assert f"toolkit/_sql/{sql_file.relative_to(ROOT / 'sql')}" in names
     for kernel in (ROOT / "kernels").glob("*.py"):
         assert f"kernels/{kernel.name}" in names
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    """CI runs the README's test command verbatim; the two must not drift apart."""
+    readme = (ROOT / "README.md").read_text()
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.startswith("python -m pytest")]
+    assert len(ci) == 1, ci
+    assert f"\n    {ci[0]}\n" in readme
+
+
+def test_user_docs_link_to_files_that_exist_and_name_no_private_folders():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
+        assert "../shared" not in text and not re.search(r"(^|[\s`(])/work/", text), page.relative_to(ROOT)

@@ -176,7 +176,7 @@ class TrainConfig:
     # NDCG@10 0.006 after 2 epochs) while popularity^0.75 with logQ reached 0.041 in 6
     sampler: str = "popularity"  # negative sampler: popularity (popularity^beta of train plays) or uniform
     sampler_beta: float = 0.75  # exponent of the popularity sampler
-    # contrastive defaults chosen on validation data (synthetic and Spotify, see README): alpha 0.5 with
+    # contrastive defaults chosen on validation data (synthetic and Spotify, see docs/cli.md): alpha 0.5 with
     # the output context lowered NDCG@10 several-fold; alpha 0.1 with the input embedding e_t helped
     alpha: float = 0.1  # contrastive: weight of the InfoNCE term (the next-item term has weight 1)
     tau: float = 0.1  # contrastive: temperature of cos(x, c) / tau

@@ -27,9 +27,10 @@ from typing import Callable
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 import kernels
-from toolkit import readers, splits, sql
+from toolkit import frames, readers, splits, sql
 from toolkit.artifacts import (
     ARRAYS, DatasetDir, Workspace, array_problem, atomic_path, read_array, read_json, record_dataset, safe_name,
     write_array, write_manifest,
@@ -44,13 +45,14 @@ Progress = Callable[[str], None]
 UNTIMED_FORMATS = ("sequences",)  # formats whose order is known but whose time is not
 
 
-def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | None = None,
+def prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, progress: Progress | None = None,
          force: bool = False) -> dict:
     """Prepare a dataset from raw plays and return its manifest.
 
     Parameters
     ----------
-    logs : files, globs, folders or zip archives of one format.
+    logs : files, globs, folders or zip archives of one format; or the plays as a pyarrow Table
+        (``toolkit.frames``: read by its columns, named ``FRAME_NAME`` unless ``cfg.name`` says).
     ws : the workspace the dataset is written to (``datasets/<name>/``).
     cfg : every option of the stage; saved in the manifest.
     progress : called with a short stage name as each step starts.
@@ -66,14 +68,18 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
     Example: ``toolkit prep my_spotify_data.zip --format auto``
     """
     say = progress or (lambda _stage: None)
-    name, notes = dataset_name(cfg.name, logs)
+    table = logs if isinstance(logs, pa.Table) else None
+    name, notes = dataset_name(cfg.name if table is None else cfg.name or FRAME_NAME, [] if table is not None else logs)
     ws.create()
     ds = ws.dataset(name)
     _clean_work_folders(ws)
     con = _connect(ws, cfg)
     try:
         say("reading")
-        src = readers.resolve(con, list(logs), cfg.format, _cols(cfg), cfg.user, ws.tmp / "unzipped")
+        if table is not None:
+            src = frames.resolve_frame(table, cfg.format, _cols(cfg), cfg.user, frames.describe(table))
+        else:
+            src = readers.resolve(con, list(logs), cfg.format, _cols(cfg), cfg.user, ws.tmp / "unzipped")
         notes.extend(src.notes)
         if cfg.split == "auto" and src.format in UNTIMED_FORMATS:
             cfg = replace(cfg, split="last")  # else the session pass picks time or listener (toolkit/splits.py)
@@ -128,6 +134,7 @@ def prep(logs: list[Path], ws: Workspace, cfg: PrepConfig, progress: Progress | 
     return {**manifest, "notes": notes}
 
 
+FRAME_NAME = "dataframe"  # the dataset name of a table in memory, unless cfg.name says
 WORK_PREFIX = ".tmp-"  # datasets/.tmp-<name>-<pid>: a dataset being built
 TRASH_PREFIX = ".trash-"  # datasets/.trash-<name>-<pid>: the previous version, for the instant of the swap
 _GENERIC = re.compile(
@@ -290,7 +297,9 @@ def _reading(src: readers.Source) -> dict:
 
 
 def _fingerprint(src: readers.Source) -> str:
-    """sha256 over the content of every input file, in reading order."""
+    """sha256 over the content of every input file, in reading order (of a table: its values)."""
+    if src.frame is not None:
+        return frames.fingerprint(src.frame)
     h = hashlib.sha256()
     for f in src.inputs:
         h.update(f.shown.rsplit("/", 1)[-1].encode())

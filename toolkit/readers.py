@@ -114,6 +114,7 @@ class Source:
     feedback: tuple[SourceFile, ...] = ()  # ListenBrainz feedback.jsonl files (view ``feedback``)
     listeners: tuple[tuple[str, str], ...] = ()  # (listener, export as shown), where exports became listeners
     notes: tuple[str, ...] = ()  # what the user should be told about how the input was read
+    frame: object = None  # a pyarrow Table read in place of files (toolkit/frames.py); files holds its stand-in
 
     @property
     def inputs(self) -> tuple[SourceFile, ...]:
@@ -556,22 +557,27 @@ def _sniff(con: duckdb.DuckDBPyConnection, f: SourceFile) -> tuple[str | None, t
         return None, None
     if f.path.suffix == ".csv" and _looks_like_lastfm_csv(f.path):
         return "lastfm-csv", columns
+    return format_of_columns(columns), columns
+
+
+def format_of_columns(columns: tuple[str, ...]) -> str | None:
+    """The format a table with these columns holds (None: none); a file's or a DataFrame's."""
     cols = set(columns)
     if set(REQUIRED["listenbrainz"]) <= cols:
-        return "listenbrainz", columns
+        return "listenbrainz"
     if "score" in cols and cols & {"recording_mbid", "recording_msid"}:
-        return FEEDBACK, columns
+        return FEEDBACK
     # an extended-history re-save keeps ts and ms_played but may drop the podcast columns
     if {"ts", "ms_played"} <= cols and cols & {"spotify_track_uri", "master_metadata_track_name"}:
-        return "spotify-extended", columns
+        return "spotify-extended"
     for fmt in ("spotify", "mssd", "piki", "deezer", "yambda"):
         if set(REQUIRED[fmt]) <= cols:
-            return fmt, columns
+            return fmt
     if {"uid", "timestamp", "item_id"} <= cols:
-        return YAMBDA_EVENTS, columns
+        return YAMBDA_EVENTS
     if {"user_id", "ts", "track_id"} <= cols:
-        return "generic", columns
-    return None, columns
+        return "generic"
+    return None
 
 
 def _head(path: Path, n: int = 5) -> list[str]:
@@ -681,12 +687,36 @@ def listeners_of(files: list[SourceFile], feedback: list[SourceFile], fmt: str):
 
 
 def is_parquet(src: Source) -> bool:
-    """Whether the source is read with read_parquet (cheap to scan again) rather than parsed text."""
+    """Whether the source is read with read_parquet, or is a table in memory (both cheap to scan
+    again), rather than parsed text."""
+    if src.frame is not None:
+        return True
     return read_expr(list(src.files), src.format)[0].startswith("read_parquet")
 
 
 def register_raw(con: duckdb.DuckDBPyConnection, src: Source) -> None:
-    """Create the view ``raw``: the source rows in file order, plus ``src_row`` and ``source_user``.
+    """Create the view ``raw``: the source rows in file order, plus ``src_row`` and ``source_user``
+    (a table in memory: its rows in order, numbered by ``toolkit.frames``)."""
+    if src.frame is not None:
+        from toolkit import frames
+
+        rel = frames.relation(con, src)
+    else:
+        rel = _file_rows(con, src)
+    if src.format == "generic":
+        rel = _generic_projection(rel, dict(src.mapping))
+    if src.format in OPTIONAL:
+        present = set(rel.columns)
+        absent = [f"null::{kind} as {col}" for col, kind in OPTIONAL[src.format].items() if col not in present]
+        if absent:
+            rel = rel.project(", ".join(["*", *absent]))
+    rel.create_view("raw")
+    if src.format == "listenbrainz":
+        _register_feedback(con, src.feedback)
+
+
+def _file_rows(con: duckdb.DuckDBPyConnection, src: Source) -> duckdb.DuckDBPyRelation:
+    """The files' rows in order with ``src_row`` and ``source_user``.
 
     ``src_row`` breaks ties between equal timestamps, so it must follow the files' own order:
     parquet gives each row's exact ``file_row_number``; for text formats DuckDB's scan keeps
@@ -718,16 +748,7 @@ def register_raw(con: duckdb.DuckDBPyConnection, src: Source) -> None:
         rel = rel.project("* exclude (scan_row)")
     if parquet:
         rel = rel.project("* exclude (file_row_number)")
-    if src.format == "generic":
-        rel = _generic_projection(rel, dict(src.mapping))
-    if src.format in OPTIONAL:
-        present = set(rel.columns)
-        absent = [f"null::{kind} as {col}" for col, kind in OPTIONAL[src.format].items() if col not in present]
-        if absent:
-            rel = rel.project(", ".join(["*", *absent]))
-    rel.create_view("raw")
-    if src.format == "listenbrainz":
-        _register_feedback(con, src.feedback)
+    return rel
 
 
 def _register_feedback(con: duckdb.DuckDBPyConnection, files: tuple[SourceFile, ...]) -> None:

@@ -27,13 +27,25 @@ MAX_K = 1000
 def recommend(ws: Workspace, run_id: str, sessions: Path, k: int, out: Path, device: str = "cpu",
               allow_unfinished: bool = False) -> dict:
     """Write the top-``k`` tracks per session of ``sessions`` to ``out``; return the counts."""
+    recs, counts = top_k(ws, run_id, _read_parquet(sessions), k, device, allow_unfinished, str(sessions))
+    with atomic_path(out) as tmp:
+        recs.write_parquet(tmp)
+    return {**counts, "out": str(out)}
+
+
+def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str = "cpu",
+          allow_unfinished: bool = False, shown: str = "the plays") -> tuple[pl.DataFrame, dict]:
+    """The top-``k`` tracks per session of ``plays`` (the sessions file's columns, see above) as a
+    frame of ``session, rank, item_id, score, track_key, artist, title``; and the counts.
+
+    ``shown`` names the plays in messages (the file they came from)."""
     if not 1 <= k <= MAX_K:
         raise InputError(f"-k {k}: choose 1..{MAX_K}")
     run = select_runs(ws, [run_id], None, allow_unfinished)[0]
     ds = ws.dataset(run["config"].dataset)
     manifest = read_manifest(ds)
     items = pl.read_parquet(ds.items, columns=[ITEM, TRACK, "artist", "title"])
-    plays = _read_plays(sessions, items)
+    plays = _session_plays(plays, items, shown)
     known = plays.filter(pl.col(ITEM).is_not_null())
     max_len = manifest["max_len"]
     seqs, fb, keys = _prefix_arrays(known, max_len)
@@ -58,29 +70,32 @@ def recommend(ws: Workspace, run_id: str, sessions: Path, k: int, out: Path, dev
                                                                     "rank": pl.Int32, ITEM: pl.Int32,
                                                                     "score": pl.Float32})
     recs = recs.join(items, on=ITEM, how="left").sort("session", "rank", maintain_order=True)
-    with atomic_path(out) as tmp:
-        recs.write_parquet(tmp)
     n_sessions = plays["session"].n_unique()
-    return {"run": run["id"], "sessions": n_sessions, "recommended": len(keys),
-            "empty_sessions": n_sessions - len(keys), "plays": plays.height,
-            "unknown_plays": plays.height - known.height, "rows": recs.height, "out": str(out)}
+    return recs, {"run": run["id"], "sessions": n_sessions, "recommended": len(keys),
+                  "empty_sessions": n_sessions - len(keys), "plays": plays.height,
+                  "unknown_plays": plays.height - known.height, "rows": recs.height}
 
 
-def _read_plays(path: Path, items: pl.DataFrame) -> pl.DataFrame:
+def _read_parquet(path: Path) -> pl.DataFrame:
     if not path.exists():
         raise InputError(f"{path}: no such file; pass a parquet file of session plays")
     try:
-        raw = pl.read_parquet(path)
+        return pl.read_parquet(path)
     except Exception as exc:  # polars raises several types for unreadable files
         raise InputError(f"{path}: not a readable parquet file ({type(exc).__name__}); write the prefixes "
                          "with columns session, track_key (or item_id), optional skipped, position") from None
+
+
+def _session_plays(raw: pl.DataFrame, items: pl.DataFrame, shown: str) -> pl.DataFrame:
+    """``session, item_id, skipped`` per play in listening order; item_id null for a track outside
+    the catalogue."""
     cols = set(raw.columns)
     missing = [c for c in ("session",) if c not in cols]
     if missing or not cols & {TRACK, ITEM}:
-        raise InputError(f"{path}: needs columns 'session' and 'track_key' or 'item_id'; it has "
+        raise InputError(f"{shown}: needs columns 'session' and 'track_key' or 'item_id'; it has "
                                   f"{', '.join(raw.columns)}")
     if raw.height == 0:
-        raise EmptyInputError(f"{path}: no rows; add at least one play per session")
+        raise EmptyInputError(f"{shown}: no rows; add at least one play per session")
     frame = raw.with_row_index("_row")
     order = ["session", "position", "_row"] if "position" in cols else ["session", "_row"]
     skipped = pl.col("skipped").cast(pl.Int8).fill_null(0) if "skipped" in cols else pl.lit(0, pl.Int8)
