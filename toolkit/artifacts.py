@@ -10,7 +10,9 @@
             manifest.json           config, row accounting, summary, input fingerprint, build, versions
         datasets/.tmp-<name>-<pid>  a dataset being built; swapped in whole when complete
         runs/<id>/                  one trained run (RunDir); runs/<id>/.lock is held while it trains
-        tmp/                        DuckDB spill files and unpacked archives (safe to delete)
+        tmp/                        DuckDB spill files and unpacked archives (`toolkit clean` deletes them)
+        locks/dataset-<name>.lock   held (flock) by the prep building <name>; holds its pid
+        locks/unpacked.lock         held shared by every prep, exclusive while unpacked archives are deleted
 
 Every file is written to a temporary name in the same folder and renamed into place, so a reader
 never sees half a file and an interrupted command leaves the previous version intact; a dataset
@@ -30,6 +32,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -40,7 +43,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from toolkit.errors import ArtifactMissingError, ToolkitError
+from toolkit.errors import ArtifactMissingError, ToolkitError, disk_full, out_of_space
 from toolkit.identity import check_name
 
 ENV_WORKSPACE = "TOOLKIT_WORKSPACE"
@@ -73,6 +76,19 @@ class Workspace:
     @property
     def tmp(self) -> Path:
         return self.root / "tmp"
+
+    @property
+    def unpacked(self) -> Path:
+        """``tmp/unzipped``: archives unpacked for DuckDB, one folder per archive (readers.archive_dir)."""
+        return self.tmp / "unzipped"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    @property
+    def unpack_lock(self) -> Path:
+        return self.locks / "unpacked.lock"
 
     @property
     def catalog(self) -> Path:
@@ -129,6 +145,12 @@ def atomic_path(target: Path):
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except Exception as exc:
+        # a full disk reaches here in many guises (polars, numpy and torch word it their own way);
+        # named here, where the file being written is known, it never passes for a damaged file
+        if out_of_space(exc) and not isinstance(exc, ToolkitError):
+            raise disk_full(target, exc) from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -250,8 +272,8 @@ def save_torch(path: Path, state: dict) -> None:
     """torch.save to a temp file, then rename: a checkpoint is either whole or absent."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)  # through a Python file, so a full disk surfaces as its OSError (out_of_space)
 
 
 def load_torch(path: Path) -> dict:
@@ -269,6 +291,9 @@ def load_torch(path: Path) -> dict:
 RUN_LOCK = ".lock"  # runs/<id>/.lock: held (flock) by the process training the run; holds its pid
 CATALOG_LOCK_TIMEOUT = 30.0  # seconds a command waits for another one rewriting the catalog
 RUN_LOCK_WAIT = 1.0  # seconds train retries a run's lock (a listing probes it for an instant)
+# seconds a prep waits for another prep of the same dataset: long enough to ride out one that is just
+# finishing, short enough that a second terminal hears at once that its prep is refused
+DATASET_LOCK_WAIT = 3.0
 
 
 class CatalogBusyError(ToolkitError):
@@ -279,15 +304,19 @@ class RunBusyError(ToolkitError):
     """The run is being trained by another process."""
 
 
-def _flock(path: Path, timeout: float, poll: float = 0.05) -> int | None:
-    """A descriptor of ``path`` (created if missing) holding its exclusive flock, or None when another
-    process kept the lock for ``timeout`` seconds.  Closing the descriptor releases the lock (so does
-    the process ending, however it ends)."""
+class DatasetBusyError(ToolkitError):
+    """The dataset is being prepared by another process."""
+
+
+def _flock(path: Path, timeout: float, poll: float = 0.05, shared: bool = False) -> int | None:
+    """A descriptor of ``path`` (created if missing) holding its flock (exclusive, or ``shared``), or
+    None when another process kept a conflicting lock for ``timeout`` seconds.  Closing the
+    descriptor releases the lock (so does the process ending, however it ends)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             return fd
         except BlockingIOError:
             if time.monotonic() >= deadline:
@@ -337,10 +366,48 @@ def run_lock(run: "RunDir", wait: float = RUN_LOCK_WAIT):
     path = run.path / RUN_LOCK
     fd = _flock(path, wait)
     if fd is None:
-        pid = _lock_pid(path)
-        by = f" (process {pid})" if pid else ""
-        raise RunBusyError(f"run {run.id} is being trained by another process{by}; wait for it to finish, "
-                           "or train another run (e.g. another --seed)")
+        raise RunBusyError(f"run {run.id} is being trained by another process{_holder(path)}; wait for it to "
+                           "finish, or train another run (e.g. another --seed)")
+    with _holding(fd):
+        yield
+
+
+def dataset_lock_path(ws: Workspace, name: str) -> Path:
+    """``locks/dataset-<name>.lock``: outside ``datasets/``, whose folders are swapped whole."""
+    return ws.locks / f"dataset-{check_name(name, 'dataset')}.lock"
+
+
+@contextmanager
+def dataset_lock(ws: Workspace, name: str, wait: float = DATASET_LOCK_WAIT):
+    """Hold dataset ``name``'s lock while prep reads, builds and swaps it in, its pid written in it;
+    after ``wait`` seconds of another process holding it, refused with one line naming the dataset
+    and that process.  Released on any exit, the process dying included."""
+    path = dataset_lock_path(ws, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _flock(path, wait)
+    if fd is None:
+        raise DatasetBusyError(f"dataset {name} is being prepared by another process{_holder(path)}; wait for it "
+                               f"to finish and run the command again, or prepare into another --name")
+    with _holding(fd):
+        yield
+
+
+@contextmanager
+def unpack_lock(ws: Workspace, shared: bool, wait: float = 0.0):
+    """Yield whether ``locks/unpacked.lock`` was taken: shared by every prep while it reads unpacked
+    archives, exclusive for deleting them (so nothing is deleted under a prep still reading it)."""
+    ws.locks.mkdir(parents=True, exist_ok=True)
+    fd = _flock(ws.unpack_lock, wait, shared=shared)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+@contextmanager
+def _holding(fd: int):
+    """Write this process's pid into a lock file held through ``fd``; clear it and release on exit."""
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -352,12 +419,71 @@ def run_lock(run: "RunDir", wait: float = RUN_LOCK_WAIT):
             os.close(fd)
 
 
+def _holder(path: Path) -> str:
+    """`` (process N, since HH:MM:SS)`` for the process holding the lock at ``path``, as far as known."""
+    pid = _lock_pid(path)
+    if pid is None:
+        return ""
+    try:
+        since = datetime.fromtimestamp(path.stat().st_mtime).strftime("%H:%M:%S")
+    except OSError:
+        return f" (process {pid})"
+    return f" (process {pid}, since {since})"
+
+
 def _lock_pid(path: Path) -> int | None:
     try:
         text = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() else None
+
+
+WORK_PREFIX = ".tmp-"  # datasets/.tmp-<name>-<pid>: a dataset being built
+TRASH_PREFIX = ".trash-"  # datasets/.trash-<name>-<pid>: the previous version, for the instant of the swap
+
+
+@dataclass(frozen=True)
+class WorkFolder:
+    """A dataset work folder (``.tmp-<name>-<pid>`` or ``.trash-<name>-<pid>``) whose process is gone."""
+
+    path: Path
+    dataset: str
+    restore: bool  # a previous version set aside by a swap cut short, nothing in its place: it goes back
+
+
+def dead_work_folders(ws: Workspace) -> list[WorkFolder]:
+    """The work folders in ``datasets/`` of preps no longer running (this process's own included)."""
+    out = []
+    for path in sorted(ws.datasets.glob(".*-*")) if ws.datasets.is_dir() else []:
+        prefix = next((p for p in (WORK_PREFIX, TRASH_PREFIX) if path.name.startswith(p)), None)
+        if prefix is None or not path.is_dir():
+            continue
+        name, _, pid = path.name[len(prefix):].rpartition("-")
+        if not pid.isdigit() or (int(pid) != os.getpid() and pid_alive(int(pid))):
+            continue
+        restore = (prefix == TRASH_PREFIX and bool(name) and not (ws.datasets / name).exists()
+                   and (path / "manifest.json").exists())
+        out.append(WorkFolder(path, name, restore))
+    return out
+
+
+def settle_work_folder(folder: WorkFolder) -> None:
+    """Put a set-aside previous version back in place, or delete the folder."""
+    if folder.restore:
+        os.replace(folder.path, folder.path.parent / folder.dataset)
+    else:
+        shutil.rmtree(folder.path, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def _json_or_none(path: Path):
