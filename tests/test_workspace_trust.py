@@ -475,7 +475,7 @@ def _verb_args(verb: str, ws: Path, artifact: str, tmp_path: Path) -> list:
             (run / "result.json").unlink()
         return ["train", "--resume", run.name]
     if verb == "report":
-        return ["report", "--bootstrap", "20", "--device", "cpu"]
+        return ["report", "--bootstrap", "100", "--device", "cpu"]
     if verb == "recommend":
         sessions = tmp_path / "sessions.parquet"
         pl.DataFrame({"session": [1, 1], "track_key": ["t1", "t2"]}).write_parquet(sessions)

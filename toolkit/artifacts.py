@@ -43,7 +43,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from toolkit.errors import ArtifactMissingError, ToolkitError, disk_full, out_of_space
+from toolkit.errors import ArtifactMissingError, DamagedArtifactError, ToolkitError, disk_full, out_of_space
 from toolkit.identity import check_name
 
 ENV_WORKSPACE = "TOOLKIT_WORKSPACE"
@@ -161,7 +161,38 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged(path, exc) from exc
+
+
+def damaged(path: Path, exc: BaseException) -> DamagedArtifactError:
+    """The one-line error for a workspace file that does not parse, with the fix for where it lies."""
+    parts = path.parts
+    if "runs" in parts:
+        fix = "delete the run's folder and train it again (`toolkit train`), or pick another run"
+    elif "datasets" in parts:
+        fix = "run `toolkit prep` again for this dataset (it rewrites every file)"
+    else:
+        fix = "delete it, or write it again"
+    why = (str(exc).strip().splitlines() or [""])[0][:200].split(". ")[0]
+    return DamagedArtifactError(f"{path}: cannot be read, the file is damaged or truncated "
+                                f"({type(exc).__name__}{': ' + why if why else ''}); {fix}")
+
+
+def read_frame(path: Path, columns: list[str] | None = None):
+    """A dataset's parquet file (events, items) as a polars frame; a damaged file is a one-line error."""
+    import polars as pl
+
+    if not path.exists():
+        raise ArtifactMissingError(f"{path}: missing; run `toolkit prep` again for this dataset")
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        if out_of_space(exc):
+            raise
+        raise damaged(path, exc) from exc
 
 
 def write_array(path: Path, array: np.ndarray) -> None:
@@ -174,7 +205,13 @@ def read_array(path: Path, mmap: bool = True) -> np.ndarray:
     """Load a sequence array; memory-mapped by default so training never copies it whole."""
     if not path.exists():
         raise ArtifactMissingError(f"{path}: missing; run `toolkit prep` again for this dataset")
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # a bad header, or shorter than its header says
+        raise damaged(path, exc) from exc
+    if not isinstance(array, np.ndarray):  # an .npz archive under an .npy name
+        raise damaged(path, TypeError("not a single array"))
+    return array
 
 
 def write_manifest(ds: DatasetDir, manifest: dict) -> None:
@@ -265,7 +302,10 @@ def append_metrics(run: RunDir, row: dict) -> None:
 def read_metrics(run: RunDir) -> list[dict]:
     if not run.metrics.exists():
         return []
-    return [json.loads(line) for line in run.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        return [json.loads(line) for line in run.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged(run.metrics, exc) from exc
 
 
 def save_torch(path: Path, state: dict) -> None:
@@ -282,7 +322,13 @@ def load_torch(path: Path) -> dict:
 
     if not path.exists():
         raise ArtifactMissingError(f"{path}: missing; train the run again or pick another run")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch says "damaged" in a dozen types (zip, pickle, OS, runtime)
+        raise damaged(path, exc) from exc
+    if not isinstance(state, dict):
+        raise damaged(path, TypeError(f"holds a {type(state).__name__}, not a checkpoint"))
+    return state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,7 +599,8 @@ def _run_row(run: "RunDir") -> dict | None:
            "valid_hr10": None, "valid_skip_hr10": None, "wall_s": None, "git_commit": None,
            "updated": _mtime(run.config, run.metrics, run.result), "config": cfg or None, "valid_metrics": None,
            "path": str(run.path)}
-    if result is not None and result.get("status") == "finished":
+    broken = (run.config.exists() and config is None) or (run.result.exists() and result is None)
+    if result is not None and result.get("status") == "finished" and not broken:
         valid = result.get("valid") if isinstance(result.get("valid"), dict) else {}
         row.update({k: result.get(k, row[k]) for k in ("dataset", "model", "feedback", "seed", "epochs_done",
                                                         "best_epoch", "wall_s", "git_commit")})
@@ -564,7 +611,7 @@ def _run_row(run: "RunDir") -> dict | None:
         row["status"] = "running"
     elif result is not None and result.get("status") == "failed":
         row["status"] = "failed"
-    elif config is None or (run.result.exists() and result is None):
+    elif config is None or broken:
         row["status"] = "damaged"
     else:
         row["status"] = "interrupted"

@@ -39,6 +39,13 @@ class ArtifactMissingError(ToolkitError):
     """A dataset or run the command needs is not in the workspace."""
 
 
+class DamagedArtifactError(ToolkitError, ValueError):
+    """A workspace file that does not parse: truncated, overwritten or not what its name says.
+
+    A ValueError too, so code that reads a file expecting bad JSON (a listing marking a run damaged)
+    handles it as it handled the parser's own error."""
+
+
 class DiskFullError(ToolkitError):
     """A write failed for want of disk space or quota; the file being written is named."""
 
