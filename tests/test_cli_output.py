@@ -236,7 +236,7 @@ def test_train_help_groups_options_into_panels():
 
 
 # the command-line options that are no config field
-NOT_CONFIG = {"logs", "force", "workspace", "set_", "resume", "help", "devices"}
+NOT_CONFIG = {"logs", "force", "keep_unpacked", "workspace", "set_", "resume", "help", "devices"}
 RENAMED = {"session_gap": "session_gap_s", "col": "cols", "compile_": "compile"}
 
 

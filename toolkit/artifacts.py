@@ -10,7 +10,9 @@
             manifest.json           config, row accounting, summary, input fingerprint, build, versions
         datasets/.tmp-<name>-<pid>  a dataset being built; swapped in whole when complete
         runs/<id>/                  one trained run (RunDir); runs/<id>/.lock is held while it trains
-        tmp/                        DuckDB spill files and unpacked archives (safe to delete)
+        tmp/                        DuckDB spill files and unpacked archives (`toolkit clean` deletes them)
+        locks/dataset-<name>.lock   held (flock) by the prep building <name>; holds its pid
+        locks/unpacked.lock         held shared by every prep, exclusive while unpacked archives are deleted
 
 Every file is written to a temporary name in the same folder and renamed into place, so a reader
 never sees half a file and an interrupted command leaves the previous version intact; a dataset
@@ -30,6 +32,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -40,7 +43,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from toolkit.errors import ArtifactMissingError, ToolkitError
+from toolkit.errors import ArtifactMissingError, DamagedArtifactError, ToolkitError, disk_full, out_of_space
 from toolkit.identity import check_name
 
 ENV_WORKSPACE = "TOOLKIT_WORKSPACE"
@@ -73,6 +76,19 @@ class Workspace:
     @property
     def tmp(self) -> Path:
         return self.root / "tmp"
+
+    @property
+    def unpacked(self) -> Path:
+        """``tmp/unzipped``: archives unpacked for DuckDB, one folder per archive (readers.archive_dir)."""
+        return self.tmp / "unzipped"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    @property
+    def unpack_lock(self) -> Path:
+        return self.locks / "unpacked.lock"
 
     @property
     def catalog(self) -> Path:
@@ -129,6 +145,12 @@ def atomic_path(target: Path):
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except Exception as exc:
+        # a full disk reaches here in many guises (polars, numpy and torch word it their own way);
+        # named here, where the file being written is known, it never passes for a damaged file
+        if out_of_space(exc) and not isinstance(exc, ToolkitError):
+            raise disk_full(target, exc) from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -139,7 +161,38 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged(path, exc) from exc
+
+
+def damaged(path: Path, exc: BaseException) -> DamagedArtifactError:
+    """The one-line error for a workspace file that does not parse, with the fix for where it lies."""
+    parts = path.parts
+    if "runs" in parts:
+        fix = "delete the run's folder and train it again (`toolkit train`), or pick another run"
+    elif "datasets" in parts:
+        fix = "run `toolkit prep` again for this dataset (it rewrites every file)"
+    else:
+        fix = "delete it, or write it again"
+    why = (str(exc).strip().splitlines() or [""])[0][:200].split(". ")[0]
+    return DamagedArtifactError(f"{path}: cannot be read, the file is damaged or truncated "
+                                f"({type(exc).__name__}{': ' + why if why else ''}); {fix}")
+
+
+def read_frame(path: Path, columns: list[str] | None = None):
+    """A dataset's parquet file (events, items) as a polars frame; a damaged file is a one-line error."""
+    import polars as pl
+
+    if not path.exists():
+        raise ArtifactMissingError(f"{path}: missing; run `toolkit prep` again for this dataset")
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        if out_of_space(exc):
+            raise
+        raise damaged(path, exc) from exc
 
 
 def write_array(path: Path, array: np.ndarray) -> None:
@@ -152,7 +205,13 @@ def read_array(path: Path, mmap: bool = True) -> np.ndarray:
     """Load a sequence array; memory-mapped by default so training never copies it whole."""
     if not path.exists():
         raise ArtifactMissingError(f"{path}: missing; run `toolkit prep` again for this dataset")
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # a bad header, or shorter than its header says
+        raise damaged(path, exc) from exc
+    if not isinstance(array, np.ndarray):  # an .npz archive under an .npy name
+        raise damaged(path, TypeError("not a single array"))
+    return array
 
 
 def write_manifest(ds: DatasetDir, manifest: dict) -> None:
@@ -243,15 +302,18 @@ def append_metrics(run: RunDir, row: dict) -> None:
 def read_metrics(run: RunDir) -> list[dict]:
     if not run.metrics.exists():
         return []
-    return [json.loads(line) for line in run.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        return [json.loads(line) for line in run.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged(run.metrics, exc) from exc
 
 
 def save_torch(path: Path, state: dict) -> None:
     """torch.save to a temp file, then rename: a checkpoint is either whole or absent."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)  # through a Python file, so a full disk surfaces as its OSError (out_of_space)
 
 
 def load_torch(path: Path) -> dict:
@@ -260,7 +322,13 @@ def load_torch(path: Path) -> dict:
 
     if not path.exists():
         raise ArtifactMissingError(f"{path}: missing; train the run again or pick another run")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch says "damaged" in a dozen types (zip, pickle, OS, runtime)
+        raise damaged(path, exc) from exc
+    if not isinstance(state, dict):
+        raise damaged(path, TypeError(f"holds a {type(state).__name__}, not a checkpoint"))
+    return state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,6 +337,9 @@ def load_torch(path: Path) -> dict:
 RUN_LOCK = ".lock"  # runs/<id>/.lock: held (flock) by the process training the run; holds its pid
 CATALOG_LOCK_TIMEOUT = 30.0  # seconds a command waits for another one rewriting the catalog
 RUN_LOCK_WAIT = 1.0  # seconds train retries a run's lock (a listing probes it for an instant)
+# seconds a prep waits for another prep of the same dataset: long enough to ride out one that is just
+# finishing, short enough that a second terminal hears at once that its prep is refused
+DATASET_LOCK_WAIT = 3.0
 
 
 class CatalogBusyError(ToolkitError):
@@ -279,15 +350,19 @@ class RunBusyError(ToolkitError):
     """The run is being trained by another process."""
 
 
-def _flock(path: Path, timeout: float, poll: float = 0.05) -> int | None:
-    """A descriptor of ``path`` (created if missing) holding its exclusive flock, or None when another
-    process kept the lock for ``timeout`` seconds.  Closing the descriptor releases the lock (so does
-    the process ending, however it ends)."""
+class DatasetBusyError(ToolkitError):
+    """The dataset is being prepared by another process."""
+
+
+def _flock(path: Path, timeout: float, poll: float = 0.05, shared: bool = False) -> int | None:
+    """A descriptor of ``path`` (created if missing) holding its flock (exclusive, or ``shared``), or
+    None when another process kept a conflicting lock for ``timeout`` seconds.  Closing the
+    descriptor releases the lock (so does the process ending, however it ends)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             return fd
         except BlockingIOError:
             if time.monotonic() >= deadline:
@@ -337,10 +412,48 @@ def run_lock(run: "RunDir", wait: float = RUN_LOCK_WAIT):
     path = run.path / RUN_LOCK
     fd = _flock(path, wait)
     if fd is None:
-        pid = _lock_pid(path)
-        by = f" (process {pid})" if pid else ""
-        raise RunBusyError(f"run {run.id} is being trained by another process{by}; wait for it to finish, "
-                           "or train another run (e.g. another --seed)")
+        raise RunBusyError(f"run {run.id} is being trained by another process{_holder(path)}; wait for it to "
+                           "finish, or train another run (e.g. another --seed)")
+    with _holding(fd):
+        yield
+
+
+def dataset_lock_path(ws: Workspace, name: str) -> Path:
+    """``locks/dataset-<name>.lock``: outside ``datasets/``, whose folders are swapped whole."""
+    return ws.locks / f"dataset-{check_name(name, 'dataset')}.lock"
+
+
+@contextmanager
+def dataset_lock(ws: Workspace, name: str, wait: float = DATASET_LOCK_WAIT):
+    """Hold dataset ``name``'s lock while prep reads, builds and swaps it in, its pid written in it;
+    after ``wait`` seconds of another process holding it, refused with one line naming the dataset
+    and that process.  Released on any exit, the process dying included."""
+    path = dataset_lock_path(ws, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _flock(path, wait)
+    if fd is None:
+        raise DatasetBusyError(f"dataset {name} is being prepared by another process{_holder(path)}; wait for it "
+                               f"to finish and run the command again, or prepare into another --name")
+    with _holding(fd):
+        yield
+
+
+@contextmanager
+def unpack_lock(ws: Workspace, shared: bool, wait: float = 0.0):
+    """Yield whether ``locks/unpacked.lock`` was taken: shared by every prep while it reads unpacked
+    archives, exclusive for deleting them (so nothing is deleted under a prep still reading it)."""
+    ws.locks.mkdir(parents=True, exist_ok=True)
+    fd = _flock(ws.unpack_lock, wait, shared=shared)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+@contextmanager
+def _holding(fd: int):
+    """Write this process's pid into a lock file held through ``fd``; clear it and release on exit."""
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -352,12 +465,71 @@ def run_lock(run: "RunDir", wait: float = RUN_LOCK_WAIT):
             os.close(fd)
 
 
+def _holder(path: Path) -> str:
+    """`` (process N, since HH:MM:SS)`` for the process holding the lock at ``path``, as far as known."""
+    pid = _lock_pid(path)
+    if pid is None:
+        return ""
+    try:
+        since = datetime.fromtimestamp(path.stat().st_mtime).strftime("%H:%M:%S")
+    except OSError:
+        return f" (process {pid})"
+    return f" (process {pid}, since {since})"
+
+
 def _lock_pid(path: Path) -> int | None:
     try:
         text = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() else None
+
+
+WORK_PREFIX = ".tmp-"  # datasets/.tmp-<name>-<pid>: a dataset being built
+TRASH_PREFIX = ".trash-"  # datasets/.trash-<name>-<pid>: the previous version, for the instant of the swap
+
+
+@dataclass(frozen=True)
+class WorkFolder:
+    """A dataset work folder (``.tmp-<name>-<pid>`` or ``.trash-<name>-<pid>``) whose process is gone."""
+
+    path: Path
+    dataset: str
+    restore: bool  # a previous version set aside by a swap cut short, nothing in its place: it goes back
+
+
+def dead_work_folders(ws: Workspace) -> list[WorkFolder]:
+    """The work folders in ``datasets/`` of preps no longer running (this process's own included)."""
+    out = []
+    for path in sorted(ws.datasets.glob(".*-*")) if ws.datasets.is_dir() else []:
+        prefix = next((p for p in (WORK_PREFIX, TRASH_PREFIX) if path.name.startswith(p)), None)
+        if prefix is None or not path.is_dir():
+            continue
+        name, _, pid = path.name[len(prefix):].rpartition("-")
+        if not pid.isdigit() or (int(pid) != os.getpid() and pid_alive(int(pid))):
+            continue
+        restore = (prefix == TRASH_PREFIX and bool(name) and not (ws.datasets / name).exists()
+                   and (path / "manifest.json").exists())
+        out.append(WorkFolder(path, name, restore))
+    return out
+
+
+def settle_work_folder(folder: WorkFolder) -> None:
+    """Put a set-aside previous version back in place, or delete the folder."""
+    if folder.restore:
+        os.replace(folder.path, folder.path.parent / folder.dataset)
+    else:
+        shutil.rmtree(folder.path, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def _json_or_none(path: Path):
@@ -427,7 +599,8 @@ def _run_row(run: "RunDir") -> dict | None:
            "valid_hr10": None, "valid_skip_hr10": None, "wall_s": None, "git_commit": None,
            "updated": _mtime(run.config, run.metrics, run.result), "config": cfg or None, "valid_metrics": None,
            "path": str(run.path)}
-    if result is not None and result.get("status") == "finished":
+    broken = (run.config.exists() and config is None) or (run.result.exists() and result is None)
+    if result is not None and result.get("status") == "finished" and not broken:
         valid = result.get("valid") if isinstance(result.get("valid"), dict) else {}
         row.update({k: result.get(k, row[k]) for k in ("dataset", "model", "feedback", "seed", "epochs_done",
                                                         "best_epoch", "wall_s", "git_commit")})
@@ -438,7 +611,7 @@ def _run_row(run: "RunDir") -> dict | None:
         row["status"] = "running"
     elif result is not None and result.get("status") == "failed":
         row["status"] = "failed"
-    elif config is None or (run.result.exists() and result is None):
+    elif config is None or broken:
         row["status"] = "damaged"
     else:
         row["status"] = "interrupted"

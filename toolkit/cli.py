@@ -34,7 +34,7 @@ from toolkit.config import (
     CONTEXTS, DEVICES, FEEDBACK_MODES, LOSSES, LR_SCHEDULES, MODELS, SAMPLERS, SKIP_NEGATIVES, SPLIT_MODES, TARGETS,
     PrepConfig, TrainConfig,
 )
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, out_of_space
 from toolkit.readers import FORMATS
 
 # click's base exception, found through typer's (typer >= 0.29 carries its own copy of click)
@@ -169,8 +169,8 @@ def interrupted(exc: KeyboardInterrupt) -> str:
 
 _WORKSPACE_FIX = "or point --workspace (TOOLKIT_WORKSPACE) at another folder"
 _DISK = {
-    errno.ENOSPC: f"no space left on the disk: free space, {_WORKSPACE_FIX}",
-    errno.EDQUOT: f"disk quota exceeded: free space, {_WORKSPACE_FIX}",
+    errno.ENOSPC: f"no space left on the disk: free disk space, {_WORKSPACE_FIX}",
+    errno.EDQUOT: f"disk quota exceeded: free disk space, {_WORKSPACE_FIX}",
     errno.EROFS: f"the file system is read-only: {_WORKSPACE_FIX.removeprefix('or ')} that is writable",
     errno.EACCES: f"permission denied: fix the permissions, {_WORKSPACE_FIX}",
     errno.EPERM: f"operation not permitted: fix the permissions, {_WORKSPACE_FIX}",
@@ -199,6 +199,8 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
                 "(e.g. 4GB) or close other programs"), 1
     if isinstance(exc, OSError) and exc.errno in _DISK:
         return f"{_path_of(exc) or 'a workspace file'}: {_DISK[exc.errno]}", 1
+    if out_of_space(exc):  # a library's own words for a full disk (a DuckDB spill file, say): never "damaged"
+        return f"{_path_of(exc) or 'a workspace file'}: {_DISK[errno.ENOSPC]}", 1
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
         return ("the GPU ran out of memory: lower --batch-size (or --negatives, --d-model), "
@@ -340,6 +342,7 @@ def prep(
     memory_limit: str = typer.Option(_PREP.memory_limit, rich_help_panel=RUNTIME, help="DuckDB memory limit (spills to disk past it)."),
     name: Optional[str] = typer.Option(_PREP.name, rich_help_panel=OUTPUT, help="Dataset name (default: from the input path)."),
     force: bool = typer.Option(False, "--force", rich_help_panel=OUTPUT, help="Rebuild even when up to date, and replace a dataset of this name prepared from other input or options (its runs become stale)."),
+    keep_unpacked: bool = typer.Option(False, "--keep-unpacked", rich_help_panel=OUTPUT, help="Keep the files unpacked from zip archives in the workspace's tmp/ (deleted after a successful prep otherwise; `toolkit clean` deletes them later)."),
     workspace: Optional[Path] = workspace_option(OUTPUT),
 ) -> None:
     """Turn raw plays into sessions with skip labels, ids, splits and sequence arrays."""
@@ -355,7 +358,7 @@ def prep(
     started = time.perf_counter()
     status, update = _stage_status()
     with status:
-        manifest = run_prep(list(logs), ws, cfg, update, force=force)
+        manifest = run_prep(list(logs), ws, cfg, update, force=force, keep_unpacked=keep_unpacked)
     from rich.markup import escape
 
     for note in manifest.get("notes", []):
@@ -708,6 +711,47 @@ def _print_listing(title: str, text_cols: list[str], number_cols: list[str], row
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
     print_table(out, table)
+
+
+@app.command(epilog="""Examples:
+
+  toolkit clean --dry-run
+
+  toolkit clean --workspace ~/music-workspace""")
+@friendly
+def clean(
+    dry_run: bool = typer.Option(False, "--dry-run", rich_help_panel=OUTPUT, help="List what would be deleted, with sizes; delete nothing."),
+    workspace: Optional[Path] = workspace_option(OUTPUT),
+) -> None:
+    """Delete unpacked archives and what interrupted commands left behind; never a dataset or a run."""
+    from toolkit.clean import clean as run_clean
+
+    ws = Workspace.at(workspace)
+    done = run_clean(ws, dry_run)
+    if done.prep_running:
+        out.print("a prep is running in this workspace: its unpacked archives and spill files are left alone",
+                  highlight=False)
+    if not done.leftovers:
+        out.print(f"nothing to clean in {ws.root}", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=None, show_header=True)
+    table.add_column("path", overflow="fold")
+    table.add_column("what", overflow="fold")
+    table.add_column("size", justify="right")
+    for item in done.leftovers:
+        table.add_row(Text(str(item.path.relative_to(ws.root))), Text(item.what), _size_text(item.bytes))
+    print_table(out, table)
+    verb = "would free" if dry_run else "freed"
+    out.print(f"{len(done.leftovers)} item(s); {verb} {_size_text(done.bytes)}"
+              + (" (dry run: nothing deleted)" if dry_run else ""), highlight=False)
+
+
+def _size_text(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 @app.command(epilog="""Examples:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import errno
+import re
+
 
 class ToolkitError(Exception):
     """Base class: the message names the file or column at fault and how to fix it."""
@@ -34,6 +37,43 @@ class ConfigError(ToolkitError):
 
 class ArtifactMissingError(ToolkitError):
     """A dataset or run the command needs is not in the workspace."""
+
+
+class DamagedArtifactError(ToolkitError, ValueError):
+    """A workspace file that does not parse: truncated, overwritten or not what its name says.
+
+    A ValueError too, so code that reads a file expecting bad JSON (a listing marking a run damaged)
+    handles it as it handled the parser's own error."""
+
+
+class DiskFullError(ToolkitError):
+    """A write failed for want of disk space or quota; the file being written is named."""
+
+
+# how libraries word a full disk when they do not raise OSError(ENOSPC): polars / Rust ("os error 28"),
+# DuckDB and C libraries (strerror), numpy's short write of an array ("N requested and M written")
+_NO_SPACE = re.compile(r"No space left on device|os error 28\b|Disk quota exceeded|os error 122\b"
+                       r"|\d+ requested and \d+ written")
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (from any library) says a write failed because the disk or quota is full, itself
+    or an exception it was raised from (torch words a full disk as its own failure, raised while
+    handling the OSError of the file object it writes to)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if _NO_SPACE.search(str(exc)):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def disk_full(path, exc: BaseException) -> DiskFullError:
+    """The one-line error for ``exc`` (``out_of_space``) met while writing ``path``."""
+    return DiskFullError(f"{path}: no space left on the disk while writing it; free disk space, or point "
+                         "--workspace (TOOLKIT_WORKSPACE) at a folder on another disk")
 
 
 class TrainingDiverged(ToolkitError):

@@ -32,11 +32,13 @@ import pyarrow as pa
 import kernels
 from toolkit import frames, readers, splits, sql
 from toolkit.artifacts import (
-    ARRAYS, DatasetDir, Workspace, array_problem, atomic_path, read_array, read_json, record_dataset, safe_name,
-    write_array, write_manifest,
+    ARRAYS, TRASH_PREFIX, WORK_PREFIX, DatasetDir, Workspace, array_problem, atomic_path, dataset_lock,
+    dead_work_folders, read_array, read_json, record_dataset, safe_name, settle_work_folder, write_array,
+    write_manifest,
 )
 from toolkit.config import PrepConfig
-from toolkit.errors import EmptyInputError, InputError
+from toolkit.clean import drop_unpacked, reading_unpacked
+from toolkit.errors import EmptyInputError, InputError, ToolkitError, disk_full, out_of_space
 from toolkit.identity import BadNameError, DatasetExistsError, build_key, build_of, build_options
 from toolkit.schema import FORMAT_VERSION, IS_SKIP, ITEM, SESSION, SPLIT, SPLITS, USER
 from toolkit.sessions import Events, build_events, item_ids, session_bounds, skip_rule_counts
@@ -46,7 +48,7 @@ UNTIMED_FORMATS = ("sequences",)  # formats whose order is known but whose time 
 
 
 def prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, progress: Progress | None = None,
-         force: bool = False) -> dict:
+         force: bool = False, keep_unpacked: bool = False) -> dict:
     """Prepare a dataset from raw plays and return its manifest.
 
     Parameters
@@ -58,28 +60,43 @@ def prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, progress: 
     progress : called with a short stage name as each step starts.
     force : rebuild even when the dataset is up to date, and replace a dataset of this name that
         was prepared from other input or options (refused otherwise).
+    keep_unpacked : keep the files unpacked from zip archives in ``tmp/`` (a later prep of the same
+        archive reuses them); by default they are deleted once the dataset is prepared.
 
     The returned manifest carries ``notes`` (not saved): what the caller should tell the user, e.g.
     a --name that had to change, or why an existing dataset was rebuilt instead of reused.
 
     The dataset is built in ``datasets/.tmp-<name>-<pid>`` and swapped in whole, so an interrupted
-    or failed rebuild leaves the previous version in place.
+    or failed rebuild leaves the previous version in place.  One prep of a name runs at a time
+    (``datasets/.<name>.lock``): a second one waits a moment, then is refused naming the first.
 
     Example: ``toolkit prep my_spotify_data.zip --format auto``
     """
-    say = progress or (lambda _stage: None)
     table = logs if isinstance(logs, pa.Table) else None
     name, notes = dataset_name(cfg.name if table is None else cfg.name or FRAME_NAME, [] if table is not None else logs)
     ws.create()
+    unpacked: list[Path] = []
+    with dataset_lock(ws, name), reading_unpacked(ws):
+        manifest = _prep(logs, ws, cfg, name, notes, progress or (lambda _stage: None), force, unpacked)
+    if unpacked and not keep_unpacked and not drop_unpacked(ws, unpacked):
+        manifest["notes"].append(f"the unpacked archive stays in {ws.unpacked} (another prep is reading unpacked "
+                                 "files); `toolkit clean` deletes it later")
+    return manifest
+
+
+def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str, notes: list[str], say: Progress,
+          force: bool, unpacked: list[Path]) -> dict:
+    """``prep`` with the dataset's lock held; the folders of archives it unpacks go into ``unpacked``."""
     ds = ws.dataset(name)
     _clean_work_folders(ws)
     con = _connect(ws, cfg)
     try:
         say("reading")
-        if table is not None:
-            src = frames.resolve_frame(table, cfg.format, _cols(cfg), cfg.user, frames.describe(table))
+        if isinstance(logs, pa.Table):
+            src = frames.resolve_frame(logs, cfg.format, _cols(cfg), cfg.user, frames.describe(logs))
         else:
-            src = readers.resolve(con, list(logs), cfg.format, _cols(cfg), cfg.user, ws.tmp / "unzipped")
+            src = readers.resolve(con, list(logs), cfg.format, _cols(cfg), cfg.user, ws.unpacked)
+            unpacked.extend(readers.unpacked_folders(src, ws.unpacked))
         notes.extend(src.notes)
         if cfg.split == "auto" and src.format in UNTIMED_FORMATS:
             cfg = replace(cfg, split="last")  # else the session pass picks time or listener (toolkit/splits.py)
@@ -111,6 +128,8 @@ def prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, progress: 
             for reason, n in ev.dropped.items():
                 if n:
                     dropped[reason] = dropped.get(reason, 0) + n
+            if len(ev.session_idx) == 0:
+                raise EmptyInputError(nothing_left(src.files[0].shown, rows_in, dropped))
             say("writing events")
             manifest = _write_dataset(con, work, src, cfg, ev, users, tracks, say)
             if agreement is not None:
@@ -135,8 +154,6 @@ def prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, progress: 
 
 
 FRAME_NAME = "dataframe"  # the dataset name of a table in memory, unless cfg.name says
-WORK_PREFIX = ".tmp-"  # datasets/.tmp-<name>-<pid>: a dataset being built
-TRASH_PREFIX = ".trash-"  # datasets/.trash-<name>-<pid>: the previous version, for the instant of the swap
 _GENERIC = re.compile(
     r"(my_?spotify_?data.*|my_?data|spotify.*(account|streaming).*|streaminghistory.*|streaming_history.*"
     r"|end_?(song|video|episode).*|data|dataset|export|history|listening_?history|input|raw"
@@ -243,30 +260,10 @@ def _swap_in(new: Path, target: Path) -> None:
 
 
 def _clean_work_folders(ws: Workspace) -> None:
-    """Delete the work folders of preps that are no longer running (interrupted, killed, out of
-    disk); a previous version set aside by a swap that did not finish goes back in place."""
-    for path in sorted(ws.datasets.glob(".*-*")):
-        prefix = next((p for p in (WORK_PREFIX, TRASH_PREFIX) if path.name.startswith(p)), None)
-        if prefix is None or not path.is_dir():
-            continue
-        name, _, pid = path.name[len(prefix):].rpartition("-")
-        if not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
-            continue
-        target = ws.datasets / name
-        if prefix == TRASH_PREFIX and name and not target.exists() and (path / "manifest.json").exists():
-            os.replace(path, target)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
+    """Settle the work folders of preps that are no longer running (interrupted, killed, out of
+    disk): deleted, or a previous version set aside by a swap that did not finish put back."""
+    for folder in dead_work_folders(ws):
+        settle_work_folder(folder)
 
 
 def _connect(ws: Workspace, cfg: PrepConfig) -> duckdb.DuckDBPyConnection:
@@ -367,7 +364,10 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
     return rows_in, dropped, stream, users["key"], tracks.drop("key_hash"), agreement
 
 
-def _unreadable(src: readers.Source, exc: duckdb.Error) -> InputError:
+def _unreadable(src: readers.Source, exc: duckdb.Error) -> ToolkitError:
+    if out_of_space(exc):  # DuckDB spilling to tmp/ on a full disk: not the input's fault
+        quoted = re.search(r'"([^"]+)"', str(exc))
+        return disk_full(quoted.group(1) if quoted else "DuckDB's spill files in the workspace's tmp/", exc)
     return InputError(f"{src.files[0].shown}: cannot be read as {src.format} ({str(exc).splitlines()[0]})")
 
 
@@ -669,6 +669,33 @@ LISTENBRAINZ_RULES = {
     "explicit": "the listener hated the recording (feedback score -1)",
     "none": "ListenBrainz records only plays of at least half a track (or 4 minutes): counted as not skipped",
 }
+
+
+# what changes each drop reason's count: the option, or what to check in the input
+DROP_FIXES = {
+    "null_user": "pass --user NAME for one listener's export, or map --col user=<column>",
+    "unparseable_ts": "map the time column with --col ts=<column>",
+    "null_ts": "map the time column with --col ts=<column>",
+    "unparseable_played_ms": "map --col played_ms=<column> or leave it out",
+    "negative_played_ms": "map --col played_ms=<column> or leave it out",
+    "podcast": "--keep-podcasts",
+    "null_track": "map the track column with --col track=<column>",
+    "impossible_time": "times before 1990 or in the future: check the clock or the unit of --col ts",
+    "overlong_play": "raise --max-play-ms or leave it out",
+    "repeat_collapsed": "leave out --collapse-repeats",
+    "rare_track": "lower --min-item-plays",
+    "short_session": "lower --min-session-len or raise --session-gap",
+    "exact_duplicate": "the log lists each play more than once: check the input files",
+    "straddles_split": "use --split listener or last",
+}
+
+
+def nothing_left(shown: str, rows_in: int, dropped: dict, top: int = 3) -> str:
+    """The message for an input every row of which was dropped: the biggest drop reasons, each with its
+    count and the option that changes it (filters apply in turn: a fix may uncover the next reason)."""
+    reasons = sorted(((n, r) for r, n in dropped.items() if n), key=lambda x: (-x[0], x[1]))[:top]
+    parts = "; ".join(f"{r} {n:,} ({DROP_FIXES.get(r, 'check the input')})" for n, r in reasons)
+    return f"{shown}: every row was filtered away ({rows_in:,} in): {parts}"
 
 
 def _accounting(rows_in: int, dropped: dict, rows_kept: int) -> dict:

@@ -391,6 +391,14 @@ def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, archive: Pa
                 sink.write(chunk)
 
 
+def unpacked_folders(src: Source, unzip_dir: Path) -> list[Path]:
+    """The folders under ``unzip_dir`` that ``src``'s files were unpacked into (one per archive)."""
+    root = unzip_dir.resolve()
+    folders = {root / f.path.resolve().relative_to(root).parts[0] for f in src.inputs
+               if f.archive is not None and f.path.resolve().is_relative_to(root)}
+    return sorted(folders)
+
+
 def _drop_stale_temps(target: Path) -> None:
     """Remove temporary member files an interrupted extraction left behind (never read: a member
     is only read under its final name); recent ones may belong to a run still extracting."""

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from toolkit.artifacts import Workspace, atomic_path, read_manifest
+from toolkit.artifacts import Workspace, atomic_path, read_frame, read_manifest
 from toolkit.errors import EmptyInputError, InputError
 from toolkit.report import scorer_for, select_runs
 from toolkit.schema import ITEM, PAD, TRACK
@@ -44,7 +44,7 @@ def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str =
     run = select_runs(ws, [run_id], None, allow_unfinished)[0]
     ds = ws.dataset(run["config"].dataset)
     manifest = read_manifest(ds)
-    items = pl.read_parquet(ds.items, columns=[ITEM, TRACK, "artist", "title"])
+    items = read_frame(ds.items, columns=[ITEM, TRACK, "artist", "title"])
     plays = _session_plays(plays, items, shown)
     known = plays.filter(pl.col(ITEM).is_not_null())
     max_len = manifest["max_len"]

@@ -98,10 +98,14 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
 
 
 def latest_dataset(ws: Workspace) -> str:
-    rows = list_datasets(ws)
+    rows = list_datasets(ws, damaged=True)
     if not rows:
         raise ArtifactMissingError(f"{ws.root}: no prepared dataset; run `toolkit prep LOGS` first")
-    return rows[0]["name"]
+    ready = [r for r in rows if r["status"] == "ready"]
+    if not ready:  # "no dataset" would send the user to prep a new one; the old one only needs mending
+        raise ArtifactMissingError(f"{rows[0]['path']}/manifest.json: does not parse, the dataset is damaged; run "
+                                   f"`toolkit prep LOGS --name {rows[0]['name']}` again, or pass --dataset NAME")
+    return ready[0]["name"]
 
 
 def run_id(manifest: dict, cfg: TrainConfig) -> str:
