@@ -370,6 +370,33 @@ def cold_sentence(split: str, g: dict) -> str:
             f"anything about them, so none can be expected to hit them and HR@10 is at most {1 - share:.3f}.")
 
 
+def cold_summary(diag: dict) -> str | None:
+    """One sentence for prep's summary: the share of the valid and test targets whose track never
+    occurs in train, and the HR@10 ceiling that follows."""
+    rows = [(name, diag[name]) for name in ("valid", "test") if _ok((diag.get(name) or {}).get("cold_share"))]
+    if not rows:
+        return None
+    shares = " and ".join(f"{_float(g['cold_share']):.1%} of the {name}" for name, g in rows)
+    ceilings = " and ".join(f"{1 - _float(g['cold_share']):.3f} ({name})" for name, g in rows)
+    return (f"{shares} targets are tracks never played in train: no model learned anything about them, so none "
+            f"can be expected to hit them and HR@10 is at most {ceilings}.")
+
+
+TINY_BASE = 0.01  # below this a relative change says more about the small base than about the change
+
+
+def relative_change(base, paired: dict | None) -> str:
+    """``+12.3 % [+4.1 %, +20.5 %]``: a paired difference relative to the base's mean, with its
+    interval; "–" with the reason when there is no interval or the base is too small to divide by."""
+    b = _float(base)
+    if not math.isfinite(b) or abs(b) < TINY_BASE:
+        return f"{DASH} (base below {TINY_BASE})"
+    diff, lo, hi = (_float((paired or {}).get(k)) for k in ("diff", "lo", "hi"))
+    if not all(math.isfinite(x) for x in (diff, lo, hi)):
+        return f"{DASH} (no paired interval)"
+    return f"{diff / b:+.1%} [{lo / b:+.1%}, {hi / b:+.1%}]"
+
+
 def protocol_lines(report: dict) -> list[str]:
     """The protocol fields as sentences."""
     p = report.get("protocol") or {}
