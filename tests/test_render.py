@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import render
+from toolkit import render, signals
 from toolkit.errors import ConfigError
 from toolkit import plots
 from toolkit.plots import (
@@ -350,14 +350,14 @@ def test_verdict_when_a_neural_model_wins_names_both_margins_and_warns_of_nothin
         "vs_runner_up": {"diff": 0.001, "lo": -0.002, "hi": 0.004},
         "best_count": "pop / all", "vs_best_count": {"diff": 0.035, "lo": 0.03, "hi": 0.04},
         "best_neural": "sasrec / all", "neural_vs_count": {"diff": 0.035, "lo": 0.03, "hi": 0.04}}
-    line = render.verdict_line(report)
+    line = signals.verdict_line(report)
     assert line == ("Best by test NDCG@10: sasrec / all (0.0400), +0.0010 [-0.0020, +0.0040] over the runner-up "
                     "sasrec / contrastive (the 95 % paired interval includes zero); +0.0350 [+0.0300, +0.0400] over "
                     "the best count baseline pop / all (the interval excludes zero).")
-    assert not any(kind == "warning" and "count baseline" in text for kind, text in render.signal_lines(report))
+    assert not any(kind == "warning" and "count baseline" in text for kind, text in signals.signal_lines(report))
     # a lead whose interval reaches below zero is no win over the count baseline
     report["verdict"]["neural_vs_count"] = {"diff": 0.002, "lo": -0.001, "hi": 0.005}
-    assert any("no neural model beats" in text for _, text in render.signal_lines(report))
+    assert any("no neural model beats" in text for _, text in signals.signal_lines(report))
 
 
 def test_cold_targets_and_last_epoch_are_flagged():
@@ -365,7 +365,7 @@ def test_cold_targets_and_last_epoch_are_flagged():
     report["dataset"]["split_diagnostics"] = {
         "test": {"listeners": 40, "listeners_without_train": 0, "targets": 1000, "cold_targets": 120,
                  "cold_share": 0.12, "hr_ceiling": 0.88}}
-    lines = dict((text.split(":")[0], kind) for kind, text in render.signal_lines(report))
+    lines = dict((text.split(":")[0], kind) for kind, text in signals.signal_lines(report))
     md = to_markdown(report)
     assert ("**Note:** 12.0% of the test targets (120 of 1,000) are tracks never played in train: no model learned "
             "anything about them, so none can be expected to hit them and HR@10 is at most 0.880.") in md

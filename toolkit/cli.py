@@ -364,7 +364,7 @@ def prep(
 
 
 def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
-    from toolkit.render import cold_summary
+    from toolkit.signals import cold_summary
 
     title = f"dataset [bold]{m['name']}[/bold] ({m['format']}, {m['files']} file(s))"
     if m.get("up_to_date"):
@@ -386,7 +386,8 @@ def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
         table.add_row(f"{split}", f"{s['sessions']:,} sessions, {s['events']:,} plays")
     held_out = sum(s["events"] for name, s in m["splits"].items() if name != "train")
     share = f", {m['cold_events'] / held_out:.1%}" if held_out else ""
-    table.add_row("tracks never in train", f"{m['cold_items']:,} ({m['cold_events']:,} of {held_out:,} valid/test plays{share})")
+    table.add_row("tracks never in train",
+                  f"{m['cold_items']:,} ({m['cold_events']:,} of {held_out:,} valid/test plays{share})")
     table.add_row("period", f"{m['first_play'][:10]} to {m['last_play'][:10]}")
     print_table(out, table)
     if m.get("files_skipped"):  # names only; the manifest keeps each file's full path

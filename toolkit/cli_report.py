@@ -111,7 +111,8 @@ def print_report(rep: dict) -> None:
     plain = not out.is_terminal
     from rich.markup import escape
 
-    from toolkit.render import baselines, comparisons_against, signal_lines, split_lines
+    from toolkit.render import baselines, comparisons_against, split_lines
+    from toolkit.signals import signal_lines
 
     for line in split_lines(rep):
         out.print(line.replace("Warning:", "[yellow]warning:[/yellow]", 1), soft_wrap=plain)

@@ -123,7 +123,7 @@ def plot_metric_bars(report: dict) -> bytes | None:
             lo, hi = ax.get_ylim()
             ax.set_ylim(min(lo, 0.5) - 0.06 * (hi - lo), max(hi, 0.5 + 0.06 * (hi - lo)))
             ax.axhline(0.5, color="#555", linestyle="--", linewidth=1)
-            ax.text(-0.58, 0.5, "chance", va="top", ha="left", color="#555", fontsize=9)
+            ax.text(len(aucs) - 0.42, 0.5, "chance", va="bottom", ha="right", color="#555", fontsize=9)
             ax.set_xticks(range(len(aucs)), [{"auc": "auc\n(all skips\nof the session)",
                                               "auc_seen": "auc_seen\n(skips played\nbefore the query)"}[m]
                                              for m in aucs])
@@ -190,8 +190,8 @@ def validation_note(report: dict) -> str | None:
     for the count baselines): their validation values are then not on the same queries."""
     total = _float((((report.get("dataset") or {}).get("splits") or {}).get("valid") or {}).get("sessions"))
     # a subset at least as large as the split is the whole split (0 stands for all)
-    sizes = {0 if n <= 0 or (math.isfinite(total) and n >= total) else n
-             for r in report.get("runs") or [] if _ok(r.get("valid_sessions")) for n in [int(_float(r["valid_sessions"]))]}
+    asked = [int(_float(r["valid_sessions"])) for r in report.get("runs") or [] if _ok(r.get("valid_sessions"))]
+    sizes = {0 if n <= 0 or (math.isfinite(total) and n >= total) else n for n in asked}
     if len(sizes) < 2:
         return None
     shown = sorted(sizes)

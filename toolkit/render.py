@@ -2,7 +2,8 @@
 
 The dictionary comes from ``toolkit/report.py``: dataset summary, evaluation protocol, one entry
 per group of runs (model, feedback, options) with test metrics and their bootstrap intervals,
-paired differences against a baseline group, and every run with its training curve. Any float may
+paired differences against one or two baseline groups, the verdict (``toolkit/signals.py`` words it
+and the warnings that open the document), and every run with its training curve. Any float may
 be NaN or null; it is printed as "–" and is never the best value of a column.
 
 Both documents are built from one list of blocks (headings, paragraphs, tables, figures), so the
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.artifacts import atomic_path
-from toolkit.config import NEURAL
 from toolkit.errors import ConfigError
 
 DASH = "–"  # shown for NaN / missing numbers
@@ -224,20 +224,9 @@ def _units(c: dict) -> str:
     return f"{fmt_count(n)} {c.get('unit', 'sessions')}" if _ok(n) else DASH
 
 
-def _is_neural(report: dict, run: dict) -> bool:
-    if "neural" in run:
-        return bool(run["neural"])
-    model = next((g.get("model") for g in report.get("groups") or [] if g.get("key") == run.get("group")), None)
-    return model in NEURAL
-
-
-def best_is_last(report: dict, run: dict) -> bool:
-    """A trained model whose best validation epoch is the last one it ran: still improving."""
-    best, done = _float(run.get("best_epoch")), _float(run.get("epochs_done"))
-    return _is_neural(report, run) and math.isfinite(best) and math.isfinite(done) and done > 1 and best == done - 1
-
-
 def runs_table(report: dict) -> Table:
+    from toolkit.signals import best_is_last
+
     rows = [[Cell(str(r.get("id", DASH))), Cell(str(r.get("group", DASH))), Cell(fmt_count(r.get("seed"))),
              Cell(str(r.get("status", DASH))), Cell(fmt_count(r.get("epochs_done"))),
              Cell(fmt_count(r.get("best_epoch")), "(last)" if best_is_last(report, r) else ""),
@@ -296,107 +285,6 @@ def split_lines(report: dict) -> list[str]:
     return lines
 
 
-def _interval(c: dict) -> str:
-    """``+0.0100 [+0.0040, +0.0160]`` of a paired difference."""
-    return f"{fmt_num(c.get('diff'), sign=True)} [{fmt_num(c.get('lo'), sign=True)}, {fmt_num(c.get('hi'), sign=True)}]"
-
-
-def _zero(c: dict) -> str:
-    lo, hi = _float(c.get("lo")), _float(c.get("hi"))
-    return "excludes zero" if lo > 0 or hi < 0 else "includes zero"
-
-
-def verdict_line(report: dict) -> str | None:
-    """One sentence: the best group by the primary metric, by how much it leads the runner-up and
-    the best count baseline, and whether each paired interval excludes zero."""
-    v = report.get("verdict") or {}
-    if not v.get("best"):
-        return None
-    metric, level = str(v.get("metric", "ndcg@10")).upper(), _level(report)
-    parts = [f"Best by test {metric}: {v['best']} ({fmt_num(v.get('best_mean'))})"]
-    if v.get("vs_runner_up"):
-        c = v["vs_runner_up"]
-        parts.append(f"{_interval(c)} over the runner-up {v['runner_up']} (the {level} paired interval {_zero(c)})")
-    if v.get("best_count") == v["best"]:
-        parts.append("it is itself a count baseline")
-    elif v.get("best_count") == v.get("runner_up") and v.get("best_count"):
-        parts.append("the runner-up is the best count baseline")
-    elif v.get("vs_best_count"):
-        c = v["vs_best_count"]
-        parts.append(f"{_interval(c)} over the best count baseline {v['best_count']} (the interval {_zero(c)})")
-    return parts[0] + (", " + "; ".join(parts[1:]) if len(parts) > 1 else "") + "."
-
-
-def signal_lines(report: dict) -> list[tuple[str, str]]:
-    """What a reader needs before the tables, as (kind, sentence), kind "verdict", "warning" or "notice":
-    the verdict, a count baseline no neural model beats, the targets no model can hit, and runs
-    still improving at their last epoch."""
-    out = []
-    line = verdict_line(report)
-    if line:
-        out.append(("verdict", line))
-    v = report.get("verdict") or {}
-    c = v.get("neural_vs_count")
-    if c and not _float(c.get("lo")) > 0:
-        out.append(("warning", f"no neural model beats the best count baseline {v['best_count']} on test "
-                               f"{str(v.get('metric', 'ndcg@10')).upper()}: the best neural group, {v['best_neural']}, "
-                               f"differs from it by {_interval(c)} (the paired interval {_zero(c)})."))
-    cold = cold_line(report)
-    if cold:
-        out.append(("notice", cold))
-    trained = [r for r in report.get("runs") or [] if _is_neural(report, r)]
-    last = [r for r in trained if best_is_last(report, r)]
-    if last:
-        who = "every trained run" if len(last) == len(trained) else f"{len(last)} of {len(trained)} trained runs"
-        out.append(("warning", f"best epoch = last epoch for {who}: more epochs may help."))
-    return out
-
-
-def cold_line(report: dict) -> str | None:
-    """The share of the scored split's targets whose track never occurs in train, and what it means."""
-    d = report.get("dataset") or {}
-    split = (report.get("protocol") or {}).get("split", "test")
-    g = (d.get("split_diagnostics") or {}).get(split)
-    if not g or not _ok(g.get("cold_share")):
-        return None
-    return cold_sentence(split, g)
-
-
-def cold_sentence(split: str, g: dict) -> str:
-    """``12.0 % of the test targets (40 of 333) are tracks never played in train: ...``"""
-    share = _float(g["cold_share"])
-    counts = f" ({fmt_count(g['cold_targets'])} of {fmt_count(g['targets'])})" if _ok(g.get("targets")) else ""
-    return (f"{share:.1%} of the {split} targets{counts} are tracks never played in train: no model learned "
-            f"anything about them, so none can be expected to hit them and HR@10 is at most {1 - share:.3f}.")
-
-
-def cold_summary(diag: dict) -> str | None:
-    """One sentence for prep's summary: the share of the valid and test targets whose track never
-    occurs in train, and the HR@10 ceiling that follows."""
-    rows = [(name, diag[name]) for name in ("valid", "test") if _ok((diag.get(name) or {}).get("cold_share"))]
-    if not rows:
-        return None
-    shares = " and ".join(f"{_float(g['cold_share']):.1%} of the {name}" for name, g in rows)
-    ceilings = " and ".join(f"{1 - _float(g['cold_share']):.3f} ({name})" for name, g in rows)
-    return (f"{shares} targets are tracks never played in train: no model learned anything about them, so none "
-            f"can be expected to hit them and HR@10 is at most {ceilings}.")
-
-
-TINY_BASE = 0.01  # below this a relative change says more about the small base than about the change
-
-
-def relative_change(base, paired: dict | None) -> str:
-    """``+12.3 % [+4.1 %, +20.5 %]``: a paired difference relative to the base's mean, with its
-    interval; "–" with the reason when there is no interval or the base is too small to divide by."""
-    b = _float(base)
-    if not math.isfinite(b) or abs(b) < TINY_BASE:
-        return f"{DASH} (base below {TINY_BASE})"
-    diff, lo, hi = (_float((paired or {}).get(k)) for k in ("diff", "lo", "hi"))
-    if not all(math.isfinite(x) for x in (diff, lo, hi)):
-        return f"{DASH} (no paired interval)"
-    return f"{diff / b:+.1%} [{lo / b:+.1%}, {hi / b:+.1%}]"
-
-
 def protocol_lines(report: dict) -> list[str]:
     """The protocol fields as sentences."""
     p = report.get("protocol") or {}
@@ -449,6 +337,7 @@ def _blocks(report: dict) -> list[tuple]:
         plot_dataset, plot_hr_curves, plot_metric_bars, plot_paired_differences, plot_rank_distribution,
         plot_training_curves,
     )
+    from toolkit.signals import signal_lines
 
     level = _level(report)
     split = (report.get("protocol") or {}).get("split", "test")

@@ -369,7 +369,8 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
         mine = [results[r["id"]] for r in groups[key]]
         base = [results[r["id"]] for r in groups[base_key]]
         pb = paired_bootstrap(by_unit(session_sums(mine, metric, all_sessions), units),
-                              by_unit(session_sums(base, metric, all_sessions), units), protocol.bootstrap, protocol.seed)
+                              by_unit(session_sums(base, metric, all_sessions), units),
+                              protocol.bootstrap, protocol.seed)
         pb["n_units"] = pb.pop("n_sessions")
         return {"group": key, "baseline": base_key, "metric": metric, "unit": unit_name, **pb,
                 "excludes_zero": bool(pb["lo"] > 0 or pb["hi"] < 0)}
@@ -482,7 +483,8 @@ def _baseline_key(protocol: Protocol, groups: dict) -> str | None:
 def _second_baseline(groups: dict, baseline: str | None) -> str | None:
     """SASRec trained without skipped plays, when the report has it beside another baseline: the
     skip-aware claims are only as good as their margin over it (the harder skip-blind baseline)."""
-    hits = [k for k, m in groups.items() if m[0]["config"].model == "sasrec" and m[0]["config"].feedback == "positives-only"]
+    hits = [k for k, m in groups.items()
+            if m[0]["config"].model == "sasrec" and m[0]["config"].feedback == "positives-only"]
     return hits[0] if baseline is not None and len(hits) == 1 and hits[0] != baseline else None
 
 

@@ -283,7 +283,7 @@ def paper_comparison(rep: dict) -> list[str]:
     ours = [k for k in groups if k.startswith("sasrec / contrastive")]
     if "sasrec / all" not in groups or not ours:
         return []
-    from toolkit.render import relative_change
+    from toolkit.signals import relative_change
 
     base = groups["sasrec / all"]["metrics"]
     paired = {(c["group"], c["metric"]): c for c in rep["comparisons"] if c.get("baseline") == "sasrec / all"}
