@@ -205,9 +205,9 @@ def recommend(
     device: Literal[RECOMMEND_DEVICES] = typer.Option("cpu", rich_help_panel=RUNTIME, help="Where to score."),
 ) -> None:
     """Top-k next tracks for session prefixes, with scores and track names."""
-    from toolkit.recommend import recommend as run_recommend
-
     from rich.markup import escape
+
+    from toolkit.recommend import recommend as run_recommend
 
     if len(artist) != len(title):
         raise typer.BadParameter(f"{len(artist)} --artist and {len(title)} --title: give one of each per play",

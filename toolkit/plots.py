@@ -267,6 +267,8 @@ def plot_training_curves(report: dict) -> bytes | None:
 def plot_paired_differences(report: dict) -> bytes | None:
     """Forest plot: per metric a panel, per group a row, per baseline a marker with the paired
     difference's interval as a horizontal bar and zero as a vertical line."""
+    from matplotlib.lines import Line2D
+
     from toolkit.render import baselines, comparisons_against
 
     named = [b for b in baselines(report) if comparisons_against(report, b)]
@@ -302,8 +304,6 @@ def plot_paired_differences(report: dict) -> bytes | None:
         axes[0].set_yticks(range(len(order)), [textwrap.fill(_label(g), 28, break_on_hyphens=False) for g in order])
         axes[0].invert_yaxis()
         fig.suptitle(f"Paired differences against the baselines ({_level(report)} intervals)")
-        from matplotlib.lines import Line2D
-
         _legend(fig, [Line2D([], [], color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)])
                       for i in range(len(named))], [_label(f"against {b}") for b in named], 11)
         return _png(fig)

@@ -8,7 +8,7 @@ title.  Plays of tracks outside the catalogue cannot be encoded: they are left o
 and counted; a session left empty gets no recommendations and is counted too.
 
 In place of the file, one prefix can be named by artist and title (``--artist ... --title ...``,
-matched case-insensitively).  The result carries a preview, "artist – title" per recommended
+matched case-insensitively; its plays count as listened to, not skipped).  The result carries a preview, "artist – title" per recommended
 track: a track key of the form ``artist<US>title`` (the unit separator, as the readers build it
 for logs without track ids) is split for display, never shown raw.
 """
