@@ -414,3 +414,143 @@ def test_every_study_grid_builds_valid_training_configs(grid):
             assert not cfg.repeat_head and cfg.successors == 0  # the head cannot apply there
         elif cfg.model == "sasrec":
             assert cfg.repeat_head and cfg.successors > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the signals: verdict, second baseline, cold targets, names in recommend
+
+
+def test_report_compares_with_positives_only_too_and_gives_a_verdict(trained):
+    ws, _ = trained
+    rep = rp.build_report(ws, [], rp.Protocol(bootstrap=200), "tiny")  # another test adds a later dataset
+    assert rep["protocol"]["baselines"] == ["sasrec / all", "sasrec / positives-only"]
+    against = {(c["group"], c["baseline"]) for c in rep["comparisons"] if c["metric"] == "ndcg@10"}
+    assert {("markov / all", "sasrec / positives-only"), ("pop / all", "sasrec / positives-only")} <= against
+    assert ("sasrec / positives-only", "sasrec / all") in against
+    assert ("sasrec / all", "sasrec / positives-only") not in against  # the row above, negated
+    means = {g["key"]: g["metrics"]["ndcg@10"]["mean"] for g in rep["groups"]}
+    v = rep["verdict"]
+    ranked = sorted(means, key=means.get, reverse=True)
+    assert v["best"] == ranked[0] and v["runner_up"] == ranked[1] and v["best_mean"] == means[ranked[0]]
+    assert v["vs_runner_up"]["group"] == ranked[0] and v["vs_runner_up"]["baseline"] == ranked[1]
+    assert v["vs_runner_up"]["diff"] == pytest.approx(means[ranked[0]] - means[ranked[1]])
+    count = max(("pop / all", "markov / all"), key=means.get)
+    neural = max(("sasrec / all", "sasrec / positives-only"), key=means.get)
+    assert v["best_count"] == count and v["best_neural"] == neural
+    assert v["neural_vs_count"]["diff"] == pytest.approx(means[neural] - means[count])
+
+
+def test_rank_histograms_mark_cold_targets_and_count_the_seeds(trained):
+    ws, _ = trained
+    ds = ws.dataset("tiny")
+    events = pl.read_parquet(ds.events)
+    test = events.filter(pl.col("split") == "test").sort("session_idx", "position")
+    # positive queries: kept plays after a session's first (the diagnostics' targets), every position scored
+    targets = test.filter((pl.col("position") > 0) & (pl.col("is_skip") == 0))["item_id"].to_list()
+    saved = ds.items.read_bytes()
+    try:  # the tiny test split has no cold target: make the first one's track count as never in train
+        items = pl.read_parquet(ds.items)
+        items.with_columns(pl.when(pl.col("item_id") == targets[0]).then(0).otherwise(pl.col("train_plays"))
+                           .alias("train_plays")).write_parquet(ds.items)
+        rep = rp.build_report(ws, [], rp.Protocol(bootstrap=200), "tiny")  # another test adds a later dataset
+    finally:
+        ds.items.write_bytes(saved)
+    expected_cold = targets.count(targets[0])
+    for g in rep["groups"]:
+        h = g["rank_hist"]
+        assert h["seeds"] == len(g["seeds"])
+        assert sum(h["pos"]) == g["n_pos"] * len(g["seeds"])  # summed over the seeds
+        assert sum(h["pos_cold"]) == expected_cold * len(g["seeds"])
+
+
+def test_cli_report_prints_the_verdict_and_both_difference_tables(trained):
+    ws, _ = trained
+    res = invoke("report", "--workspace", ws.root, "--bootstrap", "200", "--dataset", "tiny")
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "Best by test NDCG@10:" in said
+    assert "difference against sasrec / positives-only" in said and "difference against sasrec / all" in said
+    assert "of the test targets" in said and "are tracks never played in train" in said
+    assert said.index("Best by test NDCG@10") < said.index("difference against sasrec / all")
+
+
+def test_cli_prep_summary_states_the_cold_share_and_its_meaning(tmp_path):
+    from tests.conftest import TINY_LOGS
+
+    res = invoke("prep", TINY_LOGS, "--workspace", tmp_path / "w", "--max-len", 4)
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    manifest = read_json(tmp_path / "w" / "datasets" / "tiny_logs" / "manifest.json")
+    diag = manifest["split_diagnostics"]
+    assert (f"cold targets: {diag['valid']['cold_share']:.1%} of the valid and {diag['test']['cold_share']:.1%} of "
+            "the test targets are tracks never played in train: no model learned anything about them") in said
+    assert (f"HR@10 is at most {1 - diag['valid']['cold_share']:.3f} (valid) and "
+            f"{1 - diag['test']['cold_share']:.3f} (test).") in said
+    held_out = manifest["splits"]["valid"]["events"] + manifest["splits"]["test"]["events"]
+    assert f"({manifest['cold_events']:,} of {held_out:,} valid/test plays, " in said
+
+
+def test_paper_comparison_shows_relative_changes_only_with_their_interval():
+    from toolkit.study import paper_comparison
+
+    def group(key, hr1, hr10):
+        return {"key": key, "metrics": {"hr@1": {"mean": hr1}, "hr@10": {"mean": hr10}}}
+
+    rep = {"groups": [group("sasrec / all", 0.0004, 0.20), group("sasrec / contrastive", 0.0006, 0.22)],
+           "comparisons": [{"group": "sasrec / contrastive", "baseline": "sasrec / all", "metric": "hr@10",
+                            "diff": 0.02, "lo": 0.01, "hi": 0.03}]}
+    text = "\n".join(paper_comparison(rep))
+    assert "+50.0%" not in text and "– (base below 0.01)" in text  # 0.0004 -> 0.0006 is no "+50 %"
+    assert "+10.0% [+5.0%, +15.0%]" in text  # hr@10: 0.02 / 0.20 with the interval's ends divided alike
+    rep["comparisons"] = []
+    assert "– (no paired interval)" in "\n".join(paper_comparison(rep))
+
+
+def _names_dataset(ws: Workspace) -> None:
+    """The tiny dataset's items renamed: keys of the form artist<US>title without name columns, and
+    two tracks whose names differ only in case."""
+    path = ws.dataset("tiny").items
+    items = pl.read_parquet(path)
+    names = [("Nina Simone", "Sinnerman"), ("Nina Simone", "Feeling Good"), ("Björk", "Jóga"),
+             ("The Cure", "Lullaby"), ("the cure", "LULLABY")]
+    keys = [f"{a}\x1f{t}" for a, t in names] + items["track_key"].to_list()[len(names):]
+    items.with_columns(pl.Series("track_key", keys), pl.lit(None, pl.String).alias("artist"),
+                       pl.lit(None, pl.String).alias("title")).write_parquet(path)
+
+
+def test_cli_recommend_by_artist_and_title_previews_names(trained, tmp_path):
+    ws, ids = trained
+    path = ws.dataset("tiny").items
+    saved = path.read_bytes()
+    try:
+        _names_dataset(ws)
+        run = ids["markov / all"][0]
+        base = ["recommend", "--run", run, "--workspace", ws.root, "--out", tmp_path / "r.parquet", "-k", 3]
+        res = invoke(*base, "--artist", "nina simone", "--title", "SINNERMAN")
+        assert res.exit_code == 0, res.output
+        recs = pl.read_parquet(tmp_path / "r.parquet")
+        assert recs["session"].unique().to_list() == ["named"] and recs.height == 3
+        shown = res.output.splitlines()
+        assert "session named:" in shown
+        first = recs.row(0, named=True)
+        a, _, t = first["track_key"].partition("\x1f")
+        name = f"{a} – {t}" if t else first["track_key"]
+        assert any(line.strip().startswith(f"1. {name}  (score") for line in shown), res.output
+        assert "\x1f" not in res.output
+        one_line_error(invoke(*base, "--artist", "Nina Simone", "--title", "Sinerman"),
+                       "--title 'Sinerman'", "no such track", "close: Nina Simone – Sinnerman")
+        one_line_error(invoke(*base, "--artist", "THE CURE", "--title", "lullaby"),
+                       "fits 2 tracks", "The Cure – Lullaby", "the cure – LULLABY", "track_key")
+        res = invoke(*base, "--artist", "The Cure", "--title", "Lullaby")  # the exact spelling settles it
+        assert res.exit_code == 0, res.output
+        one_line_error(invoke(*base), "--sessions FILE or --artist")
+    finally:
+        path.write_bytes(saved)
+
+
+def test_recommend_display_names():
+    from toolkit.recommend import display_name
+
+    assert display_name("Nina Simone\x1fSinnerman", None, None) == "Nina Simone – Sinnerman"
+    assert display_name("t1", "A", "One") == "A – One"  # the name columns win over the key
+    assert display_name("spotify:track:1", None, None) == "spotify:track:1"  # an id stands as it is

@@ -367,6 +367,8 @@ def prep(
 
 
 def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
+    from toolkit.signals import cold_summary
+
     title = f"dataset [bold]{m['name']}[/bold] ({m['format']}, {m['files']} file(s))"
     if m.get("up_to_date"):
         title += " [dim]already prepared from this exact input and options[/dim]"
@@ -385,7 +387,10 @@ def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
     table.add_row("median session length", f"{m['median_session_len']:g}")
     for split, s in m["splits"].items():
         table.add_row(f"{split}", f"{s['sessions']:,} sessions, {s['events']:,} plays")
-    table.add_row("tracks never in train", f"{m['cold_items']:,} ({m['cold_events']:,} valid/test plays)")
+    held_out = sum(s["events"] for name, s in m["splits"].items() if name != "train")
+    share = f", {m['cold_events'] / held_out:.1%}" if held_out else ""
+    table.add_row("tracks never in train",
+                  f"{m['cold_items']:,} ({m['cold_events']:,} of {held_out:,} valid/test plays{share})")
     table.add_row("period", f"{m['first_play'][:10]} to {m['last_play'][:10]}")
     print_table(out, table)
     if m.get("files_skipped"):  # names only; the manifest keeps each file's full path
@@ -396,6 +401,9 @@ def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
     if diag:
         for line in splits.lines(diag, splits.users_known(m["users"], m["sessions"])):
             out.print(f"  {line}")
+    cold = cold_summary(diag) if diag else None
+    if cold:
+        out.print(f"cold targets: {cold}", highlight=False)
     for warning in m.get("split_warnings", []):
         out.print(f"[yellow]warning:[/yellow] {warning}")
     out.print(f"written to {ws.root / 'datasets' / m['name']} in {seconds:.1f} s")

@@ -109,10 +109,18 @@ def print_report(rep: dict) -> None:
     interval that excludes zero)."""
     groups = rep["groups"]
     plain = not out.is_terminal
-    from toolkit.render import split_lines
+    from rich.markup import escape
+
+    from toolkit.render import baselines, comparisons_against, split_lines
+    from toolkit.signals import signal_lines
 
     for line in split_lines(rep):
         out.print(line.replace("Warning:", "[yellow]warning:[/yellow]", 1), soft_wrap=plain)
+    # the same header as the written report: the verdict, then what to know before the numbers
+    style = {"verdict": ("[bold]", "[/bold]"), "warning": ("[yellow]warning:[/yellow] ", ""), "notice": ("note: ", "")}
+    for kind, text in signal_lines(rep):
+        before, after = style[kind]
+        out.print(f"{before}{escape(text)}{after}", soft_wrap=plain, highlight=False)
     table = Table(title=rep["title"], caption=rep["protocol"]["note"], caption_justify="left")
     table.add_column("model / feedback", ratio=1, overflow="fold")
     if plain:
@@ -134,16 +142,20 @@ def print_report(rep: dict) -> None:
                f"{g['n_pos']:,} / {g['n_skip']:,} queries[/dim]")
         table.add_row(who, *cells)
     print_table(out, table)
-    if rep["comparisons"]:
-        unit = rep["protocol"].get("resampled", "sessions")
-        diff = Table(title=f"difference against {rep['protocol']['baseline']}: paired bootstrap over {unit}, 95 %")
+    unit = rep["protocol"].get("resampled", "sessions")
+    for baseline in baselines(rep):
+        rows = comparisons_against(rep, baseline)
+        if not rows:
+            continue
+        diff = Table(title=f"difference against {baseline}: paired bootstrap over {unit}, 95 %")
         diff.add_column("group", ratio=1, overflow="fold")
         for m in PAIRED_SCREEN:
             diff.add_column(m, justify="right", overflow="fold")
-        for key in dict.fromkeys(c["group"] for c in rep["comparisons"]):
-            row = {c["metric"]: c for c in rep["comparisons"] if c["group"] == key}
+        for key in dict.fromkeys(c["group"] for c in rows):
+            row = {c["metric"]: c for c in rows if c["group"] == key}
             diff.add_row(key, *[_diff_cell(row.get(m), plain) for m in PAIRED_SCREEN])
         print_table(out, diff)
+    if rep["comparisons"]:
         out.print("*: the interval excludes zero" if plain else "[dim]bold: the interval excludes zero[/dim]")
 
 
@@ -175,13 +187,17 @@ def _finite(x) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-@app.command(epilog="""Example:
+@app.command(epilog="""Examples:
 
-  toolkit recommend --run sasrec-all-s0-1a2b3c4d --sessions sessions.parquet -k 20 --out recs.parquet""")
+  toolkit recommend --run sasrec-all-s0-1a2b3c4d --sessions sessions.parquet -k 20 --out recs.parquet
+
+  toolkit recommend --run sasrec-all-s0-1a2b3c4d --artist 'Nina Simone' --title 'Sinnerman'""")
 @friendly
 def recommend(
     run: str = typer.Option(..., "--run", rich_help_panel=INPUT, help="Run id (see `toolkit runs`)."),
-    sessions: Path = typer.Option(..., "--sessions", rich_help_panel=INPUT, help="Parquet of session plays: session, track_key or item_id, optional skipped, position."),
+    sessions: Optional[Path] = typer.Option(None, "--sessions", rich_help_panel=INPUT, help="Parquet of session plays: session, track_key or item_id, optional skipped, position."),
+    artist: list[str] = typer.Option([], "--artist", rich_help_panel=INPUT, help="Instead of --sessions: the artist of a play of one session (case-insensitive; repeat with --title per play)."),
+    title: list[str] = typer.Option([], "--title", rich_help_panel=INPUT, help="The title of that play (one --title per --artist)."),
     allow_unfinished: bool = typer.Option(False, rich_help_panel=INPUT, help="Use an unfinished run's best checkpoint."),
     workspace: Optional[Path] = workspace_option(INPUT),
     k: int = typer.Option(20, "-k", rich_help_panel=OUTPUT, help="Tracks per session."),
@@ -189,10 +205,20 @@ def recommend(
     device: Literal[RECOMMEND_DEVICES] = typer.Option("cpu", rich_help_panel=RUNTIME, help="Where to score."),
 ) -> None:
     """Top-k next tracks for session prefixes, with scores and track names."""
+    from rich.markup import escape
+
     from toolkit.recommend import recommend as run_recommend
 
-    res = run_recommend(Workspace.at(workspace), run, sessions, k, out_file, device, allow_unfinished)
+    if len(artist) != len(title):
+        raise typer.BadParameter(f"{len(artist)} --artist and {len(title)} --title: give one of each per play",
+                                 param_hint="'--artist' / '--title'")
+    res = run_recommend(Workspace.at(workspace), run, sessions, k, out_file, device, allow_unfinished,
+                        list(zip(artist, title)))
     out.print(f"{res['recommended']:,} sessions → {res['rows']:,} rows in {res['out']} (run {res['run']})")
+    for p in res["preview"]:
+        out.print(f"session {escape(str(p['session']))}:", highlight=False)
+        for rank, name, score in p["tracks"]:
+            out.print(f"  {rank:>2}. {escape(name)}  [dim](score {score:.3f})[/dim]", highlight=False)
     if res["unknown_plays"] or res["empty_sessions"]:
         out.print(f"[yellow]{res['unknown_plays']:,} of {res['plays']:,} plays are tracks outside the catalogue and "
                   f"were left out; {res['empty_sessions']:,} sessions had no known track and got no "

@@ -6,10 +6,16 @@ Input: a parquet file with one row per play of each prefix: ``session`` (any id)
 file order).  Output: one row per (session, rank) with the item id, score, track key, artist and
 title.  Plays of tracks outside the catalogue cannot be encoded: they are left out of the prefix
 and counted; a session left empty gets no recommendations and is counted too.
+
+In place of the file, one prefix can be named by artist and title (``--artist ... --title ...``,
+matched case-insensitively; its plays count as listened to, not skipped).  The result carries a preview, "artist – title" per recommended
+track: a track key of the form ``artist<US>title`` (the unit separator, as the readers build it
+for logs without track ids) is split for display, never shown raw.
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +28,34 @@ from toolkit.report import scorer_for, select_runs
 from toolkit.schema import ITEM, PAD, TRACK
 
 MAX_K = 1000
+PREVIEW_SESSIONS, PREVIEW_TRACKS = 3, 5  # what the command prints of the output file
+SEP = "\x1f"  # the unit separator between artist and title in a track key built from names
+NAMED = "named"  # the session id of a prefix given as --artist / --title
 
 
-def recommend(ws: Workspace, run_id: str, sessions: Path, k: int, out: Path, device: str = "cpu",
-              allow_unfinished: bool = False) -> dict:
-    """Write the top-``k`` tracks per session of ``sessions`` to ``out``; return the counts."""
-    recs, counts = top_k(ws, run_id, _read_parquet(sessions), k, device, allow_unfinished, str(sessions))
+def recommend(ws: Workspace, run_id: str, sessions: Path | None, k: int, out: Path, device: str = "cpu",
+              allow_unfinished: bool = False, named: list[tuple[str, str]] | None = None) -> dict:
+    """Write the top-``k`` tracks per session of ``sessions`` (or of the one prefix of ``named``
+    (artist, title) plays) to ``out``; return the counts and a preview."""
+    if (sessions is None) == (not named):
+        raise InputError("pass either --sessions FILE or --artist NAME --title NAME (once per play)")
+    if named:
+        plays, shown = named_plays(ws, run_id, named, allow_unfinished), "the named plays"
+    else:
+        plays, shown = _read_parquet(sessions), str(sessions)
+    recs, counts = top_k(ws, run_id, plays, k, device, allow_unfinished, shown)
     with atomic_path(out) as tmp:
         recs.write_parquet(tmp)
-    return {**counts, "out": str(out)}
+    return {**counts, "out": str(out), "preview": preview(recs)}
+
+
+def named_plays(ws: Workspace, run_id: str, named: list[tuple[str, str]], allow_unfinished: bool = False) -> pl.DataFrame:
+    """One session prefix of the tracks named (artist, title), as the sessions file's columns."""
+    dataset = select_runs(ws, [run_id], None, allow_unfinished)[0]["config"].dataset
+    items = read_frame(ws.dataset(dataset).items, columns=[ITEM, TRACK, "artist", "title"])
+    ids = [find_track(items, artist, title, dataset) for artist, title in named]
+    return pl.DataFrame({"session": [NAMED] * len(ids), ITEM: ids, "skipped": [0] * len(ids)},
+                        schema={"session": pl.String, ITEM: pl.Int32, "skipped": pl.Int8})
 
 
 def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str = "cpu",
@@ -74,6 +99,63 @@ def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str =
     return recs, {"run": run["id"], "sessions": n_sessions, "recommended": len(keys),
                   "empty_sessions": n_sessions - len(keys), "plays": plays.height,
                   "unknown_plays": plays.height - known.height, "rows": recs.height}
+
+
+def track_names(key: str | None, artist: str | None, title: str | None) -> tuple[str, str]:
+    """(artist, title) of a track: the items' columns, else the two halves of an ``artist<US>title``
+    key; a key of another form (an id) stands as the title."""
+    if artist or title:
+        return artist or "", title or ""
+    key = key or ""
+    if SEP in key:
+        a, _, t = key.partition(SEP)
+        return a, t
+    return "", key
+
+
+def display_name(key: str | None, artist: str | None, title: str | None) -> str:
+    """``artist – title`` for people to read (the title alone when the artist is unknown)."""
+    a, t = track_names(key, artist, title)
+    return f"{a} – {t}" if a else t
+
+
+def preview(recs: pl.DataFrame) -> list[dict]:
+    """The first sessions' top tracks as ``{"session", "tracks": [(rank, "artist – title", score)]}``."""
+    out = []
+    for session in recs["session"].unique(maintain_order=True).head(PREVIEW_SESSIONS).to_list():
+        top = recs.filter((pl.col("session") == session) & (pl.col("rank") <= PREVIEW_TRACKS))
+        out.append({"session": session, "tracks": [
+            (r["rank"], display_name(r[TRACK], r["artist"], r["title"]), float(r["score"]))
+            for r in top.iter_rows(named=True)]})
+    return out
+
+
+def find_track(items: pl.DataFrame, artist: str, title: str, dataset: str) -> int:
+    """The item id of the one track named ``artist`` / ``title`` (case-insensitive; an exact-case
+    match settles a tie); an error listing close names when none or several fit."""
+    names = [track_names(k, a, t) for k, a, t in zip(items[TRACK], items["artist"], items["title"])]
+    wanted = (artist.strip().casefold(), title.strip().casefold())
+    hits = [i for i, (a, t) in enumerate(names) if (a.casefold(), t.casefold()) == wanted]
+    exact = [i for i in hits if names[i] == (artist.strip(), title.strip())]
+    hits = exact if len(exact) == 1 else hits
+    asked = f"--artist {artist!r} --title {title!r}"
+    if len(hits) == 1:
+        return int(items[ITEM][hits[0]])
+    if hits:
+        keys = "; ".join(f"{display_name(None, *names[i])} (track_key {items[TRACK][i]!r})" for i in hits[:5])
+        raise InputError(f"{asked} fits {len(hits)} tracks of dataset {dataset}: {keys}; pass the one you mean as "
+                         "track_key in a --sessions file")
+    shown = [f"{a} – {t}".casefold() for a, t in names]
+    close = difflib.get_close_matches(f"{wanted[0]} – {wanted[1]}", shown, n=5, cutoff=0.6)
+    if not close:  # the title alone, for a misspelt or missing artist
+        close = [shown[i] for i in _close_indices([t.casefold() for _, t in names], wanted[1])]
+    hint = "; close: " + "; ".join(display_name(None, *names[shown.index(c)]) for c in close) if close else ""
+    raise InputError(f"{asked}: no such track in dataset {dataset}{hint}")
+
+
+def _close_indices(texts: list[str], text: str) -> list[int]:
+    found = difflib.get_close_matches(text, texts, n=5, cutoff=0.6)
+    return [texts.index(f) for f in found]
 
 
 def _read_parquet(path: Path) -> pl.DataFrame:

@@ -2,7 +2,8 @@
 
 The dictionary comes from ``toolkit/report.py``: dataset summary, evaluation protocol, one entry
 per group of runs (model, feedback, options) with test metrics and their bootstrap intervals,
-paired differences against a baseline group, and every run with its training curve. Any float may
+paired differences against one or two baseline groups, the verdict (``toolkit/signals.py`` words it
+and the warnings that open the document), and every run with its training curve. Any float may
 be NaN or null; it is printed as "–" and is never the best value of a column.
 
 Both documents are built from one list of blocks (headings, paragraphs, tables, figures), so the
@@ -77,15 +78,19 @@ def fmt_count(x) -> str:
     return f"{round(v):,}" if math.isfinite(v) else DASH
 
 
-def _fmt_duration(seconds) -> str:
+def fmt_duration(seconds) -> str:
+    """``7.3 s``, ``2 min 00 s``, ``1 h 06 min``: rounded once, to the last unit shown, so that a
+    rounded-up part carries into the next unit (119.6 s is 2 min 00 s, never 1 min 60 s)."""
     s = _float(seconds)
     if not math.isfinite(s):
         return DASH
-    if s < 60:
+    if round(s, 1) < 60:
         return f"{s:.1f} s"
-    if s < 3600:
-        return f"{int(s // 60)} min {round(s % 60):02d} s"
-    return f"{int(s // 3600):,} h {int(s % 3600 // 60):02d} min"
+    if round(s) < 3600:
+        whole = round(s)
+        return f"{whole // 60} min {whole % 60:02d} s"
+    minutes = round(s / 60)
+    return f"{minutes // 60:,} h {minutes % 60:02d} min"
 
 
 def _n_seeds(group: dict) -> int:
@@ -176,10 +181,27 @@ def main_table(report: dict) -> Table:
     return Table(header, [False] + [True] * (len(metrics) + 4), rows)
 
 
-def comparison_table(report: dict) -> Table:
+def baselines(report: dict) -> list[str]:
+    """The groups the paired differences are taken against, the main one first."""
+    p = report.get("protocol") or {}
+    named = list(p.get("baselines") or ([p["baseline"]] if p.get("baseline") else []))
+    found = [c.get("baseline") for c in report.get("comparisons") or [] if c.get("baseline")]
+    return named + [b for b in dict.fromkeys(found) if b not in named] if named else []
+
+
+def comparisons_against(report: dict, baseline: str | None) -> list[dict]:
+    """The paired differences against ``baseline`` (None: the main one); rows that name no
+    baseline belong to the main one."""
+    main = (baselines(report) or [None])[0]
+    wanted = baseline or main
+    return [c for c in report.get("comparisons") or [] if c.get("baseline", main) == wanted]
+
+
+def comparison_table(report: dict, baseline: str | None = None) -> Table:
+    """The paired differences against ``baseline`` (default: the report's main baseline)."""
     lower = set(report.get("lower_is_better") or [])
     rows = []
-    for c in report.get("comparisons") or []:
+    for c in comparisons_against(report, baseline):
         diff, lo, hi = _float(c.get("diff")), _float(c.get("lo")), _float(c.get("hi"))
         excludes = c.get("excludes_zero")
         if excludes is None:
@@ -203,9 +225,12 @@ def _units(c: dict) -> str:
 
 
 def runs_table(report: dict) -> Table:
+    from toolkit.signals import best_is_last
+
     rows = [[Cell(str(r.get("id", DASH))), Cell(str(r.get("group", DASH))), Cell(fmt_count(r.get("seed"))),
              Cell(str(r.get("status", DASH))), Cell(fmt_count(r.get("epochs_done"))),
-             Cell(fmt_count(r.get("best_epoch"))), Cell(_fmt_duration(r.get("wall_s")))]
+             Cell(fmt_count(r.get("best_epoch")), "(last)" if best_is_last(report, r) else ""),
+             Cell(fmt_duration(r.get("wall_s")))]
             for r in report.get("runs") or []]
     return Table(["run", "group", "seed", "status", "epochs", "best epoch", "wall time"],
                  [False, False, True, False, True, True, True], rows)
@@ -280,8 +305,10 @@ def protocol_lines(report: dict) -> list[str]:
                      f"replicates{seed}) that resamples the {p.get('split', 'test')} {_unit_phrase(p)}, the same "
                      "ones for both groups, and each group's seeds, so it covers both which listening was tested "
                      "and seed-to-seed variation.")
-    if p.get("baseline"):
-        lines.append(f"Paired differences are taken against the group “{p['baseline']}”.")
+    named = baselines(report)
+    if named:
+        lines.append("Paired differences are taken against the group" + ("s " if len(named) > 1 else " ")
+                     + " and ".join(f"“{b}”" for b in named) + ".")
     else:
         lines.append("No baseline group is set.")
     if p.get("note"):
@@ -307,13 +334,16 @@ def _blocks(report: dict) -> list[tuple]:
     """The document: ("h1"|"h2"|"p", text), ("ul", [text]), ("dl", [(term, text)]), ("table", Table),
     ("figure", plot function, caption, note when there is nothing to plot)."""
     from toolkit.plots import (
-        plot_dataset, plot_hr_curves, plot_metric_bars, plot_rank_distribution, plot_training_curves,
+        plot_dataset, plot_hr_curves, plot_metric_bars, plot_paired_differences, plot_rank_distribution,
+        plot_training_curves,
     )
+    from toolkit.signals import signal_lines
 
     level = _level(report)
     split = (report.get("protocol") or {}).get("split", "test")
     out = [("h1", _title(report)),
            ("p", f"Generated {report.get('generated', DASH)} by toolkit {report.get('toolkit_version', DASH)}."),
+           *[(kind, text) for kind, text in signal_lines(report)],
            ("h2", "Protocol"), ("ul", protocol_lines(report)),
            ("h2", "Dataset"), *[("p", line) for line in split_lines(report)],
            *[("table", t) for t in dataset_tables(report)],
@@ -324,21 +354,30 @@ def _blocks(report: dict) -> list[tuple]:
            ("table", main_table(report)),
            ("figure", plot_metric_bars, f"Main metrics per group with {level} intervals.", "No metrics to plot."),
            ("figure", plot_hr_curves, "Hit rate against the cut-off k.", "No HR@k curves in this report."),
-           ("figure", plot_rank_distribution, "Full-catalogue rank of the next track, not skipped vs skipped.",
-            "No rank histograms in this report."),
+           ("figure", plot_rank_distribution, "Full-catalogue rank of the next track, not skipped vs skipped: the "
+            "share of each group's queries per rank bin, averaged over its seeds (every seed ranks the same "
+            "queries). Hatched: positive queries whose track never occurs in train (they can only rank by chance, "
+            "mostly at the end of the catalogue).", "No rank histograms in this report."),
            ("h2", "Paired differences")]
-    baseline = (report.get("protocol") or {}).get("baseline")
-    if not baseline:
+    named = baselines(report)
+    if not named:
         out.append(("p", "No baseline group was set, so there are no paired differences."))
     elif not report.get("comparisons"):
-        out.append(("p", f"No paired differences against “{baseline}” were computed."))
+        out.append(("p", f"No paired differences against “{named[0]}” were computed."))
     else:
-        out += [("p", f"Group minus baseline on the same {split} sessions, with the {level} interval of the "
-                      f"difference; {MARK}: the interval excludes zero (better / worse for that metric)."),
-                ("table", comparison_table(report))]
+        out.append(("p", f"Group minus baseline on the same {split} sessions, with the {level} interval of the "
+                         f"difference; {MARK}: the interval excludes zero (better / worse for that metric)."))
+        for b in named:
+            if comparisons_against(report, b):
+                out += [("h3", f"Against {b}"), ("table", comparison_table(report, b))]
+        out.append(("figure", plot_paired_differences, f"Paired differences (group − baseline) with their {level} "
+                    "intervals, one panel per metric, colour and marker by baseline; an interval that does not cross "
+                    "the vertical line excludes zero.",
+                    "No paired differences to plot."))
     out += [("h2", "Runs"), ("table", runs_table(report)),
-            ("figure", plot_training_curves, "Validation NDCG@10 and training loss per epoch, one line per run.",
-             "No training curves in this report."),
+            ("figure", plot_training_curves, "Validation NDCG@10 and training loss per epoch, one line per run: "
+             "the next-item term alone (comparable across groups), the other terms (contrastive, negative-target) "
+             "in their own panel.", "No training curves in this report."),
             ("h2", "Glossary"), ("dl", list(GLOSSARY))]
     return out
 
@@ -371,6 +410,14 @@ def to_markdown(report: dict) -> str:
             parts.append(f"# {_md(body[0])}")
         elif kind == "h2":
             parts.append(f"## {_md(body[0])}")
+        elif kind == "h3":
+            parts.append(f"### {_md(body[0])}")
+        elif kind == "verdict":
+            parts.append(f"**{_md(body[0])}**")
+        elif kind == "warning":
+            parts.append(f"**Warning:** {_md(body[0])}")
+        elif kind == "notice":
+            parts.append(f"**Note:** {_md(body[0])}")
         elif kind == "p":
             parts.append(_md(body[0]))
         elif kind == "ul":
@@ -401,6 +448,10 @@ td strong{color:#000}
 figure{margin:1rem 0 1.6rem} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.9rem;color:#444}
 .note{color:#7a4a00;font-style:italic}
+h3{font-size:1.05rem;margin:1.2rem 0 .2rem}
+p.verdict{font-size:1.05rem;font-weight:600;background:#eef5fb;border-left:4px solid #0072B2;padding:.5rem .8rem}
+p.notice{border-left:4px solid #999;padding:.3rem .8rem}
+p.warning{background:#fff4e5;border-left:4px solid #D55E00;padding:.5rem .8rem}
 dt{font-weight:600;font-family:ui-monospace,Menlo,Consolas,monospace} dd{margin:0 0 .4rem 1.5rem}
 """
 
@@ -441,8 +492,11 @@ def to_html(report: dict) -> str:
     """The report as one self-contained HTML page: inline CSS, plots as base64 PNG, no scripts."""
     parts = []
     for kind, *body in _blocks(report):
-        if kind in ("h1", "h2", "p"):
+        if kind in ("h1", "h2", "h3", "p"):
             parts.append(f"<{kind}>{html.escape(body[0])}</{kind}>")
+        elif kind in ("verdict", "warning", "notice"):
+            label = {"warning": "<strong>Warning:</strong> ", "notice": "<strong>Note:</strong> "}.get(kind, "")
+            parts.append(f'<p class="{kind}">{label}{html.escape(body[0])}</p>')
         elif kind == "ul":
             parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in body[0]) + "</ul>")
         elif kind == "dl":

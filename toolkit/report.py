@@ -44,7 +44,7 @@ from toolkit.config import NEURAL, RESAMPLE, SCORED_SPLITS, ModelConfig, TrainCo
 from toolkit.data import load_split, train_counts
 from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.identity import BadNameError, StaleRunError, build_of, check_name, run_is_stale, stale_message
-from toolkit.evaluate import POSITIONS, QueryResults, evaluate, run_queries, summarize
+from toolkit.evaluate import POSITIONS, QueryResults, evaluate, query_mask, run_queries, summarize
 from toolkit.model import SeqRec
 from toolkit.scorers import KeepRateScorer, NeuralScorer
 from toolkit.train import build_baseline, latest_dataset, pick_device
@@ -53,6 +53,7 @@ EVAL_VERSION = 2  # bump when the per-query outcomes change meaning (invalidates
 METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@10", "ndcg@20", "mrr@10", "skip_hr@10", "skip_mrr@10",
            "delta_hr@10", "auc", "auc_seen", "coverage@10", "pop_pct@10", "overlap@10")
 LOWER_IS_BETTER = ("skip_hr@10", "skip_mrr@10")
+PRIMARY = "ndcg@10"  # the metric the verdict ranks groups by
 # metrics with a paired bootstrap: (metric, which queries, per-query value)
 PAIRED = ("ndcg@10", "hr@10", "mrr@10", "skip_hr@10", "auc", "auc_seen")
 HR_CURVE_KS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
@@ -359,36 +360,43 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
     all_sessions = np.unique(np.concatenate([q.session for q in results.values()]))
     units, unit_name = resampling_units(ds, all_sessions, protocol.resample)
     summaries = {i: summarize(q, manifest["items"], popularity) for i, q in results.items()}
-    group_rows = [_group_row(key, members, results, summaries, manifest["items"]) for key, members in groups.items()]
     baseline = _baseline_key(protocol, groups)
+    cold = cold_targets(ds, manifest, protocol, next(iter(results.values())))
+    group_rows = [_group_row(key, members, results, summaries, manifest["items"], cold)
+                  for key, members in groups.items()]
+
+    def paired(key: str, base_key: str, metric: str) -> dict:
+        mine = [results[r["id"]] for r in groups[key]]
+        base = [results[r["id"]] for r in groups[base_key]]
+        pb = paired_bootstrap(by_unit(session_sums(mine, metric, all_sessions), units),
+                              by_unit(session_sums(base, metric, all_sessions), units),
+                              protocol.bootstrap, protocol.seed)
+        pb["n_units"] = pb.pop("n_sessions")
+        return {"group": key, "baseline": base_key, "metric": metric, "unit": unit_name, **pb,
+                "excludes_zero": bool(pb["lo"] > 0 or pb["hi"] < 0)}
+
     comparisons = []
-    if baseline is not None:
-        say("paired bootstrap against " + baseline)
-        base = [results[r["id"]] for r in groups[baseline]]
-        for key, members in groups.items():
-            if key == baseline:
-                continue
-            mine = [results[r["id"]] for r in members]
-            for metric in PAIRED:
-                pb = paired_bootstrap(by_unit(session_sums(mine, metric, all_sessions), units),
-                                      by_unit(session_sums(base, metric, all_sessions), units),
-                                      protocol.bootstrap, protocol.seed)
-                pb["n_units"] = pb.pop("n_sessions")
-                comparisons.append({"group": key, "baseline": baseline, "metric": metric, "unit": unit_name, **pb,
-                                    "excludes_zero": bool(pb["lo"] > 0 or pb["hi"] < 0)})
+    baselines = [b for b in (baseline, _second_baseline(groups, baseline)) if b is not None]
+    for i, b in enumerate(baselines):
+        say("paired bootstrap against " + b)
+        # the main baseline against the second one is the second's row against the main one, negated
+        comparisons += [paired(key, b, metric) for key in groups if key not in baselines[: i + 1]
+                        for metric in PAIRED]
+    verdict = _verdict(group_rows, paired)
     return {
         "title": f"Skip-aware next-track recommendation: {name}",
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "toolkit_version": __version__,
         "dataset": {**_dataset_summary(ds, manifest), "track_skip_auc": track_skip_signal(ds, manifest, protocol, dev)},
         "protocol": {**{k: v for k, v in asdict(protocol).items() if k != "allow_unfinished"},
-                     "baseline": baseline, "catalogue": manifest["items"], "interval": 0.95,
+                     "baseline": baseline, "baselines": baselines, "catalogue": manifest["items"], "interval": 0.95,
                      "split_mode": manifest["split_mode"], "settings": settings, "resampled": unit_name,
                      "note": _protocol_note(protocol, manifest, settings)},
         "metrics": list(METRICS),
         "lower_is_better": list(LOWER_IS_BETTER),
         "groups": group_rows,
         "comparisons": comparisons,
+        "verdict": verdict,
         "runs": [_run_row(run, summaries[run["id"]]) for run in runs],
     }
 
@@ -472,12 +480,64 @@ def _baseline_key(protocol: Protocol, groups: dict) -> str | None:
     return None
 
 
-def _group_row(key: str, members: list[dict], results: dict, summaries: dict, n_items: int) -> dict:
+def _second_baseline(groups: dict, baseline: str | None) -> str | None:
+    """SASRec trained without skipped plays, when the report has it beside another baseline: the
+    skip-aware claims are only as good as their margin over it (the harder skip-blind baseline)."""
+    hits = [k for k, m in groups.items()
+            if m[0]["config"].model == "sasrec" and m[0]["config"].feedback == "positives-only"]
+    return hits[0] if baseline is not None and len(hits) == 1 and hits[0] != baseline else None
+
+
+def _verdict(groups: list[dict], paired: Callable[[str, str, str], dict]) -> dict | None:
+    """The best group by the primary metric, its paired differences over the runner-up and over the
+    best count baseline, and the best neural group against that count baseline (None: no group)."""
+    def mean(g: dict) -> float:
+        return g["metrics"][PRIMARY]["mean"]
+
+    ranked = sorted((g for g in groups if math.isfinite(mean(g))), key=mean, reverse=True)
+    if not ranked:
+        return None
+    best = ranked[0]
+    count = next((g for g in ranked if g["model"] not in NEURAL), None)
+    neural = next((g for g in ranked if g["model"] in NEURAL), None)
+
+    def diff(a: dict | None, b: dict | None) -> dict | None:
+        return paired(a["key"], b["key"], PRIMARY) if a is not None and b is not None and a is not b else None
+
+    return {"metric": PRIMARY, "best": best["key"], "best_mean": mean(best),
+            "runner_up": ranked[1]["key"] if len(ranked) > 1 else None,
+            "vs_runner_up": diff(best, ranked[1] if len(ranked) > 1 else None),
+            "best_count": count["key"] if count else None, "vs_best_count": diff(best, count),
+            "best_neural": neural["key"] if neural else None, "neural_vs_count": diff(neural, count)}
+
+
+def cold_targets(ds, manifest: dict, protocol: Protocol, q: QueryResults) -> np.ndarray | None:
+    """bool (Q,): whether each query's next track never occurs in train (no model can rank it from
+    data), in the query order of ``run_queries``; None when it cannot be matched to ``q``."""
+    split = load_split(ds, protocol.split)
+    mask = query_mask(split, protocol.positions, manifest["split_mode"] == "last")
+    targets = np.asarray(split.next_item)[mask]  # row-major: the order run_queries scores them in
+    if len(targets) != len(q.rank):
+        return None
+    with duckdb.connect() as con:
+        train_plays = con.execute("select item_id, train_plays from read_parquet(?)", [str(ds.items)]).fetchnumpy()
+    plays = np.zeros(manifest["items"] + 1, np.int64)
+    plays[train_plays["item_id"]] = train_plays["train_plays"]
+    return plays[targets] == 0
+
+
+def _group_row(key: str, members: list[dict], results: dict, summaries: dict, n_items: int,
+               cold: np.ndarray | None = None) -> dict:
     qs = [results[r["id"]] for r in members]
     per_run = [summaries[r["id"]] for r in members]
     pos_ranks = np.concatenate([q.rank[~q.skipped] for q in qs])
     skip_ranks = np.concatenate([q.rank[q.skipped] for q in qs])
     edges = [2**i for i in range(math.ceil(math.log2(n_items + 1)) + 1)]
+    hist = {"edges": edges, "seeds": len(qs),  # counts are summed over the seeds' runs
+            "pos": np.histogram(pos_ranks, bins=edges)[0].tolist(),
+            "skip": np.histogram(skip_ranks, bins=edges)[0].tolist()}
+    if cold is not None and all(len(q.rank) == len(cold) for q in qs):
+        hist["pos_cold"] = np.histogram(np.concatenate([q.rank[~q.skipped & cold] for q in qs]), bins=edges)[0].tolist()
     cfg = members[0]["config"]
     return {
         "key": key, "model": cfg.model, "feedback": cfg.feedback, "options": members[0]["options"],
@@ -487,21 +547,23 @@ def _group_row(key: str, members: list[dict], results: dict, summaries: dict, n_
         "hr_curve": {"k": list(HR_CURVE_KS),
                      "hr": [float(np.mean([(q.rank[~q.skipped] <= k).mean() if (~q.skipped).any() else math.nan
                                            for q in qs])) for k in HR_CURVE_KS]},
-        "rank_hist": {"edges": edges,
-                      "pos": np.histogram(pos_ranks, bins=edges)[0].tolist(),
-                      "skip": np.histogram(skip_ranks, bins=edges)[0].tolist()},
+        "rank_hist": hist,
     }
 
 
 def _run_row(run: dict, test: dict) -> dict:
     res = run["result"] or {}
+    cfg: TrainConfig = run["config"]
     curve = []
     for row in read_metrics(run["dir"]):
-        loss = sum(v for k, v in row.items() if k.startswith("loss_"))
-        curve.append({"epoch": row.get("epoch"), "loss": loss if any(k.startswith("loss_") for k in row) else None,
+        # the next-item term alone is comparable across groups; the others (contrastive, ...) apart
+        curve.append({"epoch": row.get("epoch"), "loss_next": row.get("loss_next"),
+                      "loss_other": {k[len("loss_"):]: v for k, v in row.items()
+                                     if k.startswith("loss_") and k != "loss_next"},
                       "valid_ndcg@10": row.get("valid_ndcg@10")})
-    return {"id": run["id"], "group": run["group"], "seed": run["config"].seed,
+    return {"id": run["id"], "group": run["group"], "seed": cfg.seed, "neural": cfg.model in NEURAL,
             "status": res.get("status", "unfinished"), "epochs_done": res.get("epochs_done"),
+            "epochs": cfg.epochs if cfg.model in NEURAL else None, "valid_sessions": cfg.valid_sessions,
             "best_epoch": res.get("best_epoch"), "wall_s": res.get("wall_s"), "curve": curve,
             "valid_ndcg@10": (res.get("valid") or {}).get("ndcg@10"),
             "test": test}
