@@ -240,6 +240,7 @@ def prep(
     test_frac: float = typer.Option(0.1, help="Share of sessions for test."),
     max_len: int = typer.Option(20, help="Width of the sequence arrays; longer sessions become several windows."),
     memory_limit: str = typer.Option("1GB", help="DuckDB memory limit (spills to disk past it)."),
+    memory: str = typer.Option("1.5GB", help="Memory for prep's own arrays; a larger log is prepared in buckets of listeners (same result)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when up to date, and replace a dataset of this name prepared from other input or options (its runs become stale)."),
     workspace: Optional[Path] = WorkspaceOpt,
 ) -> None:
@@ -254,6 +255,7 @@ def prep(
         skip_ratio=skip_ratio, collapse_repeats=collapse_repeats, min_session_len=min_session_len,
         min_item_plays=min_item_plays, keep_podcasts=keep_podcasts, max_play_ms=max_play_ms, split=split,
         valid_frac=valid_frac, test_frac=test_frac, max_len=max_len, memory_limit=memory_limit,
+        memory=memory,
     )
     ws = Workspace.at(workspace)
     started = time.perf_counter()
