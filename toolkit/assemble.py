@@ -2,7 +2,7 @@
 
 Pass 1 labels each bucket's plays (sessions, skips, exact copies) and counts the plays of every
 track, which the rare-track filter needs over the whole log; pass 2 filters and reduces each
-bucket to one row per session; the whole log's sessions then get their windows (``sql/split.sql``)
+bucket to one row per session (at once in pass 1 when no track can be rare); the whole log's sessions then get their windows (``sql/split.sql``)
 and their place in the dataset's order (window, start, user); pass 3 puts each bucket's plays in
 that order and counts what the items table and the manifest need.  The write walks the sessions in
 dataset order, a chunk at a time: each chunk is a slice of every bucket (a bucket's sessions keep
@@ -60,17 +60,29 @@ def assemble(con: duckdb.DuckDBPyConnection, stream_of: Callable[[int], dict[str
     bucket's plays in dataset order on ``shelf`` under "final" for ``write``."""
     dropped: dict[str, int] = {}
     track_plays = np.zeros(n_tracks, np.int64)
-    for b in range(n_buckets):
-        plays, drops = sessions.label_plays(stream_of(b), cfg)
-        _add(dropped, drops)
-        track_plays += np.bincount(plays["track_code"][~plays["repeat"]], minlength=n_tracks)
-        shelf.put(b, "labelled", plays)
     tables = []
-    for b in range(n_buckets):
-        kept, table, drops = sessions.filter_plays(shelf.take(b, "labelled"), track_plays, cfg)
+
+    def reduce(b: int, plays: dict[str, np.ndarray], counts: np.ndarray) -> None:
+        kept, table, drops = sessions.filter_plays(plays, counts, cfg)
         _add(dropped, drops)
         shelf.put(b, "kept", kept)
         tables.append(table)
+
+    # no track is rare at --min-item-plays 1 (the default), so a bucket's own counts do for the
+    # filter and it is reduced at once; else the filter waits for the whole log's counts
+    at_once = cfg.min_item_plays <= 1
+    for b in range(n_buckets):
+        plays, drops = sessions.label_plays(stream_of(b), cfg)
+        _add(dropped, drops)
+        counts = np.bincount(plays["track_code"][~plays["repeat"]], minlength=n_tracks)
+        track_plays += counts
+        if at_once:
+            reduce(b, plays, counts)
+        else:
+            shelf.put(b, "labelled", plays)
+        del plays
+    for b in range(0 if at_once else n_buckets):
+        reduce(b, shelf.take(b, "labelled"), track_plays)
     table = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
     per_bucket = np.array([len(t["length"]) for t in tables], np.int64)
     del tables
