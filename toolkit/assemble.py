@@ -7,7 +7,7 @@ and their place in the dataset's order (window, start, user); pass 3 puts each b
 that order and counts what the items table and the manifest need.  The write walks the sessions in
 dataset order, a chunk at a time: each chunk is a slice of every bucket (a bucket's sessions keep
 their order in the merged order), so events.parquet streams out in row groups and the sequence
-arrays fill memory-maps allocated at their final size.  Only per-session and per-track arrays
+arrays are appended to .npy files whose headers already give their final shape.  Only per-session and per-track arrays
 span the whole log.
 """
 
@@ -21,12 +21,11 @@ from typing import Callable, Iterator
 import duckdb
 import numpy as np
 import polars as pl
-from numpy.lib.format import open_memmap
 
 import kernels
 from kernels.sessions import SOURCES
 from toolkit import sessions
-from toolkit.artifacts import ARRAYS, DatasetDir, atomic_path, write_array
+from toolkit.artifacts import ARRAYS, DatasetDir, atomic_path
 from toolkit.buckets import Shelf
 from toolkit.config import PrepConfig
 from toolkit.schema import IS_SKIP, ITEM, SESSION, SPLIT, SPLITS, USER
@@ -159,7 +158,6 @@ def chunks(asm: Assembled, shelf: Shelf, n_buckets: int, max_plays: int) -> Iter
     """The sessions in dataset order, about ``max_plays`` plays at a time (whole sessions, at least one)."""
     ends = np.cumsum(asm.length)
     cursor = np.zeros(n_buckets, np.int64)
-    views = [shelf.view(b, "final") for b in range(n_buckets)]
     i = 0
     while i < len(asm.length):
         before = int(ends[i - 1]) if i else 0
@@ -167,8 +165,9 @@ def chunks(asm: Assembled, shelf: Shelf, n_buckets: int, max_plays: int) -> Iter
         bk, ln = asm.bucket[i:j], asm.length[i:j]
         take = np.bincount(bk, weights=ln, minlength=n_buckets).astype(np.int64)
         used = np.flatnonzero(take)
-        pieces = {k: np.concatenate([views[b][k][cursor[b]:cursor[b] + take[b]] for b in used])
-                  for k in views[used[0]]}
+        slices = [shelf.read(b, "final", cursor[b], cursor[b] + take[b]) for b in used]
+        pieces = {k: np.concatenate([piece[k] for piece in slices]) for k in slices[0]}
+        del slices
         cursor += take
         # the slices are concatenated in bucket order; a session's plays start after those of the
         # chunk's earlier sessions of its own bucket and of every lower bucket
@@ -206,10 +205,9 @@ def write(ds: DatasetDir, asm: Assembled, shelf: Shelf, n_buckets: int, users: p
                 tmp, compression="zstd", row_group_size=1 << 20)
             if at != rows:
                 raise RuntimeError(f"sequence rows written {at}, not the {rows} counted; this is a bug, please report it")
-        for code in arrays:
-            for arr in arrays[code].values():
-                if isinstance(arr, np.memmap):
-                    arr.flush()
+        for files in arrays.values():
+            for fh in files.values():
+                fh.close()  # before the renames of the ExitStack
     return {split: {"sessions": int((asm.in_split[code] > 0).sum()), "events": int(asm.split_plays[code]),
                     "rows": rows[code], "skips": int(asm.split_skips[code])} for code, split in enumerate(SPLITS)}
 
@@ -237,28 +235,26 @@ def _events_frame(chunk: Chunk, users: pl.Series, id_of_code: np.ndarray) -> tup
     return frame, item
 
 
-def _open_arrays(stack: ExitStack, ds: DatasetDir, split: str, rows: int, max_len: int) -> dict[str, np.ndarray]:
-    """The split's sequence arrays at their final shape, memory-mapped onto files that are renamed
-    into place when the write succeeds."""
+def _open_arrays(stack: ExitStack, ds: DatasetDir, split: str, rows: int, max_len: int) -> dict:
+    """The split's sequence array files, open for appending rows after a .npy header of their final
+    shape (the header ``np.save`` writes); each is renamed into place when the write succeeds.
+    Plain writes, not memory-maps, so written pages are the OS's cache, not this process's memory."""
     shapes = {"seqs": ((rows, max_len), np.int32), "skips": ((rows, max_len), np.int8),
               "next_item": ((rows, max_len), np.int32), "next_pos": ((rows, max_len), np.int32),
               "row_session": ((rows,), np.int64)}
     out = {}
     for name in ARRAYS:
         shape, dtype = shapes[name]
-        if rows == 0:  # an empty file cannot be memory-mapped
-            write_array(ds.array(split, name), np.zeros(shape, dtype))
-            out[name] = np.zeros(shape, dtype)
-            continue
-        tmp = stack.enter_context(atomic_path(ds.array(split, name)))
-        out[name] = open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        fh = stack.enter_context(open(stack.enter_context(atomic_path(ds.array(split, name))), "wb"))
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(fh, header)
+        out[name] = fh
     return out
 
 
-def _fill_rows(arrays: dict[str, np.ndarray], at: int, chunk: Chunk, in_split: np.ndarray, item: np.ndarray,
-               max_len: int) -> int:
-    """Write the rows of one split for the chunk's sessions (the first ``in_split`` plays of each)
-    at row ``at``; return the next free row."""
+def _fill_rows(files: dict, at: int, chunk: Chunk, in_split: np.ndarray, item: np.ndarray, max_len: int) -> int:
+    """Append the rows of one split for the chunk's sessions (the first ``in_split`` plays of
+    each), which start at row ``at``; return the next row."""
     mine = np.flatnonzero(in_split)
     if not len(mine):
         return at
@@ -271,5 +267,5 @@ def _fill_rows(arrays: dict[str, np.ndarray], at: int, chunk: Chunk, in_split: n
     rows = {"seqs": seqs, "skips": fb, "next_item": nxt, "next_pos": npos,
             "row_session": (chunk.first + mine)[row_session].astype(np.int64)}
     for name in ARRAYS:
-        arrays[name][at:done] = rows[name]
+        rows[name].tofile(files[name])
     return done
