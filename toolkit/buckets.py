@@ -46,9 +46,14 @@ def plan(user_plays: np.ndarray, budget: int) -> np.ndarray:
     return np.asarray(bounds, np.int64)
 
 
+# Plays per chunk of the final write at most: two of events.parquet's row groups; larger chunks
+# only hold more memory (the writer encodes a row group at a time anyway).
+CHUNK_MAX = 1 << 21
+
+
 def chunk_plays(budget: int) -> int:
     """Plays per chunk of the final write under a ``budget`` of bytes."""
-    return max(1, budget // WRITE_PLAY_BYTES)
+    return max(1, min(CHUNK_MAX, budget // WRITE_PLAY_BYTES))
 
 
 class Spread:
