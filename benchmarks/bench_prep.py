@@ -228,7 +228,7 @@ def run_all(args: argparse.Namespace) -> dict:
     print(f"load     {load()}")
     print(f"versions {versions()}")
     grouped = ensure_data(args, log)
-    inputs = {"grouped": grouped, "by-time": ensure_by_time(grouped, log)}
+    inputs = {"grouped": grouped, **({"by-time": ensure_by_time(grouped, log)} if "by-time" in args.layouts else {})}
     print(f"input    {describe_data(grouped)}")
     print(f"log      {log} (output of every command)\n", flush=True)
     out = {layout: run_layout(args, inputs[layout], layout, data_dir, log) for layout in args.layouts}

@@ -18,7 +18,7 @@ from toolkit import buckets
 from toolkit.artifacts import Workspace
 from toolkit.cli import app
 from toolkit.config import PrepConfig
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.prep import prep
 
 TESTS_DATA = Path(__file__).resolve().parent / "data"
@@ -36,6 +36,15 @@ def test_plan_fills_buckets_with_whole_users():
     assert buckets.plan(np.array([3, 25, 3, 3]), cap).tolist() == [0, 1, 2, 4]
     assert buckets.plan(np.array([5, 5]), 10**12).tolist() == [0, 2]  # fits: one bucket
     assert buckets.plan(np.array([1, 1, 1]), 1).tolist() == [0, 1, 2, 3]
+    assert buckets.plan(np.zeros(0, np.int64), 1).tolist() == [0, 0]  # nothing usable: one empty bucket
+
+
+@pytest.mark.parametrize("memory", ["1GB", "1B"])
+def test_a_log_without_usable_plays_is_refused_in_one_line(tmp_path, memory):
+    log = tmp_path / "plays.csv"
+    log.write_text("user_id,ts,track_id,played_ms\n,2024-01-01T00:00:00Z,t1,1000\n")
+    with pytest.raises(ToolkitError, match="every row was filtered away"):
+        prep([log], Workspace.at(tmp_path / "ws"), PrepConfig(memory=memory))
 
 
 @pytest.mark.parametrize("on_disk", [False, True])
@@ -123,7 +132,7 @@ FIXED_ROWS = [
     ("x2", "2024-01-01T00:00:00Z", "t2", "100000"),
     ("x2", "2024-01-01T00:05:00Z", "t2", "100000"),  # repeat_collapsed
     ("x2", "2024-01-01T00:10:00Z", "once", "100000"),  # rare_track
-    ("x3", "2024-01-03T00:00:00Z", "t1", "100000"),  # short_session: one play
+    ("x3", "2024-01-03T00:00:00Z", "t4", "100000"),  # short_session: one play (of a track that is not rare)
 ]
 # one session from before every other play to after them: it is train and straddles the boundary
 SPAN = [f"2023-12-31T{h:02d}:{m:02d}:00Z" for h in range(20, 24) for m in range(0, 60, 20)]

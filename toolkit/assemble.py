@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import duckdb
 import numpy as np
 import polars as pl
+from polars.io.plugins import register_io_source
 
 import kernels
 from kernels.sessions import SOURCES
@@ -197,8 +198,6 @@ def write(ds: DatasetDir, asm: Assembled, shelf: Shelf, n_buckets: int, users: p
                 yield frame
 
         with atomic_path(ds.events) as tmp:
-            from polars.io.plugins import register_io_source
-
             # a streaming sink: its row groups do not depend on the chunks (byte-identical files
             # for any number of buckets), and it encodes columns in parallel as the eager writer does
             register_io_source(frames, schema=EVENTS_FRAME).sink_parquet(

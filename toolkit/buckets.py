@@ -35,6 +35,8 @@ def plan(user_plays: np.ndarray, budget: int) -> np.ndarray:
     the next would take it past ``budget // PLAY_BYTES`` plays; a user with more plays than that
     gets a bucket of their own (their sessions cannot be cut).
     """
+    if not len(user_plays):  # no usable play: one empty bucket, so the passes run as for any log
+        return np.zeros(2, np.int64)
     cap = max(1, budget // PLAY_BYTES)
     ends = np.cumsum(user_plays, dtype=np.int64)
     bounds, start = [0], 0

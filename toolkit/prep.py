@@ -1,10 +1,12 @@
 """``toolkit prep``: raw listening logs -> a prepared dataset in the workspace.
 
 DuckDB reads and normalises the input, marks unusable rows, counts them and builds the user and
-track dictionaries (``sql/``); the usable plays stream out as narrow numbers and numpy puts them
-in listening order; one numba pass cuts that stream into sessions and labels skips
-(``kernels/sessions.py``, ``toolkit/sessions.py``); sessions go back to SQL for the train / valid /
-test windows; polars writes the parquet files and the numba kernels build the sequence arrays.
+track dictionaries (``sql/``); the usable plays stream out as narrow numbers, whole or spread
+over buckets of listeners when they would not fit ``--memory`` (``toolkit/buckets.py``).  Bucket by
+bucket, numpy puts them in listening order and one numba pass cuts that stream into sessions and
+labels skips (``kernels/sessions.py``, ``toolkit/sessions.py``); the sessions of the whole log go
+back to SQL for the train / valid / test windows; polars writes the parquet files and the numba
+kernels build the sequence arrays, a chunk of sessions at a time (``toolkit/assemble.py``).
 One ordering of narrow numbers instead of a window query (or a wide SQL sort) per step is what
 keeps prep near the cost of a plain read-sort-write (see benchmarks/).  Every input row ends up
 either in events.parquet or counted under a named drop reason, and
