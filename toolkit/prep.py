@@ -568,7 +568,7 @@ def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, as
                             buckets.chunk_plays(int(memory_bytes(cfg.memory))))
     _audit(con, ds.events)
     cold_item = items["train_plays"].to_numpy() == 0
-    diag = splits.diagnostics(ds.events)
+    diag = splits.diagnostics(ds.events, con)
     summary = _summary(asm)
     known = splits.users_known(summary["users"], summary["sessions"])
     return {
