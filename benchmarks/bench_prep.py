@@ -1,7 +1,9 @@
 """Benchmark ``toolkit prep`` against a DuckDB floor and a plain-pandas reference.
 
-On one synthetic log (written once by the toolkit's own generator and cached in --data-dir) it
-times three commands, each in its own subprocess so that its peak RSS is its own:
+On one synthetic log (written once by the toolkit's own generator and cached in --data-dir) in two
+layouts, ``grouped`` (each user's plays together, as the generator writes them) and ``by-time``
+(the same rows ordered by time, users interleaved, as a service's log comes), it times three
+commands, each in its own subprocess so that its peak RSS is its own:
 
   prep    ``toolkit prep <file> --workspace <fresh dir> --name bench`` (nothing reused)
   floor   plain DuckDB: read the same parquet, keep user_id, ts, track_id, played_ms,
@@ -12,10 +14,11 @@ times three commands, each in its own subprocess so that its peak RSS is its own
           plays, write parquet.
 
 Each command runs --repeats times (interleaved, so machine noise hits all three alike); the
-table shows the median wall time, the largest peak RSS and the targets:
-prep / floor <= 2.5, pandas / prep >= 4, prep peak RSS <= 3 GB (GB = 10**9 bytes).
+table shows, per layout, the median wall time, the largest peak RSS and the targets:
+prep / floor <= 2.0 up to 20M plays and <= 2.5 beyond, pandas / prep >= 4, prep peak RSS <= 3 GB
+(GB = 10**9 bytes), all with prep's default settings (``--memory`` passes another budget).
 
-Example: python benchmarks/bench_prep.py --plays 20000000 --users 4000 --repeats 3
+Example: python benchmarks/bench_prep.py --plays 20000000 --users 4000 --repeats 3 --skip-pandas
 """
 
 from __future__ import annotations
@@ -42,11 +45,17 @@ SKIP_MS = 30_000  # prep's default --skip-ms
 MIN_SESSION_LEN = 2  # prep's default --min-session-len
 MEMORY_LIMIT = "1GB"  # prep's default --memory-limit
 
-TARGETS = {  # name -> (description, test)
-    "prep/floor": ("<= 2.5", lambda v: v <= 2.5),
-    "pandas/prep": (">= 4", lambda v: v >= 4.0),
-    "prep peak RSS": ("<= 3 GB", lambda v: v <= 3.0),
-}
+LAYOUTS = ("grouped", "by-time")
+
+
+def targets(plays: int) -> dict:
+    """name -> (description, test); the time goal loosens past 20M plays (the issue's 2.5x at 200M)."""
+    ratio = 2.0 if plays <= 20_000_000 else 2.5
+    return {
+        "prep/floor": (f"<= {ratio}", lambda v: v <= ratio),
+        "pandas/prep": (">= 4", lambda v: v >= 4.0),
+        "prep peak RSS": ("<= 3 GB", lambda v: v <= 3.0),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +98,20 @@ def child_pandas(src: str, out: str, tmp: str) -> None:
     df.to_parquet(out, index=False, compression="zstd")
 
 
-CHILDREN = {"floor": child_floor, "pandas": child_pandas}
+def child_by_time(src: str, out: str, tmp: str) -> None:
+    """The by-time layout of a log: every row, ordered by time (users interleaved)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("set memory_limit = $m", {"m": MEMORY_LIMIT})
+    con.execute("set temp_directory = $t", {"t": tmp})
+    con.execute("set preserve_insertion_order = true")
+    con.execute(f"copy (select * from read_parquet($src) order by ts, user_id) to '{out}' "
+                "(format parquet, compression zstd)", {"src": src}).fetchall()
+    con.close()
+
+
+CHILDREN = {"floor": child_floor, "pandas": child_pandas, "by-time": child_by_time}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,6 +156,23 @@ def ensure_data(args: argparse.Namespace, log: Path) -> Path:
     if rc != 0:
         sys.exit(f"toolkit synth failed (exit {rc}); see {log}")
     print(f"data     written in {wall:.0f} s (peak RSS {rss:.2f} GB)")
+    return path
+
+
+def ensure_by_time(src: Path, log: Path) -> Path:
+    """The by-time layout of ``src``, cached beside it."""
+    path = src.with_name(src.stem + "-bytime.parquet")
+    if path.exists():
+        return path
+    print(f"data     writing the by-time layout {path} ...", flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-bytime-", dir=src.parent))
+    try:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "by-time", str(src), str(path), str(tmp)]
+        _, _, rc = measure(cmd, log)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if rc != 0:
+        sys.exit(f"writing the by-time layout failed (exit {rc}); see {log}")
     return path
 
 
@@ -186,11 +225,18 @@ def run_all(args: argparse.Namespace) -> dict:
     log = data_dir / "bench_prep.log"
     log.write_text("")
     print(f"machine  {machine()}")
+    print(f"load     {load()}")
     print(f"versions {versions()}")
-    src = ensure_data(args, log)
-    print(f"input    {describe_data(src)}")
+    grouped = ensure_data(args, log)
+    inputs = {"grouped": grouped, **({"by-time": ensure_by_time(grouped, log)} if "by-time" in args.layouts else {})}
+    print(f"input    {describe_data(grouped)}")
     print(f"log      {log} (output of every command)\n", flush=True)
+    out = {layout: run_layout(args, inputs[layout], layout, data_dir, log) for layout in args.layouts}
+    print(f"load     {load()} (after)")
+    return out
 
+
+def run_layout(args: argparse.Namespace, src: Path, layout: str, data_dir: Path, log: Path) -> dict:
     me = [sys.executable, str(Path(__file__).resolve())]
     names = ["prep", "floor"] + ([] if args.skip_pandas else ["pandas"])
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -201,6 +247,7 @@ def run_all(args: argparse.Namespace) -> dict:
             try:
                 if name == "prep":
                     cmd = toolkit_cmd() + ["prep", str(src), "--workspace", str(work / "ws"), "--name", "bench"]
+                    cmd += ["--memory", args.memory] if args.memory else []
                 else:
                     (work / "tmp").mkdir()
                     cmd = me + ["--child", name, str(src), str(work / "out.parquet"), str(work / "tmp")]
@@ -213,7 +260,8 @@ def run_all(args: argparse.Namespace) -> dict:
                 sys.exit(f"{name} failed (exit {rc}); see {log}")
             times[name].append(wall)
             rss[name].append(peak)
-            print(f"  repeat {rep + 1}/{args.repeats}  {name:<7}{wall:8.1f} s  peak RSS {peak:5.2f} GB", flush=True)
+            print(f"  {layout:<8} repeat {rep + 1}/{args.repeats}  {name:<7}{wall:8.1f} s  peak RSS {peak:5.2f} GB",
+                  flush=True)
 
     med = {n: statistics.median(times[n]) for n in names}
     peak = {n: max(rss[n]) for n in names}
@@ -221,25 +269,37 @@ def run_all(args: argparse.Namespace) -> dict:
     if "pandas" in med:
         ratios["pandas/prep"] = med["pandas"] / med["prep"]
     return {"median_s": med, "runs_s": times, "peak_rss_gb": peak, "ratios": ratios,
-            "repeats": args.repeats, "input": str(src)}
+            "repeats": args.repeats, "input": str(src), "plays": args.plays}
 
 
-def report(res: dict) -> bool:
-    print(f"\n{'command':<10}{'median s':>10}{'runs s':>26}{'peak RSS GB':>14}")
-    for name, med in res["median_s"].items():
-        runs = " ".join(f"{t:.1f}" for t in res["runs_s"][name])
-        print(f"{name:<10}{med:>10.1f}{runs:>26}{res['peak_rss_gb'][name]:>14.2f}")
-    print(f"\n{'target':<16}{'value':>10}{'goal':>10}  result")
+def load() -> str:
+    """The 1, 5 and 15 minute load averages: other jobs on the machine slow every command alike."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def report(results: dict) -> bool:
     ok = True
-    for name, value in res["ratios"].items():
-        goal, test = TARGETS[name]
-        passed = test(value)
-        ok &= passed
-        shown = f"{value:.2f}" + (" GB" if name.endswith("RSS") else "x")
-        print(f"{name:<16}{shown:>10}{goal:>10}  {'PASS' if passed else 'FAIL'}")
-    if "pandas/prep" not in res["ratios"]:
-        print(f"{'pandas/prep':<16}{'skipped':>10}{TARGETS['pandas/prep'][0]:>10}  -")
-    print(f"\nmedian of {res['repeats']} run(s); peak RSS is the largest over the runs; {dt.date.today()}")
+    for layout, res in results.items():
+        print(f"\nlayout {layout} ({res['plays']:,} plays)")
+        print(f"{'command':<10}{'median s':>10}{'runs s':>26}{'peak RSS GB':>14}")
+        for name, med in res["median_s"].items():
+            runs = " ".join(f"{t:.1f}" for t in res["runs_s"][name])
+            print(f"{name:<10}{med:>10.1f}{runs:>26}{res['peak_rss_gb'][name]:>14.2f}")
+        goals = targets(res["plays"])
+        print(f"{'target':<16}{'value':>10}{'goal':>10}  result")
+        for name, value in res["ratios"].items():
+            goal, test = goals[name]
+            passed = test(value)
+            ok &= passed
+            shown = f"{value:.2f}" + (" GB" if name.endswith("RSS") else "x")
+            print(f"{name:<16}{shown:>10}{goal:>10}  {'PASS' if passed else 'FAIL'}")
+        if "pandas/prep" not in res["ratios"]:
+            print(f"{'pandas/prep':<16}{'skipped':>10}{goals['pandas/prep'][0]:>10}  -")
+    repeats = next(iter(results.values()))["repeats"]
+    print(f"\nmedian of {repeats} run(s); peak RSS is the largest over the runs; {dt.date.today()}")
     return ok
 
 
@@ -257,6 +317,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default="bench-data",
                         help="cache of generated logs; scratch workspaces and the log go here too")
     parser.add_argument("--skip-pandas", action="store_true", help="leave out the pandas reference")
+    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
+                        help="input layouts to time: grouped (by user) and by-time (users interleaved)")
+    parser.add_argument("--memory", help="prep's --memory budget (default: prep's own default)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target fails")
     args = parser.parse_args()

@@ -1,7 +1,8 @@
 -- purpose: the distinct users and tracks of the usable plays, with the hash that codes them
 -- input views: kept (usable plays)
 -- output columns: is_user (boolean), key (user_id or track_key), key_hash (ubigint, hash(key)),
---                 artist, title (tracks only: the smallest name seen, never file-order dependent)
+--                 artist, title (tracks only: the smallest name seen, never file-order dependent),
+--                 plays (usable plays of the user or track: sizes prep's buckets of users)
 -- grain: one row per distinct user_id and one per distinct track_key
 -- parameters: none
 -- notes: one scan with two grouping sets; play_stream.sql carries hash(user_id) and
@@ -15,7 +16,8 @@ grouped as (
         grouping(user_id) = 0 as is_user,
         coalesce(user_id, track_key) as key,
         min(artist) as artist,
-        min(title) as title
+        min(title) as title,
+        count(*) as plays
     from kept
     group by grouping sets ((user_id), (track_key))
 ),
@@ -26,7 +28,8 @@ final as (
         key,
         hash(key) as key_hash,
         case when is_user then null else artist end as artist,
-        case when is_user then null else title end as title
+        case when is_user then null else title end as title,
+        plays
     from grouped
 )
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-import toolkit.prep as prep_module
+import toolkit.assemble as assemble_module
 from toolkit.artifacts import Workspace, list_datasets, read_array, read_json, read_manifest, run_dir
 from toolkit.cli import app
 from toolkit.config import PrepConfig, TrainConfig
@@ -192,11 +192,11 @@ def test_an_interrupted_rebuild_leaves_the_previous_dataset(ws, tiny_logs, monke
     before = read_manifest(ds)
     seqs = np.asarray(read_array(ds.array("train", "seqs"))).copy()
 
-    def disk_full(work, cfg, ev, item):
+    def disk_full(work, *_args):
         (work.path / "train_seqs.npy").write_bytes(b"\x93NUMPY half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(prep_module, "_write_arrays", disk_full)
+    monkeypatch.setattr(assemble_module, "write", disk_full)  # prep writes events and arrays there
     with pytest.raises(OSError, match="No space left"):
         prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4), force=True)
     monkeypatch.undo()

@@ -340,6 +340,7 @@ def prep(
     test_frac: float = typer.Option(_PREP.test_frac, rich_help_panel=SPLIT, help="Share of sessions for test."),
     max_len: int = typer.Option(_PREP.max_len, rich_help_panel=SPLIT, help="Width of the sequence arrays; longer sessions become several windows."),
     memory_limit: str = typer.Option(_PREP.memory_limit, rich_help_panel=RUNTIME, help="DuckDB memory limit (spills to disk past it)."),
+    memory: str = typer.Option(_PREP.memory, rich_help_panel=RUNTIME, help="Memory for prep's own arrays; a larger log is prepared in buckets of listeners (same result)."),
     name: Optional[str] = typer.Option(_PREP.name, rich_help_panel=OUTPUT, help="Dataset name (default: from the input path)."),
     force: bool = typer.Option(False, "--force", rich_help_panel=OUTPUT, help="Rebuild even when up to date, and replace a dataset of this name prepared from other input or options (its runs become stale)."),
     keep_unpacked: bool = typer.Option(False, "--keep-unpacked", rich_help_panel=OUTPUT, help="Keep the files unpacked from zip archives in the workspace's tmp/ (deleted after a successful prep otherwise; `toolkit clean` deletes them later)."),
@@ -353,6 +354,7 @@ def prep(
         skip_ratio=skip_ratio, collapse_repeats=collapse_repeats, min_session_len=min_session_len,
         min_item_plays=min_item_plays, keep_podcasts=keep_podcasts, max_play_ms=max_play_ms, split=split,
         valid_frac=valid_frac, test_frac=test_frac, max_len=max_len, memory_limit=memory_limit,
+        memory=memory,
     )
     ws = Workspace.at(workspace)
     started = time.perf_counter()

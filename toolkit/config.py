@@ -100,6 +100,9 @@ class PrepConfig:
     min_ts: str = "1990-01-01"  # plays before this date are impossible and dropped
     memory_limit: str = "1GB"  # DuckDB memory limit; past it DuckDB spills to the workspace tmp/
     threads: int = 0  # DuckDB threads (0: all cores)
+    # memory for prep's own arrays (DuckDB's memory_limit comes on top): a log too large for it is
+    # processed in buckets of listeners, one at a time; the dataset written is the same either way
+    memory: str = "1.5GB"
 
     def __post_init__(self) -> None:
         problems = []
@@ -123,6 +126,8 @@ class PrepConfig:
         if not _memory_ok(self.memory_limit):
             problems.append(f"--memory-limit {self.memory_limit!r}: use a size with a unit, at least 64MB, "
                             "such as 1GB, 512MB or 2GiB")
+        if (memory_bytes(self.memory) or 0) < 1:
+            problems.append(f"--memory {self.memory!r}: use a size with a unit, such as 2GB, 512MB or 4GiB")
         if self.threads < 0:
             problems.append(f"threads must be >= 0 (0: all cores), got {self.threads}")
         if self.name is not None and not 0 < len(self.name) <= NAME_MAX:

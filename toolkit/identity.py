@@ -21,7 +21,8 @@ from toolkit.errors import ConfigError, ToolkitError
 
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
 # prep options that never change what is written: where it goes, and how much memory / how many threads
-OUTPUT_NEUTRAL = ("name", "memory_limit", "threads", "format")
+# (``memory`` sets how many buckets of listeners prep works in, which gives the same dataset)
+OUTPUT_NEUTRAL = ("name", "memory_limit", "threads", "format", "memory")
 
 
 class BadNameError(ConfigError):

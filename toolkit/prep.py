@@ -1,10 +1,12 @@
 """``toolkit prep``: raw listening logs -> a prepared dataset in the workspace.
 
 DuckDB reads and normalises the input, marks unusable rows, counts them and builds the user and
-track dictionaries (``sql/``); the usable plays stream out as narrow numbers and numpy puts them
-in listening order; one numba pass cuts that stream into sessions and labels skips
-(``kernels/sessions.py``, ``toolkit/sessions.py``); sessions go back to SQL for the train / valid /
-test windows; polars writes the parquet files and the numba kernels build the sequence arrays.
+track dictionaries (``sql/``); the usable plays stream out as narrow numbers, whole or spread
+over buckets of listeners when they would not fit ``--memory`` (``toolkit/buckets.py``).  Bucket by
+bucket, numpy puts them in listening order and one numba pass cuts that stream into sessions and
+labels skips (``kernels/sessions.py``, ``toolkit/sessions.py``); the sessions of the whole log go
+back to SQL for the train / valid / test windows; polars writes the parquet files and the numba
+kernels build the sequence arrays, a chunk of sessions at a time (``toolkit/assemble.py``).
 One ordering of narrow numbers instead of a window query (or a wide SQL sort) per step is what
 keeps prep near the cost of a plain read-sort-write (see benchmarks/).  Every input row ends up
 either in events.parquet or counted under a named drop reason, and
@@ -29,19 +31,18 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-import kernels
-from toolkit import frames, readers, splits, sql
+from toolkit import assemble, buckets, frames, readers, splits, sql
 from toolkit.artifacts import (
     ARRAYS, TRASH_PREFIX, WORK_PREFIX, DatasetDir, Workspace, array_problem, atomic_path, dataset_lock,
-    dead_work_folders, read_array, read_json, record_dataset, safe_name, settle_work_folder, write_array,
+    dead_work_folders, read_array, read_json, record_dataset, safe_name, settle_work_folder,
     write_manifest,
 )
-from toolkit.config import PrepConfig
+from toolkit.config import PrepConfig, memory_bytes
 from toolkit.clean import drop_unpacked, reading_unpacked
 from toolkit.errors import EmptyInputError, InputError, ToolkitError, disk_full, out_of_space
 from toolkit.identity import BadNameError, DatasetExistsError, build_key, build_of, build_options
-from toolkit.schema import FORMAT_VERSION, IS_SKIP, ITEM, SESSION, SPLIT, SPLITS, USER
-from toolkit.sessions import Events, build_events, item_ids, session_bounds, skip_rule_counts
+from toolkit.schema import FORMAT_VERSION, ITEM, SPLITS
+from toolkit.sessions import item_ids, skip_rule_counts
 
 Progress = Callable[[str], None]
 UNTIMED_FORMATS = ("sequences",)  # formats whose order is known but whose time is not
@@ -121,17 +122,23 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
         shutil.rmtree(work.path, ignore_errors=True)
         try:
             readers.register_raw(con, src)
-            rows_in, dropped, stream, users, tracks, agreement = _read(con, src, cfg, say)
+            rows_in, dropped, stream_of, bounds, users, tracks, agreement = _read(con, src, cfg, work.path, say)
             say("sessionizing")
-            ev = build_events(con, stream, len(tracks), cfg)
-            del stream
-            for reason, n in ev.dropped.items():
+            n_buckets = len(bounds) - 1
+            shelf = buckets.Shelf(None if n_buckets == 1 else work.path / SHELF)
+            asm = assemble.assemble(con, stream_of, n_buckets, len(tracks), cfg, shelf)
+            del stream_of
+            shutil.rmtree(work.path / BUCKETS, ignore_errors=True)
+            for reason, n in asm.dropped.items():
                 if n:
                     dropped[reason] = dropped.get(reason, 0) + n
-            if len(ev.session_idx) == 0:
+            if len(asm.length) == 0:
                 raise EmptyInputError(nothing_left(src.files[0].shown, rows_in, dropped))
             say("writing events")
-            manifest = _write_dataset(con, work, src, cfg, ev, users, tracks, say)
+            manifest = _write_dataset(con, work, src, cfg, asm, shelf, users, tracks, say)
+            shutil.rmtree(work.path / SHELF, ignore_errors=True)
+            if n_buckets > 1:
+                notes.append(f"prepared in {n_buckets} buckets of listeners to stay within --memory {cfg.memory}")
             if agreement is not None:
                 manifest["skip_rule"]["agreement"] = agreement
             manifest.update(_accounting(rows_in, dropped, manifest["rows_kept"]))
@@ -154,6 +161,8 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
 
 
 FRAME_NAME = "dataframe"  # the dataset name of a table in memory, unless cfg.name says
+BUCKETS = ".bucket-plays"  # in the work folder: the usable plays, partitioned by bucket of listeners
+SHELF = ".bucket-arrays"  # in the work folder: each bucket's arrays between passes
 _GENERIC = re.compile(
     r"(my_?spotify_?data.*|my_?data|spotify.*(account|streaming).*|streaminghistory.*|streaming_history.*"
     r"|end_?(song|video|episode).*|data|dataset|export|history|listening_?history|input|raw"
@@ -318,14 +327,16 @@ def _fingerprint(src: readers.Source) -> str:
 PIPELINE = "2026-12-one-listener-per-export"
 
 
-def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, say: Progress):
-    """Normalise and clean in SQL; return rows_in, drops, the sorted play stream, the dictionaries
+def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, work: Path, say: Progress):
+    """Normalise and clean in SQL; return rows_in, drops, the plays of each bucket of listeners
+    (``stream_of(b)``: sorted, as numpy columns), the buckets' user-code bounds, the dictionaries
     and the skip rules' agreement with the source's flag (None where the source has no such pair).
 
     Three scans of the normalised plays: the row accounting, the dictionaries, and the usable
-    plays streamed out as narrow numbers (``play_stream.sql``), which numpy then puts into
-    listening order.  (Measured on 20M plays: 3x cheaper than materialising the cleaned rows,
-    strings and all, and sorting them in SQL.)
+    plays as narrow numbers (``play_stream.sql``): fetched whole when they fit ``--memory`` (one
+    bucket), else spread once over the buckets' files (``toolkit/buckets.py``), read a bucket at a time.
+    numpy then puts each bucket into listening order.  (Measured on 20M plays: 3x cheaper than
+    materialising the cleaned rows, strings and all, and sorting them in SQL.)
     """
     params = {"ts_unit": readers.ts_unit(con)} if src.format == "generic" else {}
     normalized = sql.relation(con, f"normalize_{src.format.replace('-', '_')}", **params)
@@ -351,17 +362,39 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         dropped = {r[0]: r[1] for r in per_reason if r[0] is not None}
         dicts = sql.relation(con, "dictionaries").pl()
         agreement = _skip_agreement(con, cfg)
-        columns = _fetch_plays(_play_stream(con), sum(r[1] for r in per_reason if r[0] is None))
+        users = dicts.filter(pl.col("is_user")).sort("key_hash")
+        user_plays = users["plays"].to_numpy()
+        bounds = buckets.plan(user_plays, int(memory_bytes(cfg.memory)))
+        user_table = users["key_hash"].to_numpy()
+        if len(bounds) == 2:
+            say("reading plays")
+            columns = [_fetch_plays(_play_stream(con), int(user_plays.sum()))]
+        else:
+            say(f"spreading plays over {len(bounds) - 1} buckets of listeners")
+            spread = buckets.Spread(work / BUCKETS, user_table, bounds)
+            for batch in _batches(_play_stream(con)):
+                spread.add(batch)
     except duckdb.Error as exc:
         raise _unreadable(src, exc) from exc
     con.execute(f"drop view kept; drop view cleaned; drop {'table' if text else 'view'} plays")
-    users = dicts.filter(pl.col("is_user")).sort("key_hash")
     tracks = dicts.filter(~pl.col("is_user")).sort("key").select(
         pl.col("key").alias("track_key"), "artist", "title", "key_hash")
-    say("ordering plays")
-    stream = _listening_order(columns, users["key_hash"].to_numpy())
-    stream["track_code"] = _track_codes(stream.pop("track_hash"), tracks["key_hash"].to_numpy())
-    return rows_in, dropped, stream, users["key"], tracks.drop("key_hash"), agreement
+    track_table = tracks["key_hash"].to_numpy()
+    plays_in = np.add.reduceat(user_plays, bounds[:-1]) if len(user_plays) else np.zeros(1, np.int64)
+
+    def stream_of(bucket: int) -> dict[str, np.ndarray]:
+        if len(bounds) == 2:
+            fetched = columns.pop()  # handed over whole, so the sort frees each column as it goes
+        else:
+            fetched = spread.take(bucket)
+            if len(fetched["user_hash"]) != plays_in[bucket]:
+                raise RuntimeError(f"bucket {bucket} holds {len(fetched['user_hash'])} plays, not the "
+                                   f"{plays_in[bucket]} counted; this is a bug, please report it")
+        stream = _listening_order(fetched, user_table)
+        stream["track_code"] = _track_codes(stream.pop("track_hash"), track_table)
+        return stream
+
+    return rows_in, dropped, stream_of, bounds, users["key"], tracks.drop("key_hash"), agreement
 
 
 def _unreadable(src: readers.Source, exc: duckdb.Error) -> ToolkitError:
@@ -388,19 +421,26 @@ def _play_stream(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     return rel.project(", ".join(c for c in rel.columns if c not in absent))
 
 
-def _fetch_plays(rel: duckdb.DuckDBPyRelation, n: int, batch_rows: int = 1 << 20) -> dict[str, np.ndarray]:
+def _batches(rel: duckdb.DuckDBPyRelation, batch_rows: int = 1 << 20):
+    """The rows of ``play_stream.sql`` a batch at a time, as numpy views of each batch's columns."""
+    for batch in rel.to_arrow_reader(batch_rows):
+        yield {name: _values(col) for name, col in zip(batch.schema.names, batch.columns)}
+
+
+def _fetch_plays(rel: duckdb.DuckDBPyRelation, n: int) -> dict[str, np.ndarray]:
     """The ``n`` rows of ``play_stream.sql`` as numpy columns, copied batch by batch into arrays
     allocated once, so the whole result never exists twice (neither in DuckDB nor here)."""
     out: dict[str, np.ndarray] = {}
     at = 0
-    for batch in rel.to_arrow_reader(batch_rows):
+    for batch in _batches(rel):
+        rows = len(batch["user_hash"])
         if not out:
-            out = {f.name: np.empty(n, dtype=f.type.to_pandas_dtype()) for f in batch.schema}
-        if at + batch.num_rows > n:
+            out = {name: np.empty(n, dtype=col.dtype) for name, col in batch.items()}
+        if at + rows > n:
             raise RuntimeError(f"the usable plays number more than the {n} counted; this is a bug, please report it")
-        for name, col in zip(batch.schema.names, batch.columns):
-            out[name][at : at + batch.num_rows] = _values(col)
-        at += batch.num_rows
+        for name, col in batch.items():
+            out[name][at : at + rows] = col
+        at += rows
     if at != n:
         raise RuntimeError(f"the usable plays number {at}, not the {n} counted; this is a bug, please report it")
     if not out:  # nothing usable: empty columns of the right types
@@ -529,67 +569,51 @@ def _check_parseable(src: readers.Source, bad_ts: int, good_ts: int, bad_played:
         raise InputError(f"{shown}: every track id is empty; map the right column with --col track=<column>")
 
 
-def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, ev: Events, users: pl.Series,
-                   tracks: pl.DataFrame, say: Progress) -> dict:
+def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, asm: assemble.Assembled,
+                   shelf: buckets.Shelf, users: pl.Series, tracks: pl.DataFrame, say: Progress) -> dict:
     """items.parquet, events.parquet, the sequence arrays and the summary part of the manifest."""
-    if len(ev.session_idx) == 0:
-        raise EmptyInputError(
-            f"{src.files[0].shown}: every row was filtered away; loosen --min-session-len / --min-item-plays "
-            "or check --session-gap"
-        )
     ds.path.mkdir(parents=True, exist_ok=True)
     # the manifest is written last: without it a half-replaced dataset is never taken for whole
     ds.manifest.unlink(missing_ok=True)
-    item, code_of_item = item_ids(ev.track_code, len(tracks))
-    items = _items_frame(item, ev, code_of_item, tracks)
+    id_of_code, code_of_item = item_ids(asm.track_plays)
+    items = _items_frame(asm, code_of_item, tracks)
     _write_parquet(items, ds.items)
-    with atomic_path(ds.events) as tmp:
-        _write_events(tmp, ev, item, users)
-        _audit(con, tmp, ev)
-    say("building sequences")
-    arrays = _write_arrays(ds, cfg, ev, item)
+    say("writing events and sequences")
+    n_buckets = int(asm.bucket.max()) + 1
+    arrays = assemble.write(ds, asm, shelf, n_buckets, users, id_of_code, cfg,
+                            buckets.chunk_plays(int(memory_bytes(cfg.memory))))
+    _audit(con, ds.events)
     cold_item = items["train_plays"].to_numpy() == 0
-    diag = splits.diagnostics(ds.events)
-    summary = _summary(ev)
+    diag = splits.diagnostics(ds.events, con)
+    summary = _summary(asm)
     known = splits.users_known(summary["users"], summary["sessions"])
     return {
-        **summary, "items": len(items), "splits": arrays, "split_mode": ev.split_choice.mode,
-        "split_reason": ev.split_choice.reason, "split_diagnostics": diag,
-        "split_warnings": splits.warnings(diag, ev.split_choice.mode, known),
-        "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(ev.source), int(ev.is_skip.sum())),
+        **summary, "items": len(items), "splits": arrays, "split_mode": asm.split_choice.mode,
+        "split_reason": asm.split_choice.reason, "split_diagnostics": diag,
+        "split_warnings": splits.warnings(diag, asm.split_choice.mode, known),
+        "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(asm.sources), int(asm.split_skips.sum())),
         "max_len": cfg.max_len,
-        "cold_items": int(cold_item.sum()), "cold_events": int((cold_item[item - 1] & (ev.split != 0)).sum()),
+        # a track without train plays has none of its plays in train
+        "cold_items": int(cold_item.sum()), "cold_events": int(items["plays"].to_numpy()[cold_item].sum()),
     }
 
 
-def _items_frame(item: np.ndarray, ev: Events, code_of_item: np.ndarray, tracks: pl.DataFrame) -> pl.DataFrame:
+def _items_frame(asm: assemble.Assembled, code_of_item: np.ndarray, tracks: pl.DataFrame) -> pl.DataFrame:
     n = len(code_of_item) - 1
-    names = tracks[code_of_item[1:]]
+    codes = code_of_item[1:]
+    names = tracks[codes]
     return pl.DataFrame({
         ITEM: np.arange(1, n + 1, dtype=np.int32), "track_key": names["track_key"], "artist": names["artist"],
-        "title": names["title"], "plays": np.bincount(item, minlength=n + 1)[1:].astype(np.int64),
-        "skips": np.bincount(item, weights=ev.is_skip, minlength=n + 1)[1:].astype(np.int64),
-        "train_plays": np.bincount(item[ev.split == 0], minlength=n + 1)[1:].astype(np.int64),
+        "title": names["title"], "plays": asm.track_plays[codes], "skips": asm.track_skips[codes],
+        "train_plays": asm.track_train[codes],
     })
 
 
-def _write_events(path: Path, ev: Events, item: np.ndarray, users: pl.Series) -> None:
-    """events.parquet, in one polars write (its writer encodes columns in parallel: measured 2x
-    faster than a row group at a time through pyarrow on 20M plays)."""
-    pl.DataFrame({
-        SPLIT: pl.Series(SPLITS).gather(ev.split), SESSION: ev.session_idx, "position": ev.position,
-        USER: users.gather(ev.user_code), ITEM: item, "ts": pl.Series(ev.order_us).cast(pl.Datetime("us")),
-        "played_ms": pl.Series(ev.played).replace(-1, None), IS_SKIP: ev.is_skip,
-    }).write_parquet(path, compression="zstd", row_group_size=1 << 20)
-
-
-def _audit(con: duckdb.DuckDBPyConnection, events_file: Path, ev: Events) -> None:
-    """Run sql/checks over the written events, and check time never runs backwards in a session."""
+def _audit(con: duckdb.DuckDBPyConnection, events_file: Path) -> None:
+    """Run sql/checks over the written events (time running backwards inside a session is checked
+    as the chunks are written, ``assemble._events_frame``)."""
     con.read_parquet(str(events_file), file_row_number=True).create_view("events")
     problems = {k: v for k, v in sql.run_checks(con).items() if v}
-    same = ev.session_idx[1:] == ev.session_idx[:-1]
-    if np.any(same & (ev.order_us[1:] < ev.order_us[:-1])):
-        problems["time runs backwards"] = 1
     if problems:
         raise RuntimeError(f"prepared events fail audits {problems}; this is a bug, please report it")
 
@@ -599,39 +623,12 @@ def _write_parquet(frame: pl.DataFrame, target: Path) -> None:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
 
 
-def _write_arrays(ds: DatasetDir, cfg: PrepConfig, ev: Events, item: np.ndarray) -> dict:
-    """Per split, CSR offsets over its sessions -> the kernels' left-padded arrays (.npy)."""
-    out = {}
-    for code, split in enumerate(SPLITS):
-        mine = ev.split == code
-        # Under split 'last' a valid / test row is the whole prefix ending in its held-out play,
-        # so the arrays of a split hold its own plays and everything before them in the session.
-        if cfg.split == "last":
-            owners = np.zeros(int(ev.session_idx.max()) + 1, bool)
-            owners[ev.session_idx[mine]] = True
-            keep = (ev.split <= code) & owners[ev.session_idx]
-        else:
-            keep = mine
-        session = ev.session_idx[keep]
-        offsets = session_bounds(session)
-        seqs, fb, nxt, npos, row_session = kernels.build_sequences(
-            np.ascontiguousarray(item[keep]), np.ascontiguousarray(ev.is_skip[keep]), offsets, cfg.max_len
-        )
-        arrays = {"seqs": seqs, "skips": fb, "next_item": nxt, "next_pos": npos,
-                  "row_session": session[offsets[:-1]][row_session]}
-        for name in ARRAYS:
-            write_array(ds.array(split, name), arrays[name])
-        out[split] = {"sessions": len(offsets) - 1, "events": int(mine.sum()), "rows": len(seqs),
-                      "skips": int(ev.is_skip[mine].sum())}
-    return out
-
-
-def _summary(ev: Events) -> dict:
-    lengths = np.diff(session_bounds(ev.session_idx))
-    first, last = (pl.Series([ev.order_us.min(), ev.order_us.max()]).cast(pl.Datetime("us")).to_list())
+def _summary(asm: assemble.Assembled) -> dict:
+    lengths = asm.length
+    first, last = (pl.Series([asm.first_us, asm.last_us]).cast(pl.Datetime("us")).to_list())
     return {
-        "rows_kept": len(ev.session_idx), "users": int(len(np.unique(ev.user_code))), "sessions": len(lengths),
-        "skip_share": float(ev.is_skip.mean()), "first_play": str(first), "last_play": str(last),
+        "rows_kept": int(lengths.sum()), "users": int(len(np.unique(asm.user_code))), "sessions": len(lengths),
+        "skip_share": float(asm.split_skips.sum() / lengths.sum()), "first_play": str(first), "last_play": str(last),
         "median_session_len": float(np.median(lengths)), "mean_session_len": float(lengths.mean()),
     }
 

@@ -1,13 +1,13 @@
 """From the sorted play stream to the prepared events: sessions, skip labels, filters, splits, ids.
 
-The stream comes from ``toolkit/prep.py`` already in listening order, so everything here is
-one numba pass (``kernels.sessions``) plus vectorised numpy over whole columns; only the split
-of sessions into time windows goes back to SQL (``sql/split.sql``), on one row per session.
+Sessions never cross listeners, so prep runs the per-play steps on one bucket of listeners at a
+time (``toolkit/buckets.py``): the stream of a bucket comes from ``toolkit/prep.py`` already in
+listening order, so each step is one numba pass (``kernels.sessions``) plus vectorised numpy over
+whole columns.  What needs the whole log works on one row per session or per track: the split of
+sessions into time windows (``sql/split.sql``), the dataset's session order and the item ids.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -20,25 +20,11 @@ from toolkit.schema import SPLITS
 from toolkit.splits import SplitChoice
 
 
-@dataclass
-class Events:
-    """Kept plays in final order (session_idx, then position); all arrays have one entry per play."""
-
-    split: np.ndarray  # int8 index into schema.SPLITS
-    session_idx: np.ndarray  # int64, 0..n_sessions-1: train sessions first, then valid, then test
-    position: np.ndarray  # int32, 0.. inside the session
-    user_code: np.ndarray  # int32, index into the users table
-    track_code: np.ndarray  # int32, index into the tracks table
-    order_us: np.ndarray  # int64, the time plays are ordered by (epoch microseconds)
-    played: np.ndarray  # int64 milliseconds, -1 where unknown
-    is_skip: np.ndarray  # int8
-    source: np.ndarray  # int8, the skip rule that decided (kernels.sessions.SOURCES)
-    dropped: dict[str, int]  # rows removed here, by reason
-    split_choice: SplitChoice  # the split used, and why
-
-
-def build_events(con: duckdb.DuckDBPyConnection, stream: dict[str, np.ndarray], n_tracks: int, cfg: PrepConfig) -> Events:
-    """Drop exact copies, sessionize, label and filter the sorted stream, split the sessions, order."""
+def label_plays(stream: dict[str, np.ndarray], cfg: PrepConfig) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """One bucket's sorted stream (``prep._listening_order``): exact copies dropped, cut into
+    sessions and labelled.  Returns the plays (``user_code``, ``track_code``, ``start_us``,
+    ``order_us``, ``played``, ``session`` numbered 0.. in the bucket, ``is_skip``, ``source``,
+    ``repeat``) and the rows dropped here by reason."""
     copy = mark_duplicates(stream["user_code"], stream["order_us"], stream["start_us"], stream["track_code"],
                            stream["played"], stream["position"])
     if copy.any():
@@ -48,41 +34,97 @@ def build_events(con: duckdb.DuckDBPyConnection, stream: dict[str, np.ndarray], 
         stream["flag"], stream["played"], stream["duration"], cfg.session_gap_s, cfg.skip_ms, cfg.skip_ratio,
         cfg.collapse_repeats,
     )
-    for used in ("end_us", "hint", "flag", "duration", "position"):
-        del stream[used]  # free them before the session arrays are gathered
-    keep, dropped = _filters(session, stream["track_code"], repeat, n_tracks, cfg)
-    dropped["exact_duplicate"] = int(copy.sum())
-    kept = np.flatnonzero(keep)
-    del keep, repeat
-    # the split and the final order need only four columns of the kept plays; every column is
-    # then gathered once, straight into its final order
-    part = {"session": session[kept], **{k: stream[k][kept] for k in ("user_code", "start_us", "order_us")}}
-    split, straddles, choice = _split(con, part, cfg)
-    dropped["straddles_split"] = int(straddles.sum())
-    if straddles.any():
-        kept, split = kept[~straddles], split[~straddles]
-        part = {k: v[~straddles] for k, v in part.items()}
-    order, session_idx, position = _final_order(part, split)
-    del part
-    final = kept[order]
-    del kept
-    cols = {k: stream.pop(k)[final] for k in ("user_code", "track_code", "order_us", "played")}
-    del stream
-    return Events(split=split[order], session_idx=session_idx, position=position, dropped=dropped, split_choice=choice,
-                  is_skip=is_skip[final], source=source[final], **cols)
+    plays = {k: stream[k] for k in ("user_code", "track_code", "start_us", "order_us", "played")}
+    plays.update(session=session, is_skip=is_skip, source=source, repeat=repeat)
+    return plays, {"exact_duplicate": int(copy.sum()), "repeat_collapsed": int(repeat.sum())}
 
 
-def _filters(session: np.ndarray, track: np.ndarray, repeat: np.ndarray, n_tracks: int, cfg: PrepConfig):
-    """Consecutive repeats, then rare tracks (plays counted after collapsing), then short sessions."""
-    keep = ~repeat
-    plays = np.bincount(track[keep], minlength=n_tracks)
-    rare = keep & (plays[track] < cfg.min_item_plays)
+def filter_plays(plays: dict[str, np.ndarray], track_plays: np.ndarray, cfg: PrepConfig):
+    """Drop one bucket's repeats, rare tracks (``track_plays``: the whole log's plays per track
+    after collapsing) and short sessions.
+
+    Returns the kept plays (``track_code``, ``order_us``, ``played``, ``is_skip``, ``source``),
+    one row per kept session (``user_code``, ``start_us`` its earliest start, ``end_us`` its
+    last play's order time, ``length``) and the rows dropped by reason.
+    """
+    session, track = plays["session"], plays["track_code"]
+    keep = ~plays["repeat"]
+    rare = keep & (track_plays[track] < cfg.min_item_plays)
     keep &= ~rare
     length = np.bincount(session[keep], minlength=int(session.max()) + 1 if len(session) else 0)
     short = keep & (length[session] < cfg.min_session_len)
     keep &= ~short
-    dropped = {"repeat_collapsed": int(repeat.sum()), "rare_track": int(rare.sum()), "short_session": int(short.sum())}
-    return keep, dropped
+    kept = np.flatnonzero(keep)
+    bounds = session_bounds(session[kept])
+    first, last = bounds[:-1], bounds[1:] - 1
+    start = plays["start_us"][kept]
+    table = {
+        "user_code": plays["user_code"][kept][first],
+        "start_us": np.minimum.reduceat(start, first) if len(first) else np.zeros(0, np.int64),
+        "end_us": plays["order_us"][kept][last],
+        "length": np.diff(bounds),
+    }
+    out = {k: plays[k][kept] for k in ("track_code", "order_us", "played", "is_skip", "source")}
+    return out, table, {"rare_track": int(rare.sum()), "short_session": int(short.sum())}
+
+
+def split_sessions(con: duckdb.DuckDBPyConnection, table: dict[str, np.ndarray], cfg: PrepConfig):
+    """The window of every kept session of the whole log (``table``: ``filter_plays``' session
+    rows of every bucket, in bucket order), which sessions straddle a window boundary, and the
+    split used (``auto`` resolved, with the reason).
+
+    Returns int8 ``rank`` per session (its window; under ``last``, the smallest split of its
+    plays), bool ``straddles`` and the ``SplitChoice``.
+    """
+    n_sessions = len(table["length"])
+    if cfg.split == "last":
+        # a session's last play is test, the one before valid: its smallest split follows from its length
+        rank = np.where(table["length"] >= 3, 0, np.where(table["length"] == 2, 1, 2)).astype(np.int8)
+        return rank, np.zeros(n_sessions, bool), SplitChoice("last", "last: leave-last-out (no time order)", None)
+    sessions = pl.DataFrame({
+        "session": np.arange(n_sessions, dtype=np.int64), "user_code": table["user_code"],
+        "start_us": table["start_us"], "end_us": table["end_us"],
+    })
+    con.register("sessions", sessions)
+    try:
+        if cfg.split == "auto":
+            by_time, by_listener = _windows(con, cfg, False), _windows(con, cfg, True)
+            choice = splits.choose(table["user_code"], by_time[0], by_listener[0])
+            code, straddles = by_listener if choice.mode == "listener" else by_time
+        else:
+            code, straddles = _windows(con, cfg, cfg.split == "listener")
+            choice = SplitChoice(cfg.split, f"{cfg.split}: chosen with --split", None)
+    finally:
+        con.unregister("sessions")
+    return code, straddles, choice
+
+
+def play_splits(lengths: np.ndarray, rank: np.ndarray, mode: str) -> np.ndarray:
+    """int8 split of every play of sessions of these ``lengths`` (played in session order): the
+    session's window, or under ``last`` test for its last play, valid for the one before."""
+    if mode != "last":
+        return np.repeat(rank, lengths)
+    ends = np.cumsum(lengths)
+    from_end = np.repeat(ends, lengths) - 1 - np.arange(int(ends[-1]) if len(ends) else 0)
+    return np.where(from_end == 0, 2, np.where(from_end == 1, 1, 0)).astype(np.int8)
+
+
+def split_plays(lengths: np.ndarray, rank: np.ndarray, mode: str) -> np.ndarray:
+    """int64[3, n_sessions]: how many plays of each session the arrays of each split hold.
+
+    A session is in its own window's arrays; under ``last`` the arrays of a split hold each
+    session with a play of that split, up to and including that play (the prefix it is scored on).
+    """
+    if mode != "last":
+        return np.stack([np.where(rank == code, lengths, 0) for code in range(len(SPLITS))]).astype(np.int64)
+    return np.stack([np.where(lengths >= 3, lengths - 2, 0), np.where(lengths >= 2, lengths - 1, 0),
+                     lengths]).astype(np.int64)
+
+
+def final_order(table: dict[str, np.ndarray], rank: np.ndarray) -> np.ndarray:
+    """The sessions (rows of ``table``, numbered in bucket order as the tie-break) in the
+    dataset's order: by window, start, user, then that number."""
+    return np.lexsort((np.arange(len(rank)), table["user_code"], table["start_us"], rank))
 
 
 def session_bounds(session: np.ndarray) -> np.ndarray:
@@ -93,37 +135,6 @@ def session_bounds(session: np.ndarray) -> np.ndarray:
     return np.r_[starts, len(session)].astype(np.int64)
 
 
-def _split(con: duckdb.DuckDBPyConnection, cols: dict, cfg: PrepConfig) -> tuple[np.ndarray, np.ndarray, SplitChoice]:
-    """int8 split per play, which plays belong to sessions straddling a window boundary, and the
-    split used (``auto`` resolved, with the reason)."""
-    bounds = session_bounds(cols["session"])
-    n_sessions = len(bounds) - 1
-    first, last = bounds[:-1], bounds[1:] - 1
-    lengths = np.diff(bounds)
-    if cfg.split == "last":
-        from_end = np.repeat(bounds[1:], lengths) - 1 - np.arange(len(cols["session"]))
-        split = np.where(from_end == 0, 2, np.where(from_end == 1, 1, 0)).astype(np.int8)
-        return split, np.zeros(len(split), bool), SplitChoice("last", "last: leave-last-out (no time order)", None)
-    sessions = pl.DataFrame({
-        "session": np.arange(n_sessions, dtype=np.int64),
-        "user_code": cols["user_code"][first],
-        "start_us": np.minimum.reduceat(cols["start_us"], first) if n_sessions else np.zeros(0, np.int64),
-        "end_us": cols["order_us"][last],
-    })
-    con.register("sessions", sessions)
-    try:
-        if cfg.split == "auto":
-            by_time, by_listener = _windows(con, cfg, False), _windows(con, cfg, True)
-            choice = splits.choose(sessions["user_code"].to_numpy(), by_time[0], by_listener[0])
-            code, straddles = by_listener if choice.mode == "listener" else by_time
-        else:
-            code, straddles = _windows(con, cfg, cfg.split == "listener")
-            choice = SplitChoice(cfg.split, f"{cfg.split}: chosen with --split", None)
-    finally:
-        con.unregister("sessions")
-    return np.repeat(code, lengths), np.repeat(straddles, lengths), choice
-
-
 def _windows(con: duckdb.DuckDBPyConnection, cfg: PrepConfig, per_listener: bool) -> tuple[np.ndarray, np.ndarray]:
     """sql/split.sql over the registered sessions: int8 window and straddles flag per session."""
     res = sql.relation(con, "split", valid_frac=cfg.valid_frac, test_frac=cfg.test_frac,
@@ -132,37 +143,21 @@ def _windows(con: duckdb.DuckDBPyConnection, cfg: PrepConfig, per_listener: bool
     return code, res["straddles"].to_numpy()
 
 
-def _final_order(cols: dict, split: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sessions ordered by (split, start, user, session); returns the play permutation, the new
-    session_idx and positions of the permuted plays."""
-    bounds = session_bounds(cols["session"])
-    first, lengths = bounds[:-1], np.diff(bounds)
-    split_rank = np.minimum.reduceat(split, first) if len(first) else np.zeros(0, np.int8)
-    start = np.minimum.reduceat(cols["start_us"], first) if len(first) else np.zeros(0, np.int64)
-    sess_order = np.lexsort((cols["session"][first], cols["user_code"][first], start, split_rank))
-    new_lengths = lengths[sess_order]
-    new_bounds = np.r_[0, np.cumsum(new_lengths)].astype(np.int64)
-    within = np.arange(new_bounds[-1]) - np.repeat(new_bounds[:-1], new_lengths)
-    order = np.repeat(first[sess_order], new_lengths) + within
-    session_idx = np.repeat(np.arange(len(sess_order), dtype=np.int64), new_lengths)
-    return order, session_idx, within.astype(np.int32)
-
-
-def item_ids(track_code: np.ndarray, n_tracks: int) -> tuple[np.ndarray, np.ndarray]:
+def item_ids(plays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense ids 1..n by play count (descending), ties by key (track codes are in key order).
 
-    Returns the id of each play and the track code of each id (index 0 unused: PAD).
+    ``plays``: int64[n_tracks] kept plays per track code.  Returns the id of each track code (0
+    for tracks without a kept play) and the track code of each id (index 0 unused: PAD).
     """
-    plays = np.bincount(track_code, minlength=n_tracks)
     present = np.flatnonzero(plays)
     ranked = present[np.lexsort((present, -plays[present]))]
-    id_of_code = np.zeros(n_tracks, np.int32)
+    id_of_code = np.zeros(len(plays), np.int32)
     id_of_code[ranked] = np.arange(1, len(ranked) + 1, dtype=np.int32)
-    return id_of_code[track_code], np.r_[-1, ranked]
+    return id_of_code, np.r_[-1, ranked]
 
 
-def skip_rule_counts(source: np.ndarray) -> dict[str, int]:
-    """Plays per skip rule that decided them (rules that decided none left out), listed in the
-    order the rules are tried."""
-    counts = dict(zip(SOURCES, np.bincount(source.astype(np.int64), minlength=len(SOURCES)).tolist()))
+def skip_rule_counts(plays: np.ndarray) -> dict[str, int]:
+    """Plays per skip rule that decided them (``plays``: counts indexed by ``SOURCES`` code; rules
+    that decided none left out), listed in the order the rules are tried."""
+    counts = dict(zip(SOURCES, [int(n) for n in plays]))
     return {name: counts[name] for name in PRECEDENCE if counts[name]}

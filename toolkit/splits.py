@@ -14,6 +14,7 @@ the ones never seen in train, and the share of targets whose track was never pla
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +74,14 @@ def users_known(listeners: int, sessions: int) -> bool:
     return 1 < listeners < sessions
 
 
-def diagnostics(events: Path) -> dict[str, dict]:
+def diagnostics(events: Path, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, dict]:
     """Per split of a prepared dataset: sessions, listeners, listeners_without_train,
-    sessions_without_train, targets, cold_targets, cold_share and hr_ceiling."""
-    with duckdb.connect() as con:
+    sessions_without_train, targets, cold_targets, cold_share and hr_ceiling.
+
+    ``con``: a connection to run on (prep passes its own, whose memory limit and spill folder
+    bound the distinct counts; a fresh connection may take most of the machine's memory on a
+    large log: 5.8 GB peak at 100M plays); None opens a fresh one."""
+    with duckdb.connect() if con is None else _borrowed(con) as con:
         con.read_parquet(str(events)).create_view("events")
         rel = sql.relation(con, "split_diagnostics")
         rows = [dict(zip(rel.columns, r)) for r in rel.fetchall()]
@@ -86,6 +91,12 @@ def diagnostics(events: Path) -> dict[str, dict]:
         share = r["cold_targets"] / r["targets"] if r["targets"] else 0.0
         out[name] = {**{k: int(v) for k, v in r.items()}, "cold_share": share, "hr_ceiling": 1.0 - share}
     return out
+
+
+@contextmanager
+def _borrowed(con: duckdb.DuckDBPyConnection):
+    """A connection lent for one query: not closed afterwards."""
+    yield con
 
 
 def warnings(diag: dict[str, dict], mode: str, known: bool, split: str = "test") -> list[str]:
