@@ -248,7 +248,7 @@ def _torch_full(*_a, **_k):
 
 @pytest.mark.parametrize("target,fake,file", [
     ("polars.DataFrame.write_parquet", _polars_full, "items.parquet"),
-    ("numpy.save", _numpy_full, "_seqs.npy"),
+    ("numpy.lib.format.write_array_header_1_0", _numpy_full, "_seqs.npy"),  # prep writes arrays header first
 ])
 def test_full_disk_in_a_library_writing_a_dataset_is_one_line(trained_ws, tmp_path, monkeypatch, target, fake, file):
     ws = _copy(trained_ws, tmp_path / "ws")
