@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> dict:
     cfg = TrainConfig(
         dataset=m["name"], model=args.model, feedback=args.feedback, d_model=args.d_model, epochs=args.epochs,
         batch_size=args.batch_size, patience=args.epochs + 1, seed=args.seed, device=args.device, amp=args.amp,
-        compile=args.compile, loss=args.loss, negatives=args.negatives,
+        compile=args.compile, loss=args.loss, negatives=args.negatives, negatives_on=args.negatives_on,
     )
     device = ttrain.pick_device(cfg.device)
     mach, vers = machine(torch, device), versions()
@@ -363,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (toolkit train --compile)")
     p.add_argument("--loss", default="auto", choices=("auto", "ce", "sampled", "bce"), help="next-item loss")
     p.add_argument("--negatives", type=int, default=512, help="sampled / bce negatives per row")
+    p.add_argument("--negatives-on", default="auto", choices=("auto", "host", "device"),
+                   help="where per-row negatives are drawn (toolkit train --set negatives_on=)")
     p.add_argument("--prepared", metavar="DIR",
                    help="benchmark on this prepared dataset directory (e.g. <workspace>/datasets/spotify) "
                         "instead of the synthetic log; --plays/--users/--tracks are then unused")

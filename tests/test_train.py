@@ -191,7 +191,7 @@ def test_later_settings_keep_old_run_ids_until_they_are_used():
     import hashlib
     from dataclasses import asdict
 
-    from toolkit.config import LATER_SETTINGS
+    from toolkit.config import LATER_SETTINGS, RUNTIME_SETTINGS
     from toolkit.train import run_id
 
     manifest = {"fingerprint": "f" * 64, "pipeline": "p"}
@@ -199,7 +199,7 @@ def test_later_settings_keep_old_run_ids_until_they_are_used():
     first = {k: v for k, v in asdict(cfg).items() if k in FIRST_RELEASE}
     key = json.dumps({"data": manifest["fingerprint"], "pipeline": "p", "cfg": first}, sort_keys=True)
     assert run_id(manifest, cfg) == f"sasrec-contrastive-s2-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-    assert set(asdict(cfg)) == set(FIRST_RELEASE) | set(LATER_SETTINGS)
+    assert set(asdict(cfg)) == set(FIRST_RELEASE) | set(LATER_SETTINGS) | RUNTIME_SETTINGS
     changed = {run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, lr_schedule="cosine")),
                run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, amp=True)),
                run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, exclude_played=True)),

@@ -156,6 +156,7 @@ SAMPLERS = ("popularity", "uniform")
 CONTEXTS = ("input", "output", "score")
 SKIP_NEGATIVES = ("session", "seen")
 DEVICES = ("auto", "cpu", "cuda")
+NEGATIVES_ON = ("auto", "host", "device")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -210,6 +211,10 @@ class TrainConfig:
     seed: int = 0  # one seed for numpy, the numba samplers and torch
     device: str = "auto"  # auto (cuda when present), cpu or cuda
     compile: bool = False  # torch.compile the model
+    # where per-row negatives (sampled, bce) are drawn: auto (on the GPU when training on one, else the
+    # numba kernel on the host), host (the numba kernel) or device (torch on the training device, CPU too);
+    # the same distribution either way (toolkit/sampling.py), so it is a runtime knob, not part of the run id
+    negatives_on: str = "auto"
     amp: bool = False  # bfloat16 autocast for the training forward pass and losses (validation stays float32)
     # a learned score for tracks already played in the row, by how far back and in what context (causal
     # models; listeners replay tracks, and the dot product with track embeddings learns that slowly)
@@ -267,9 +272,11 @@ class TrainConfig:
                                      ("--sampler", self.sampler, SAMPLERS), ("--context", self.context, CONTEXTS),
                                      ("--skip-negatives", self.skip_negatives, SKIP_NEGATIVES),
                                      ("--device", self.device, DEVICES),
+                                     ("--set negatives_on=", self.negatives_on, NEGATIVES_ON),
                                      ("--lr-schedule", self.lr_schedule, LR_SCHEDULES)):
             if value not in allowed:
-                problems.append(f"{flag} {value}: choose {_either(allowed)}")
+                shown = f"{flag}{value}" if flag.endswith("=") else f"{flag} {value}"
+                problems.append(f"{shown}: choose {_either(allowed)}")
         problems += _range_problems(self)
         if problems:
             raise ConfigError("; ".join(problems))
@@ -391,9 +398,16 @@ LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False, "e
                                      "skip_negatives": "session", "loss_memory_mb": 512.0}
 
 
+# Settings that change how a run is computed, never what it learns from or how: never part of its identity,
+# so the same run may be continued with another value
+RUNTIME_SETTINGS = frozenset({"negatives_on"})
+
+
 def identity(cfg: TrainConfig) -> dict:
-    """The settings that name a run: every field, less later ones left at their earlier behaviour."""
-    return {k: v for k, v in asdict(cfg).items() if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
+    """The settings that name a run: every field, less later ones left at their earlier behaviour and
+    the runtime settings."""
+    return {k: v for k, v in asdict(cfg).items()
+            if k not in RUNTIME_SETTINGS and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
 
 
 def parse_setting(value: str):

@@ -15,7 +15,10 @@ mean the same with any number of processes:
   the single-process gradient of the global batch: short last batch and uneven shares included;
 - the random draws: per-row negatives and BERT4Rec masks come from (seed, step) streams that run
   over the rows of the whole batch in order, so ``ShardSampler`` gathers the batch's rows, draws as
-  one process would, and keeps its own; shared negatives are the same on every rank already;
+  one process would, and keeps its own; shared negatives are the same on every rank already.
+  Per-row negatives drawn on the device (``toolkit/sampling.py``, the default on GPUs) are the
+  exception: each rank draws its own rows from a (seed, step, rank) stream, without the gather, so
+  they equal a single process's draws in distribution only, as dropout below;
 - validation and ``toolkit report``: ranks score whole blocks of query rows (no padding, no
   repeated query) and the per-query outcomes are gathered in row order (``gather``).
 
@@ -244,6 +247,8 @@ class ShardSampler:
         return slice(lo, lo + counts[self.world.rank])
 
     def draw(self, seqs: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
+        if getattr(self.inner, "on_device", False):  # each rank draws its own rows from its own stream: no gather
+            return self.inner.draw(seqs, targets, step, rank=self.world.rank)
         every_seq, counts = self.world.gather_rows(seqs)
         every_target, _ = self.world.gather_rows(targets)
         return self.inner.draw(every_seq, every_target, step)[self._mine(counts)]

@@ -13,13 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from toolkit import distributed, metrics
+from toolkit import distributed, metrics, topk
 from toolkit.config import POSITIONS
 from toolkit.data import SplitArrays, to_batch
 from toolkit.schema import PAD
 
 POS_KS = (1, 5, 10, 20)
 SCORE_BUDGET = 1 << 23  # catalogue scores held at once (32 MB of float32), whatever the catalogue size
+# past this many tracks a chunk would score fewer than 16 queries per read of the item table, so
+# scorers that can (``tiles``) rank a batch's queries in item tiles instead (toolkit/topk.py)
+TILED_FROM = SCORE_BUDGET // 16
 OVERLAP_PAIRS = 20_000  # query pairs behind overlap@10: its sampling sd is then about 0.002 (Spotify valid)
 
 
@@ -101,10 +104,13 @@ def session_skips(a: SplitArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @torch.no_grad()
 def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = False, batch_rows: int = 64,
                 n_items: int | None = None, sessions: np.ndarray | None = None, positions: str = "all",
-                exclude_played: bool = False) -> QueryResults:
+                exclude_played: bool = False, tiled: bool | None = None) -> QueryResults:
     """Score every query of a split (or of the given ``sessions`` only) against the whole catalogue.
 
-    Memory is bounded: queries are scored in chunks of ``SCORE_BUDGET // catalogue`` at a time.
+    Memory is bounded: queries are scored in chunks of ``SCORE_BUDGET // catalogue`` at a time, or,
+    with ``tiled`` (None: when the catalogue has ``TILED_FROM`` tracks or more and the scorer has
+    ``tiles``), a batch's queries together over tiles of ``SCORE_BUDGET // queries`` tracks
+    (``topk.rank_in_tiles``: the same ranks and top-10).
     With ``exclude_played`` the tracks already played in the session are removed from the ranking;
     a query whose next play is such a repeat then ranks it last (a miss), never drops the query.
     Under torchrun each process scores its own whole blocks of ``batch_rows`` rows (the same blocks
@@ -117,7 +123,10 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
     if sessions is not None:
         mask &= np.isin(rs, sessions)[:, None]
     width = (n_items or int(np.asarray(a.seqs).max(initial=1))) + 1
-    chunk = max(1, SCORE_BUDGET // width)
+    if tiled is None:
+        tiled = width >= TILED_FROM and hasattr(scorer, "tiles")
+    chunk = batch_rows * a.seqs.shape[1] if tiled else max(1, SCORE_BUDGET // width)  # tiled: a batch at once
+    k = min(TOP_K, width - 1)
     skip_ids, skip_off, skip_items = session_skips(a.session_part())  # the listener's history is not the session
     first_row = _session_first_row(rs)
     out: dict[str, list] = {k: [] for k in ("session", "skipped", "rank", "auc", "top", "auc_seen")}
@@ -131,22 +140,35 @@ def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = 
         all_rows, all_cols = m.nonzero(as_tuple=True)
         for lo in range(0, len(all_rows), chunk):
             rows, cols = all_rows[lo : lo + chunk], all_cols[lo : lo + chunk]
-            scores = scorer.scores(batch, rows, cols).float()  # (N, V)
             row_ids = idx[rows.cpu().numpy()]
             played, was_skipped = _played_before(a, first_row, row_ids, cols.cpu().numpy())
-            if exclude_played:
-                scores.scatter_(1, torch.from_numpy(played).to(scores.device), float("-inf"))
             targets = batch["next_item"][rows, cols]
             sess = rs[row_ids]
-            out["rank"].append(metrics.rank_of_targets(scores, targets))
-            out["top"].append(torch.topk(scores, k=min(TOP_K, scores.shape[1] - 1), dim=1).indices.int().cpu().numpy())
+            negs = torch.from_numpy(_gather_ragged(np.searchsorted(skip_ids, sess), skip_off, skip_items)).to(device)
+            seen = torch.from_numpy(_distinct(np.where(was_skipped, played, PAD))).to(device)
+            if tiled:
+                tiles = scorer.tiles(batch, rows, cols)
+                banned = torch.from_numpy(played).to(device) if exclude_played else None
+                ranked = topk.rank_in_tiles(tiles, targets, k, topk.item_tile(len(rows), width, SCORE_BUDGET),
+                                            banned, torch.cat([targets.unsqueeze(1), negs, seen], dim=1))
+                rank, top = ranked.rank.cpu().numpy(), ranked.top.int().cpu().numpy()
+                pos_s, neg_s, seen_s = ranked.listed.split([1, negs.shape[1], seen.shape[1]], dim=1)
+            else:
+                scores = scorer.scores(batch, rows, cols).float()  # (N, V)
+                if exclude_played:
+                    scores.scatter_(1, torch.from_numpy(played).to(scores.device), float("-inf"))
+                rank = metrics.rank_of_targets(scores, targets)
+                # scorers that could rank in tiles break ties in a top list as the tiles do
+                top = (topk.best(scores, k)[1] if hasattr(scorer, "tiles") else
+                       torch.topk(scores, k=k, dim=1).indices).int().cpu().numpy()
+                pos_s, neg_s, seen_s = (scores.gather(1, t) for t in (targets.unsqueeze(1), negs, seen))
+            out["rank"].append(rank)
+            out["top"].append(top)
             skipped = batch["next_skip"][rows, cols] == 1
             out["skipped"].append(skipped.cpu().numpy())
             out["session"].append(sess)
-            negs = _gather_ragged(np.searchsorted(skip_ids, sess), skip_off, skip_items)
-            out["auc"].append(_session_auc(scores, targets, skipped, torch.from_numpy(negs).to(scores.device)))
-            seen = torch.from_numpy(_distinct(np.where(was_skipped, played, PAD))).to(scores.device)
-            out["auc_seen"].append(_session_auc(scores, targets, skipped, seen))
+            out["auc"].append(_session_auc(pos_s, neg_s, targets, skipped, negs))
+            out["auc_seen"].append(_session_auc(pos_s, seen_s, targets, skipped, seen))
     mine = QueryResults(**{k: np.concatenate(v) for k, v in out.items()}) if out["rank"] else QueryResults.empty()
     return mine if world.size == 1 else QueryResults.concat(world.gather(mine))
 
@@ -197,12 +219,11 @@ def _gather_ragged(which: np.ndarray, offsets: np.ndarray, items: np.ndarray) ->
     return np.where(ok, items[np.where(ok, pos, 0)] if len(items) else PAD, PAD).astype(np.int64)
 
 
-def _session_auc(scores, targets, skipped, negs) -> np.ndarray:
-    """Per positive query: share of the session's skipped tracks (other than the next play itself)
-    scored below the next play, ties half; NaN for skip queries and sessions without skips."""
+def _session_auc(pos_s, neg_s, targets, skipped, negs) -> np.ndarray:
+    """Per positive query: share of the session's skipped tracks ``negs`` (N, M) (other than the next
+    play itself) scored below the next play, ties half, from the scores of the next play (N, 1) and of
+    ``negs`` (N, M); NaN for skip queries and sessions without skips."""
     valid = (negs != PAD) & (negs != targets.unsqueeze(1)) & ~skipped.unsqueeze(1)
-    pos_s = scores.gather(1, targets.unsqueeze(1))  # (N, 1)
-    neg_s = scores.gather(1, negs)  # (N, M)
     wins = ((pos_s > neg_s).float() + 0.5 * (pos_s == neg_s).float()) * valid
     n = valid.sum(dim=1)
     auc = torch.where(n > 0, wins.sum(dim=1) / n.clamp(min=1), torch.full_like(n, float("nan"), dtype=torch.float))

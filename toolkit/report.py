@@ -58,7 +58,7 @@ PRIMARY = "ndcg@10"  # the metric the verdict ranks groups by
 PAIRED = ("ndcg@10", "hr@10", "mrr@10", "skip_hr@10", "auc", "auc_seen")
 HR_CURVE_KS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
 # config fields that never change what a run is, so runs differing only in them form one group
-NOT_GROUPING = {"seed", "dataset", "device", "compile"}
+NOT_GROUPING = {"seed", "dataset", "device", "compile", "negatives_on"}
 Progress = Callable[[str], None]
 
 

@@ -3,6 +3,8 @@
 A scorer answers ``scores(batch, rows, cols) -> float (N, n_items + 1)``: the catalogue scores of
 the play after position ``(rows[n], cols[n])`` of the batch, given that position and everything
 before it in the row (never after).  The PAD column is -inf.  One evaluation path serves all.
+The neural scorer also answers ``tiles(batch, rows, cols) -> topk.ItemTiles``: the same scores a
+range of tracks at a time, which large catalogues are ranked with (``toolkit/topk.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from torch import Tensor
 
 from toolkit.model import SeqRec
 from toolkit.schema import PAD, mask_id
+from toolkit.topk import ItemTiles
 
 
 def hide_skips(seqs: Tensor, fb: Tensor) -> tuple[Tensor, Tensor]:
@@ -43,6 +46,20 @@ class NeuralScorer:
 
     @torch.no_grad()
     def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
+        hidden, items, weights = self._queries(batch, rows, cols)
+        if items is not None:
+            return self.model.scores_with_repeats(hidden, weights, items)  # (N, V)
+        return self.model.scores(hidden)  # (N, V)
+
+    @torch.no_grad()
+    def tiles(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> ItemTiles:
+        """The same scores as ``scores``, made a range of tracks at a time (``topk.rank_in_tiles``)."""
+        hidden, items, weights = self._queries(batch, rows, cols)
+        return ItemTiles(hidden, self.model.item_embeddings(), items, weights)
+
+    def _queries(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """What scores the queries: prediction vectors (N, D), and the repeat head's tracks and
+        weights (N, C) (None without the head)."""
         seqs, fb = batch["seqs"], batch["fb"]
         if self.hide:
             seqs, fb = hide_skips(seqs, fb)
@@ -52,11 +69,10 @@ class NeuralScorer:
             src = last_real_column(seqs)[rows, cols] if self.hide else cols
             if self.model.cfg.repeat_head:
                 items, weights, available = self.model.copy_terms(hidden, seqs, batch.get("succ"), rows, src)
-                return self.model.scores_with_repeats(hidden[rows, src], weights * available, items)  # (N, V)
-            return self.model.scores(hidden[rows, src])  # (N, V)
+                return hidden[rows, src], items, weights * available
+            return hidden[rows, src], None, None
         q_seqs, q_fb = cloze_queries(seqs[rows], fb[rows], cols, self.model.cfg.n_items)
-        hidden = self.model(q_seqs, q_fb)  # (N, T, D)
-        return self.model.scores(hidden[:, -1])  # (N, V)
+        return self.model(q_seqs, q_fb)[:, -1], None, None  # (N, D)
 
 
 def cloze_queries(seqs: Tensor, fb: Tensor, cols: Tensor, n_items: int) -> tuple[Tensor, Tensor]:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import kernels
-from toolkit import distributed, full_softmax, losses
+from toolkit import distributed, full_softmax, losses, sampling
 from toolkit.artifacts import (
     RunDir, Workspace, append_metrics, atomic_path, list_datasets, load_torch, read_json, read_manifest,
     read_metrics, record_run, run_dir, run_lock, save_torch, write_json,
@@ -338,13 +338,20 @@ class Sampler:
         # the shared draw inverts the cdf on torch's side; float64, or the rarest tracks' steps vanish
         self.cdf_t = torch.from_numpy(self.cdf).to(device) if self.cdf is not None else None
         self.device = device
+        # per-row negatives on the GPU come from torch where the batch is, so a step never waits on the host
+        self.on_device = sampling.draws_on_device(cfg.negatives_on, device)
         # auto keeps its first-release meaning (ce, else per-row sampled): a finished run named with
         # loss=auto must still mean the loss it was trained with
         use_ce = cfg.loss == "ce" or (cfg.loss == "auto" and cfg.batch_size * train_rows.seqs.shape[1] * n_items <= CE_BUDGET)
         self.loss = "ce" if use_ce else ("sampled" if cfg.loss == "auto" else cfg.loss)
 
-    def draw(self, seqs: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
+    def draw(self, seqs: torch.Tensor, targets: torch.Tensor, step: int, rank: int = 0) -> torch.Tensor:
+        """int64 (B, k): per-row negatives, never PAD, a play or a target of the row; seeded by (seed,
+        step), and on the device by the process's ``rank`` too (``sampling.stream``)."""
         k = min(self.k, max(1, self.n_items // 2))
+        if self.on_device:
+            g = sampling.stream(self.seed, step, rank, seqs.device)
+            return sampling.sample_negatives(seqs, targets, self.n_items, k, g, self.cdf_t)
         return negatives_for(seqs, targets, self.n_items, k, (self.seed * 1_000_003 + step) % 2**32, self.cdf)
 
     def draw_shared(self, step: int) -> torch.Tensor:
