@@ -163,7 +163,7 @@ def tiny_batch(n_items: int, B: int = 4, T: int = 6, seed: int = 0) -> dict:
 
 
 @pytest.mark.parametrize("options", [
-    dict(), dict(feedback="negative-target"), dict(repeat_head=True, successors=2), dict(model="bert4rec"),
+    dict(repeat_head=False), dict(feedback="negative-target"), dict(repeat_head=True, successors=2), dict(model="bert4rec"),
 ])
 def test_chunked_path_trains_the_same_weights_as_the_plain_one(monkeypatch, options):
     n_items, steps = 300, 4

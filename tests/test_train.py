@@ -208,16 +208,19 @@ def test_later_settings_keep_old_run_ids_until_they_are_used():
     from toolkit.train import run_id
 
     manifest = {"fingerprint": "f" * 64, "pipeline": "p"}
-    cfg = TrainConfig(dataset="d", feedback="contrastive", seed=2)
+    # a run recorded before the repeat head existed: its config holds the settings' earlier behaviour
+    old = dict(repeat_head=False, successors=0)
+    cfg = TrainConfig(dataset="d", feedback="contrastive", seed=2, **old)
     first = {k: v for k, v in asdict(cfg).items() if k in FIRST_RELEASE}
     key = json.dumps({"data": manifest["fingerprint"], "pipeline": "p", "cfg": first}, sort_keys=True)
     assert run_id(manifest, cfg) == f"sasrec-contrastive-s2-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     assert set(asdict(cfg)) == set(FIRST_RELEASE) | set(LATER_SETTINGS) | RUNTIME_SETTINGS
-    changed = {run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, lr_schedule="cosine")),
-               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, amp=True)),
-               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, exclude_played=True)),
-               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, skip_negatives="seen"))}
-    assert len(changed) == 4 and run_id(manifest, cfg) not in changed
+    changed = {run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, lr_schedule="cosine", **old)),
+               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, amp=True, **old)),
+               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, exclude_played=True, **old)),
+               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, skip_negatives="seen", **old)),
+               run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2))}  # today's default: repeat head
+    assert len(changed) == 5 and run_id(manifest, cfg) not in changed
 
 
 def test_contrastive_context_and_negatives_are_checked():
@@ -401,8 +404,17 @@ def test_repeat_head_trains_learns_its_weights_and_scores_replays(ws, loss, feed
     best = load_torch(run_dir(ws, result["id"]).best)
     weights = best["model"]["repeat_by_distance"]
     assert torch.count_nonzero(weights) > 0  # the head moved away from its zero start
-    plain = train(ws, TrainConfig(loss=loss, feedback=feedback, **{**SMALL, "epochs": 3}))
+    plain = train(ws, TrainConfig(loss=loss, feedback=feedback, repeat_head=False, **{**SMALL, "epochs": 3}))
     assert plain["id"] != result["id"]  # a setting of its own in the run's identity
+
+
+def test_repeat_head_and_successors_are_on_by_default_where_they_apply():
+    # the study's choice on validation; the run records the resolved values, never None
+    assert (TrainConfig().repeat_head, TrainConfig().successors) == (True, 10)
+    assert (TrainConfig(model="gru4rec").repeat_head, TrainConfig(model="repeat").successors) == (True, 10)
+    for off in (dict(model="bert4rec"), dict(feedback="negative-target"), dict(model="markov"), dict(model="pop")):
+        assert (TrainConfig(**off).repeat_head, TrainConfig(**off).successors) == (False, 0), off
+    assert TrainConfig(repeat_head=False).successors == 0
 
 
 def test_repeat_head_refuses_what_it_cannot_train():
@@ -423,7 +435,8 @@ def test_listener_history_and_successors_train_and_score(ws, loss, feedback):
     assert best["model_config"]["history"] == 3 and best["model_config"]["max_len"] == 4 + 3
     assert torch.count_nonzero(best["model"]["successor_by_rank"]) > 0  # the successor term moved
     q = score_run(ws, select_runs(ws, [result["id"]], None, False)[0], Protocol(split="test"), torch.device("cpu"))
-    plain = score_run(ws, select_runs(ws, [train(ws, TrainConfig(loss=loss, feedback=feedback, **SMALL))["id"]],
+    plain = score_run(ws, select_runs(ws, [train(ws, TrainConfig(loss=loss, feedback=feedback, repeat_head=False,
+                                                                 **SMALL))["id"]],
                                       None, False)[0], Protocol(split="test"), torch.device("cpu"))
     # the same queries, whatever context the rows carry
     assert q.session.tolist() == plain.session.tolist() and q.skipped.tolist() == plain.skipped.tolist()
@@ -435,4 +448,4 @@ def test_repeat_baseline_ranks_the_listeners_successors_first(ws):
     with pytest.raises(ConfigError, match="successors"):
         TrainConfig(model="markov", successors=2)
     with pytest.raises(ConfigError, match="successors extends the repeat head"):
-        TrainConfig(successors=2)
+        TrainConfig(successors=2, repeat_head=False)

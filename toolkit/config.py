@@ -217,11 +217,15 @@ class TrainConfig:
     negatives_on: str = "auto"
     amp: bool = False  # bfloat16 autocast for the training forward pass and losses (validation stays float32)
     # a learned score for tracks already played in the row, by how far back and in what context (causal
-    # models; listeners replay tracks, and the dot product with track embeddings learns that slowly)
-    repeat_head: bool = False
+    # models; listeners replay tracks, and the dot product with track embeddings learns that slowly).
+    # None: on wherever it applies (sasrec and gru4rec without negative-target, with --loss auto, ce or
+    # shared; auto then takes the shared softmax where the full one does not fit), the setting the study
+    # chose on validation (benchmarks/README.md, "the listener's past"); resolved when the config is made
+    repeat_head: bool | None = None
     # with the repeat head, also score the last N tracks that followed the current track in the listener's
-    # earlier plays (albums and playlists come back in their order); the repeat baseline ranks them first
-    successors: int = 0
+    # earlier plays (albums and playlists come back in their order); the repeat baseline ranks them first.
+    # None: DEFAULT_SUCCESSORS for the repeat head and the repeat baseline, else 0
+    successors: int | None = None
     # the listener's last plays before the session, read as context by every query of the session
     # (0: the session alone); the repeat baseline reads them too (toolkit/history.py)
     history: int = 0
@@ -236,6 +240,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from toolkit.errors import ConfigError
 
+        modes = set(self.feedback.split("+"))
+        if self.repeat_head is None:  # frozen: the resolved value is what the run records
+            object.__setattr__(self, "repeat_head", self.model in ("sasrec", "gru4rec") and "negative-target" not in modes
+                               and self.loss in ("auto", "ce", "shared"))
+        if self.successors is None:
+            reads = self.repeat_head or self.model == "repeat"
+            object.__setattr__(self, "successors", DEFAULT_SUCCESSORS if reads else 0)
         problems = []
         if self.model not in MODELS:
             problems.append(f"--model {self.model}: choose one of {', '.join(MODELS)}")
@@ -393,6 +404,10 @@ def _date_ok(text: str) -> bool:
 # Settings added after the first release, with the value that reproduces the behaviour from before
 # they existed.  At that value a setting stays out of a run's identity (train.run_id), so adding a
 # setting never renames, and so never retrains, a finished run.
+# what the repeat head and the repeat baseline read by default (the study's choice on validation: 10
+# successors doubled both on the Spotify logs, 5 did almost as well; benchmarks/README.md)
+DEFAULT_SUCCESSORS = 10
+
 LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False, "exclude_played": False,
                                      "repeat_head": False, "successors": 0, "history": 0,
                                      "skip_negatives": "session", "loss_memory_mb": 512.0}

@@ -13,7 +13,7 @@ import polars as pl
 import torch
 
 import kernels
-from toolkit.artifacts import DatasetDir, read_array
+from toolkit.artifacts import DatasetDir, read_array, read_frame
 from toolkit.history import ListenerOrder, row_history, row_successors
 from toolkit.schema import ITEM, PAD, SESSION, TS, USER
 
@@ -61,7 +61,7 @@ def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0
     if history <= 0 and successors <= 0:
         return a
     # one listener-time ordering of the whole log serves both views
-    order = ListenerOrder(pl.read_parquet(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"]))
+    order = ListenerOrder(read_frame(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"]))
     if successors > 0:
         a = replace(a, succ=row_successors(order, np.asarray(row_session), seqs.shape[1], successors))
     if history > 0:

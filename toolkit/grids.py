@@ -14,7 +14,7 @@ DEFAULT_GRID = "core"  # what `toolkit study` trains without --grid
 # (V-SKNN), the session's own plays first, and that with the listener's earlier successors of the
 # current track above everything (the same information the neural models read); the neural models
 # are measured against the best of them on validation
-COUNTING = [("pop", "all", {}), ("markov", "all", {}), ("sknn", "all", {}), ("repeat", "all", {}),
+COUNTING = [("pop", "all", {}), ("markov", "all", {}), ("sknn", "all", {}), ("repeat", "all", {"successors": 0}),
             ("repeat", "all", {"successors": SUCCESSORS})]
 GRIDS: dict[str, list[tuple[str, str, dict]]] = {
     # the default: both baselines, SASRec blind to skips, without skips, with the skip term, and with the

@@ -343,7 +343,9 @@ class Sampler:
         # auto keeps its first-release meaning (ce, else per-row sampled): a finished run named with
         # loss=auto must still mean the loss it was trained with
         use_ce = cfg.loss == "ce" or (cfg.loss == "auto" and cfg.batch_size * train_rows.seqs.shape[1] * n_items <= CE_BUDGET)
-        self.loss = "ce" if use_ce else ("sampled" if cfg.loss == "auto" else cfg.loss)
+        # the repeat head's exact candidates fit the shared-negative softmax, not per-row negatives
+        auto = "shared" if cfg.repeat_head else "sampled"
+        self.loss = "ce" if use_ce else (auto if cfg.loss == "auto" else cfg.loss)
 
     def draw(self, seqs: torch.Tensor, targets: torch.Tensor, step: int, rank: int = 0) -> torch.Tensor:
         """int64 (B, k): per-row negatives, never PAD, a play or a target of the row; seeded by (seed,
