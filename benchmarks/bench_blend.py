@@ -47,20 +47,12 @@ from toolkit.report import (  # noqa: E402
     by_unit, paired_bootstrap, resampling_units, score_run, scorer_for, select_runs, session_sums, Protocol,
 )
 from toolkit.schema import PAD  # noqa: E402
+from toolkit.scorers import prefix_plays  # noqa: E402
 from toolkit.train import build_baseline  # noqa: E402
 
 GRID_B = (0, 0.4, 0.8, 1.6, 3, 5, 8, 12)  # per successor rank unit (K - k for the k-th latest)
 GRID_C = (0, 0.1, 0.3, 1, 2)  # per replay position
 GRID_D = (0, 1, 2, 4, 8, 12)  # per log(1 + transition count)
-
-
-def replay_scores(seqs: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every real play of query n's row up to column ``cols[n]``: (n, track, position from 1).
-    The count rule scores a replayed track by the sum of its positions (latest counts most)."""
-    real = (seqs != PAD) & (np.arange(seqs.shape[1])[None, :] <= cols[:, None])
-    pos = np.cumsum(real, axis=1)
-    q, c = np.nonzero(real)
-    return q, seqs[q, c].astype(np.int64), pos[q, c].astype(np.float32)
 
 
 def candidate_features(scorer, markov, a, n_items: int, top: int, transitions: int, device) -> dict:
@@ -85,7 +77,8 @@ def candidate_features(scorer, markov, a, n_items: int, top: int, transitions: i
         succ = batch["succ"][rows, cols].cpu().numpy().astype(np.int64)  # (N, K) latest first
         K = succ.shape[1]
         sq, sk = np.nonzero(succ != PAD)
-        pq, p_item, p_pos = replay_scores(batch["seqs"][rows].cpu().numpy(), c_np)
+        # a replayed track scores the sum of its positions in the row (the count rule's replay term)
+        pq, p_item, p_pos, _ = prefix_plays(batch["seqs"][rows].cpu().numpy(), c_np)
         last = batch["seqs"][rows, cols].cpu().numpy()
         tq, t_item, t_count = [], [], []
         for n in np.flatnonzero(last != PAD):
@@ -101,7 +94,7 @@ def candidate_features(scorer, markov, a, n_items: int, top: int, transitions: i
         feat = np.zeros((len(keys), 4), np.float32)
         feat[:, 0] = S[torch.from_numpy(kq), torch.from_numpy(ki)].numpy()
         np.add.at(feat[:, 1], np.searchsorted(keys, sq * V + succ[sq, sk]), (K - sk).astype(np.float32))
-        np.add.at(feat[:, 2], np.searchsorted(keys, pq * V + p_item), p_pos)
+        np.add.at(feat[:, 2], np.searchsorted(keys, pq * V + p_item), p_pos.astype(np.float32))
         np.add.at(feat[:, 3], np.searchsorted(keys, tq * V + t_item), t_count.astype(np.float32))
         per_q = np.bincount(kq, minlength=N)
         width = per_q.max()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from toolkit.artifacts import Workspace, load_torch, read_metrics, run_dir
 from toolkit.cli import app
 from toolkit.config import TrainConfig
+from toolkit.data import load_split
 from toolkit.errors import ConfigError
 from toolkit.prep import prep
 from toolkit.config import PrepConfig
@@ -46,10 +48,6 @@ def ws(tiny_logs, tmp_path):
     ("bert4rec", "contrastive"), ("gru4rec", "all"), ("gru4rec", "contrastive+feedback-input"),
 ])
 def test_every_model_and_mode_trains(ws, model, feedback):
-    import numpy as np
-
-    from toolkit.data import load_split
-
     result = train(ws, TrainConfig(model=model, feedback=feedback, **SMALL))
     assert result["status"] == "finished"
     v = result["valid"]

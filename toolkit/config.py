@@ -253,7 +253,6 @@ class TrainConfig:
         unknown = [m for m in self.feedback.split("+") if m not in FEEDBACK_MODES]
         if unknown:
             problems.append(f"--feedback {self.feedback}: unknown mode(s) {unknown}; modes are {', '.join(FEEDBACK_MODES)}")
-        modes = set(self.feedback.split("+"))
         if len(modes) > 1 and "all" in modes:
             problems.append("--feedback: 'all' is the skip-blind baseline and does not combine with other modes")
         if "positives-only" in modes and modes & {"negative-target", "feedback-input"}:

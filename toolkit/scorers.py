@@ -216,7 +216,7 @@ class SessionKNNScorer:
 
     def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
         seqs = hide_skips(batch["seqs"], batch["fb"])[0] if self.hide else batch["seqs"]
-        q, item, pos, latest = _prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
+        q, item, pos, latest = prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
         q, item, weight = q[latest], item[latest], pos[latest]
         nq, ns, sim = self._neighbours(q, item, weight)
         owner, entry = _ranges(self.sess_ptr[ns], self.sess_ptr[ns + 1])
@@ -271,7 +271,7 @@ class RepeatScorer:
         back = self.markov.scores(batch, rows, cols).cpu()  # (N, V) >= 0, PAD -inf
         out = back / (back[:, PAD + 1 :].max(dim=1, keepdim=True).values + 1.0)
         seqs = hide_skips(batch["seqs"], batch["fb"])[0] if self.markov.hide else batch["seqs"]
-        q, item, pos, _ = _prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
+        q, item, pos, _ = prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
         out.index_put_((torch.from_numpy(q), torch.from_numpy(item)), torch.from_numpy(pos).float(), accumulate=True)
         succ = batch.get("succ")
         if succ is not None:
@@ -284,7 +284,7 @@ class RepeatScorer:
         return out.to(rows.device)
 
 
-def _prefix_plays(seqs: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def prefix_plays(seqs: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every real play of row n of ``seqs`` (N, T) up to column ``cols[n]``, flat and in row order:
     (query n, track, position among the row's real plays counted from 1, whether no later play up
     to ``cols[n]`` repeats the track).  All int64 but the last, bool."""
