@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import FrozenInstanceError, asdict, replace
 
 import pytest
@@ -232,3 +233,37 @@ def test_history_columns_get_their_own_segment_and_a_narrow_row_is_all_session()
     assert not torch.allclose(as_history[0, -1], as_session[0, -1], atol=1e-4)
     with pytest.raises(ValueError, match="history"):
         ModelConfig(n_items=5, max_len=4, history=4)
+
+
+def test_transition_term_scores_the_current_tracks_frequent_successors_and_leaves_the_target_out():
+    model = make_model(replace(CFG, repeat_head=True, transitions=3, dropout=0.0)).eval()
+    table = torch.zeros(N_ITEMS + 1, 3, dtype=torch.int32)
+    counts = torch.zeros(N_ITEMS + 1, 3)
+    table[7] = torch.tensor([5, 9, 2], dtype=torch.int32)
+    counts[7] = torch.tensor([3.0, 1.0, 0.0])  # 2 is padding of the table: count 0, never available
+    model.set_transitions(table, counts)
+    with torch.no_grad():
+        model.trans_by_count.fill_(1.0 / REPEAT_SCALE)
+    hidden = torch.zeros(2, CFG.d_model)  # gate at zero: the weight is log(1 + count)
+    items, w, ok = model.transition_weights(hidden, torch.tensor([7, 4]))
+    assert items[0].tolist() == [5, 9, 2] and ok.tolist() == [[True, True, False], [False, False, False]]
+    assert w[0].tolist() == pytest.approx([math.log(4.0), math.log(2.0), 0.0]) and w[1].tolist() == [0.0, 0.0, 0.0]
+    # in training the target's own play is not evidence for itself: 5 loses one count, 9 its only one
+    _, w, ok = model.transition_weights(hidden[:1].expand(2, -1), torch.tensor([7, 7]), targets=torch.tensor([5, 9]))
+    assert w[0].tolist() == pytest.approx([math.log(3.0), math.log(2.0), 0.0])
+    assert ok[1].tolist() == [True, False, False] and w[1, 1] == 0.0
+    # the term reaches the catalogue scores through the copy candidates, after the row's plays
+    seqs = torch.tensor([[0, 0, 3, 7]])
+    h = model(seqs)
+    items, weights, available = model.copy_terms(h, seqs, None, torch.tensor([0]), torch.tensor([3]))
+    assert items.shape == (1, 4 + 3) and items[0, 4:].tolist() == [5, 9, 2]
+    scores = model.scores_with_repeats(h[0, 3:4], weights * available, items)
+    plain = model.scores(h[0, 3:4])
+    assert (scores - plain)[0, 5].item() == pytest.approx(math.log(4.0), abs=1e-5)
+    assert (scores - plain)[0, 2].item() == pytest.approx(0.0, abs=1e-6)
+    # a checkpoint carries the table, so a loaded model scores alone
+    again = SeqRec(model.cfg)
+    again.load_state_dict(model.state_dict())
+    assert torch.equal(again.trans_items, model.trans_items) and torch.equal(again.trans_counts, model.trans_counts)
+    with pytest.raises(ValueError, match="transitions"):
+        ModelConfig(n_items=5, transitions=2)

@@ -183,3 +183,55 @@ def test_repeat_ranks_the_listeners_earlier_successors_above_replays():
     assert math.isinf(s[0]) and s[0] < 0
     assert np.allclose(s[1:], plain[1:] + np.array([0, 0, 1 * unit, 2 * unit]), atol=1e-4)
     assert np.argsort(-s[1:]).tolist() == [3, 2, 1, 0]  # 4, 3, then the replays 2 and 1
+
+
+def _transitions_reference(seqs, skips, n_items, m, hide):
+    """Counter over consecutive real plays of each row, sorted by (-count, track) per source."""
+    from collections import Counter
+
+    pairs = Counter()
+    for row, sk in zip(seqs.tolist(), skips.tolist()):
+        real = [t for t, s in zip(row, sk) if t != 0 and not (hide and s == 1)]
+        pairs.update(zip(real, real[1:]))
+    items = np.zeros((n_items + 1, m), np.int32)
+    counts = np.zeros((n_items + 1, m), np.float32)
+    for src in range(n_items + 1):
+        best = sorted(((-c, dst) for (a, dst), c in pairs.items() if a == src))[:m]
+        for j, (neg_c, dst) in enumerate(best):
+            items[src, j], counts[src, j] = dst, -neg_c
+    return items, counts
+
+
+def test_top_transitions_by_hand():
+    from toolkit.scorers import top_transitions
+
+    items, counts = top_transitions(SEQS, SKIPS, 4, 2, hide=False)
+    # after 1: 2 twice, then 3 once; after 2: 1 and 3 once each (ties by id); 3 and 4: none
+    assert items[1].tolist() == [2, 3] and counts[1].tolist() == [2.0, 1.0]
+    assert items[2].tolist() == [1, 3] and counts[2].tolist() == [1.0, 1.0]
+    assert items[3].tolist() == [0, 0] and counts[3].tolist() == [0.0, 0.0]
+    hidden_items, hidden_counts = top_transitions(SEQS, SKIPS, 4, 2, hide=True)
+    assert hidden_items[2].tolist() == [1, 0] and hidden_counts[2].tolist() == [1.0, 0.0]  # 2 -> 3 was skipped
+
+
+@pytest.mark.parametrize("hide", [False, True])
+def test_top_transitions_match_a_counter_reference(hide):
+    from hypothesis import given, settings, strategies as st
+
+    from toolkit.scorers import top_transitions
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.data())
+    def check(data):
+        n_items = data.draw(st.integers(1, 6))
+        B, T = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 6))
+        seqs = np.array(data.draw(st.lists(st.lists(st.integers(0, n_items), min_size=T, max_size=T),
+                                           min_size=B, max_size=B)), np.int32)
+        skips = np.array(data.draw(st.lists(st.lists(st.integers(0, 1), min_size=T, max_size=T),
+                                            min_size=B, max_size=B)), np.int8)
+        m = data.draw(st.integers(1, 4))
+        got = top_transitions(seqs, skips, n_items, m, hide)
+        want = _transitions_reference(seqs, skips, n_items, m, hide)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+    check()

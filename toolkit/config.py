@@ -32,6 +32,9 @@ class ModelConfig:
     # repeat head: also score the last ``successors`` tracks that followed the current track in the
     # listener's earlier plays (the batch's ``succ``; needs repeat_head); 0: off
     successors: int = 0
+    # repeat head: also score the ``transitions`` tracks that most often followed the current track in
+    # the train rows, by how often (a learned first-order Markov term; the model's ``trans_*`` buffers); 0: off
+    transitions: int = 0
     # leading columns of a full row that hold the listener's plays before the session (toolkit/history.py):
     # the last max_len - history columns are the session; a narrower row is all session
     history: int = 0
@@ -63,6 +66,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.encoder must be transformer, or gru with causal=True; got {self.encoder}")
         if self.successors < 0:
             raise ValueError(f"ModelConfig.successors must be >= 0, got {self.successors}")
+        if self.transitions < 0 or (self.transitions and not self.repeat_head):
+            raise ValueError(f"ModelConfig.transitions must be >= 0 and needs repeat_head, got {self.transitions}")
         if not (_finite(self.init_std) and self.init_std > 0):
             raise ValueError(f"ModelConfig.init_std must be a finite number > 0, got {self.init_std}")
 
@@ -226,6 +231,9 @@ class TrainConfig:
     # earlier plays (albums and playlists come back in their order); the repeat baseline ranks them first.
     # None: DEFAULT_SUCCESSORS for the repeat head and the repeat baseline, else 0
     successors: int | None = None
+    # with the repeat head, also score the N tracks that most often followed the current track in the
+    # train rows, with a learned weight on how often (a first-order transition count inside the model)
+    transitions: int = 0
     # the listener's last plays before the session, read as context by every query of the session
     # (0: the session alone); the repeat baseline reads them too (toolkit/history.py)
     history: int = 0
@@ -274,6 +282,10 @@ class TrainConfig:
             problems.append(f"successors={self.successors}: use 0 (off) or how many earlier successors to read")
         if self.successors and self.model in ("pop", "markov", "sknn"):
             problems.append(f"--model {self.model} does not read successors; leave successors at 0")
+        if self.transitions < 0:
+            problems.append(f"transitions={self.transitions}: use 0 (off) or how many frequent successors to read")
+        if self.transitions and not self.repeat_head:
+            problems.append("transitions extends the repeat head (sasrec, gru4rec): set repeat_head=true too, or leave transitions at 0")
         if self.history < 0:
             problems.append(f"history={self.history}: use 0 (the session alone) or the number of earlier plays to read")
         if self.history and self.model in ("pop", "markov", "sknn"):
@@ -408,7 +420,7 @@ def _date_ok(text: str) -> bool:
 DEFAULT_SUCCESSORS = 10
 
 LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False, "exclude_played": False,
-                                     "repeat_head": False, "successors": 0, "history": 0,
+                                     "repeat_head": False, "successors": 0, "history": 0, "transitions": 0,
                                      "skip_negatives": "session", "loss_memory_mb": 512.0}
 
 

@@ -169,6 +169,16 @@ class SeqRec(nn.Module):
             self.successor_gate = nn.Linear(cfg.d_model, 1)
             nn.init.zeros_(self.successor_gate.weight)
             nn.init.zeros_(self.successor_gate.bias)
+        if cfg.transitions:
+            # the train rows' most frequent successors of every track (set_transitions); buffers, so
+            # that a checkpoint scores alone, as a count baseline would
+            self.register_buffer("trans_items", torch.zeros(cfg.n_items + 1, cfg.transitions, dtype=torch.int32))
+            self.register_buffer("trans_counts", torch.zeros(cfg.n_items + 1, cfg.transitions))
+            self.trans_by_count = nn.Parameter(torch.zeros(()))
+            self.trans_by_share = nn.Parameter(torch.zeros(()))
+            self.trans_gate = nn.Linear(cfg.d_model, 1)
+            nn.init.zeros_(self.trans_gate.weight)
+            nn.init.zeros_(self.trans_gate.bias)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -232,25 +242,62 @@ class SeqRec(nn.Module):
         w = REPEAT_SCALE * (self.successor_by_rank + self.successor_by_count[count - 1] + self.successor_gate(hidden))
         return torch.where((succ != PAD) & ~newer, w, torch.zeros((), dtype=w.dtype, device=w.device))
 
+    def set_transitions(self, items: Tensor, counts: Tensor) -> None:
+        """Install the transition table: items int (n_items + 1, M), the tracks that most often followed
+        each track in the train rows (PAD where fewer), counts float (n_items + 1, M), how often."""
+        self.trans_items.copy_(items)
+        self.trans_counts.copy_(counts)
+
+    def transition_weights(self, hidden: Tensor, current: Tensor,
+                           targets: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The transition term of the repeat head for N queries: hidden (N, D), current int64 (N,) the
+        query's track.  Returns items (N, M), weights (N, M) and available (N, M): the current track's
+        most frequent successors, each weighing ``REPEAT_SCALE * (by_count * log(1 + n) + by_share * n /
+        total + gate(hidden))`` with n its count and total that of all M.
+
+        ``targets`` (N,), in training: a target among the successors loses the one count its own play
+        put there (leave one out).  Without that the model would learn that a counted transition is
+        never wrong, and trust the counts more than they deserve on new sessions.
+
+        A first-order transition count ranks the catalogue's tail better than dot products with track
+        embeddings that a few epochs on a long-tailed catalogue cannot train (on the Spotify logs the
+        network ranked the tracks outside the session and its successors below ``markov``); as a
+        learned term the model keeps what the counts know and learns when to trust them.
+        """
+        items = self.trans_items[current].long()  # (N, M)
+        n = self.trans_counts[current]  # (N, M)
+        if targets is not None:
+            n = n - (items == targets.unsqueeze(1)).to(n.dtype)
+        available = (items != PAD) & (n > 0)
+        n = n.clamp(min=0)
+        share = n / n.sum(1, keepdim=True).clamp(min=1)
+        w = REPEAT_SCALE * (self.trans_by_count * torch.log1p(n) + self.trans_by_share * share + self.trans_gate(hidden))
+        return items, torch.where(available, w, torch.zeros((), dtype=w.dtype, device=w.device)), available
+
     def copy_terms(self, hidden: Tensor, seqs: Tensor, succ: Tensor | None, rows: Tensor,
-                   cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                   cols: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Every track the repeat head scores for the queries at (rows, cols), with its weight.
 
-        hidden: (B, T, D), seqs: (B, T), succ: (B, T, K) or None.  Returns items (N, C), weights (N, C)
-        and available (N, C), C = T (+ K): the row's plays (available up to the query column) then
-        the query's successors (available where not PAD).  A track may appear more than once; its
-        repeat term is the sum of its weights (``repeat_bonus``).
+        hidden: (B, T, D), seqs: (B, T), succ: (B, T, K) or None, targets: (N,) in training (see
+        ``transition_weights``).  Returns items (N, C), weights (N, C) and available (N, C), C = T (+ K)
+        (+ M): the row's plays (available up to the query column), the query's successors (available
+        where not PAD), then the current track's train transitions.  A track may appear more than once;
+        its repeat term is the sum of its weights (``repeat_bonus``).
         """
         items = seqs[rows]  # (N, T)
         T = seqs.shape[1]
         weights = self.repeat_weights(hidden, seqs)[rows, cols]  # (N, T)
         available = (torch.arange(T, device=seqs.device)[None, :] <= cols[:, None]) & (items != PAD)
-        if succ is None or not self.cfg.successors:
-            return items, weights, available
-        s_items = succ[rows, cols]  # (N, K)
-        s_weights = self.successor_weights(hidden[rows, cols].unsqueeze(1), s_items.unsqueeze(1)).squeeze(1)
-        return (torch.cat([items, s_items], 1), torch.cat([weights, s_weights], 1),
-                torch.cat([available, s_items != PAD], 1))
+        parts = [(items, weights, available)]
+        if succ is not None and self.cfg.successors:
+            s_items = succ[rows, cols]  # (N, K)
+            s_weights = self.successor_weights(hidden[rows, cols].unsqueeze(1), s_items.unsqueeze(1)).squeeze(1)
+            parts.append((s_items, s_weights, s_items != PAD))
+        if self.cfg.transitions:
+            parts.append(self.transition_weights(hidden[rows, cols], seqs[rows, cols], targets))
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(torch.cat(p, 1) for p in zip(*parts))  # type: ignore[return-value]
 
     def repeat_bonus(self, weights: Tensor, row_items: Tensor, candidates: Tensor) -> Tensor:
         """weights: (N, T) repeat weights of N queries over their rows' plays, row_items: (N, T) those

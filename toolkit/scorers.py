@@ -164,6 +164,28 @@ class MarkovScorer:
         return out.to(rows.device)
 
 
+def top_transitions(seqs: np.ndarray, skips: np.ndarray, n_items: int, m: int,
+                    hide: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` tracks that most often followed each track in the rows ``seqs`` (B, T), and how often:
+    int32 (n_items + 1, m) (PAD where a track had fewer successors) and float32 (n_items + 1, m), most
+    frequent first, ties by track id.  With ``hide`` skipped plays are left out first (positives-only),
+    as ``MarkovScorer`` does; the repeat head's transition term reads the table (``SeqRec.set_transitions``)."""
+    V = n_items + 1
+    s = np.where(np.asarray(skips) == 1, PAD, seqs) if hide else np.asarray(seqs)
+    prev, nxt = _consecutive_pairs(s)
+    key, count = np.unique(prev * V + nxt, return_counts=True)
+    src, dst = key // V, key % V
+    order = np.lexsort((dst, -count, src))  # by source, most frequent first, then by id
+    src, dst, count = src[order], dst[order], count[order]
+    rank = np.arange(len(src)) - np.searchsorted(src, src, side="left")
+    keep = rank < m
+    items = np.zeros((V, m), np.int32)
+    counts = np.zeros((V, m), np.float32)
+    items[src[keep], rank[keep]] = dst[keep]
+    counts[src[keep], rank[keep]] = count[keep]
+    return items, counts
+
+
 def _consecutive_pairs(seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(previous, next) real plays of each row, skipping interior padding."""
     prev_all, next_all = [], []

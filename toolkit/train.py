@@ -40,7 +40,9 @@ from toolkit.evaluate import evaluate, session_subset
 from toolkit.model import SeqRec, cloze_mask
 from toolkit.progress import Pace, TrainProgress
 from toolkit.schema import FORMAT_VERSION, PAD
-from toolkit.scorers import MarkovScorer, NeuralScorer, PopScorer, RepeatScorer, SessionKNNScorer, hide_skips
+from toolkit.scorers import (
+    MarkovScorer, NeuralScorer, PopScorer, RepeatScorer, SessionKNNScorer, hide_skips, top_transitions,
+)
 
 Progress = Callable[[TrainProgress], None]
 CE_BUDGET = 2**26  # full softmax while batch positions x catalogue stays under this many scores
@@ -174,6 +176,7 @@ def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
         encoder="gru" if cfg.model == "gru4rec" else "transformer",
         feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob, repeat_head=cfg.repeat_head,
         successors=cfg.successors if cfg.repeat_head else 0, history=cfg.history,
+        transitions=cfg.transitions if cfg.repeat_head else 0,
     )
 
 
@@ -185,7 +188,13 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
     valid = load_split(ds, "valid", cfg.history, cfg.successors)
     last_only = manifest["split_mode"] == "last"
     valid_subset = session_subset(valid, cfg.valid_sessions, cfg.seed)
-    model = SeqRec(model_config(manifest, cfg)).to(device)
+    model = SeqRec(model_config(manifest, cfg))
+    if cfg.transitions:
+        h = cfg.history  # the history columns repeat other rows' plays: count each transition once
+        table = top_transitions(np.asarray(train_rows.seqs)[:, h:], np.asarray(train_rows.skips)[:, h:], n_items,
+                                cfg.transitions, "positives-only" in cfg.modes)
+        model.set_transitions(*(torch.from_numpy(t) for t in table))
+    model = model.to(device)
     world.start(model, cfg.seed)
     # the fused kernel updates the large item table in one pass (about 30 % faster steps on CPU)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
@@ -461,12 +470,13 @@ def _next_with_repeats(model: SeqRec, cfg: TrainConfig, hidden, inputs, targets,
     the repeat term of the tracks played before every position and of the successors of its track
     (``SeqRec.copy_terms``)."""
     rows, cols = (targets != PAD).nonzero(as_tuple=True)
-    items, weights, available = model.copy_terms(hidden, inputs, succ, rows, cols)
+    items, weights, available = model.copy_terms(hidden, inputs, succ, rows, cols, targets[rows, cols])
     if sampler.loss == "ce":
         return _full_softmax(model, cfg, hidden[rows, cols], targets[rows, cols], emb, items, weights * available)
     if sampler.loss == "shared":
         negatives = sampler.draw_shared(step)
-        extra = succ[rows, cols] if succ is not None and model.cfg.successors else None
+        T = inputs.shape[1]  # the copy candidates past the row's own plays: successors, transitions
+        extra = torch.where(available[:, T:], items[:, T:], torch.zeros_like(items[:, T:])) if items.shape[1] > T else None
         seen = losses.negatives_seen(negatives, inputs, rows, cols, extra)
         return losses.shared_softmax_with_repeats(hidden[rows, cols], emb, targets[rows, cols], negatives,
                                                   sampler.log_q, items, weights, available, seen, model.repeat_bonus)
