@@ -59,9 +59,9 @@ HOLD_CATALOG = "import duckdb, sys\ncon = duckdb.connect(sys.argv[1])"
 @pytest.fixture(autouse=True)
 def _wide(monkeypatch):
     """Listings wide enough that no cell is cut."""
-    from toolkit import cli
+    from toolkit.cli import common
 
-    monkeypatch.setattr(cli.out, "_width", 250)
+    monkeypatch.setattr(common.out, "_width", 250)
 
 
 @pytest.fixture

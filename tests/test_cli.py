@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 from pathlib import Path
 
@@ -157,3 +159,73 @@ def test_an_error_naming_a_column_with_a_newline_stays_one_line(tmp_path):
     result = invoke("prep", logs, "--format", "generic", "--workspace", tmp_path / "ws")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1 and "a\\nb" in result.output, result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# the shape of the command line: thin commands, no import circles
+
+CLI_PACKAGE = Path(__file__).resolve().parents[1] / "toolkit" / "cli"
+# A command parses its options, calls one library function and prints what it returns; that fits in
+# 25 lines.  The bound leaves 5 lines for train, which still maps its options onto TrainConfig by hand.
+COMMAND_BODY_LINES = 30
+
+
+def command_bodies() -> dict[str, int]:
+    """Each registered command's body length in lines (after its docstring), found by parsing the
+    module that defines it."""
+    lengths = {}
+    for info in app.registered_commands:
+        fn = inspect.unwrap(info.callback)
+        path = Path(inspect.getsourcefile(fn))
+        assert path.parent == CLI_PACKAGE, f"{fn.__name__} is defined outside toolkit/cli: {path}"
+        node = next(n for n in ast.parse(path.read_text()).body
+                    if isinstance(n, ast.FunctionDef) and n.name == fn.__name__)
+        body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+        lengths[f"{path.name}::{fn.__name__}"] = node.end_lineno - body[0].lineno + 1
+    return lengths
+
+
+def test_every_command_body_is_short():
+    lengths = command_bodies()
+    assert len(lengths) == len(app.registered_commands) >= 11
+    assert {k: n for k, n in lengths.items() if n > COMMAND_BODY_LINES} == {}
+
+
+def cli_imports() -> dict[str, set[tuple[str, str]]]:
+    """For each module of toolkit/cli: the (module, name) pairs it imports from the toolkit, at any depth
+    of the module (a command's own imports included); ``name`` is '' for ``import module``."""
+    found = {}
+    for path in sorted(CLI_PACKAGE.glob("*.py")):
+        module = "toolkit.cli" if path.stem == "__init__" else f"toolkit.cli.{path.stem}"
+        pairs = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("toolkit"):
+                pairs |= {(node.module, alias.name) for alias in node.names}
+            elif isinstance(node, ast.Import):
+                pairs |= {(alias.name, "") for alias in node.names if alias.name.startswith("toolkit")}
+        found[module] = pairs
+    return found
+
+
+def test_the_cli_modules_import_no_circle_and_no_private_names():
+    imports = cli_imports()
+    edges = {}
+    for module, pairs in imports.items():
+        # ``from toolkit.cli import prep`` names the submodule toolkit.cli.prep
+        targets = {f"{m}.{n}" if f"{m}.{n}" in imports else m for m, n in pairs}
+        edges[module] = {t for t in targets if t in imports and t != module}
+    assert "toolkit.cli" not in set().union(*edges.values()), "a command module imports the app's own module"
+
+    def circle_from(module, path):
+        for nxt in sorted(edges[module]):
+            if nxt in path:
+                return path[path.index(nxt):] + [nxt]
+            found = circle_from(nxt, path + [nxt])
+            if found:
+                return found
+        return None
+
+    assert [c for c in (circle_from(m, [m]) for m in edges) if c] == []
+    private = sorted(f"{module}: {m}.{n}" for module, pairs in imports.items() for m, n in pairs
+                     if n.startswith("_") and not n.startswith("__"))
+    assert private == []

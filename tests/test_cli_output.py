@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 
 from toolkit import __version__
 from toolkit.artifacts import Workspace, list_datasets, list_runs
-from toolkit.cli import app, complete_feedback
-from toolkit.cli_output import csv_text, json_text, plain_table, print_table, table_text
+from toolkit.cli import app
+from toolkit.cli.output import csv_text, json_text, plain_table, print_table, table_text
+from toolkit.cli.train import complete_feedback
 from toolkit.config import FEEDBACK_MODES, MODELS, NAME_MAX, PrepConfig, TrainConfig
 from toolkit.grids import DEFAULT_GRID, GRIDS, cell_name
 from toolkit.readers import FORMATS
@@ -177,10 +178,10 @@ def test_a_rich_table_in_a_pipe_is_plain_text():
 def test_a_terminal_table_never_cuts_a_cell(ws, monkeypatch, width):
     """On a terminal too narrow for every word of the table the plain text comes instead (the terminal
     wraps its lines, nothing is lost); a wide one gets rich's table with every cell whole."""
-    from toolkit import cli
+    from toolkit.cli import workspace
 
     screen = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
-    monkeypatch.setattr(cli, "out", screen)
+    monkeypatch.setattr(workspace, "out", screen)  # the console of `toolkit runs`
     assert invoke("runs", "--workspace", ws.root).exit_code == 0
     text = screen.file.getvalue()
     assert "…" not in text and ("┃" in text) == (width == 250)

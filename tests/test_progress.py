@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from toolkit.artifacts import Workspace
 from toolkit.cli import app
-from toolkit.cli_progress import GridView, TrainView, duration, epoch_line, stop_line
+from toolkit.cli.progress import GridView, TrainView, duration, epoch_line, stop_line
 from toolkit.config import PrepConfig, TrainConfig
 from toolkit.prep import prep
 from toolkit.progress import GridProgress, Pace, RunTimes, TrainProgress, eta_s

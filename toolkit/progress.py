@@ -4,7 +4,7 @@
 validated epoch, and when early stopping ends the run; a grid of runs (``toolkit study``,
 ``toolkit demo``) sends a ``GridProgress`` before each run.  They are plain records: how they are
 shown (a live bar on a terminal, one line per epoch through a pipe) is the command line's business
-(``toolkit/cli_progress.py``).  The library prints nothing.
+(``toolkit/cli/progress.py``).  The library prints nothing.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""``toolkit report``, ``toolkit recommend`` and ``toolkit study``: the commands built on trained runs.
-
-Registered on the main app by ``toolkit/cli.py``; like the rest of the CLI, no logic lives here.
-"""
+"""``toolkit report``: score runs and compare them, as tables on the screen, JSON, CSV or a written
+report."""
 
 from __future__ import annotations
 
@@ -13,20 +11,15 @@ import typer
 from rich.table import Table
 
 from toolkit.artifacts import Workspace
-from toolkit.cli import (
-    GRID, INPUT, OUTPUT, PROTOCOL, RUNTIME, app, err, friendly, out, workspace_option,
-)
-from toolkit.cli_output import csv_text, json_text, print_table
+from toolkit.cli.common import INPUT, OUTPUT, PROTOCOL, RUNTIME, command, err, friendly, out, workspace_option
+from toolkit.cli.output import csv_text, json_text, print_table
 from toolkit.config import DEVICES, POSITIONS, RESAMPLE, SCORED_SPLITS
-from toolkit.grids import DEFAULT_GRID, GRIDS, cell_name
-from toolkit.readers import FORMATS
 
-RECOMMEND_DEVICES = tuple(d for d in DEVICES if d != "auto")  # recommend scores where it is told
 SCREEN_METRICS = ("hr@10", "ndcg@10", "mrr@10", "skip_hr@10", "auc")
 PAIRED_SCREEN = ("ndcg@10", "hr@10", "skip_hr@10")
 
 
-@app.command(epilog="""Examples:
+@command("""Examples:
 
   toolkit report --out report.html
 
@@ -53,10 +46,9 @@ def report(
     as_csv: bool = typer.Option(False, "--csv", rich_help_panel=OUTPUT, help="Print the group table and the paired differences as CSV, one row per group or difference and metric."),
 ) -> None:
     """Score runs on the test split (full catalogue) and compare them with confidence intervals."""
+    from toolkit import distributed
     from toolkit.render import write_report
     from toolkit.report import Protocol, build_report
-
-    from toolkit import distributed
     from toolkit.train import pick_device
 
     if as_json and as_csv:
@@ -185,131 +177,3 @@ def _best(groups: list[dict], metric: str, lower: bool) -> set[str]:
 
 def _finite(x) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
-
-
-@app.command(epilog="""Examples:
-
-  toolkit recommend --run sasrec-all-s0-1a2b3c4d --sessions sessions.parquet -k 20 --out recs.parquet
-
-  toolkit recommend --run sasrec-all-s0-1a2b3c4d --artist 'Nina Simone' --title 'Sinnerman'""")
-@friendly
-def recommend(
-    run: str = typer.Option(..., "--run", rich_help_panel=INPUT, help="Run id (see `toolkit runs`)."),
-    sessions: Optional[Path] = typer.Option(None, "--sessions", rich_help_panel=INPUT, help="Parquet of session plays: session, track_key or item_id, optional skipped, position."),
-    artist: list[str] = typer.Option([], "--artist", rich_help_panel=INPUT, help="Instead of --sessions: the artist of a play of one session (case-insensitive; repeat with --title per play)."),
-    title: list[str] = typer.Option([], "--title", rich_help_panel=INPUT, help="The title of that play (one --title per --artist)."),
-    allow_unfinished: bool = typer.Option(False, rich_help_panel=INPUT, help="Use an unfinished run's best checkpoint."),
-    workspace: Optional[Path] = workspace_option(INPUT),
-    k: int = typer.Option(20, "-k", rich_help_panel=OUTPUT, help="Tracks per session."),
-    out_file: Path = typer.Option(Path("recs.parquet"), "--out", "-o", rich_help_panel=OUTPUT, help="Output parquet."),
-    device: Literal[RECOMMEND_DEVICES] = typer.Option("cpu", rich_help_panel=RUNTIME, help="Where to score."),
-) -> None:
-    """Top-k next tracks for session prefixes, with scores and track names."""
-    from rich.markup import escape
-
-    from toolkit.recommend import recommend as run_recommend
-
-    if len(artist) != len(title):
-        raise typer.BadParameter(f"{len(artist)} --artist and {len(title)} --title: give one of each per play",
-                                 param_hint="'--artist' / '--title'")
-    res = run_recommend(Workspace.at(workspace), run, sessions, k, out_file, device, allow_unfinished,
-                        list(zip(artist, title)))
-    out.print(f"{res['recommended']:,} sessions → {res['rows']:,} rows in {res['out']} (run {res['run']})")
-    for p in res["preview"]:
-        out.print(f"session {escape(str(p['session']))}:", highlight=False)
-        for rank, name, score in p["tracks"]:
-            out.print(f"  {rank:>2}. {escape(name)}  [dim](score {score:.3f})[/dim]", highlight=False)
-    if res["unknown_plays"] or res["empty_sessions"]:
-        out.print(f"[yellow]{res['unknown_plays']:,} of {res['plays']:,} plays are tracks outside the catalogue and "
-                  f"were left out; {res['empty_sessions']:,} sessions had no known track and got no "
-                  "recommendations[/yellow]")
-
-
-def grids_help() -> str:
-    """Each grid of toolkit/grids.py and its cells, for study's help; a grid that extends another
-    is shown as that one plus its own cells."""
-    lines = ["Grids (--grid; the neural cells run once per seed, the count baselines once):"]
-    for name, cells in GRIDS.items():
-        base = next((b for b in GRIDS if b != name and len(GRIDS[b]) < len(cells)
-                     and cells[:len(GRIDS[b])] == GRIDS[b]), None)
-        own = cells[len(GRIDS[base]):] if base else cells
-        listed = ", ".join(cell_name(*c) for c in own)
-        default = " (default)" if name == DEFAULT_GRID else ""
-        lines.append(f"  {name}{default}: {base + ' + ' if base else ''}{listed}")
-    return "\n\n".join(lines)
-
-
-@app.command(epilog=f"""Examples:
-
-  toolkit study logs/ --format auto --seeds 3 --results docs/results.md
-
-  toolkit study --dataset spotify --grid paper --set epochs=5
-
-{grids_help()}""")
-@friendly
-def study(
-    logs: list[Path] = typer.Argument(None, help="Raw logs to prepare first (files, folders, zips); omit to use --dataset."),
-    format: Literal[FORMATS] = typer.Option("auto", "--format", "-f", rich_help_panel=INPUT, help="Input format when LOGS are given (see `toolkit prep`)."),
-    name: Optional[str] = typer.Option(None, rich_help_panel=INPUT, help="Dataset name when LOGS are given."),
-    dataset: Optional[str] = typer.Option(None, rich_help_panel=INPUT, help="Prepared dataset (default: the one just prepared, else the latest)."),
-    workspace: Optional[Path] = workspace_option(INPUT),
-    grid: Literal[tuple(GRIDS)] = typer.Option(DEFAULT_GRID, rich_help_panel=GRID, help="Grid of runs (each listed below)."),
-    seeds: int = typer.Option(2, rich_help_panel=GRID, help="Seeds per neural cell."),
-    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", rich_help_panel=GRID, help="Training setting for every neural run, key=value (e.g. epochs=5)."),
-    results: Optional[Path] = typer.Option(None, rich_help_panel=OUTPUT, help="Markdown results document to write this dataset's section into."),
-    check: Optional[Path] = typer.Option(None, rich_help_panel=OUTPUT, help="Results document to reproduce: compare this run's main table with the dataset's section there (exit 1 when a mean falls outside its stated interval)."),
-    out_file: Optional[Path] = typer.Option(None, "--out", "-o", rich_help_panel=OUTPUT, help="Report file (default: <workspace>/studies/<dataset>-<grid>.html)."),
-) -> None:
-    """Prepare (if needed), train a grid of models over seeds, and report: the paper's experiment in one command."""
-    import sys
-
-    from toolkit.cli_progress import GridView
-    from toolkit.config import PrepConfig, settings
-    from toolkit.prep import prep as run_prep
-    from toolkit.study import StudyConfig, command_line
-    from toolkit.study import study as run_study
-
-    ws = Workspace.at(workspace)
-    overrides = settings(set_, reserved=("dataset", "model", "feedback", "seed"))
-    if logs:
-        with out.status("preparing") as status:
-            manifest = run_prep(list(logs), ws, PrepConfig(format=format, name=name), lambda s: status.update(s))
-        dataset = dataset or manifest["name"]
-    if check is not None:  # a document without this dataset's table fails now, not after the training
-        from toolkit.results_doc import document_table
-        from toolkit.train import latest_dataset
-
-        dataset = dataset or latest_dataset(ws)
-        document_table(check, dataset)
-    cfg = StudyConfig(dataset=dataset, grid=grid, seeds=seeds, overrides=overrides, results=results, out=out_file, check=check,
-                      command=command_line(sys.argv[1:]) if sys.argv[1:2] == ["study"] else "toolkit study")
-    with GridView(out) as show:
-        try:
-            res = run_study(ws, cfg, show)
-        except KeyboardInterrupt:
-            err.print("interrupted: finished runs are kept and the current one is checkpointed; run the same "
-                      "command again to continue")
-            raise typer.Exit(130) from None
-    print_report(res["report"])
-    for path in res["written"]:
-        out.print(f"wrote {path}")
-    if res["agreements"] is not None and not print_agreement(res["agreements"], check):
-        raise typer.Exit(1)
-
-
-def print_agreement(agreements: list, document: Path) -> bool:
-    """Per group: how many cells of the document's main table this run reproduces; every miss in full.
-    True when nothing disagrees (cells only one side has are listed, not failed)."""
-    from toolkit.results_doc import agreement_rows, tally
-
-    t = Table(title=f"reproducing {document}", title_justify="left")
-    for col in ("group", "agree", "outside the stated interval / different", "only one side"):
-        t.add_column(col, overflow="fold")
-    for row in agreement_rows(agreements):
-        t.add_row(*row)
-    print_table(out, t)
-    checked, failed = tally(agreements)
-    out.print(f"{checked - failed} of {checked} cells reproduced within the document's intervals"
-              + ("" if not failed else f"; {failed} did not") + f" (recorded in {document})")
-    return failed == 0
-

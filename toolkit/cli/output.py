@@ -17,6 +17,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import typer
 from rich.cells import cell_len
 from rich.console import Console
 from rich.measure import Measurement
@@ -82,6 +83,55 @@ def plain(cell: Any) -> str:
     else:
         text = str(cell)
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+# ---------------------------------------------------------------------------------------------
+# listings (``toolkit runs``, ``datasets``, ``clean``)
+
+
+def print_records(records: list[dict], as_json: bool, as_csv: bool) -> bool:
+    """Print ``records`` for a program (``--json`` or ``--csv``); False when the table is wanted."""
+    if as_json and as_csv:
+        raise typer.BadParameter("choose one of --json and --csv", param_hint="'--json' / '--csv'")
+    if as_json:
+        typer.echo(json_text(records))
+    elif as_csv:
+        typer.echo(csv_text(records), nl=False)
+    return as_json or as_csv
+
+
+def shown(value, fmt: str = "{}") -> str:
+    """A listing cell: '-' for a value a damaged or unfinished artifact does not have."""
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def print_listing(console: Console, title: str, text_cols: list[str], number_cols: list[str], rows: list[list[str]]) -> None:
+    """A table whose first column never wraps (it holds ids) and whose numbers align right; nothing
+    is ever cut short (folded on a narrow terminal, whole in a pipe).  Cells are Text, so a name
+    with brackets is shown as it is, not read as markup."""
+    table = Table(title=title if console.is_terminal else None)  # a pipe gets the header row first
+    for i, col in enumerate(text_cols):
+        table.add_column(col, no_wrap=i == 0, overflow="fold")
+    for col in number_cols:
+        table.add_column(col, justify="right", overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    print_table(console, table)
+
+
+
+
+def size_text(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 # ---------------------------------------------------------------------------------------------
