@@ -1,6 +1,6 @@
 """Numba kernels: validating wrappers over pure ``@njit`` cores.
 
-Conventions (see ``toolkit/schema.py``): ``PAD = 0``, real items are ``1..n_items`` (int32),
+Conventions (``kernels/conventions.py``, the same as ``toolkit/schema.py``): ``PAD = 0``, real items are ``1..n_items`` (int32),
 skip flags are int8 (1 = skipped), sequences are left-padded with ``PAD``.
 """
 

@@ -130,3 +130,31 @@ def mark_duplicates(user, order_us, start_us, track, played, position):
         out.append(key in seen)
         seen.add(key)
     return out
+
+
+def serve_tracks(new_session, on_mood, skipped, mood, fresh, off_taste, u_action, u_pick, track_artist,
+                 track_genre, artist_bounds, genre_bounds, p_artist, p_near, radius):
+    """Reference for ``kernels.synth.serve_tracks``, read off its spec play by play: the anchor is
+    looked up afresh each time by scanning the session's earlier plays backwards, and each follow
+    rule lists its candidate tracks and picks one by ``u_pick``."""
+    out = []
+    for i in range(len(new_session)):
+        first = max(j for j in range(i + 1) if new_session[j])  # the play that opened this session
+        anchor = next((out[j] for j in range(i - 1, first - 1, -1)
+                       if not skipped[j] and track_genre[out[j]] == mood[j]), None)
+        if not on_mood[i]:
+            out.append(int(off_taste[i]))
+            continue
+        if anchor is None or u_action[i] >= p_artist + p_near:
+            out.append(int(fresh[i]))
+            continue
+        artist = int(track_artist[anchor])
+        same_artist = [t for t in range(artist_bounds[artist], artist_bounds[artist + 1]) if t != anchor]
+        if u_action[i] < p_artist and same_artist:
+            out.append(same_artist[int(u_pick[i] * len(same_artist))])
+            continue
+        genre = int(track_genre[anchor])
+        lo, size = int(genre_bounds[genre]), int(genre_bounds[genre + 1] - genre_bounds[genre])
+        steps = [s for s in range(-radius, radius + 1) if s != 0]
+        out.append(lo + (anchor - lo + steps[int(u_pick[i] * len(steps))]) % size)
+    return out
