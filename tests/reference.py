@@ -128,7 +128,8 @@ def sessionize(user, start_us, end_us, hint, track, flag, played, duration, gap_
         position=pl.int_range(pl.len()).over("session"),
         is_skip=label.otherwise(False).cast(pl.Int64),
         source=source.otherwise(pl.lit(4)),
-        repeat=pl.lit(bool(collapse_repeats)) & (pl.col("track") == pl.col("track").shift(1).over("session")).fill_null(False),
+        repeat=pl.lit(bool(collapse_repeats))
+        & (pl.col("track") == pl.col("track").shift(1).over("session")).fill_null(False),
     )
     return tuple(out[c].to_list() for c in ("session", "position", "is_skip", "source", "repeat"))
 
