@@ -1,7 +1,8 @@
 """Numba kernels: validating wrappers over pure ``@njit`` cores.
 
-Conventions (see ``toolkit/schema.py``): ``PAD = 0``, real items are ``1..n_items`` (int32),
-skip flags are int8 (1 = skipped), sequences are left-padded with ``PAD``.
+Conventions (``kernels/conventions.py``, the same as ``toolkit/schema.py``): ``PAD = 0``, real
+items are ``1..n_items`` (int32), skip flags are int8 (1 = skipped), sequences are left-padded
+with ``PAD``.
 """
 
 from kernels.negatives import popularity_cdf, sample_negatives

@@ -1,6 +1,6 @@
 """Sample negative items per row, uniformly or by popularity, never hitting the row's positives.
 
-Ids follow ``toolkit/schema.py``: ``PAD = 0`` is never drawn, real items are ``1..n_items``.
+Ids follow ``kernels/conventions.py``: ``PAD = 0`` is never drawn, real items are ``1..n_items``.
 Randomness comes only from ``seed``, which seeds numba's generator inside the kernel (numba's
 generator is separate from NumPy's, so seeding from Python would not reach it).
 """
@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from kernels._jit import njit
-from kernels.sequences import _check_array, _check_positive_int
-from toolkit.schema import PAD
+from kernels.checks import check_array, check_positive_int
+from kernels.conventions import PAD
 
 _MAX_SEED = 2**32 - 1  # numba's np.random.seed takes a uint32
 _MAX_ITEMS = 2**31 - 2  # ids are int32
@@ -36,7 +36,7 @@ def popularity_cdf(counts: np.ndarray, beta: float) -> np.ndarray:
         Non-decreasing, ``cdf[0] == 0.0`` and ``cdf[-1] == 1.0`` exactly; item ``i`` has
         probability ``cdf[i] - cdf[i - 1]``.
     """
-    counts = _check_array("counts", counts, np.int64, 1)
+    counts = check_array("counts", counts, np.int64, 1)
     if counts.shape[0] < 2:
         raise ValueError(f"counts must hold n_items + 1 >= 2 entries (counts[0] is PAD), got {counts.shape[0]}")
     if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
@@ -64,7 +64,7 @@ def _check_ids(name: str, arr: np.ndarray, n_items: int) -> None:
 
 
 def _check_cdf(cdf: object, n_items: int) -> np.ndarray:
-    cdf = _check_array("cdf", cdf, np.float64, 1)
+    cdf = check_array("cdf", cdf, np.float64, 1)
     if cdf.shape[0] != n_items + 1:
         raise ValueError(f"cdf must have n_items + 1 = {n_items + 1} entries, got {cdf.shape[0]}")
     if not np.isfinite(cdf).all():
@@ -123,11 +123,11 @@ def sample_negatives(
     int32[n_rows, k]
         Ids drawn from the distribution restricted to the row's allowed items.
     """
-    seqs = _check_array("seqs", seqs, np.int32, 2)
-    n_items = _check_positive_int("n_items", n_items)
+    seqs = check_array("seqs", seqs, np.int32, 2)
+    n_items = check_positive_int("n_items", n_items)
     if n_items > _MAX_ITEMS:
         raise ValueError(f"n_items must fit int32 ids (<= {_MAX_ITEMS}), got {n_items}")
-    k = _check_positive_int("k", k)
+    k = check_positive_int("k", k)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if not 0 <= seed <= _MAX_SEED:
@@ -135,7 +135,7 @@ def sample_negatives(
     _check_ids("seqs", seqs, n_items)
     if exclude is None:
         exclude = np.zeros((seqs.shape[0], 0), dtype=np.int32)
-    exclude = _check_array("exclude", exclude, np.int32, 2)
+    exclude = check_array("exclude", exclude, np.int32, 2)
     if exclude.shape[0] != seqs.shape[0]:
         raise ValueError(f"exclude must have one row per seqs row ({seqs.shape[0]}), got {exclude.shape[0]}")
     _check_ids("exclude", exclude, n_items)

@@ -1,6 +1,6 @@
 """Cut sessions into fixed-length, left-padded training windows with next-item targets.
 
-Shapes and pads (see ``toolkit/schema.py``): events are a CSR of sessions, ``items: int32[n_events]``
+Shapes and pads (``kernels/conventions.py``): events are a CSR of sessions, ``items: int32[n_events]``
 with ids ``1..n_items``, ``skips: int8[n_events]`` (1 = skipped), ``offsets: int64[n_sessions + 1]``.
 Outputs are ``[n_rows, max_len]`` arrays left-padded with ``PAD = 0``.
 """
@@ -10,41 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
-from toolkit.schema import PAD
-
-
-def _check_array(name: str, arr: object, dtype: type, ndim: int) -> np.ndarray:
-    """Check that ``arr`` is a C-contiguous ``ndim``-D ndarray of exactly ``dtype``."""
-    dtype_name = np.dtype(dtype).name
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(
-            f"{name} must be a numpy array, got {type(arr).__name__}; "
-            f"wrap it with np.asarray({name}, dtype=np.{dtype_name})"
-        )
-    if arr.dtype != dtype:
-        raise TypeError(
-            f"{name} must have dtype {dtype_name}, got {arr.dtype}; "
-            f"convert it with {name}.astype(np.{dtype_name})"
-        )
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    if not arr.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
-    return arr
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    """Check that ``value`` is an integer (not a bool) and ``> 0``; return it as ``int``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return int(value)
+from kernels.checks import check_array, check_positive_int
+from kernels.conventions import PAD
 
 
 def _check_offsets(offsets: object) -> np.ndarray:
     """Check that ``offsets`` is an int64 CSR index: starts at 0 and never decreases."""
-    offsets = _check_array("offsets", offsets, np.int64, 1)
+    offsets = check_array("offsets", offsets, np.int64, 1)
     if offsets.shape[0] == 0:
         raise ValueError(
             "offsets must hold n_sessions + 1 entries starting with 0; "
@@ -83,7 +55,7 @@ def count_windows(offsets: np.ndarray, max_len: int) -> int:
         ``sum(ceil(len_s / max_len))``; an empty session contributes no row.
     """
     offsets = _check_offsets(offsets)
-    max_len = _check_positive_int("max_len", max_len)
+    max_len = check_positive_int("max_len", max_len)
     return int(_windows_per_session(offsets, max_len).sum())
 
 
@@ -122,10 +94,10 @@ def build_sequences(
     row_session : int64[n_rows]
         Session index of every row.
     """
-    items = _check_array("items", items, np.int32, 1)
-    skips = _check_array("skips", skips, np.int8, 1)
+    items = check_array("items", items, np.int32, 1)
+    skips = check_array("skips", skips, np.int8, 1)
     offsets = _check_offsets(offsets)
-    max_len = _check_positive_int("max_len", max_len)
+    max_len = check_positive_int("max_len", max_len)
     if items.shape[0] != skips.shape[0]:
         raise ValueError(f"items and skips must have equal lengths, got {items.shape[0]} and {skips.shape[0]}")
     if offsets[-1] != items.shape[0]:

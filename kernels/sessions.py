@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
-from kernels.sequences import _check_array
+from kernels.checks import check_array
 
 SOURCES = ("explicit", "ratio", "played_ms", "gap", "unknown", "reason")
 # the rules in the order they are tried (how the manifest lists them)
@@ -38,10 +38,10 @@ def mark_duplicates(user: np.ndarray, order_us: np.ndarray, start_us: np.ndarray
     those runs (almost always of length 1) are compared pairwise.
     """
     n = len(user)
-    _check_array("user", user, np.int32, 1)
-    _check_array("track", track, np.int32, 1)
+    check_array("user", user, np.int32, 1)
+    check_array("track", track, np.int32, 1)
     for name, arr in {"order_us": order_us, "start_us": start_us, "played": played, "position": position}.items():
-        _check_array(name, arr, np.int64, 1)
+        check_array(name, arr, np.int64, 1)
         if len(arr) != n:
             raise ValueError(f"{name} has {len(arr)} entries but user has {n}; pass one value per play")
     out = np.zeros(n, np.bool_)
@@ -101,12 +101,12 @@ def sessionize(
     repeat : bool[n] a consecutive repeat (always False unless ``collapse_repeats``).
     """
     n = len(user)
-    user = _check_array("user", user, np.int32, 1)
+    user = check_array("user", user, np.int32, 1)
     arrays = {"start_us": start_us, "end_us": end_us, "hint": hint, "played": played, "duration": duration}
     for name, arr in arrays.items():
-        _check_array(name, arr, np.int64, 1)
-    _check_array("track", track, np.int32, 1)
-    _check_array("flag", flag, np.int8, 1)
+        check_array(name, arr, np.int64, 1)
+    check_array("track", track, np.int32, 1)
+    check_array("flag", flag, np.int8, 1)
     for name, arr in {**arrays, "track": track, "flag": flag}.items():
         if len(arr) != n:
             raise ValueError(f"{name} has {len(arr)} entries but user has {n}; pass one value per play")

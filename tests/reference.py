@@ -1,4 +1,5 @@
-"""Obvious plain-Python references for every kernel in ``kernels/`` (no numba here).
+"""Obvious references for every kernel in ``kernels/``: plain Python, or polars where a whole-table
+formulation is further from the kernel's loop (no numba here).
 
 They favour the most literal reading of the spec over speed: windows are cut one by one from the
 end of the session, and ``next_pos`` is a forward scan per play (quadratic on purpose, so it does
@@ -8,6 +9,7 @@ not share the kernel's backward-pass logic).
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
 PAD = 0
 
@@ -93,34 +95,43 @@ def negative_probabilities(seqs_row, exclude_row, n_items, cdf=None):
 
 def sessionize(user, start_us, end_us, hint, track, flag, played, duration, gap_s, skip_ms, skip_ratio,
                collapse_repeats):
-    """Obvious loop version of kernels.sessions.sessionize (same outputs, as Python lists)."""
-    n = len(user)
-    session, position, is_skip, source, repeat = [], [], [], [], []
-    current = -1
-    for i in range(n):
-        new = i == 0 or user[i] != user[i - 1] or hint[i] != hint[i - 1] or (
-            hint[i] == -1 and start_us[i] - end_us[i - 1] > gap_s * 1_000_000)
-        current += 1 if new else 0
-        session.append(current)
-        position.append(0 if new else position[-1] + 1)
-        repeat.append(bool(collapse_repeats and not new and track[i] == track[i - 1]))
-    for i in range(n):
-        nxt_same = i + 1 < n and session[i + 1] == session[i]
-        if flag[i] in (2, 3):  # the source's end reason: 2 kept, 3 skipped
-            label, src = int(flag[i] == 3), 5
-        elif flag[i] in (0, 1):
-            label, src = int(flag[i]), 0
-        elif played[i] >= 0 and duration[i] >= 0 and skip_ratio is not None:
-            label, src = int(played[i] < skip_ratio * duration[i]), 1
-        elif played[i] >= 0:
-            label, src = int(played[i] < skip_ms), 2
-        elif nxt_same:
-            label, src = int(start_us[i + 1] - start_us[i] < skip_ms * 1000), 3
-        else:
-            label, src = 0, 4
-        is_skip.append(label)
-        source.append(src)
-    return session, position, is_skip, source, repeat
+    """Reference for ``kernels.sessions.sessionize`` as polars window expressions over the whole
+    table (the kernel is one sequential loop): a session starts at a change of user or of the
+    source's session id, or, without one, after a pause longer than ``gap_s``; each play's skip
+    label comes from the first rule in precedence order that has the evidence it needs."""
+    plays = pl.DataFrame({
+        "user": user, "start": start_us, "end": end_us, "hint": hint, "track": track, "flag": flag,
+        "played": played, "duration": duration,
+    }, schema={"user": pl.Int64, "start": pl.Int64, "end": pl.Int64, "hint": pl.Int64, "track": pl.Int64,
+               "flag": pl.Int64, "played": pl.Int64, "duration": pl.Int64})
+    first = (
+        pl.col("user").shift(1).is_null()
+        | (pl.col("user") != pl.col("user").shift(1))
+        | (pl.col("hint") != pl.col("hint").shift(1))
+        | ((pl.col("hint") == -1) & (pl.col("start") - pl.col("end").shift(1) > gap_s * 1_000_000))
+    )
+    sessions = plays.with_columns(first.alias("first")).with_columns(
+        (pl.col("first").cast(pl.Int64).cum_sum() - 1).alias("session"))
+    next_start = pl.col("start").shift(-1).over("session")
+    ratio_rule = pl.lit(False) if skip_ratio is None else (pl.col("played") >= 0) & (pl.col("duration") >= 0)
+    rules = (  # (applies, label, source code), in precedence order
+        (pl.col("flag").is_in([2, 3]), pl.col("flag") == 3, 5),
+        (pl.col("flag").is_in([0, 1]), pl.col("flag") == 1, 0),
+        (ratio_rule, pl.col("played") < (skip_ratio or 0.0) * pl.col("duration"), 1),
+        (pl.col("played") >= 0, pl.col("played") < skip_ms, 2),
+        (next_start.is_not_null(), next_start - pl.col("start") < skip_ms * 1000, 3),
+    )
+    label, source = pl.when(rules[0][0]).then(rules[0][1]), pl.when(rules[0][0]).then(pl.lit(rules[0][2]))
+    for applies, is_skip, code in rules[1:]:
+        label, source = label.when(applies).then(is_skip), source.when(applies).then(pl.lit(code))
+    out = sessions.with_columns(
+        position=pl.int_range(pl.len()).over("session"),
+        is_skip=label.otherwise(False).cast(pl.Int64),
+        source=source.otherwise(pl.lit(4)),
+        repeat=pl.lit(bool(collapse_repeats))
+        & (pl.col("track") == pl.col("track").shift(1).over("session")).fill_null(False),
+    )
+    return tuple(out[c].to_list() for c in ("session", "position", "is_skip", "source", "repeat"))
 
 
 def mark_duplicates(user, order_us, start_us, track, played, position):
@@ -129,4 +140,32 @@ def mark_duplicates(user, order_us, start_us, track, played, position):
     for key in zip(user, order_us, start_us, track, played, position):
         out.append(key in seen)
         seen.add(key)
+    return out
+
+
+def serve_tracks(new_session, on_mood, skipped, mood, fresh, off_taste, u_action, u_pick, track_artist,
+                 track_genre, artist_bounds, genre_bounds, p_artist, p_near, radius):
+    """Reference for ``kernels.synth.serve_tracks``, read off its spec play by play: the anchor is
+    looked up afresh each time by scanning the session's earlier plays backwards, and each follow
+    rule lists its candidate tracks and picks one by ``u_pick``."""
+    out = []
+    for i in range(len(new_session)):
+        first = max(j for j in range(i + 1) if new_session[j])  # the play that opened this session
+        anchor = next((out[j] for j in range(i - 1, first - 1, -1)
+                       if not skipped[j] and track_genre[out[j]] == mood[j]), None)
+        if not on_mood[i]:
+            out.append(int(off_taste[i]))
+            continue
+        if anchor is None or u_action[i] >= p_artist + p_near:
+            out.append(int(fresh[i]))
+            continue
+        artist = int(track_artist[anchor])
+        same_artist = [t for t in range(artist_bounds[artist], artist_bounds[artist + 1]) if t != anchor]
+        if u_action[i] < p_artist and same_artist:
+            out.append(same_artist[int(u_pick[i] * len(same_artist))])
+            continue
+        genre = int(track_genre[anchor])
+        lo, size = int(genre_bounds[genre]), int(genre_bounds[genre + 1] - genre_bounds[genre])
+        steps = [s for s in range(-radius, radius + 1) if s != 0]
+        out.append(lo + (anchor - lo + steps[int(u_pick[i] * len(steps))]) % size)
     return out

@@ -5,6 +5,7 @@ Run it twice: as is, and with ``NUMBA_DISABLE_JIT=1`` so coverage sees the kerne
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels
-from kernels import build_sequences, count_windows, popularity_cdf, sample_negatives
+from kernels import build_sequences, count_windows, conventions, popularity_cdf, sample_negatives
+from toolkit import schema
 from toolkit.schema import PAD
 
 try:
@@ -48,8 +50,8 @@ def _assert_matches_reference(items, skips, offsets, max_len):
 # ---------------------------------------------------------------- build_sequences: edge cases
 
 
-def test_pad_is_zero():
-    assert PAD == ref.PAD == 0
+def test_pad_is_zero_and_kernels_agree_with_the_schema():
+    assert conventions.PAD == schema.PAD == PAD == ref.PAD == 0
 
 
 def test_single_event_session():
@@ -400,3 +402,39 @@ def test_kernels_never_print():
 
 def test_public_exports():
     assert set(kernels.__all__) == {"build_sequences", "count_windows", "sample_negatives", "popularity_cdf"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+    return modules
+
+
+def test_kernels_import_nothing_from_toolkit():
+    """kernels/ is a leaf: the package builds on it, so it keeps its own copy of the conventions."""
+    offenders = {p.name: sorted(m for m in _imported_modules(p) if m.split(".")[0] == "toolkit")
+                 for p in KERNEL_DIR.glob("*.py")}
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_every_numba_kernel_lives_in_kernels():
+    package = KERNEL_DIR.parent / "toolkit"
+    offenders = [p.name for p in package.rglob("*.py")
+                 if "numba" in _imported_modules(p) or "kernels._jit" in _imported_modules(p)]
+    assert not offenders, f"move numba code into kernels/ (wrapper, @njit core, reference, property test): {offenders}"
+
+
+# a core's reference in tests/reference.py, where it is not named after the core's wrapper
+REFERENCE_OF = {"sample_negatives": "negative_probabilities"}
+
+
+def test_every_kernel_core_has_a_reference():
+    cores = [node.name for p in KERNEL_DIR.glob("*.py") for node in ast.parse(p.read_text()).body
+             if isinstance(node, ast.FunctionDef) and re.fullmatch(r"_\w+_kernel", node.name)]
+    assert len(cores) >= 5
+    missing = [c for c in cores if not hasattr(ref, REFERENCE_OF.get(c[1:-7], c[1:-7]))]
+    assert not missing, f"add a plain-Python reference to tests/reference.py for {missing}"

@@ -13,9 +13,9 @@ from toolkit.losses import (
     contrastive_skip_terms,
     full_cross_entropy,
     negative_target_loss,
-    negative_target_sampled,
+    negative_target_rows,
     negative_target_shared,
-    sampled_softmax,
+    sampled_softmax_rows,
     sampled_softmax_shared,
 )
 
@@ -29,6 +29,36 @@ def lse(*xs: float) -> float:
 
 def softplus(x: float) -> float:
     return math.log1p(math.exp(x))
+
+
+def _candidates(target: int, negatives: list[int]) -> list[int]:
+    """The target, then each negative that is neither PAD nor the target itself."""
+    return [target] + [k for k in negatives if k not in (0, target)]
+
+
+def per_query_softmax(hidden, item_emb, targets, negatives, log_q=None) -> float:
+    """Reference, one query at a time: mean over non-PAD targets of ``-log softmax`` of the target
+    among its own negatives (N, K), each logit ``s - log q`` when ``log_q`` is given."""
+    losses = []
+    for h, t, negs in zip(hidden.tolist(), targets.tolist(), negatives.tolist()):
+        if t == 0:
+            continue
+        logits = [sum(a * b for a, b in zip(h, item_emb[c].tolist())) - (float(log_q[c]) if log_q is not None else 0.0)
+                  for c in _candidates(t, negs)]
+        losses.append(lse(*logits) - logits[0])
+    return sum(losses) / max(len(losses), 1)
+
+
+def per_query_negative_target(hidden, item_emb, skipped, negatives) -> float:
+    """Reference, one query at a time: mean over non-PAD skipped tracks of ``-log(1 - p)``, ``p`` the
+    softmax probability of the skipped track among its own negatives (N, K)."""
+    losses = []
+    for h, t, negs in zip(hidden.tolist(), skipped.tolist(), negatives.tolist()):
+        if t == 0:
+            continue
+        logits = [sum(a * b for a, b in zip(h, item_emb[c].tolist())) for c in _candidates(t, negs)]
+        losses.append(-math.log1p(-math.exp(logits[0] - lse(*logits))))
+    return sum(losses) / max(len(losses), 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,7 +109,7 @@ S = [[float(h @ e) for e in EMB] for h in HID]
 def test_sampled_softmax_masks_negative_equal_to_target_and_pad():
     targets = torch.tensor([1, 2, 0])
     negatives = torch.tensor([[2, 1, 4], [3, 0, 2], [1, 2, 3]])  # row 0 has target 1 as negative
-    loss = sampled_softmax(HID, EMB, targets, negatives)
+    loss = sampled_softmax_rows(HID.unsqueeze(1), EMB, targets.unsqueeze(1), negatives)  # one query per row
     row0 = lse(S[0][1], S[0][2], S[0][4]) - S[0][1]
     row1 = lse(S[1][2], S[1][3]) - S[1][2]  # PAD and the target itself dropped
     assert loss.item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
@@ -90,7 +120,7 @@ def test_sampled_softmax_log_q_correction():
     log_q = q.log()
     targets = torch.tensor([3, 4])
     negatives = torch.tensor([[1, 2], [1, 3]])
-    loss = sampled_softmax(HID[:2], EMB, targets, negatives, log_q=log_q)
+    loss = sampled_softmax_rows(HID[:2].unsqueeze(1), EMB, targets.unsqueeze(1), negatives, log_q=log_q)
     lq = [math.log(x) for x in q.tolist()]
     row0 = lse(S[0][3] - lq[3], S[0][1] - lq[1], S[0][2] - lq[2]) - (S[0][3] - lq[3])
     row1 = lse(S[1][4] - lq[4], S[1][1] - lq[1], S[1][3] - lq[3]) - (S[1][4] - lq[4])
@@ -111,7 +141,7 @@ def test_sampled_losses_gradient_flows():
     emb = EMB.clone().requires_grad_(True)
     targets = torch.tensor([1, 2, 3])
     negatives = torch.tensor([[2, 3], [4, 1], [1, 2]])
-    sampled = sampled_softmax(hid, emb, targets, negatives)
+    sampled = sampled_softmax_rows(hid.unsqueeze(1), emb, targets.unsqueeze(1), negatives)
     (sampled + bce_negatives(hid, emb, targets, negatives)).backward()
     assert hid.grad.abs().sum() > 0 and emb.grad.abs().sum() > 0
     assert torch.isfinite(hid.grad).all() and torch.isfinite(emb.grad).all()
@@ -256,9 +286,7 @@ def test_negative_target_loss_is_stable_when_skip_is_certain():
     assert alone.item() == pytest.approx(0.0, abs=1e-12)
 
 
-def test_negative_target_sampled_by_hand():
-    from toolkit.losses import negative_target_sampled
-
+def test_negative_target_rows_by_hand():
     # D = 1 so every logit is hidden * embedding; item 1 is the skipped track, items 2, 3 negatives
     item_emb = torch.tensor([[0.0], [2.0], [1.0], [-1.0]])
     hidden = torch.tensor([[1.0], [0.5]])
@@ -266,18 +294,16 @@ def test_negative_target_sampled_by_hand():
     negatives = torch.tensor([[2, 3], [2, 3]])
     p = math.exp(2.0) / (math.exp(2.0) + math.exp(1.0) + math.exp(-1.0))
     expected = -math.log(1.0 - p)  # the PAD row is excluded from the mean
-    got = negative_target_sampled(hidden, item_emb, skipped, negatives)
+    got = negative_target_rows(hidden.unsqueeze(1), item_emb, skipped.unsqueeze(1), negatives)
     assert got.item() == pytest.approx(expected, rel=1e-6)
     # a negative equal to the skipped track is ignored
-    same = negative_target_sampled(hidden, item_emb, skipped, torch.tensor([[2, 1], [2, 3]]))
+    same = negative_target_rows(hidden.unsqueeze(1), item_emb, skipped.unsqueeze(1), torch.tensor([[2, 1], [2, 3]]))
     p2 = math.exp(2.0) / (math.exp(2.0) + math.exp(1.0))
     assert same.item() == pytest.approx(-math.log(1.0 - p2), rel=1e-6)
 
 
 def test_row_shared_negatives_equal_the_per_query_losses():
     """Sharing a row's negatives across its positions is only a faster layout, not another loss."""
-    from toolkit.losses import negative_target_rows, negative_target_sampled, sampled_softmax_rows
-
     g = torch.Generator().manual_seed(0)
     B, T, D, V, K = 3, 4, 5, 9, 6
     hidden = torch.randn(B, T, D, generator=g)
@@ -289,9 +315,9 @@ def test_row_shared_negatives_equal_the_per_query_losses():
     per_query_negs = negatives.unsqueeze(1).expand(B, T, K).reshape(-1, K)
     flat = hidden.reshape(-1, D), item_emb, targets.reshape(-1), per_query_negs
     assert sampled_softmax_rows(hidden, item_emb, targets, negatives, log_q).item() == pytest.approx(
-        sampled_softmax(*flat, log_q=log_q).item(), rel=1e-5)
+        per_query_softmax(*flat, log_q=log_q), rel=1e-5)
     assert negative_target_rows(hidden, item_emb, targets, negatives).item() == pytest.approx(
-        negative_target_sampled(*flat).item(), rel=1e-5)
+        per_query_negative_target(*flat), rel=1e-5)
 
 
 def test_contrastive_dot_product_context_uses_raw_scores_without_tau():
@@ -383,9 +409,9 @@ def test_shared_losses_equal_the_per_query_ones_with_the_negatives_repeated():
     log_q = torch.log_softmax(torch.randn(9), dim=0)
     per_query = negs.expand(5, -1)
     assert sampled_softmax_shared(hidden, emb, targets, negs, log_q).item() == pytest.approx(
-        sampled_softmax(hidden, emb, targets, per_query, log_q).item(), rel=1e-6)
+        per_query_softmax(hidden, emb, targets, per_query, log_q), rel=1e-5)
     assert negative_target_shared(hidden, emb, targets, negs).item() == pytest.approx(
-        negative_target_sampled(hidden, emb, targets, per_query).item(), rel=1e-6)
+        per_query_negative_target(hidden, emb, targets, per_query), rel=1e-5)
 
 
 def test_negative_target_shared_by_hand():

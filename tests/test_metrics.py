@@ -14,7 +14,6 @@ from toolkit.metrics import (
     mrr_at_k,
     ndcg_at_k,
     rank_of_targets,
-    within_session_auc,
 )
 
 NINF = float("-inf")
@@ -92,15 +91,6 @@ def test_sampled_candidate_rank_inflates_hit_rate():
 
     assert full_hr == 0.0
     assert sampled_hr > 0.8  # expected rank among 101 is about 1 + 100 * 49 / 999 = 5.9
-
-
-def test_within_session_auc_counts_ties_as_half():
-    assert within_session_auc(np.array([2.0]), np.array([1.0, 3.0])) == pytest.approx(1 / 2)
-    assert within_session_auc(torch.tensor([2.0]), torch.tensor([2.0, 1.0, 1.0, 5.0])) == (
-        pytest.approx((0.5 + 1 + 1 + 0) / 4)
-    )
-    assert within_session_auc([1.0, 3.0], [2.0, 3.0]) == pytest.approx((0 + 0 + 1 + 0.5) / 4)
-    assert math.isnan(within_session_auc([1.0], []))
 
 
 def test_coverage_at_k():

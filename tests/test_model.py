@@ -11,7 +11,7 @@ import torch
 
 from toolkit.config import ModelConfig
 from toolkit.losses import full_cross_entropy
-from toolkit.model import REPEAT_SCALE, SeqRec, append_cloze_query, cloze_mask
+from toolkit.model import REPEAT_SCALE, SeqRec, cloze_mask
 from toolkit.schema import PAD, mask_id
 
 N_ITEMS = 20
@@ -117,7 +117,7 @@ def test_rows_longer_than_max_len_are_rejected():
         make_model()(torch.ones(1, CFG.max_len + 1, dtype=torch.long))
 
 
-def test_cloze_mask_and_query():
+def test_cloze_mask():
     seqs = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
     gen = torch.Generator().manual_seed(0)
     masked, targets = cloze_mask(seqs, N_ITEMS, 0.5, gen)
@@ -127,10 +127,6 @@ def test_cloze_mask_and_query():
     assert torch.all(targets[~hidden] == PAD) and torch.equal(masked[~hidden], seqs[~hidden])
     again, _ = cloze_mask(seqs, N_ITEMS, 0.5, torch.Generator().manual_seed(0))
     assert torch.equal(masked, again)
-
-    q_seqs, q_fb = append_cloze_query(seqs, torch.ones_like(seqs), N_ITEMS)
-    assert q_seqs.tolist() == [[0, 3, 4, 5, 6, mask_id(N_ITEMS)], [2, 3, 4, 5, 6, mask_id(N_ITEMS)]]
-    assert q_fb[:, -1].tolist() == [0, 0] and q_fb[:, :-1].eq(1).all()
 
 
 @pytest.mark.parametrize("causal,encoder", [(True, "transformer"), (False, "transformer"), (True, "gru")])

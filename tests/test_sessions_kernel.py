@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference
@@ -55,6 +55,14 @@ def test_skip_rules_in_order():
     assert source.tolist()[1] == 1 and is_skip.tolist()[1] == 1
 
 
+def test_skip_thresholds_are_strict():
+    # 29 s / 30 s to the next play (gap rule), then 29_999 / 30_000 ms played (played rule): below is a skip
+    a = arrays([0] * 5, [0, 29, 59, 100, 200], played=[-1, -1, -1, 29_999, 30_000])
+    _, _, is_skip, source, _ = run(a)
+    assert is_skip.tolist() == [1, 0, 0, 1, 0]
+    assert source.tolist() == [3, 3, 3, 2, 2]
+
+
 def test_end_reason_comes_after_the_flag_and_before_the_played_time():
     # flag 3 / 2: the end reason says skipped / kept, whatever the played time says
     a = arrays([0] * 4, [0, 10, 20, 30], flag=[3, 2, 1, -1], played=[999_999, 1_000, 999_999, 1_000])
@@ -98,9 +106,11 @@ def test_wrong_dtype_says_how_to_fix():
 def plays(draw):
     n = draw(st.integers(0, 30))
     user = sorted(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)))
-    steps = draw(st.lists(st.integers(0, 4000), min_size=n, max_size=n))
+    # the thresholds' edges (30 s skip gap; 600 / 1800 s session gaps) next to arbitrary steps
+    edges = st.sampled_from([0, 29, 30, 31, 599, 600, 601, 1799, 1800, 1801])
+    steps = draw(st.lists(st.one_of(edges, st.integers(0, 4000)), min_size=n, max_size=n))
     start = np.cumsum(steps).tolist()
-    length = draw(st.lists(st.integers(0, 400), min_size=n, max_size=n))
+    length = draw(st.lists(st.one_of(st.just(0), st.integers(0, 400)), min_size=n, max_size=n))
     maybe = lambda values: draw(st.lists(st.sampled_from(values), min_size=n, max_size=n))  # noqa: E731
     return arrays(user, start, end_s=[s + d for s, d in zip(start, length)], hint=maybe([-1, -1, 5, 6]),
                   track=maybe([1, 2, 3]), flag=maybe([-1, -1, 0, 1, 2, 3]),
@@ -108,6 +118,7 @@ def plays(draw):
                   duration=maybe([-1, 60_000, 200_000]))
 
 
+@settings(max_examples=300, deadline=None)
 @given(plays(), st.sampled_from([None, 0.5]), st.booleans(), st.sampled_from([1, 600, 1800]))
 def test_kernel_matches_reference(a, ratio, collapse, gap):
     got = run(a, gap_s=gap, skip_ratio=ratio, collapse=collapse)

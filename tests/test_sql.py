@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from toolkit import sql
+from toolkit.schema import PLAY_COLUMNS
 
 CASES = Path(__file__).parent / "sql" / "cases"
 SQL_NAMES = sorted(p.relative_to(sql.sql_dir()).with_suffix("").as_posix() for p in sql.sql_dir().rglob("*.sql"))
@@ -121,3 +122,18 @@ def test_play_stream_hashes_equal_ids_alike_and_marks_missing_session_ids(con):
     assert rows[1]["track_hash"] == rows[2]["track_hash"] != rows[3]["track_hash"] == rows[4]["track_hash"]
     assert rows[1]["hint"] == rows[3]["hint"] != rows[4]["hint"] and rows[2]["hint"] == -1
     assert all(r["hint"] >= 0 for k, r in rows.items() if k != 2)  # a signed 63-bit value: -1 stays free
+
+
+NORMALIZERS = [n for n in SQL_NAMES if n.startswith("normalize_")]
+
+
+@pytest.mark.parametrize("name", NORMALIZERS)
+def test_normalizers_emit_the_canonical_play_columns(con, name):
+    """Every reader's SQL hands clean.sql the columns of schema.PLAY_COLUMNS, in that order, then
+    parse_error (what the normalize_*.sql headers promise); extra columns may follow."""
+    case = next(p.values[0] for p in ALL_CASES if p.values[0]["sql"] == name)
+    for view, spec in (case.get("inputs") or {}).items():
+        _create_input(con, view, spec)
+    params = {k: _param(k, v) for k, v in (case.get("params") or {}).items()}
+    columns = tuple(sql.relation(con, name, **params).columns)
+    assert columns[: len(PLAY_COLUMNS) + 1] == (*PLAY_COLUMNS, "parse_error")

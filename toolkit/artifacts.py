@@ -49,7 +49,6 @@ from toolkit.identity import check_name
 ENV_WORKSPACE = "TOOLKIT_WORKSPACE"
 DEFAULT_WORKSPACE = "toolkit-workspace"
 ARRAYS = ("seqs", "skips", "next_item", "next_pos", "row_session")
-MANIFEST_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -195,12 +194,6 @@ def read_frame(path: Path, columns: list[str] | None = None):
         raise damaged(path, exc) from exc
 
 
-def write_array(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-
-
 def read_array(path: Path, mmap: bool = True) -> np.ndarray:
     """Load a sequence array; memory-mapped by default so training never copies it whole."""
     if not path.exists():
@@ -215,7 +208,7 @@ def read_array(path: Path, mmap: bool = True) -> np.ndarray:
 
 
 def write_manifest(ds: DatasetDir, manifest: dict) -> None:
-    write_json(ds.manifest, {"manifest_version": MANIFEST_VERSION, **manifest})
+    write_json(ds.manifest, manifest)
 
 
 def read_manifest(ds: DatasetDir) -> dict:

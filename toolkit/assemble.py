@@ -55,7 +55,7 @@ class Assembled:
 def assemble(con: duckdb.DuckDBPyConnection, stream_of: Callable[[int], dict[str, np.ndarray]], n_buckets: int,
              n_tracks: int, cfg: PrepConfig, shelf: Shelf) -> Assembled:
     """Run the three passes over ``n_buckets`` buckets (``stream_of(b)``: bucket ``b``'s plays in
-    listening order, ``prep._listening_order``'s columns plus ``track_code``).  Pass 3 leaves each
+    listening order, ``ordering.listening_order``'s columns plus ``track_code``).  Pass 3 leaves each
     bucket's plays in dataset order on ``shelf`` under "final" for ``write``."""
     dropped: dict[str, int] = {}
     track_plays = np.zeros(n_tracks, np.int64)

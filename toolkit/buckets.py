@@ -2,7 +2,7 @@
 
 Sessions never cross listeners, so every per-play step of prep (listening order, exact copies,
 sessions, skip labels, filters) runs on one bucket at a time.  A bucket is a contiguous range of
-user codes (users numbered by the rank of their id's hash, ``prep._listening_order``), so the
+user codes (users numbered by the rank of their id's hash, ``ordering.listening_order``), so the
 buckets read in order list the plays in the same order as the whole log read at once: one bucket
 or fifty give the same dataset.  The usable plays leave DuckDB once, batch by batch, and each
 batch is spread over the buckets' files (``Spread``, in prep's work folder); a log that fits the

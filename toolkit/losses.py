@@ -58,38 +58,6 @@ def _negative_ok(targets: Tensor, negatives: Tensor) -> Tensor:
     return (negatives != PAD) & (negatives != targets.unsqueeze(1))
 
 
-def sampled_softmax(
-    hidden: Tensor,
-    item_emb: Tensor,
-    targets: Tensor,
-    negatives: Tensor,
-    log_q: Tensor | None = None,
-) -> Tensor:
-    """Softmax over the target and K sampled negatives, with optional logQ correction.
-
-    Parameters
-    ----------
-    hidden : float (N, D), prediction vectors.
-    item_emb : float (V, D), output item table (row PAD unused).
-    targets : int64 (N,); PAD targets are ignored.
-    negatives : int64 (N, K); a negative equal to the target, or PAD, is masked out (-inf).
-    log_q : float (V,) or None; log sampling probability of each item. When given, each
-        candidate's logit becomes ``s - log q`` (Yi et al., RecSys 2019), which makes the sampled
-        softmax an unbiased-in-the-limit estimate of the full one for a non-uniform sampler.
-
-    Returns
-    -------
-    Scalar mean of ``-log softmax(logits)[target]`` over non-PAD targets.
-    """
-    logits, candidates = _candidate_logits(hidden, item_emb, targets, negatives)  # (N, 1 + K)
-    if log_q is not None:
-        logits = logits - log_q[candidates]
-    neg_logits = logits[:, 1:].masked_fill(~_negative_ok(targets, negatives), _NEG_INF)  # (N, K)
-    logits = torch.cat([logits[:, :1], neg_logits], dim=1)  # (N, 1 + K)
-    per_query = torch.logsumexp(logits, dim=1) - logits[:, 0]  # (N,); column 0 is never -inf
-    return _masked_mean(per_query, targets != PAD)
-
-
 def bce_negatives(hidden: Tensor, item_emb: Tensor, targets: Tensor, negatives: Tensor) -> Tensor:
     """Binary cross-entropy with K negatives (SASRec's loss for K = 1).
 
@@ -248,30 +216,6 @@ def negative_target_chunked(hidden: Tensor, table: Tensor, skipped_targets: Tens
     return _masked_mean(-_log1mexp(log_p), keep)
 
 
-def negative_target_sampled(hidden: Tensor, item_emb: Tensor, skipped_targets: Tensor, negatives: Tensor) -> Tensor:
-    """``negative_target_loss`` over a sampled candidate set, for catalogues too big to score whole.
-
-    Per query: ``-log(1 - p)`` with ``p = softmax([s_skipped, s_neg_1..K])[0]``; negatives equal to
-    the skipped track, or PAD, are masked out.
-
-    Parameters
-    ----------
-    hidden : float (N, D); item_emb : float (V, D); skipped_targets : int64 (N,), PAD where none;
-    negatives : int64 (N, K).
-
-    Returns
-    -------
-    Scalar mean over non-PAD skipped targets.
-    """
-    logits, _ = _candidate_logits(hidden, item_emb, skipped_targets, negatives)  # (N, 1 + K)
-    neg_logits = logits[:, 1:].masked_fill(~_negative_ok(skipped_targets, negatives), _NEG_INF)
-    logits = torch.cat([logits[:, :1], neg_logits], dim=1)  # (N, 1 + K)
-    log_p = logits[:, 0] - torch.logsumexp(logits, dim=1)  # (N,)
-    keep = skipped_targets != PAD
-    log_p = torch.where(keep, log_p, torch.full_like(log_p, -1.0))
-    return _masked_mean(-_log1mexp(log_p), keep)
-
-
 def row_negative_logits(hidden: Tensor, item_emb: Tensor, targets: Tensor, negatives: Tensor,
                         log_q: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Logits of each position's target and of its ROW's K negatives, without an (N, K, D) gather.
@@ -279,7 +223,9 @@ def row_negative_logits(hidden: Tensor, item_emb: Tensor, targets: Tensor, negat
     Parameters
     ----------
     hidden : float (B, T, D); item_emb : float (V, D); targets : int64 (B, T), PAD = no target;
-    negatives : int64 (B, K), shared by every position of a row; log_q : float (V,) or None.
+    negatives : int64 (B, K), shared by every position of a row; log_q : float (V,) or None, the log
+        sampling probability of each item: each candidate's logit becomes ``s - log q`` (Yi et al.,
+        RecSys 2019), which makes a sampled softmax unbiased in the limit for a non-uniform sampler.
 
     Returns
     -------
@@ -297,14 +243,17 @@ def row_negative_logits(hidden: Tensor, item_emb: Tensor, targets: Tensor, negat
 
 def sampled_softmax_rows(hidden: Tensor, item_emb: Tensor, targets: Tensor, negatives: Tensor,
                          log_q: Tensor | None = None) -> Tensor:
-    """``sampled_softmax`` where every position of a row shares the row's negatives (B, K)."""
+    """Softmax over each position's target and its row's K negatives (B, K), logQ-corrected when ``log_q``
+    is given; per query ``-log softmax(logits)[target]``, scalar mean over non-PAD targets."""
     logits, keep = row_negative_logits(hidden, item_emb, targets, negatives, log_q)
     per_query = torch.logsumexp(logits, dim=-1) - logits[..., 0]  # (B, T)
     return _masked_mean(per_query, keep)
 
 
 def negative_target_rows(hidden: Tensor, item_emb: Tensor, skipped_targets: Tensor, negatives: Tensor) -> Tensor:
-    """``negative_target_sampled`` where every position of a row shares the row's negatives."""
+    """``negative_target_loss`` over a sampled candidate set, for catalogues too big to score whole: per
+    query ``-log(1 - p)``, ``p = softmax([s_skipped, s_neg_1..K])[0]`` over its row's negatives (B, K);
+    negatives equal to the skipped track, or PAD, are masked.  Scalar mean over non-PAD skipped targets."""
     logits, keep = row_negative_logits(hidden, item_emb, skipped_targets, negatives)
     log_p = logits[..., 0] - torch.logsumexp(logits, dim=-1)  # (B, T)
     log_p = torch.where(keep, log_p, torch.full_like(log_p, -1.0))
@@ -319,7 +268,7 @@ def shared_negative_logits(hidden: Tensor, item_emb: Tensor, targets: Tensor, ne
     ----------
     hidden : float (N, D), prediction vectors; item_emb : float (V, D); targets : int64 (N,);
     negatives : int64 (K,), drawn once for the whole batch; log_q : float (V,) or None, subtracted
-        from every candidate's logit (logQ correction, as in :func:`sampled_softmax`).
+        from every candidate's logit (logQ correction, as in :func:`row_negative_logits`).
 
     Returns
     -------
@@ -363,7 +312,7 @@ def sampled_softmax_shared(hidden: Tensor, item_emb: Tensor, targets: Tensor, ne
 
 
 def negative_target_shared(hidden: Tensor, item_emb: Tensor, skipped_targets: Tensor, negatives: Tensor) -> Tensor:
-    """``negative_target_sampled`` against the batch's shared negatives (K,): per query ``-log(1 - p)``,
+    """``negative_target_loss`` against the batch's shared negatives (K,): per query ``-log(1 - p)``,
     ``p = softmax([s_skipped, s_k for k not the skipped track])[0]``; shapes as in
     :func:`sampled_softmax_shared`. Scalar mean over non-PAD skipped targets."""
     hidden = hidden.reshape(-1, hidden.shape[-1])  # (N, D)

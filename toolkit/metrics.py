@@ -70,26 +70,6 @@ def mrr_at_k(ranks: np.ndarray | Tensor, k: int) -> np.ndarray:
     return np.where(r <= k, 1.0 / r, 0.0)
 
 
-def within_session_auc(pos_scores: np.ndarray | Tensor, neg_scores: np.ndarray | Tensor) -> float:
-    """Share of (positive, skipped) pairs of one query ordered correctly; a tie counts 0.5.
-
-    Parameters
-    ----------
-    pos_scores : float (P,), scores of the query's positive track(s).
-    neg_scores : float (M,), scores of the session's skipped tracks.
-
-    Returns
-    -------
-    AUC in [0, 1], or NaN when there is no pair (P == 0 or M == 0); skip NaNs when averaging.
-    """
-    pos = np.asarray(torch.as_tensor(pos_scores).detach().cpu(), dtype=np.float64).reshape(-1)
-    neg = np.asarray(torch.as_tensor(neg_scores).detach().cpu(), dtype=np.float64).reshape(-1)
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    diff = pos[:, None] - neg[None, :]  # (P, M)
-    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
-
-
 def coverage_at_k(topk_items: np.ndarray | Tensor, n_items: int) -> float:
     """Share of the catalogue ``1..n_items`` that appears in at least one top-k list.
 

@@ -7,7 +7,7 @@ play and 0 for a played track or padding.
 - ``causal=True``: SASRec-like. The hidden state at column t sees plays ``<= t`` and predicts the
   track at t + 1 (``next_item`` / ``next_pos`` of the batch).
 - ``causal=False``: BERT4Rec-like. Train on ``cloze_mask`` output; at prediction time put a MASK in
-  the last column (``append_cloze_query``) and read the hidden state there.
+  the last column (``scorers.cloze_queries``) and read the hidden state there.
 
 Positions are counted from the oldest real play of each row, not from column 0, so extra left
 padding never changes the outputs at real positions. Every query position may attend to itself,
@@ -338,14 +338,3 @@ def cloze_mask(
     targets = torch.where(chosen, seqs, torch.full_like(seqs, PAD))
     return masked_seqs, targets
 
-
-def append_cloze_query(seqs: Tensor, fb: Tensor, n_items: int) -> tuple[Tensor, Tensor]:
-    """Shift rows left by one and put MASK in the last column, for next-track prediction with a
-    bidirectional model: the hidden state of the last column then scores the next track.
-
-    seqs, fb: int64 (B, T) -> (B, T), (B, T). The oldest column is dropped (it is padding unless
-    the row is full); the MASK column gets fb = 0 because its feedback is unknown.
-    """
-    q_seqs = torch.cat([seqs[:, 1:], torch.full_like(seqs[:, :1], mask_id(n_items))], dim=1)
-    q_fb = torch.cat([fb[:, 1:], torch.zeros_like(fb[:, :1])], dim=1)
-    return q_seqs, q_fb

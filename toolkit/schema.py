@@ -18,8 +18,6 @@ from __future__ import annotations
 FORMAT_VERSION = 1  # bump when the files prep writes change meaning
 
 PAD = 0
-SKIP = 1
-PLAY = 0
 
 
 def mask_id(n_items: int) -> int:

@@ -21,7 +21,7 @@ from toolkit.splits import SplitChoice
 
 
 def label_plays(stream: dict[str, np.ndarray], cfg: PrepConfig) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """One bucket's sorted stream (``prep._listening_order``): exact copies dropped, cut into
+    """One bucket's sorted stream (``ordering.listening_order``): exact copies dropped, cut into
     sessions and labelled.  Returns the plays (``user_code``, ``track_code``, ``start_us``,
     ``order_us``, ``played``, ``session`` numbered 0.. in the bucket, ``is_skip``, ``source``,
     ``repeat``) and the rows dropped here by reason."""

@@ -54,7 +54,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kernels._jit import njit
+from kernels.synth import serve_tracks
 from toolkit.errors import ConfigError
 
 SCHEMA = pa.schema([
@@ -379,47 +379,12 @@ def _serve(cfg: SynthConfig, cat: Catalogue, lis: Listeners, user: np.ndarray,
     blo = np.where(use_fav, cat.artist_bounds[fav], cat.genre_bounds[mood])
     bhi = np.where(use_fav, cat.artist_bounds[fav + 1], cat.genre_bounds[mood + 1])
     fresh = _draw_in_blocks(cat.cum_pop, blo, bhi, rng.random(rows))
-    track = np.empty(rows, dtype=np.int64)
-    _serve_kernel(new_session, on_mood, skipped, mood.astype(np.int64), fresh, off_taste,
-                  rng.random(rows), rng.random(rows), cat.track_artist, cat.track_genre,
-                  cat.artist_bounds, cat.genre_bounds, cfg.follow_artist_prob,
-                  cfg.follow_near_prob, cfg.near_radius, track)
+    track = serve_tracks(new_session, on_mood, skipped, mood.astype(np.int64), fresh, off_taste,
+                         rng.random(rows), rng.random(rows), cat.track_artist, cat.track_genre,
+                         cat.artist_bounds, cat.genre_bounds, cfg.follow_artist_prob,
+                         cfg.follow_near_prob, cfg.near_radius)
     return track, skipped
 
-
-@njit
-def _serve_kernel(new_session, on_mood, skipped, mood, fresh, off_taste, u_action, u_pick,
-                  track_artist, track_genre, artist_bounds, genre_bounds, p_artist, p_near,
-                  radius, out):
-    """Resolve each play's track in order; the anchor is the session's latest kept mood track.
-
-    All inputs are length-``rows`` arrays except the catalogue arrays; ``out: int64[rows]``.
-    """
-    anchor = -1
-    for i in range(len(out)):
-        if new_session[i]:
-            anchor = -1
-        if not on_mood[i]:
-            t = off_taste[i]
-        elif anchor < 0 or u_action[i] >= p_artist + p_near:
-            t = fresh[i]
-        else:
-            a = track_artist[anchor]
-            lo, hi = artist_bounds[a], artist_bounds[a + 1]
-            if u_action[i] < p_artist and hi - lo > 1:
-                # Another track by the same artist, never the anchor itself.
-                t = lo + int(u_pick[i] * (hi - lo - 1))
-                t += t >= anchor
-            else:
-                g = track_genre[anchor]
-                glo, size = genre_bounds[g], genre_bounds[g + 1] - genre_bounds[g]
-                k = int(u_pick[i] * 2 * radius)
-                step = k - radius if k < radius else k - radius + 1
-                t = glo + (anchor - glo + step) % size
-        out[i] = t
-        # Skipped and off-mood plays never move the anchor: that is the planted signal.
-        if not skipped[i] and track_genre[t] == mood[i]:
-            anchor = t
 
 
 def _played_ms(cfg: SynthConfig, duration: np.ndarray, skipped: np.ndarray,

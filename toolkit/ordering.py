@@ -1,0 +1,117 @@
+"""Listening order: the usable plays of one bucket, as numpy columns, sorted the way the session
+pass reads them, and their tracks numbered.
+
+Public interface
+    ``listening_order(columns, user_table)``: the columns of ``sql/play_stream.sql`` (as numpy,
+    one array per column) sorted by (user, order time, source position, source row), users
+    numbered by the rank of their id hash in the user dictionary; columns a format leaves
+    constant come back filled.
+    ``track_codes(hashes, table)``: each play's track code (row of the track dictionary).
+    ``LAST``: the position key ``play_stream.sql`` gives a play without a source position.
+
+Why numpy and not SQL: logs nearly always list each listener's plays together and in time order,
+so the sort is usually a check plus a copy of runs (see ``listening_order``); a window query or a
+wide SQL sort per step cost several times a plain read-sort-write (see benchmarks/).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+LAST = np.iinfo(np.int64).max  # play_stream.sql's position_key of a play without a source position
+
+
+def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray) -> dict[str, np.ndarray]:
+    """The plays (play_stream.sql columns as numpy) sorted by (user, order time, source position,
+    source row), with users numbered by the rank of their id hash in ``user_table`` (the sorted
+    hashes of the user dictionary).  Columns a format leaves constant may be absent; they come
+    back filled (start = order time, hint and position -1).
+
+    Logs usually list each user's plays together and in time order, so the stream is cut into
+    runs of one user, the runs are ordered by user, and the full sort runs only when a run is out
+    of time order or two runs of one user overlap.  ``columns`` is consumed: each column is
+    released as soon as its sorted copy exists.
+    """
+    hashes = columns.pop("user_hash")
+    n = len(hashes)
+    if np.any(user_table[1:] == user_table[:-1]):
+        raise RuntimeError("two distinct user ids share a 64-bit hash; please report this input")
+    heads = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if n else np.zeros(0, np.int64)
+    run_user = np.searchsorted(user_table, hashes[heads]).astype(np.int32)  # one lookup per run
+    if len(heads) and (run_user.max() >= len(user_table) or np.any(user_table[run_user] != hashes[heads])):
+        raise RuntimeError("the plays and the user dictionary disagree; this is a bug, please report it")
+    del hashes
+    lengths = np.diff(np.r_[heads, n])
+    runs = np.argsort(run_user, kind="stable")
+    keys = [columns["order_us"], *([columns["position_key"]] if "position_key" in columns else []),
+            columns.pop("src_row")]
+    if _runs_in_order(keys, heads[runs], lengths[runs], run_user[runs]):
+        take = _run_gather(heads[runs], lengths[runs])
+        user = np.repeat(run_user[runs], lengths[runs])
+    else:
+        user = np.repeat(run_user, lengths)
+        perm = np.lexsort((*keys[::-1], user))
+        take, user = (lambda col: col[perm]), user[perm]
+    del keys
+    out = {"user_code": user}
+    for name in list(columns):
+        out[name] = take(columns.pop(name))
+    out.setdefault("start_us", out["order_us"])  # one array for both when they are the same times
+    out.setdefault("hint", np.full(n, -1, np.int64))
+    key = out.pop("position_key", None)
+    out["position"] = np.where(key == LAST, -1, key) if key is not None else np.full(n, -1, np.int64)
+    return out
+
+
+def _runs_in_order(keys: list[np.ndarray], starts: np.ndarray, lengths: np.ndarray, users: np.ndarray) -> bool:
+    """Whether reading the runs (``starts``, ``lengths``, already ordered by their ``users``) one
+    after the other lists each user's plays in ascending order of ``keys``: inside every run, and
+    from the last play of a run to the first play of the next run of the same user."""
+    n = len(keys[0])
+    if n < 2:
+        return True
+    same_run = np.ones(n - 1, bool)  # stream pairs (i, i + 1) inside one run
+    same_run[np.sort(starts)[1:] - 1] = False
+    if not _ascending([k[:-1] for k in keys], [k[1:] for k in keys], same_run):
+        return False
+    tail, head = (starts + lengths - 1)[:-1], starts[1:]
+    return _ascending([k[tail] for k in keys], [k[head] for k in keys], users[1:] == users[:-1])
+
+
+def _ascending(before: list[np.ndarray], after: list[np.ndarray], where: np.ndarray) -> bool:
+    """Whether ``before[i] < after[i]`` lexicographically over the key arrays wherever ``where``."""
+    later = after[-1] > before[-1]
+    for b, a in zip(before[-2::-1], after[-2::-1]):
+        later = (a > b) | ((a == b) & later)
+    return bool(np.all(later | ~where))
+
+
+def _run_gather(starts: np.ndarray, lengths: np.ndarray):
+    """A function copying a column's runs, in the given order, into one array: slice copies
+    when runs are long (the usual case), else one fancy-index gather."""
+    n = int(lengths.sum())
+    if len(starts) * 64 > n:
+        new_heads = np.r_[0, np.cumsum(lengths)[:-1]]
+        perm = np.repeat(starts - new_heads, lengths) + np.arange(n)
+        return lambda col: col[perm]
+
+    def copy(col: np.ndarray) -> np.ndarray:
+        out, at = np.empty(n, col.dtype), 0
+        for start, length in zip(starts.tolist(), lengths.tolist()):
+            out[at : at + length] = col[start : start + length]
+            at += length
+        return out
+
+    return copy
+
+
+def track_codes(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """int32 track code (the row of ``table``, which is in key order) of each play's track hash."""
+    if len(np.unique(table)) != len(table):
+        raise RuntimeError("two distinct track ids share a 64-bit hash; please report this input")
+    codes = pl.Series(hashes).replace_strict(
+        pl.Series(table), pl.Series(np.arange(len(table), dtype=np.int32)), return_dtype=pl.Int32
+    )
+    # astype: polars hands back its input's dtype (uint64) when there is nothing to replace
+    return codes.to_numpy().astype(np.int32, copy=False)
