@@ -248,6 +248,14 @@ def test_transition_term_scores_the_current_tracks_frequent_successors_and_leave
     _, w, ok = model.transition_weights(hidden[:1].expand(2, -1), torch.tensor([7, 7]), targets=torch.tensor([5, 9]))
     assert w[0].tolist() == pytest.approx([math.log(3.0), math.log(2.0), 0.0])
     assert ok[1].tolist() == [True, False, False] and w[1, 1] == 0.0
+    # a listener's own transitions are left out: listener 2 played 7 -> 5 twice, so 5 counts 1 for them
+    from toolkit.model import own_key
+    model.set_transitions(table, counts, torch.tensor([own_key(2, 7, 5, N_ITEMS), own_key(3, 7, 9, N_ITEMS)]),
+                          torch.tensor([2.0, 1.0]))
+    _, w, ok = model.transition_weights(hidden[:1].expand(3, -1), torch.tensor([7, 7, 7]), users=torch.tensor([2, 3, 0]))
+    assert w[:, :2].flatten().tolist() == pytest.approx([math.log(2.0), math.log(2.0), math.log(4.0), 0.0,
+                                                         math.log(4.0), math.log(2.0)])
+    assert ok[1].tolist() == [True, False, False]
     # the term reaches the catalogue scores through the copy candidates, after the row's plays
     seqs = torch.tensor([[0, 0, 3, 7]])
     h = model(seqs)
@@ -261,5 +269,6 @@ def test_transition_term_scores_the_current_tracks_frequent_successors_and_leave
     again = SeqRec(model.cfg)
     again.load_state_dict(model.state_dict())
     assert torch.equal(again.trans_items, model.trans_items) and torch.equal(again.trans_counts, model.trans_counts)
+    assert torch.equal(again.trans_own_keys, model.trans_own_keys) and len(again.trans_own_keys) == 2
     with pytest.raises(ValueError, match="transitions"):
         ModelConfig(n_items=5, transitions=2)

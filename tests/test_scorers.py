@@ -209,12 +209,12 @@ def _transitions_reference(seqs, skips, n_items, m, hide):
 def test_top_transitions_by_hand():
     from toolkit.scorers import top_transitions
 
-    items, counts = top_transitions(SEQS, SKIPS, 4, 2, hide=False)
+    items, counts, _, _ = top_transitions(SEQS, SKIPS, 4, 2, hide=False)
     # after 1: 2 twice, then 3 once; after 2: 1 and 3 once each (ties by id); 3 and 4: none
     assert items[1].tolist() == [2, 3] and counts[1].tolist() == [2.0, 1.0]
     assert items[2].tolist() == [1, 3] and counts[2].tolist() == [1.0, 1.0]
     assert items[3].tolist() == [0, 0] and counts[3].tolist() == [0.0, 0.0]
-    hidden_items, hidden_counts = top_transitions(SEQS, SKIPS, 4, 2, hide=True)
+    hidden_items, hidden_counts, _, _ = top_transitions(SEQS, SKIPS, 4, 2, hide=True)
     assert hidden_items[2].tolist() == [1, 0] and hidden_counts[2].tolist() == [1.0, 0.0]  # 2 -> 3 was skipped
 
 
@@ -234,8 +234,17 @@ def test_top_transitions_match_a_counter_reference(hide):
         skips = np.array(data.draw(st.lists(st.lists(st.integers(0, 1), min_size=T, max_size=T),
                                             min_size=B, max_size=B)), np.int8)
         m = data.draw(st.integers(1, 4))
-        got = top_transitions(seqs, skips, n_items, m, hide)
+        users = np.array(data.draw(st.lists(st.integers(0, 2), min_size=B, max_size=B)), np.int64)
+        got = top_transitions(seqs, skips, n_items, m, hide, users)
         want = _transitions_reference(seqs, skips, n_items, m, hide)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        # each listener's own counts, summed over listeners, are the counts of every transition
+        from collections import Counter
+        from toolkit.model import own_key
+        own = Counter()
+        for row, sk, u in zip(seqs.tolist(), skips.tolist(), users.tolist()):
+            real = [t for t, x in zip(row, sk) if t != 0 and not (hide and x == 1)]
+            own.update(own_key(u, a, b, n_items) for a, b in zip(real, real[1:]))
+        assert got[2].tolist() == sorted(own) and got[3].tolist() == [own[k] for k in sorted(own)]
 
     check()

@@ -458,6 +458,7 @@ def test_transition_term_trains_carries_its_table_and_scores(ws, loss, feedback)
     best = load_torch(run_dir(ws, result["id"]).best)
     assert best["model_config"]["transitions"] == 3
     assert torch.count_nonzero(best["model"]["trans_items"]) > 0  # the train rows' table went into the checkpoint
+    assert len(best["model"]["trans_own_keys"]) > 0  # and each listener's own share of it
     assert best["model"]["trans_by_count"].item() != 0.0 or best["model"]["trans_by_share"].item() != 0.0
     q = score_run(ws, select_runs(ws, [result["id"]], None, False)[0], Protocol(split="test"), torch.device("cpu"))
     assert len(q.session) > 0 and np.isfinite(q.rank).all()

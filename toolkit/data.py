@@ -14,7 +14,7 @@ import torch
 
 import kernels
 from toolkit.artifacts import DatasetDir, read_array, read_frame
-from toolkit.history import ListenerOrder, row_history, row_successors
+from toolkit.history import ListenerOrder, row_history, row_listener, row_successors
 from toolkit.schema import ITEM, PAD, SESSION, TS, USER
 
 
@@ -32,6 +32,9 @@ class SplitArrays:
     # int32 (R, L, K) or None: at each play, the tracks that followed the same track in the listener's
     # earlier plays, latest first (history.row_successors; PAD in history columns and at padding)
     succ: np.ndarray | None = None
+    # int64 (R,) or None: a code of each row's listener (history.row_listener), for the transition
+    # term, which leaves the listener's own transitions out
+    row_user: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -43,13 +46,15 @@ class SplitArrays:
         h = self.history
         return SplitArrays(seqs=self.seqs[:, h:], skips=self.skips[:, h:], next_item=self.next_item[:, h:],
                            next_pos=self.next_pos[:, h:], next_skip=self.next_skip[:, h:],
-                           row_session=self.row_session, succ=None if self.succ is None else self.succ[:, h:])
+                           row_session=self.row_session, succ=None if self.succ is None else self.succ[:, h:],
+                           row_user=self.row_user)
 
 
-def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0) -> SplitArrays:
+def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0, listeners: bool = False) -> SplitArrays:
     """The arrays of one split, memory-mapped (nothing is copied until a batch is taken); with
     ``history`` > 0 each row is prefixed by its listener's last ``history`` plays before the row, with
-    ``successors`` > 0 each play carries what followed its track before (both held in memory)."""
+    ``successors`` > 0 each play carries what followed its track before (both held in memory), with
+    ``listeners`` each row carries its listener's code."""
     seqs = read_array(ds.array(split, "seqs"))
     skips = read_array(ds.array(split, "skips"))
     row_session = read_array(ds.array(split, "row_session"))
@@ -58,12 +63,14 @@ def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0
         next_pos=read_array(ds.array(split, "next_pos")), next_skip=next_skip(np.asarray(skips), np.asarray(row_session)),
         row_session=row_session,
     )
-    if history <= 0 and successors <= 0:
+    if history <= 0 and successors <= 0 and not listeners:
         return a
     # one listener-time ordering of the whole log serves both views
     order = ListenerOrder(read_frame(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"]))
     if successors > 0:
         a = replace(a, succ=row_successors(order, np.asarray(row_session), seqs.shape[1], successors))
+    if listeners:
+        a = replace(a, row_user=row_listener(order, np.asarray(row_session), seqs.shape[1]))
     if history > 0:
         a = with_history(a, *row_history(order, np.asarray(row_session), seqs.shape[1], history))
     return a
@@ -80,7 +87,7 @@ def with_history(a: SplitArrays, items: np.ndarray, skips: np.ndarray) -> SplitA
         next_item=np.concatenate([pad, np.asarray(a.next_item)], axis=1),
         next_pos=np.concatenate([pad, np.asarray(a.next_pos)], axis=1),
         next_skip=np.concatenate([pad.astype(np.int8), np.asarray(a.next_skip)], axis=1),
-        row_session=a.row_session, history=a.history + h,
+        row_session=a.row_session, history=a.history + h, row_user=a.row_user,
         succ=None if a.succ is None else np.concatenate(
             [np.zeros((len(a), h, a.succ.shape[2]), np.int32), a.succ], axis=1),
     )
@@ -120,6 +127,8 @@ def to_batch(a: SplitArrays, idx: np.ndarray, device: torch.device) -> dict[str,
     }
     if a.succ is not None:
         take["succ"] = a.succ
+    if a.row_user is not None:
+        take["user"] = a.row_user
     return {k: torch.from_numpy(np.asarray(v[idx], dtype=np.int64)).to(device) for k, v in take.items()}
 
 

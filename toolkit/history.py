@@ -128,6 +128,16 @@ def row_successors(order: ListenerOrder, row_session: np.ndarray, width: int, k:
     return out
 
 
+def row_listener(order: ListenerOrder, row_session: np.ndarray, width: int) -> np.ndarray:
+    """int64 (R,): a code of each row's listener, the same in every split of the dataset (a session of
+    no known listener has a code of its own): the rank of the listener's block in listener-time order."""
+    rs = np.asarray(row_session, dtype=np.int64)
+    if not len(rs) or not len(order.items):
+        return np.zeros(len(rs), np.int64)
+    begin, _ = order.row_starts(rs, width)
+    return np.searchsorted(np.unique(order.block_start), order.block_start[begin]).astype(np.int64)
+
+
 def _rows_from_end(last_row: np.ndarray) -> np.ndarray:
     """int64 (R,): how many rows of the same session come after each row (0 for a session's last)."""
     r = np.arange(len(last_row))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from toolkit.model import SeqRec
+from toolkit.model import SeqRec, own_key
 from toolkit.schema import PAD, mask_id
 from toolkit.topk import ItemTiles
 
@@ -68,7 +68,8 @@ class NeuralScorer:
             # a positives-only model reads a skipped position's context from the last real play
             src = last_real_column(seqs)[rows, cols] if self.hide else cols
             if self.model.cfg.repeat_head:
-                items, weights, available = self.model.copy_terms(hidden, seqs, batch.get("succ"), rows, src)
+                items, weights, available = self.model.copy_terms(hidden, seqs, batch.get("succ"), rows, src,
+                                                                  users=batch.get("user"))
                 return hidden[rows, src], items, weights * available
             return hidden[rows, src], None, None
         q_seqs, q_fb = cloze_queries(seqs[rows], fb[rows], cols, self.model.cfg.n_items)
@@ -164,15 +165,19 @@ class MarkovScorer:
         return out.to(rows.device)
 
 
-def top_transitions(seqs: np.ndarray, skips: np.ndarray, n_items: int, m: int,
-                    hide: bool) -> tuple[np.ndarray, np.ndarray]:
+def top_transitions(seqs: np.ndarray, skips: np.ndarray, n_items: int, m: int, hide: bool,
+                    row_user: np.ndarray | None = None):
     """The ``m`` tracks that most often followed each track in the rows ``seqs`` (B, T), and how often:
     int32 (n_items + 1, m) (PAD where a track had fewer successors) and float32 (n_items + 1, m), most
     frequent first, ties by track id.  With ``hide`` skipped plays are left out first (positives-only),
-    as ``MarkovScorer`` does; the repeat head's transition term reads the table (``SeqRec.set_transitions``)."""
+    as ``MarkovScorer`` does.  With ``row_user`` (B,) also each listener's own share: sorted int64
+    keys ``model.own_key(listener, track, next)`` and float32 counts (else two Nones).  The repeat
+    head's transition term reads them (``SeqRec.set_transitions``)."""
     V = n_items + 1
     s = np.where(np.asarray(skips) == 1, PAD, seqs) if hide else np.asarray(seqs)
-    prev, nxt = _consecutive_pairs(s)
+    r, c = np.nonzero(s != PAD)  # row-major: each row's real plays in order
+    same_row = r[1:] == r[:-1]
+    prev, nxt = s[r[:-1], c[:-1]][same_row].astype(np.int64), s[r[1:], c[1:]][same_row].astype(np.int64)
     key, count = np.unique(prev * V + nxt, return_counts=True)
     src, dst = key // V, key % V
     order = np.lexsort((dst, -count, src))  # by source, most frequent first, then by id
@@ -183,7 +188,13 @@ def top_transitions(seqs: np.ndarray, skips: np.ndarray, n_items: int, m: int,
     counts = np.zeros((V, m), np.float32)
     items[src[keep], rank[keep]] = dst[keep]
     counts[src[keep], rank[keep]] = count[keep]
-    return items, counts
+    if row_user is None:
+        return items, counts, None, None
+    users = np.asarray(row_user, np.int64)[r[:-1][same_row]]
+    if len(users) and float(users.max() + 1) * V * V >= 2.0 ** 63:
+        raise ValueError(f"{users.max() + 1} listeners x {V} tracks: too many for the transition term's int64 keys")
+    own, own_count = np.unique(own_key(users, prev, nxt, n_items), return_counts=True)
+    return items, counts, own, own_count.astype(np.float32)
 
 
 def _consecutive_pairs(seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

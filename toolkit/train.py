@@ -184,15 +184,15 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
                 world: distributed.World = distributed.World()) -> dict:
     n_items = manifest["items"]
     keep_freed_memory()
-    train_rows = load_split(ds, "train", cfg.history, cfg.successors)
-    valid = load_split(ds, "valid", cfg.history, cfg.successors)
+    train_rows = load_split(ds, "train", cfg.history, cfg.successors, listeners=cfg.transitions > 0)
+    valid = load_split(ds, "valid", cfg.history, cfg.successors, listeners=cfg.transitions > 0)
     last_only = manifest["split_mode"] == "last"
     valid_subset = session_subset(valid, cfg.valid_sessions, cfg.seed)
     model = SeqRec(model_config(manifest, cfg))
     if cfg.transitions:
         h = cfg.history  # the history columns repeat other rows' plays: count each transition once
         table = top_transitions(np.asarray(train_rows.seqs)[:, h:], np.asarray(train_rows.skips)[:, h:], n_items,
-                                cfg.transitions, "positives-only" in cfg.modes)
+                                cfg.transitions, "positives-only" in cfg.modes, train_rows.row_user)
         model.set_transitions(*(torch.from_numpy(t) for t in table))
     model = model.to(device)
     world.start(model, cfg.seed)
@@ -411,7 +411,8 @@ def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: S
     counts["next"] = (targets != PAD).sum()
     negatives = None
     if model.cfg.repeat_head:
-        terms["next"] = _next_with_repeats(model, cfg, hidden, inputs, targets, sampler, step, emb, batch.get("succ"))
+        terms["next"] = _next_with_repeats(model, cfg, hidden, inputs, targets, sampler, step, emb, batch.get("succ"),
+                                            batch.get("user"))
     elif sampler.loss == "ce":
         keep = targets != PAD
         terms["next"] = _full_softmax(model, cfg, hidden[keep], targets[keep], emb)
@@ -465,12 +466,12 @@ def _full_softmax(model: SeqRec, cfg: TrainConfig, hidden, targets, emb, items=N
 
 
 def _next_with_repeats(model: SeqRec, cfg: TrainConfig, hidden, inputs, targets, sampler: Sampler, step: int, emb,
-                       succ=None):
+                       succ=None, users=None):
     """The next-item term of a model with a repeat head: full softmax or shared negatives, each with
     the repeat term of the tracks played before every position and of the successors of its track
     (``SeqRec.copy_terms``)."""
     rows, cols = (targets != PAD).nonzero(as_tuple=True)
-    items, weights, available = model.copy_terms(hidden, inputs, succ, rows, cols, targets[rows, cols])
+    items, weights, available = model.copy_terms(hidden, inputs, succ, rows, cols, targets[rows, cols], users)
     if sampler.loss == "ce":
         return _full_softmax(model, cfg, hidden[rows, cols], targets[rows, cols], emb, items, weights * available)
     if sampler.loss == "shared":
