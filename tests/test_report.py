@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from toolkit import evaluate as ev
 from toolkit import metrics
 from toolkit import report as rp
+from toolkit.report import scoring
 from toolkit.artifacts import Workspace, read_json, run_dir
 from toolkit.cli import app
 from toolkit.config import PrepConfig, TrainConfig
@@ -233,8 +234,8 @@ def test_scores_are_cached_per_protocol(trained, monkeypatch):
     def no_scoring(*_a, **_k):
         raise AssertionError("scored again although the cache is valid")
 
-    monkeypatch.setattr(rp, "run_queries", no_scoring)
-    monkeypatch.setattr(rp, "track_skip_signal", lambda *_a: None)  # a count yardstick, not a run: never cached
+    monkeypatch.setattr(scoring, "run_queries", no_scoring)
+    monkeypatch.setattr(scoring, "track_skip_signal", lambda *_a: None)  # a count yardstick, not a run: never cached
     rp.build_report(ws, [], rp.Protocol(bootstrap=200, seed=3))
     with pytest.raises(AssertionError):
         rp.build_report(ws, [], rp.Protocol(bootstrap=200, exclude_played=True))

@@ -261,7 +261,7 @@ def _path_of(exc: BaseException) -> str | None:
     frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
     for frame in reversed(frames):
         file = Path(frame.f_code.co_filename)
-        if file.parent != package or file.name in ("cli.py", "cli_report.py"):
+        if not file.is_relative_to(package) or file.name in ("cli.py", "cli_report.py"):
             continue
         values = dict(frame.f_locals)
         for name in ("path", "target", "tmp", "file", "cache"):
@@ -369,7 +369,7 @@ def prep(
 
 
 def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
-    from toolkit.signals import cold_summary
+    from toolkit.report.signals import cold_summary
 
     title = f"dataset [bold]{m['name']}[/bold] ({m['format']}, {m['files']} file(s))"
     if m.get("up_to_date"):
@@ -493,8 +493,9 @@ def demo(
     with GridView(out) as show:
         ids, _ = train_grid(ws, runs, show)
     from toolkit.cli_report import print_report
-    from toolkit.render import write_report
-    from toolkit.report import Protocol, build_report
+    from toolkit.report.protocol import Protocol
+    from toolkit.report.render import write_report
+    from toolkit.report.scoring import build_report
 
     with out.status("scoring the test split"):
         rep = build_report(ws, ids, Protocol(bootstrap=500), "demo")

@@ -53,8 +53,9 @@ def report(
     as_csv: bool = typer.Option(False, "--csv", rich_help_panel=OUTPUT, help="Print the group table and the paired differences as CSV, one row per group or difference and metric."),
 ) -> None:
     """Score runs on the test split (full catalogue) and compare them with confidence intervals."""
-    from toolkit.render import write_report
-    from toolkit.report import Protocol, build_report
+    from toolkit.report.protocol import Protocol
+    from toolkit.report.render import write_report
+    from toolkit.report.scoring import build_report
 
     from toolkit import distributed
     from toolkit.train import pick_device
@@ -111,8 +112,9 @@ def print_report(rep: dict) -> None:
     plain = not out.is_terminal
     from rich.markup import escape
 
-    from toolkit.render import baselines, comparisons_against, split_lines
-    from toolkit.signals import signal_lines
+    from toolkit.report.format import baselines, comparisons_against
+    from toolkit.report.render import split_lines
+    from toolkit.report.signals import signal_lines
 
     for line in split_lines(rep):
         out.print(line.replace("Warning:", "[yellow]warning:[/yellow]", 1), soft_wrap=plain)
@@ -276,7 +278,7 @@ def study(
             manifest = run_prep(list(logs), ws, PrepConfig(format=format, name=name), lambda s: status.update(s))
         dataset = dataset or manifest["name"]
     if check is not None:  # a document without this dataset's table fails now, not after the training
-        from toolkit.results_doc import document_table
+        from toolkit.report.results_doc import document_table
         from toolkit.train import latest_dataset
 
         dataset = dataset or latest_dataset(ws)
@@ -300,7 +302,7 @@ def study(
 def print_agreement(agreements: list, document: Path) -> bool:
     """Per group: how many cells of the document's main table this run reproduces; every miss in full.
     True when nothing disagrees (cells only one side has are listed, not failed)."""
-    from toolkit.results_doc import agreement_rows, tally
+    from toolkit.report.results_doc import agreement_rows, tally
 
     t = Table(title=f"reproducing {document}", title_justify="left")
     for col in ("group", "agree", "outside the stated interval / different", "only one side"):

@@ -23,12 +23,14 @@ from toolkit.config import NEURAL, TrainConfig
 from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.grids import DEFAULT_GRID, GRIDS, SUCCESSORS, cell_name
 from toolkit.progress import GridProgress, RunTimes, TrainProgress
-from toolkit.report import Protocol, build_report
-from toolkit.results_doc import (
+from toolkit.report.protocol import Protocol
+from toolkit.report.results_doc import (
     MAIN_TABLE, check_record, compare, document_table, drop_section, parse_main_table, read_section,
     write_section,
 )
-from toolkit.train import latest_dataset, run_id, train
+from toolkit.report.scoring import build_report
+from toolkit.runs import latest_dataset
+from toolkit.train import run_id, train
 
 # small models that keep the default grid (two seeds) within about an hour on a 2-core CPU (Spotify,
 # 1M plays), chosen on validation (benchmarks/README.md): 2,048 negatives shared by the batch with a
@@ -146,14 +148,14 @@ def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> 
     counting, neural = best_by_validation(main)
     if counting and neural:
         reports[counting] = build_report(ws, ids, Protocol(baseline=counting), dataset)
-    from toolkit.render import write_report
+    from toolkit.report.render import write_report
 
     target = cfg.out or ws.root / "studies" / f"{dataset}-{cfg.grid}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     written = write_report(main, target)
     agreements = None
     if expected is not None:
-        from toolkit.render import main_table, md_table
+        from toolkit.report.render import main_table, md_table
 
         agreements = compare(expected, parse_main_table(f"{MAIN_TABLE}\n\n{md_table(main_table(main))}\n"))
         record = check_record(dataset, agreements, cfg.command, main["generated"], trained, len(todo))
@@ -173,7 +175,7 @@ def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> 
 
 def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: float) -> str:
     """This dataset's part of the results document: tables generated from the reports, never typed."""
-    from toolkit.render import comparison_table, main_table, md_table, protocol_lines
+    from toolkit.report.render import comparison_table, main_table, md_table, protocol_lines
 
     main = next(iter(reports.values()))
     trained = sum(r["wall_s"] for r in main["runs"] if r.get("wall_s") is not None)
@@ -186,7 +188,7 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
     test_sessions = f"{n_test:,} session" + ("" if n_test == 1 else "s")
     lines += [f"{d['rows_in']:,} plays in, {d['rows_kept']:,} kept, {d['users']:,} users, {d['sessions']:,} sessions, "
               f"{d['items']:,} tracks, {d['skip_share']:.1%} skipped; test split: {test_sessions}.", ""]
-    from toolkit.render import split_lines
+    from toolkit.report.render import split_lines
 
     lines += [f"- {x}" for x in split_lines(main)] + [""]
     if d.get("split_diagnostics"):
@@ -322,7 +324,7 @@ def paper_comparison(rep: dict) -> list[str]:
     ours = [k for k in groups if k.startswith("sasrec / contrastive")]
     if "sasrec / all" not in groups or not ours:
         return []
-    from toolkit.signals import relative_change
+    from toolkit.report.signals import relative_change
 
     base = groups["sasrec / all"]["metrics"]
     paired = {(c["group"], c["metric"]): c for c in rep["comparisons"] if c.get("baseline") == "sasrec / all"}
