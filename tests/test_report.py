@@ -217,6 +217,47 @@ def test_report_groups_seeds_and_compares_with_the_baseline(trained):
     json.loads(json.dumps(rep, default=float))  # plain data only
 
 
+def test_the_report_is_typed_records_whose_json_reads_back(trained, tmp_path):
+    from toolkit.report.records import Comparison, Group, Report, read_report
+
+    ws, ids = trained
+    rep = rp.assemble_report(ws, [], rp.Protocol(bootstrap=200))
+    assert isinstance(rep, Report) and all(isinstance(g, Group) for g in rep.groups)
+    assert all(isinstance(c, Comparison) for c in rep.comparisons) and isinstance(rep.verdict.vs_best_count, Comparison)
+    assert rep.groups[2].runs == ids["sasrec / all"] and rep.groups[2].mean("ndcg@10") == \
+        rep.groups[2].metrics["ndcg@10"]["mean"]
+    data = rep.to_dict()
+    assert list(data) == ["title", "generated", "toolkit_version", "dataset", "protocol", "metrics", "lower_is_better",
+                          "groups", "comparisons", "verdict", "runs"]
+    assert list(data["comparisons"][0]) == ["group", "baseline", "metric", "unit", "diff", "lo", "hi", "n_units",
+                                            "excludes_zero"]
+    same = json.dumps(Report.from_dict(json.loads(json.dumps(data))).to_dict(), sort_keys=True)
+    assert same == json.dumps(data, sort_keys=True)
+    out = tmp_path / "r.json"
+    assert invoke("report", "--workspace", ws.root, "--bootstrap", 200, "--out", out).exit_code == 0
+    back = read_report(out)
+    assert [g.key for g in back.groups] == [g.key for g in rep.groups] and back.verdict.best == rep.verdict.best
+
+
+@pytest.mark.parametrize("damage,why", [
+    (lambda d: d.pop("groups"), "lacks 'groups'"),
+    (lambda d: d["groups"][0].pop("n_pos"), "lacks 'n_pos'"),
+    (lambda d: d["comparisons"].append([1]), "is not a report's layout"),
+])
+def test_a_report_file_that_does_not_fit_is_one_line_naming_it(trained, tmp_path, damage, why):
+    from toolkit.errors import InputError
+    from toolkit.report.records import read_report
+
+    ws, _ = trained
+    data = rp.build_report(ws, [], rp.Protocol(bootstrap=200))
+    damage(data)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data, default=float), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_report(path)
+    assert str(err.value).startswith(f"{path}: {why}; ") and "\n" not in str(err.value)
+
+
 def test_valid_split_report_equals_the_training_metrics(trained):
     """One evaluation path: scoring the best checkpoint on validation reproduces what training logged."""
     ws, ids = trained

@@ -175,7 +175,7 @@ def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> 
 
 def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: float) -> str:
     """This dataset's part of the results document: tables generated from the reports, never typed."""
-    from toolkit.report.render import comparison_table, main_table, md_table, protocol_lines
+    from toolkit.report.render import Cell, Table, comparison_table, main_table, md_table, protocol_lines
 
     main = next(iter(reports.values()))
     trained = sum(r["wall_s"] for r in main["runs"] if r.get("wall_s") is not None)
@@ -214,8 +214,9 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
         per_group: dict[str, list[float]] = {}
         for g, w in wall:
             per_group.setdefault(g, []).append(w)
-        lines += ["### Training wall time per run (median over seeds)", "", "| group | seconds |", "|---|---:|"]
-        lines += [f"| {g} | {sorted(w)[len(w) // 2]:.0f} |" for g, w in per_group.items()] + [""]
+        table = Table(["group", "seconds"], [False, True],
+                      [[Cell(g), Cell(f"{sorted(w)[len(w) // 2]:.0f}")] for g, w in per_group.items()])
+        lines += ["### Training wall time per run (median over seeds)", "", md_table(table), ""]
     return "\n".join(lines)
 
 

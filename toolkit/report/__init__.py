@@ -5,7 +5,10 @@ The package, from the bottom up (each module imports only those above it):
 * ``protocol``: how runs are scored (split, positions, exclude-played, bootstrap);
 * ``statistics``: intervals over seeds and the paired two-level bootstrap (pure functions);
 * ``grouping``: which runs form a group, its key, the baseline groups;
-* ``scoring``: ``build_report`` scores the runs (``toolkit.runs`` loads them) into the report dictionary;
+* ``records``: the report as typed records (``Report``, ``Group``, ``Comparison``, ``Verdict``) and
+  their JSON form;
+* ``scoring``: ``assemble_report`` scores the runs (``toolkit.runs`` loads them) into a ``Report``;
+  ``build_report`` gives its JSON form, which the views below read;
 * ``format``: numbers and names as every view shows them; ``signals``: the sentences that open a
   report; ``plots``: its figures; ``render``: Markdown, HTML and the terminal tables from one
   block model; ``results_doc``: the results document that ``toolkit study --check`` compares.
@@ -24,7 +27,8 @@ _HOMES = {
     "seed_interval": "statistics", "per_query_values": "statistics", "session_sums": "statistics",
     "by_unit": "statistics", "paired_bootstrap": "statistics",
     "group_identity": "grouping", "group_runs": "grouping", "shared_settings": "grouping", "RunGroup": "grouping",
-    "build_report": "scoring", "score_run": "scoring", "resampling_units": "scoring", "split_summary": "scoring",
+    "Report": "records", "Group": "records", "Comparison": "records", "Verdict": "records", "read_report": "records",
+    "build_report": "scoring", "assemble_report": "scoring", "score_run": "scoring", "resampling_units": "scoring", "split_summary": "scoring",
     "track_skip_signal": "scoring", "cold_targets": "scoring", "METRICS": "scoring", "PRIMARY": "scoring",
     "PAIRED": "scoring", "LOWER_IS_BETTER": "scoring",
     "write_report": "render", "to_markdown": "render", "to_html": "render",

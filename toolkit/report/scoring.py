@@ -39,6 +39,7 @@ from toolkit.evaluate import QueryResults, evaluate, query_mask, run_queries, su
 from toolkit.identity import build_of
 from toolkit.report.grouping import RunGroup, baseline_key, group_runs, second_baseline, shared_settings
 from toolkit.report.protocol import Protocol
+from toolkit.report.records import Comparison, Group, Report, Verdict
 from toolkit.report.statistics import by_unit, paired_bootstrap, seed_interval, session_sums
 from toolkit.runs import RunRecord, scorer_for, select_runs
 from toolkit.scorers import KeepRateScorer
@@ -95,7 +96,14 @@ def _checkpoint_stamp(run: RunRecord, manifest: dict) -> str:
 
 def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str | None = None,
                  device: str = "auto", progress: Progress | None = None) -> dict:
-    """Score the runs and assemble the report dictionary (see ``report.render`` for its layout)."""
+    """``assemble_report``'s record as its JSON form, the dictionary ``render``, the CLI and
+    the study read."""
+    return assemble_report(ws, ids, protocol, dataset, device, progress).to_dict()
+
+
+def assemble_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str | None = None,
+                    device: str = "auto", progress: Progress | None = None) -> Report:
+    """Score the runs and assemble the report (``records.Report``)."""
     say = progress or (lambda _msg: None)
     runs = select_runs(ws, ids, dataset, protocol.allow_unfinished)
     name = runs[0].config.dataset
@@ -116,15 +124,14 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
     cold = cold_targets(ds, manifest, protocol, next(iter(results.values())))
     group_rows = [_group_row(group, results, summaries, manifest["items"], cold) for group in groups.values()]
 
-    def paired(key: str, base_key: str, metric: str) -> dict:
+    def paired(key: str, base_key: str, metric: str) -> Comparison:
         mine = [results[r.id] for r in groups[key].runs]
         base = [results[r.id] for r in groups[base_key].runs]
         pb = paired_bootstrap(by_unit(session_sums(mine, metric, all_sessions), units),
                               by_unit(session_sums(base, metric, all_sessions), units),
                               protocol.bootstrap, protocol.seed)
-        pb["n_units"] = pb.pop("n_sessions")
-        return {"group": key, "baseline": base_key, "metric": metric, "unit": unit_name, **pb,
-                "excludes_zero": bool(pb["lo"] > 0 or pb["hi"] < 0)}
+        return Comparison(group=key, baseline=base_key, metric=metric, unit=unit_name, diff=pb["diff"], lo=pb["lo"],
+                          hi=pb["hi"], n_units=pb["n_sessions"], excludes_zero=bool(pb["lo"] > 0 or pb["hi"] < 0))
 
     comparisons = []
     baselines = [b for b in (baseline, second_baseline(groups, baseline)) if b is not None]
@@ -135,22 +142,22 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
                         for metric in PAIRED]
     verdict = _verdict(group_rows, paired)
     group_of = {run.id: group.key for group in groups.values() for run in group.runs}
-    return {
-        "title": f"Skip-aware next-track recommendation: {name}",
-        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "toolkit_version": __version__,
-        "dataset": {**_dataset_summary(ds, manifest), "track_skip_auc": track_skip_signal(ds, manifest, protocol, dev)},
-        "protocol": {**{k: v for k, v in asdict(protocol).items() if k != "allow_unfinished"},
-                     "baseline": baseline, "baselines": baselines, "catalogue": manifest["items"], "interval": 0.95,
-                     "split_mode": manifest["split_mode"], "settings": settings, "resampled": unit_name,
-                     "note": _protocol_note(protocol, manifest, settings)},
-        "metrics": list(METRICS),
-        "lower_is_better": list(LOWER_IS_BETTER),
-        "groups": group_rows,
-        "comparisons": comparisons,
-        "verdict": verdict,
-        "runs": [_run_row(run, group_of[run.id], summaries[run.id]) for run in runs],
-    }
+    return Report(
+        title=f"Skip-aware next-track recommendation: {name}",
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        toolkit_version=__version__,
+        dataset={**_dataset_summary(ds, manifest), "track_skip_auc": track_skip_signal(ds, manifest, protocol, dev)},
+        protocol={**{k: v for k, v in asdict(protocol).items() if k != "allow_unfinished"},
+                  "baseline": baseline, "baselines": baselines, "catalogue": manifest["items"], "interval": 0.95,
+                  "split_mode": manifest["split_mode"], "settings": settings, "resampled": unit_name,
+                  "note": _protocol_note(protocol, manifest, settings)},
+        metrics=list(METRICS),
+        lower_is_better=list(LOWER_IS_BETTER),
+        groups=group_rows,
+        comparisons=comparisons,
+        verdict=verdict,
+        runs=[_run_row(run, group_of[run.id], summaries[run.id]) for run in runs],
+    )
 
 
 def resampling_units(ds, sessions: np.ndarray, resample: str) -> tuple[np.ndarray | None, str]:
@@ -173,27 +180,24 @@ def resampling_units(ds, sessions: np.ndarray, resample: str) -> tuple[np.ndarra
     return units.astype(np.int64), "listeners"
 
 
-def _verdict(groups: list[dict], paired: Callable[[str, str, str], dict]) -> dict | None:
+def _verdict(groups: list[Group], paired: Callable[[str, str, str], Comparison]) -> Verdict | None:
     """The best group by the primary metric, its paired differences over the runner-up and over the
     best count baseline, and the best neural group against that count baseline (None: no group)."""
-    def mean(g: dict) -> float:
-        return g["metrics"][PRIMARY]["mean"]
-
-    ranked = sorted((g for g in groups if math.isfinite(mean(g))), key=mean, reverse=True)
+    ranked = sorted((g for g in groups if math.isfinite(g.mean(PRIMARY))), key=lambda g: g.mean(PRIMARY), reverse=True)
     if not ranked:
         return None
     best = ranked[0]
-    count = next((g for g in ranked if g["model"] not in NEURAL), None)
-    neural = next((g for g in ranked if g["model"] in NEURAL), None)
+    runner_up = ranked[1] if len(ranked) > 1 else None
+    count = next((g for g in ranked if g.model not in NEURAL), None)
+    neural = next((g for g in ranked if g.model in NEURAL), None)
 
-    def diff(a: dict | None, b: dict | None) -> dict | None:
-        return paired(a["key"], b["key"], PRIMARY) if a is not None and b is not None and a is not b else None
+    def diff(a: Group | None, b: Group | None) -> Comparison | None:
+        return paired(a.key, b.key, PRIMARY) if a is not None and b is not None and a is not b else None
 
-    return {"metric": PRIMARY, "best": best["key"], "best_mean": mean(best),
-            "runner_up": ranked[1]["key"] if len(ranked) > 1 else None,
-            "vs_runner_up": diff(best, ranked[1] if len(ranked) > 1 else None),
-            "best_count": count["key"] if count else None, "vs_best_count": diff(best, count),
-            "best_neural": neural["key"] if neural else None, "neural_vs_count": diff(neural, count)}
+    return Verdict(metric=PRIMARY, best=best.key, best_mean=best.mean(PRIMARY),
+                   runner_up=runner_up.key if runner_up else None, vs_runner_up=diff(best, runner_up),
+                   best_count=count.key if count else None, vs_best_count=diff(best, count),
+                   best_neural=neural.key if neural else None, neural_vs_count=diff(neural, count))
 
 
 def cold_targets(ds, manifest: dict, protocol: Protocol, q: QueryResults) -> np.ndarray | None:
@@ -211,7 +215,7 @@ def cold_targets(ds, manifest: dict, protocol: Protocol, q: QueryResults) -> np.
     return plays[targets] == 0
 
 
-def _group_row(group: RunGroup, results: dict, summaries: dict, n_items: int, cold: np.ndarray | None = None) -> dict:
+def _group_row(group: RunGroup, results: dict, summaries: dict, n_items: int, cold: np.ndarray | None = None) -> Group:
     qs = [results[r.id] for r in group.runs]
     per_run = [summaries[r.id] for r in group.runs]
     pos_ranks = np.concatenate([q.rank[~q.skipped] for q in qs])
@@ -223,16 +227,16 @@ def _group_row(group: RunGroup, results: dict, summaries: dict, n_items: int, co
     if cold is not None and all(len(q.rank) == len(cold) for q in qs):
         hist["pos_cold"] = np.histogram(np.concatenate([q.rank[~q.skipped & cold] for q in qs]), bins=edges)[0].tolist()
     cfg = group.config
-    return {
-        "key": group.key, "model": cfg.model, "feedback": cfg.feedback, "options": group.options,
-        "runs": [r.id for r in group.runs], "seeds": [r.config.seed for r in group.runs],
-        "n_sessions": per_run[0]["n_sessions"], "n_pos": per_run[0]["n_pos"], "n_skip": per_run[0]["n_skip"],
-        "metrics": {m: seed_interval([p.get(m, math.nan) for p in per_run]) for m in METRICS},
-        "hr_curve": {"k": list(HR_CURVE_KS),
-                     "hr": [float(np.mean([(q.rank[~q.skipped] <= k).mean() if (~q.skipped).any() else math.nan
-                                           for q in qs])) for k in HR_CURVE_KS]},
-        "rank_hist": hist,
-    }
+    return Group(
+        key=group.key, model=cfg.model, feedback=cfg.feedback, options=group.options,
+        runs=[r.id for r in group.runs], seeds=[r.config.seed for r in group.runs],
+        n_sessions=per_run[0]["n_sessions"], n_pos=per_run[0]["n_pos"], n_skip=per_run[0]["n_skip"],
+        metrics={m: seed_interval([p.get(m, math.nan) for p in per_run]) for m in METRICS},
+        hr_curve={"k": list(HR_CURVE_KS),
+                  "hr": [float(np.mean([(q.rank[~q.skipped] <= k).mean() if (~q.skipped).any() else math.nan
+                                        for q in qs])) for k in HR_CURVE_KS]},
+        rank_hist=hist,
+    )
 
 
 def _run_row(run: RunRecord, group: str, test: dict) -> dict:
