@@ -404,6 +404,7 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
 
 
 def test_study_verdict_needs_both_baselines_and_fewer_skips():
+    from toolkit.report.render import blocks_markdown
     from toolkit.study import verdict
 
     def comp(group, baseline, metric, diff, lo, hi):
@@ -413,13 +414,14 @@ def test_study_verdict_needs_both_baselines_and_fewer_skips():
     good = {"all": {"comparisons": [comp(g, "sasrec / all", "ndcg@10", 0.01, 0.005, 0.015),
                                     comp(g, "sasrec / all", "skip_hr@10", -0.01, -0.02, -0.001)]},
             "pos": {"comparisons": [comp(g, "sasrec / positives-only", "ndcg@10", 0.004, 0.001, 0.007)]}}
-    assert "**Target met by: sasrec / contrastive.**" in "\n".join(verdict(good))
+    assert "**Target met by: sasrec / contrastive.**" in blocks_markdown(verdict(good))
     # above positives-only only by chance: the interval reaches below zero
     good["pos"]["comparisons"][0].update(lo=-0.001)
-    assert "**Target not met" in "\n".join(verdict(good))
+    assert "**Target not met" in blocks_markdown(verdict(good))
 
 
 def test_study_neural_against_counting_picks_both_on_validation():
+    from toolkit.report.render import blocks_markdown
     from toolkit.study import baseline_target, best_by_validation
 
     def group(key, model, feedback, overlap):
@@ -437,10 +439,10 @@ def test_study_neural_against_counting_picks_both_on_validation():
         return {"group": "sasrec / all", "baseline": "markov / all", "metric": "ndcg@10", "diff": 0.004,
                 "lo": lo, "hi": 0.008, "unit": "listeners", "n_units": 47}
 
-    text = "\n".join(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(0.001)]}}))
+    text = blocks_markdown(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(0.001)]}}))
     assert "NDCG@10 +0.0040 [+0.0010, +0.0080] (bootstrap over 47 listeners): **met**" in text
     assert "`sasrec / all` 0.020, `markov / all` 0.300" in text
-    text = "\n".join(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(-0.001)]}}))
+    text = blocks_markdown(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(-0.001)]}}))
     assert "**not met**" in text
 
 
@@ -533,6 +535,7 @@ def test_cli_prep_summary_states_the_cold_share_and_its_meaning(tmp_path):
 
 
 def test_paper_comparison_shows_relative_changes_only_with_their_interval():
+    from toolkit.report.render import blocks_markdown
     from toolkit.study import paper_comparison
 
     def group(key, hr1, hr10):
@@ -541,11 +544,12 @@ def test_paper_comparison_shows_relative_changes_only_with_their_interval():
     rep = {"groups": [group("sasrec / all", 0.0004, 0.20), group("sasrec / contrastive", 0.0006, 0.22)],
            "comparisons": [{"group": "sasrec / contrastive", "baseline": "sasrec / all", "metric": "hr@10",
                             "diff": 0.02, "lo": 0.01, "hi": 0.03}]}
-    text = "\n".join(paper_comparison(rep))
+    text = blocks_markdown(paper_comparison(rep))
     assert "+50.0%" not in text and "– (base below 0.01)" in text  # 0.0004 -> 0.0006 is no "+50 %"
     assert "+10.0% [+5.0%, +15.0%]" in text  # hr@10: 0.02 / 0.20 with the interval's ends divided alike
+    assert "| hr@10 | 0.5593 → 0.5867 | +4.9% | sasrec / contrastive | 0.2000 → 0.2200 |" in text
     rep["comparisons"] = []
-    assert "– (no paired interval)" in "\n".join(paper_comparison(rep))
+    assert "– (no paired interval)" in blocks_markdown(paper_comparison(rep))
 
 
 def _names_dataset(ws: Workspace) -> None:

@@ -253,8 +253,9 @@ def _title(report: dict) -> str:
 
 
 def _blocks(report: dict) -> list[tuple]:
-    """The document: ("h1"|"h2"|"p", text), ("ul", [text]), ("dl", [(term, text)]), ("table", Table),
-    ("figure", plot function, caption, note when there is nothing to plot)."""
+    """The document: ("h1"|"h2"|"h3"|"p", text), ("verdict"|"warning"|"notice"|"strong", text: a
+    paragraph set apart), ("ul", [text]), ("dl", [(term, text)]), ("table", Table), ("figure", plot
+    function, caption, note when there is nothing to plot)."""
     from toolkit.report.plots import (
         plot_dataset, plot_hr_curves, plot_metric_bars, plot_paired_differences, plot_rank_distribution,
         plot_training_curves,
@@ -326,15 +327,21 @@ def md_table(t: Table) -> str:
 
 def to_markdown(report: dict) -> str:
     """The report as a Markdown document (figures are in the HTML version only)."""
+    return blocks_markdown(_blocks(report))
+
+
+def blocks_markdown(blocks: list[tuple]) -> str:
+    """Markdown of a list of blocks (``_blocks`` lists the kinds; figures are left out), each
+    block a paragraph of its own; text is escaped, so no raw HTML reaches a Markdown viewer."""
     parts = []
-    for kind, *body in _blocks(report):
+    for kind, *body in blocks:
         if kind == "h1":
             parts.append(f"# {_md(body[0])}")
         elif kind == "h2":
             parts.append(f"## {_md(body[0])}")
         elif kind == "h3":
             parts.append(f"### {_md(body[0])}")
-        elif kind == "verdict":
+        elif kind in ("verdict", "strong"):
             parts.append(f"**{_md(body[0])}**")
         elif kind == "warning":
             parts.append(f"**Warning:** {_md(body[0])}")
@@ -416,6 +423,8 @@ def to_html(report: dict) -> str:
     for kind, *body in _blocks(report):
         if kind in ("h1", "h2", "h3", "p"):
             parts.append(f"<{kind}>{html.escape(body[0])}</{kind}>")
+        elif kind == "strong":
+            parts.append(f"<p><strong>{html.escape(body[0])}</strong></p>")
         elif kind in ("verdict", "warning", "notice"):
             label = {"warning": "<strong>Warning:</strong> ", "notice": "<strong>Note:</strong> "}.get(kind, "")
             parts.append(f'<p class="{kind}">{label}{html.escape(body[0])}</p>')
