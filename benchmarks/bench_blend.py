@@ -44,11 +44,11 @@ from toolkit.artifacts import Workspace, read_manifest  # noqa: E402
 from toolkit.data import load_split, to_batch  # noqa: E402
 from toolkit.evaluate import QueryResults, query_mask  # noqa: E402
 from toolkit.report import (  # noqa: E402
-    by_unit, paired_bootstrap, resampling_units, score_run, scorer_for, select_runs, session_sums, Protocol,
+    by_unit, paired_bootstrap, resampling_units, score_run, session_sums, Protocol,
 )
+from toolkit.runs import build_baseline, scorer_for, select_runs  # noqa: E402
 from toolkit.schema import PAD  # noqa: E402
 from toolkit.scorers import prefix_plays  # noqa: E402
-from toolkit.train import build_baseline  # noqa: E402
 
 GRID_B = (0, 0.4, 0.8, 1.6, 3, 5, 8, 12)  # per successor rank unit (K - k for the k-th latest)
 GRID_C = (0, 0.1, 0.3, 1, 2)  # per replay position
@@ -155,7 +155,7 @@ def main() -> None:
     device = torch.device("cpu")
     ws = Workspace.at(args.workspace)
     run = select_runs(ws, [args.run], None, False)[0]
-    cfg = run["config"]
+    cfg = run.config
     if not cfg.successors:
         sys.exit(f"run {args.run} was trained without successors; pick one trained with --set successors=K")
     ds = ws.dataset(cfg.dataset)

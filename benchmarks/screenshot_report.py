@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from toolkit.render import write_report  # noqa: E402
+from toolkit.report.render import write_report  # noqa: E402
 
 METRICS = ["hr@1", "hr@5", "hr@10", "hr@20", "ndcg@10", "ndcg@20", "mrr@10", "skip_hr@10", "skip_mrr@10",
            "delta_hr@10", "auc", "coverage@10", "pop_pct@10"]
@@ -69,7 +69,7 @@ def _stat(mean: float, half: float, seeds: int) -> dict:
 
 
 def demo_report() -> dict:
-    """A made-up report shaped like ``toolkit/report.py``'s output."""
+    """A made-up report shaped like ``report.scoring.build_report``'s output."""
     specs = [  # key, model, feedback, options, seeds, hr@10, auc, has curves
         ("pop / all", "pop", "all", {}, 1, 0.012, 0.50, False),
         ("markov / all", "markov", "all", {}, 1, 0.041, 0.53, False),

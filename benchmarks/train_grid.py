@@ -23,8 +23,10 @@ from pathlib import Path
 from toolkit.artifacts import Workspace, read_manifest
 from toolkit.config import TrainConfig, parse_setting
 from toolkit.evaluate import summarize
-from toolkit.report import Protocol, score_run, select_runs
-from toolkit.train import pick_device, train
+from toolkit.devices import pick_device
+from toolkit.report import Protocol, score_run
+from toolkit.runs import select_runs
+from toolkit.train import train
 
 GRIDS: dict[str, list[dict]] = {
     # skip-aware options the paper left open, in the order they are worth trying

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import render, signals
 from toolkit.errors import ConfigError
-from toolkit import plots
-from toolkit.plots import (
+from toolkit.report import format as report_format
+from toolkit.report import plots, render, signals
+from toolkit.report.plots import (
     plot_dataset,
     plot_hr_curves,
     plot_metric_bars,
@@ -21,7 +21,8 @@ from toolkit.plots import (
     plot_rank_distribution,
     plot_training_curves,
 )
-from toolkit.render import fmt_count, to_html, to_markdown, write_report
+from toolkit.report.format import fmt_count
+from toolkit.report.render import to_html, to_markdown, write_report
 
 NAN = float("nan")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -313,10 +314,10 @@ def test_counts_and_no_pyplot():
 
 
 def test_durations_round_once_and_carry():
-    assert render.fmt_duration(119.6) == "2 min 00 s"  # not "1 min 60 s"
-    assert render.fmt_duration(59.97) == "1 min 00 s" and render.fmt_duration(59.94) == "59.9 s"
-    assert render.fmt_duration(3599.6) == "1 h 00 min" and render.fmt_duration(7230) == "2 h 00 min"
-    assert render.fmt_duration(61.2) == "1 min 01 s" and render.fmt_duration(None) == "–"
+    assert report_format.fmt_duration(119.6) == "2 min 00 s"  # not "1 min 60 s"
+    assert report_format.fmt_duration(59.97) == "1 min 00 s" and report_format.fmt_duration(59.94) == "59.9 s"
+    assert report_format.fmt_duration(3599.6) == "1 h 00 min" and report_format.fmt_duration(7230) == "2 h 00 min"
+    assert report_format.fmt_duration(61.2) == "1 min 01 s" and report_format.fmt_duration(None) == "–"
 
 
 def count_baseline_wins() -> dict:

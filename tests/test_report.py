@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from toolkit import evaluate as ev
 from toolkit import metrics
 from toolkit import report as rp
+from toolkit.report import scoring
 from toolkit.artifacts import Workspace, read_json, run_dir
 from toolkit.cli import app
 from toolkit.config import PrepConfig, TrainConfig
@@ -216,6 +217,47 @@ def test_report_groups_seeds_and_compares_with_the_baseline(trained):
     json.loads(json.dumps(rep, default=float))  # plain data only
 
 
+def test_the_report_is_typed_records_whose_json_reads_back(trained, tmp_path):
+    from toolkit.report.records import Comparison, Group, Report, read_report
+
+    ws, ids = trained
+    rep = rp.assemble_report(ws, [], rp.Protocol(bootstrap=200))
+    assert isinstance(rep, Report) and all(isinstance(g, Group) for g in rep.groups)
+    assert all(isinstance(c, Comparison) for c in rep.comparisons) and isinstance(rep.verdict.vs_best_count, Comparison)
+    assert rep.groups[2].runs == ids["sasrec / all"] and rep.groups[2].mean("ndcg@10") == \
+        rep.groups[2].metrics["ndcg@10"]["mean"]
+    data = rep.to_dict()
+    assert list(data) == ["title", "generated", "toolkit_version", "dataset", "protocol", "metrics", "lower_is_better",
+                          "groups", "comparisons", "verdict", "runs"]
+    assert list(data["comparisons"][0]) == ["group", "baseline", "metric", "unit", "diff", "lo", "hi", "n_units",
+                                            "excludes_zero"]
+    same = json.dumps(Report.from_dict(json.loads(json.dumps(data))).to_dict(), sort_keys=True)
+    assert same == json.dumps(data, sort_keys=True)
+    out = tmp_path / "r.json"
+    assert invoke("report", "--workspace", ws.root, "--bootstrap", 200, "--out", out).exit_code == 0
+    back = read_report(out)
+    assert [g.key for g in back.groups] == [g.key for g in rep.groups] and back.verdict.best == rep.verdict.best
+
+
+@pytest.mark.parametrize("damage,why", [
+    (lambda d: d.pop("groups"), "lacks 'groups'"),
+    (lambda d: d["groups"][0].pop("n_pos"), "lacks 'n_pos'"),
+    (lambda d: d["comparisons"].append([1]), "is not a report's layout"),
+])
+def test_a_report_file_that_does_not_fit_is_one_line_naming_it(trained, tmp_path, damage, why):
+    from toolkit.errors import InputError
+    from toolkit.report.records import read_report
+
+    ws, _ = trained
+    data = rp.build_report(ws, [], rp.Protocol(bootstrap=200))
+    damage(data)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data, default=float), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_report(path)
+    assert str(err.value).startswith(f"{path}: {why}; ") and "\n" not in str(err.value)
+
+
 def test_valid_split_report_equals_the_training_metrics(trained):
     """One evaluation path: scoring the best checkpoint on validation reproduces what training logged."""
     ws, ids = trained
@@ -233,8 +275,8 @@ def test_scores_are_cached_per_protocol(trained, monkeypatch):
     def no_scoring(*_a, **_k):
         raise AssertionError("scored again although the cache is valid")
 
-    monkeypatch.setattr(rp, "run_queries", no_scoring)
-    monkeypatch.setattr(rp, "track_skip_signal", lambda *_a: None)  # a count yardstick, not a run: never cached
+    monkeypatch.setattr(scoring, "run_queries", no_scoring)
+    monkeypatch.setattr(scoring, "track_skip_signal", lambda *_a: None)  # a count yardstick, not a run: never cached
     rp.build_report(ws, [], rp.Protocol(bootstrap=200, seed=3))
     with pytest.raises(AssertionError):
         rp.build_report(ws, [], rp.Protocol(bootstrap=200, exclude_played=True))
@@ -362,6 +404,7 @@ def test_study_runs_the_grid_reuses_it_and_writes_its_section(tmp_path, tiny_log
 
 
 def test_study_verdict_needs_both_baselines_and_fewer_skips():
+    from toolkit.report.render import blocks_markdown
     from toolkit.study import verdict
 
     def comp(group, baseline, metric, diff, lo, hi):
@@ -371,13 +414,14 @@ def test_study_verdict_needs_both_baselines_and_fewer_skips():
     good = {"all": {"comparisons": [comp(g, "sasrec / all", "ndcg@10", 0.01, 0.005, 0.015),
                                     comp(g, "sasrec / all", "skip_hr@10", -0.01, -0.02, -0.001)]},
             "pos": {"comparisons": [comp(g, "sasrec / positives-only", "ndcg@10", 0.004, 0.001, 0.007)]}}
-    assert "**Target met by: sasrec / contrastive.**" in "\n".join(verdict(good))
+    assert "**Target met by: sasrec / contrastive.**" in blocks_markdown(verdict(good))
     # above positives-only only by chance: the interval reaches below zero
     good["pos"]["comparisons"][0].update(lo=-0.001)
-    assert "**Target not met" in "\n".join(verdict(good))
+    assert "**Target not met" in blocks_markdown(verdict(good))
 
 
 def test_study_neural_against_counting_picks_both_on_validation():
+    from toolkit.report.render import blocks_markdown
     from toolkit.study import baseline_target, best_by_validation
 
     def group(key, model, feedback, overlap):
@@ -395,10 +439,10 @@ def test_study_neural_against_counting_picks_both_on_validation():
         return {"group": "sasrec / all", "baseline": "markov / all", "metric": "ndcg@10", "diff": 0.004,
                 "lo": lo, "hi": 0.008, "unit": "listeners", "n_units": 47}
 
-    text = "\n".join(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(0.001)]}}))
+    text = blocks_markdown(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(0.001)]}}))
     assert "NDCG@10 +0.0040 [+0.0010, +0.0080] (bootstrap over 47 listeners): **met**" in text
     assert "`sasrec / all` 0.020, `markov / all` 0.300" in text
-    text = "\n".join(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(-0.001)]}}))
+    text = blocks_markdown(baseline_target({"sasrec / all": main, "markov / all": {"comparisons": [against(-0.001)]}}))
     assert "**not met**" in text
 
 
@@ -491,6 +535,7 @@ def test_cli_prep_summary_states_the_cold_share_and_its_meaning(tmp_path):
 
 
 def test_paper_comparison_shows_relative_changes_only_with_their_interval():
+    from toolkit.report.render import blocks_markdown
     from toolkit.study import paper_comparison
 
     def group(key, hr1, hr10):
@@ -499,11 +544,12 @@ def test_paper_comparison_shows_relative_changes_only_with_their_interval():
     rep = {"groups": [group("sasrec / all", 0.0004, 0.20), group("sasrec / contrastive", 0.0006, 0.22)],
            "comparisons": [{"group": "sasrec / contrastive", "baseline": "sasrec / all", "metric": "hr@10",
                             "diff": 0.02, "lo": 0.01, "hi": 0.03}]}
-    text = "\n".join(paper_comparison(rep))
+    text = blocks_markdown(paper_comparison(rep))
     assert "+50.0%" not in text and "– (base below 0.01)" in text  # 0.0004 -> 0.0006 is no "+50 %"
     assert "+10.0% [+5.0%, +15.0%]" in text  # hr@10: 0.02 / 0.20 with the interval's ends divided alike
+    assert "| hr@10 | 0.5593 → 0.5867 | +4.9% | sasrec / contrastive | 0.2000 → 0.2200 |" in text
     rep["comparisons"] = []
-    assert "– (no paired interval)" in "\n".join(paper_comparison(rep))
+    assert "– (no paired interval)" in blocks_markdown(paper_comparison(rep))
 
 
 def _names_dataset(ws: Workspace) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from toolkit.errors import ArtifactMissingError
-from toolkit.results_doc import (
+from toolkit.report.results_doc import (
     Value, compare, document_table, drop_section, parse_main_table, read_section, write_section,
 )
 

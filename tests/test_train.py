@@ -300,7 +300,8 @@ def test_exclude_played_changes_validation_only(ws):
     and config; the recorded validation score is the report's valid-split score without played tracks."""
     from toolkit.artifacts import read_manifest
     from toolkit.evaluate import summarize
-    from toolkit.report import Protocol, score_run, select_runs
+    from toolkit.report import Protocol, score_run
+    from toolkit.runs import select_runs
 
     base = ["train", "--workspace", str(ws.root), "--epochs", "1", "--d-model", "16", "--batch-size", "4"]
     plain = CliRunner().invoke(app, base)
@@ -424,7 +425,8 @@ def test_repeat_head_refuses_what_it_cannot_train():
 
 @pytest.mark.parametrize("loss,feedback", [("ce", "all"), ("shared", "all"), ("shared", "positives-only+contrastive")])
 def test_listener_history_and_successors_train_and_score(ws, loss, feedback):
-    from toolkit.report import Protocol, score_run, select_runs
+    from toolkit.report import Protocol, score_run
+    from toolkit.runs import select_runs
 
     cfg = TrainConfig(loss=loss, feedback=feedback, repeat_head=True, history=3, successors=2, **{**SMALL, "epochs": 3})
     result = train(ws, cfg)

@@ -61,7 +61,7 @@ class _Verb:
         return dir(self._module())
 
     def __repr__(self) -> str:
-        return f"<function toolkit.{self._name}, also the module toolkit/{self._name}.py>"
+        return f"<function toolkit.{self._name}, also the module toolkit.{self._name}>"
 
     # help(), IPython's ``?`` and IDEs read these: the notebook function's
     @property

@@ -123,7 +123,7 @@ class Report:
 
     def write(self, path: str | Path) -> list[Path]:
         """Write the report: ``.html`` (and the ``.md`` beside it), ``.md`` or ``.json``; return the paths."""
-        from toolkit.render import write_report
+        from toolkit.report.render import write_report
 
         return write_report(self.data, Path(path))
 
@@ -209,7 +209,8 @@ def report(runs: str | Run | Iterable[str | Run] | None = None, *, dataset: str 
         rep = toolkit.report([markov, sasrec], bootstrap=1000)
         rep.groups.select("group", "ndcg@10", "ndcg@10_lo", "ndcg@10_hi")
     """
-    from toolkit.report import Protocol, build_report
+    from toolkit.report.protocol import Protocol
+    from toolkit.report.scoring import build_report
 
     chosen = [runs] if isinstance(runs, (str, Run)) else list(runs or [])
     home = next((r.workspace for r in chosen if isinstance(r, Run)), None)
@@ -316,7 +317,7 @@ def _session_frame(ws, run_id: str, plays: list, skipped: list | None, allow_unf
     become the item id of the most played track of that name (item ids go by plays), or none."""
     import polars as pl
 
-    from toolkit.report import select_runs
+    from toolkit.runs import select_runs
 
     if not plays:
         raise InputError("plays: the session is empty; pass at least one track key or (artist, title) pair")
@@ -330,7 +331,7 @@ def _session_frame(ws, run_id: str, plays: list, skipped: list | None, allow_unf
     by_name: dict[tuple[str, str], str] = {}
     if pairs:
         run = select_runs(ws, [run_id], None, allow_unfinished)[0]
-        items = pl.read_parquet(ws.dataset(run["config"].dataset).items, columns=["item_id", "track_key", "artist",
+        items = pl.read_parquet(ws.dataset(run.config.dataset).items, columns=["item_id", "track_key", "artist",
                                                                                  "title"])
         wanted = {_name_key(*p) for p in pairs}
         for row in items.sort("item_id").iter_rows(named=True):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.artifacts import (
-    CATALOG_LOCK_TIMEOUT, Workspace, dead_work_folders, settle_work_folder, unpack_lock,
+    CATALOG_LOCK_TIMEOUT, Workspace, dead_work_folders, unpack_lock,
 )
 from toolkit.errors import ToolkitError
 

@@ -304,7 +304,7 @@ class TrainConfig:
             raise ConfigError("; ".join(problems))
 
 
-# the report's protocol (toolkit/report.py Protocol): defined here, with no heavy import, so the CLI can
+# the report's protocol (toolkit/report/protocol.py Protocol): defined here, with no heavy import, so the CLI can
 # offer them as choices without loading torch
 SCORED_SPLITS = ("test", "valid")  # the splits a report can score
 POSITIONS = ("all", "last")  # all: every position with a known next play; last: the last kept play per session

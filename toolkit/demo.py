@@ -75,8 +75,10 @@ def demo_runs(cfg: DemoConfig) -> list[tuple[str, TrainConfig]]:
 def demo(ws: Workspace, cfg: DemoConfig, progress: Callable[[Any], None] | None = None) -> DemoResult:
     """Write the log (unless it is there), prepare it, train ``demo_runs`` and report them."""
     from toolkit.prep import prep
-    from toolkit.render import write_report
-    from toolkit.report import Protocol, build_report
+    from toolkit.report.protocol import Protocol
+    from toolkit.report.render import write_report
+    from toolkit.report.scoring import build_report
+
     from toolkit.study import train_grid
     from toolkit.synth import SynthConfig, synth
 

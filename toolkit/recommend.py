@@ -24,7 +24,7 @@ import torch
 
 from toolkit.artifacts import Workspace, atomic_path, read_frame, read_manifest
 from toolkit.errors import EmptyInputError, InputError
-from toolkit.report import scorer_for, select_runs
+from toolkit.runs import scorer_for, select_runs
 from toolkit.schema import ITEM, PAD, TRACK
 
 MAX_K = 1000
@@ -51,7 +51,7 @@ def recommend(ws: Workspace, run_id: str, sessions: Path | None, k: int, out: Pa
 
 def named_plays(ws: Workspace, run_id: str, named: list[tuple[str, str]], allow_unfinished: bool = False) -> pl.DataFrame:
     """One session prefix of the tracks named (artist, title), as the sessions file's columns."""
-    dataset = select_runs(ws, [run_id], None, allow_unfinished)[0]["config"].dataset
+    dataset = select_runs(ws, [run_id], None, allow_unfinished)[0].config.dataset
     items = read_frame(ws.dataset(dataset).items, columns=[ITEM, TRACK, "artist", "title"])
     ids = [find_track(items, artist, title, dataset) for artist, title in named]
     return pl.DataFrame({"session": [NAMED] * len(ids), ITEM: ids, "skipped": [0] * len(ids)},
@@ -67,7 +67,7 @@ def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str =
     if not 1 <= k <= MAX_K:
         raise InputError(f"-k {k}: choose 1..{MAX_K}")
     run = select_runs(ws, [run_id], None, allow_unfinished)[0]
-    ds = ws.dataset(run["config"].dataset)
+    ds = ws.dataset(run.config.dataset)
     manifest = read_manifest(ds)
     items = read_frame(ds.items, columns=[ITEM, TRACK, "artist", "title"])
     plays = _session_plays(plays, items, shown)
@@ -96,7 +96,7 @@ def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str =
                                                                     "score": pl.Float32})
     recs = recs.join(items, on=ITEM, how="left").sort("session", "rank", maintain_order=True)
     n_sessions = plays["session"].n_unique()
-    return recs, {"run": run["id"], "sessions": n_sessions, "recommended": len(keys),
+    return recs, {"run": run.id, "sessions": n_sessions, "recommended": len(keys),
                   "empty_sessions": n_sessions - len(keys), "plays": plays.height,
                   "unknown_plays": plays.height - known.height, "rows": recs.height}
 

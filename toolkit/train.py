@@ -27,22 +27,22 @@ import torch
 import kernels
 from toolkit import distributed, full_softmax, losses, sampling
 from toolkit.artifacts import (
-    RunDir, Workspace, append_metrics, atomic_path, list_datasets, load_torch, read_json, read_manifest,
+    RunDir, Workspace, append_metrics, atomic_path, load_torch, read_json, read_manifest,
     read_metrics, record_run, run_dir, run_lock, save_torch, write_json,
 )
 from toolkit.config import NEURAL, ModelConfig, TrainConfig, identity
 from toolkit.data import (
-    SplitArrays, load_split, negatives_for, positives_only, row_batches, to_batch, train_counts,
+    SplitArrays, load_split, negatives_for, row_batches, train_counts,
 )
-from toolkit.errors import ArtifactMissingError, ConfigError, RunInterrupted, TrainingDiverged
+from toolkit.errors import ConfigError, RunInterrupted, TrainingDiverged
 from toolkit.identity import StaleRunError, build_of, run_is_stale
+from toolkit.devices import pick_device
+from toolkit.runs import build_baseline, latest_dataset
 from toolkit.evaluate import evaluate, session_subset
 from toolkit.model import SeqRec, cloze_mask
 from toolkit.progress import Pace, TrainProgress
 from toolkit.schema import FORMAT_VERSION, PAD
-from toolkit.scorers import (
-    MarkovScorer, NeuralScorer, PopScorer, RepeatScorer, SessionKNNScorer, hide_skips, top_transitions,
-)
+from toolkit.scorers import NeuralScorer, hide_skips, top_transitions
 
 Progress = Callable[[TrainProgress], None]
 CE_BUDGET = 2**26  # full softmax while batch positions x catalogue stays under this many scores
@@ -99,17 +99,6 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
         return _finish(ws, run, cfg, outcome, time.perf_counter() - started, world)
 
 
-def latest_dataset(ws: Workspace) -> str:
-    rows = list_datasets(ws, damaged=True)
-    if not rows:
-        raise ArtifactMissingError(f"{ws.root}: no prepared dataset; run `toolkit prep LOGS` first")
-    ready = [r for r in rows if r["status"] == "ready"]
-    if not ready:  # "no dataset" would send the user to prep a new one; the old one only needs mending
-        raise ArtifactMissingError(f"{rows[0]['path']}/manifest.json: does not parse, the dataset is damaged; run "
-                                   f"`toolkit prep LOGS --name {rows[0]['name']}` again, or pass --dataset NAME")
-    return ready[0]["name"]
-
-
 def run_id(manifest: dict, cfg: TrainConfig) -> str:
     """Deterministic id: same dataset build, same config (``config.identity``) -> same run.
 
@@ -141,32 +130,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is visible; use --device cpu or auto")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-
-
 def _fit_baseline(ds, manifest: dict, cfg: TrainConfig, device) -> dict:
     scorer = build_baseline(ds, manifest, cfg)
     valid = load_split(ds, "valid", cfg.history, cfg.successors)
     metrics = evaluate(scorer, valid, manifest["items"], device, last_only=manifest["split_mode"] == "last",
                        sessions=session_subset(valid, cfg.valid_sessions, cfg.seed), exclude_played=cfg.exclude_played)
     return {"valid": metrics, "best_epoch": 0, "epochs_done": 0}
-
-
-def build_baseline(ds, manifest: dict, cfg: TrainConfig):
-    """Most-popular, transition, session-kNN or repeat scorer counted from the train rows."""
-    tr = load_split(ds, "train")
-    hide = "positives-only" in cfg.modes
-    counts = train_counts(positives_only(tr) if hide else tr, manifest["items"])
-    if cfg.model == "pop":
-        return PopScorer(counts)
-    if cfg.model == "sknn":
-        return SessionKNNScorer(np.asarray(tr.seqs), np.asarray(tr.skips), np.asarray(tr.row_session), counts, hide)
-    # the repeat baseline reads whatever the rows hold: with history, the listener's earlier plays too
-    markov = MarkovScorer(np.asarray(tr.seqs), np.asarray(tr.skips), counts, hide)
-    return RepeatScorer(markov) if cfg.model == "repeat" else markov
 
 
 def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:

@@ -77,7 +77,7 @@ def prep(
 
 
 def print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
-    from toolkit.signals import cold_summary
+    from toolkit.report.signals import cold_summary
 
     title = f"dataset [bold]{m['name']}[/bold] ({m['format']}, {m['files']} file(s))"
     if m.get("up_to_date"):

@@ -47,8 +47,9 @@ def report(
 ) -> None:
     """Score runs on the test split (full catalogue) and compare them with confidence intervals."""
     from toolkit import distributed
-    from toolkit.render import write_report
-    from toolkit.report import Protocol, build_report
+    from toolkit.report.protocol import Protocol
+    from toolkit.report.render import write_report
+    from toolkit.report.scoring import build_report
     from toolkit.train import pick_device
 
     if as_json and as_csv:
@@ -103,8 +104,9 @@ def print_report(rep: dict) -> None:
     plain = not out.is_terminal
     from rich.markup import escape
 
-    from toolkit.render import baselines, comparisons_against, split_lines
-    from toolkit.signals import signal_lines
+    from toolkit.report.format import baselines, comparisons_against
+    from toolkit.report.render import split_lines
+    from toolkit.report.signals import signal_lines
 
     for line in split_lines(rep):
         out.print(line.replace("Warning:", "[yellow]warning:[/yellow]", 1), soft_wrap=plain)

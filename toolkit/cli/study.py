@@ -93,7 +93,7 @@ def prepare_logs(ws: Workspace, logs: list[Path], format: str, name: str | None)
 def print_agreement(agreements: list, document: Path) -> bool:
     """Per group: how many cells of the document's main table this run reproduces; every miss in full.
     True when nothing disagrees (cells only one side has are listed, not failed)."""
-    from toolkit.results_doc import agreement_rows, tally
+    from toolkit.report.results_doc import agreement_rows, tally
 
     t = Table(title=f"reproducing {document}", title_justify="left")
     for col in ("group", "agree", "outside the stated interval / different", "only one side"):

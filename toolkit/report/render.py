@@ -1,8 +1,8 @@
 """Render a report dictionary as Markdown, or as one self-contained HTML page with plots.
 
-The dictionary comes from ``toolkit/report.py``: dataset summary, evaluation protocol, one entry
+The dictionary comes from ``report.scoring.build_report``: dataset summary, evaluation protocol, one entry
 per group of runs (model, feedback, options) with test metrics and their bootstrap intervals,
-paired differences against one or two baseline groups, the verdict (``toolkit/signals.py`` words it
+paired differences against one or two baseline groups, the verdict (``report.signals`` words it
 and the warnings that open the document), and every run with its training curve. Any float may
 be NaN or null; it is printed as "–" and is never the best value of a column.
 
@@ -23,9 +23,11 @@ from pathlib import Path
 
 from toolkit.artifacts import atomic_path
 from toolkit.errors import ConfigError
+from toolkit.report.format import (
+    DASH, MARK, as_float, baselines, comparisons_against, fmt_count, fmt_duration, fmt_num, group_name,
+    group_stat, interval_level, is_number, n_seeds,
+)
 
-DASH = "–"  # shown for NaN / missing numbers
-MARK = "✓"  # a paired difference whose interval excludes zero
 GLOSSARY = (
     ("hr@k", "hit rate: share of positive queries (next play not skipped) whose next track is in the top k"),
     ("ndcg@k", "normalised discounted cumulative gain of the next non-skipped track: 1 / log2(rank + 1) "
@@ -49,65 +51,6 @@ DESCRIPTIVE = ("pop_pct@10", "overlap@10")
 
 
 # ---------------------------------------------------------------------------------------------
-# numbers
-
-
-def _float(x) -> float:
-    """``x`` as a float; NaN for None, text or anything else that is not a number."""
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _ok(x) -> bool:
-    return math.isfinite(_float(x))
-
-
-def fmt_num(x, digits: int = 4, sign: bool = False) -> str:
-    """``0.1234`` (``+0.1234`` with ``sign``), or "–" for NaN / missing."""
-    v = _float(x)
-    if not math.isfinite(v):
-        return DASH
-    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
-
-
-def fmt_count(x) -> str:
-    """``1,262,661``, or "–" for NaN / missing."""
-    v = _float(x)
-    return f"{round(v):,}" if math.isfinite(v) else DASH
-
-
-def fmt_duration(seconds) -> str:
-    """``7.3 s``, ``2 min 00 s``, ``1 h 06 min``: rounded once, to the last unit shown, so that a
-    rounded-up part carries into the next unit (119.6 s is 2 min 00 s, never 1 min 60 s)."""
-    s = _float(seconds)
-    if not math.isfinite(s):
-        return DASH
-    if round(s, 1) < 60:
-        return f"{s:.1f} s"
-    if round(s) < 3600:
-        whole = round(s)
-        return f"{whole // 60} min {whole % 60:02d} s"
-    minutes = round(s / 60)
-    return f"{minutes // 60:,} h {minutes % 60:02d} min"
-
-
-def _n_seeds(group: dict) -> int:
-    return len(group.get("seeds") or group.get("runs") or [])
-
-
-def _stat(group: dict, metric: str) -> dict:
-    return (group.get("metrics") or {}).get(metric) or {}
-
-
-def _level(report: dict) -> str:
-    """The interval level as text, e.g. "95 %"."""
-    level = _float((report.get("protocol") or {}).get("interval", 0.95))
-    return f"{level * 100:g} %" if math.isfinite(level) else "95 %"
-
-
-# ---------------------------------------------------------------------------------------------
 # document model shared by the Markdown and HTML writers
 
 
@@ -127,12 +70,12 @@ class Table:
 
 def metric_cell(group: dict, metric: str, bold: bool = False) -> Cell:
     """``0.1234 ± 0.0056`` (mean ± half-width of the interval), ``0.1234 (1 seed)``, or "–"."""
-    stat = _stat(group, metric)
-    mean = _float(stat.get("mean"))
+    stat = group_stat(group, metric)
+    mean = as_float(stat.get("mean"))
     if not math.isfinite(mean):
         return Cell(DASH)
-    lo, hi = _float(stat.get("lo")), _float(stat.get("hi"))
-    if _n_seeds(group) == 1:
+    lo, hi = as_float(stat.get("lo")), as_float(stat.get("hi"))
+    if n_seeds(group) == 1:
         note = "(1 seed)"
     elif math.isfinite(lo) and math.isfinite(hi):
         note = f"± {(hi - lo) / 2:.4f}"
@@ -143,7 +86,7 @@ def metric_cell(group: dict, metric: str, bold: bool = False) -> Cell:
 
 def best_rows(groups: list[dict], metric: str, lower_is_better: bool) -> set[int]:
     """Indices of the groups with the best mean (ties at 4 decimals share it); NaN never wins."""
-    means = [(i, round(_float(_stat(g, metric).get("mean")), 4)) for i, g in enumerate(groups)]
+    means = [(i, round(as_float(group_stat(g, metric).get("mean")), 4)) for i, g in enumerate(groups)]
     means = [(i, m) for i, m in means if math.isfinite(m)]
     if len(means) < 2:
         return set()
@@ -153,11 +96,6 @@ def best_rows(groups: list[dict], metric: str, lower_is_better: bool) -> set[int
 
 def _options_text(options: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted((options or {}).items())) or DASH
-
-
-def _group_name(group: dict) -> str:
-    """The group's key, else "model / feedback"."""
-    return str(group.get("key") or f"{group.get('model', '?')} / {group.get('feedback', '?')}")
 
 
 def main_table(report: dict) -> Table:
@@ -171,30 +109,14 @@ def main_table(report: dict) -> Table:
     header += ["seeds", "sessions", "positive queries", "skip queries"]
     rows = []
     for i, g in enumerate(groups):
-        # keys made by toolkit/report.py already name their options: say them once
-        named = "(" in _group_name(g)
-        row = [Cell(_group_name(g), f"({_options_text(g['options'])})" if g.get("options") and not named else "")]
+        # keys made by report.grouping already name their options: say them once
+        named = "(" in group_name(g)
+        row = [Cell(group_name(g), f"({_options_text(g['options'])})" if g.get("options") and not named else "")]
         row += [metric_cell(g, m, i in best[m]) for m in metrics]
-        row += [Cell(fmt_count(_n_seeds(g))), Cell(fmt_count(g.get("n_sessions"))),
+        row += [Cell(fmt_count(n_seeds(g))), Cell(fmt_count(g.get("n_sessions"))),
                 Cell(fmt_count(g.get("n_pos"))), Cell(fmt_count(g.get("n_skip")))]
         rows.append(row)
     return Table(header, [False] + [True] * (len(metrics) + 4), rows)
-
-
-def baselines(report: dict) -> list[str]:
-    """The groups the paired differences are taken against, the main one first."""
-    p = report.get("protocol") or {}
-    named = list(p.get("baselines") or ([p["baseline"]] if p.get("baseline") else []))
-    found = [c.get("baseline") for c in report.get("comparisons") or [] if c.get("baseline")]
-    return named + [b for b in dict.fromkeys(found) if b not in named] if named else []
-
-
-def comparisons_against(report: dict, baseline: str | None) -> list[dict]:
-    """The paired differences against ``baseline`` (None: the main one); rows that name no
-    baseline belong to the main one."""
-    main = (baselines(report) or [None])[0]
-    wanted = baseline or main
-    return [c for c in report.get("comparisons") or [] if c.get("baseline", main) == wanted]
 
 
 def comparison_table(report: dict, baseline: str | None = None) -> Table:
@@ -202,18 +124,18 @@ def comparison_table(report: dict, baseline: str | None = None) -> Table:
     lower = set(report.get("lower_is_better") or [])
     rows = []
     for c in comparisons_against(report, baseline):
-        diff, lo, hi = _float(c.get("diff")), _float(c.get("lo")), _float(c.get("hi"))
+        diff, lo, hi = as_float(c.get("diff")), as_float(c.get("lo")), as_float(c.get("hi"))
         excludes = c.get("excludes_zero")
         if excludes is None:
             excludes = (math.isfinite(lo) and lo > 0) or (math.isfinite(hi) and hi < 0)
         mark = ""
         if excludes and math.isfinite(diff) and diff != 0:
             mark = f"{MARK} {'better' if (diff < 0) == (c.get('metric') in lower) else 'worse'}"
-        interval = f"[{fmt_num(lo, sign=True)}, {fmt_num(hi, sign=True)}]" if _ok(lo) and _ok(hi) else DASH
+        interval = f"[{fmt_num(lo, sign=True)}, {fmt_num(hi, sign=True)}]" if is_number(lo) and is_number(hi) else DASH
         rows.append([Cell(str(c.get("group", DASH))), Cell(str(c.get("baseline", DASH))),
                      Cell(str(c.get("metric", DASH))), Cell(fmt_num(diff, sign=True)), Cell(interval),
                      Cell(_units(c)), Cell(mark)])
-    header = ["group", "baseline", "metric", "difference", f"{_level(report)} interval", "resampled",
+    header = ["group", "baseline", "metric", "difference", f"{interval_level(report)} interval", "resampled",
               "excludes 0"]
     return Table(header, [False, False, False, True, True, True, False], rows)
 
@@ -221,11 +143,11 @@ def comparison_table(report: dict, baseline: str | None = None) -> Table:
 def _units(c: dict) -> str:
     """How many independent units the bootstrap resampled, e.g. "47 listeners" (older reports: sessions)."""
     n = c.get("n_units", c.get("n_sessions"))
-    return f"{fmt_count(n)} {c.get('unit', 'sessions')}" if _ok(n) else DASH
+    return f"{fmt_count(n)} {c.get('unit', 'sessions')}" if is_number(n) else DASH
 
 
 def runs_table(report: dict) -> Table:
-    from toolkit.signals import best_is_last
+    from toolkit.report.signals import best_is_last
 
     rows = [[Cell(str(r.get("id", DASH))), Cell(str(r.get("group", DASH))), Cell(fmt_count(r.get("seed"))),
              Cell(str(r.get("status", DASH))), Cell(fmt_count(r.get("epochs_done"))),
@@ -238,7 +160,7 @@ def runs_table(report: dict) -> Table:
 
 def dataset_tables(report: dict) -> list[Table]:
     d = report.get("dataset") or {}
-    share = _float(d.get("skip_share"))
+    share = as_float(d.get("skip_share"))
     rows = [("format", str(d.get("format", DASH))), ("rows read", fmt_count(d.get("rows_in"))),
             ("rows kept", fmt_count(d.get("rows_kept")))]
     rows += [(f"rows dropped: {reason}", fmt_count(n)) for reason, n in sorted((d.get("dropped") or {}).items())]
@@ -295,12 +217,12 @@ def protocol_lines(report: dict) -> list[str]:
     if p.get("exclude_played") is not None:
         lines.append("Tracks already played in the session are excluded from the ranking." if p["exclude_played"]
                      else "Tracks already played in the session stay in the ranking (music repeats).")
-    if _ok(p.get("catalogue")):
+    if is_number(p.get("catalogue")):
         lines.append(f"Every query ranks the full catalogue of {fmt_count(p['catalogue'])} tracks "
                      "(no sampled candidates).")
-    if _ok(p.get("bootstrap")):
+    if is_number(p.get("bootstrap")):
         seed = f", seed {p['seed']}" if p.get("seed") is not None else ""
-        lines.append(f"A group's interval is a {_level(report)} t-interval over its seeds (none with one seed); a "
+        lines.append(f"A group's interval is a {interval_level(report)} t-interval over its seeds (none with one seed); a "
                      f"paired difference's interval comes from a two-level bootstrap ({fmt_count(p['bootstrap'])} "
                      f"replicates{seed}) that resamples the {p.get('split', 'test')} {_unit_phrase(p)}, the same "
                      "ones for both groups, and each group's seeds, so it covers both which listening was tested "
@@ -331,15 +253,16 @@ def _title(report: dict) -> str:
 
 
 def _blocks(report: dict) -> list[tuple]:
-    """The document: ("h1"|"h2"|"p", text), ("ul", [text]), ("dl", [(term, text)]), ("table", Table),
-    ("figure", plot function, caption, note when there is nothing to plot)."""
-    from toolkit.plots import (
+    """The document: ("h1"|"h2"|"h3"|"p", text), ("verdict"|"warning"|"notice"|"strong", text: a
+    paragraph set apart), ("ul", [text]), ("dl", [(term, text)]), ("table", Table), ("figure", plot
+    function, caption, note when there is nothing to plot)."""
+    from toolkit.report.plots import (
         plot_dataset, plot_hr_curves, plot_metric_bars, plot_paired_differences, plot_rank_distribution,
         plot_training_curves,
     )
-    from toolkit.signals import signal_lines
+    from toolkit.report.signals import signal_lines
 
-    level = _level(report)
+    level = interval_level(report)
     split = (report.get("protocol") or {}).get("split", "test")
     out = [("h1", _title(report)),
            ("p", f"Generated {report.get('generated', DASH)} by toolkit {report.get('toolkit_version', DASH)}."),
@@ -404,15 +327,21 @@ def md_table(t: Table) -> str:
 
 def to_markdown(report: dict) -> str:
     """The report as a Markdown document (figures are in the HTML version only)."""
+    return blocks_markdown(_blocks(report))
+
+
+def blocks_markdown(blocks: list[tuple]) -> str:
+    """Markdown of a list of blocks (``_blocks`` lists the kinds; figures are left out), each
+    block a paragraph of its own; text is escaped, so no raw HTML reaches a Markdown viewer."""
     parts = []
-    for kind, *body in _blocks(report):
+    for kind, *body in blocks:
         if kind == "h1":
             parts.append(f"# {_md(body[0])}")
         elif kind == "h2":
             parts.append(f"## {_md(body[0])}")
         elif kind == "h3":
             parts.append(f"### {_md(body[0])}")
-        elif kind == "verdict":
+        elif kind in ("verdict", "strong"):
             parts.append(f"**{_md(body[0])}**")
         elif kind == "warning":
             parts.append(f"**Warning:** {_md(body[0])}")
@@ -494,6 +423,8 @@ def to_html(report: dict) -> str:
     for kind, *body in _blocks(report):
         if kind in ("h1", "h2", "h3", "p"):
             parts.append(f"<{kind}>{html.escape(body[0])}</{kind}>")
+        elif kind == "strong":
+            parts.append(f"<p><strong>{html.escape(body[0])}</strong></p>")
         elif kind in ("verdict", "warning", "notice"):
             label = {"warning": "<strong>Warning:</strong> ", "notice": "<strong>Note:</strong> "}.get(kind, "")
             parts.append(f'<p class="{kind}">{label}{html.escape(body[0])}</p>')

@@ -1,6 +1,6 @@
 """What a reader needs before the tables: the verdict, the warnings and the ceilings.
 
-From a report dictionary (``toolkit/report.py``): which group is best by the primary metric and by
+From a report dictionary (``report.scoring.build_report``): which group is best by the primary metric and by
 how much (paired intervals, never bare means), a count baseline that no neural group beats, the
 targets no model can be expected to hit (tracks never played in train), runs still improving at
 their last epoch, and relative changes only where they mean something.  The written report, the
@@ -12,21 +12,9 @@ from __future__ import annotations
 import math
 
 from toolkit.config import NEURAL
-from toolkit.render import DASH, fmt_count, fmt_num
+from toolkit.report.format import DASH, as_float, fmt_count, fmt_num, interval_level
 
 TINY_BASE = 0.01  # below this a relative change says more about the small base than about the change
-
-
-def _float(x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _level(report: dict) -> str:
-    level = _float((report.get("protocol") or {}).get("interval", 0.95))
-    return f"{level * 100:g} %" if math.isfinite(level) else "95 %"
 
 
 def _interval(c: dict) -> str:
@@ -35,7 +23,7 @@ def _interval(c: dict) -> str:
 
 
 def _zero(c: dict) -> str:
-    lo, hi = _float(c.get("lo")), _float(c.get("hi"))
+    lo, hi = as_float(c.get("lo")), as_float(c.get("hi"))
     return "excludes zero" if lo > 0 or hi < 0 else "includes zero"
 
 
@@ -45,7 +33,7 @@ def verdict_line(report: dict) -> str | None:
     v = report.get("verdict") or {}
     if not v.get("best"):
         return None
-    metric, level = str(v.get("metric", "ndcg@10")).upper(), _level(report)
+    metric, level = str(v.get("metric", "ndcg@10")).upper(), interval_level(report)
     parts = [f"Best by test {metric}: {v['best']} ({fmt_num(v.get('best_mean'))})"]
     if v.get("vs_runner_up"):
         c = v["vs_runner_up"]
@@ -69,7 +57,7 @@ def signal_lines(report: dict) -> list[tuple[str, str]]:
         out.append(("verdict", line))
     v = report.get("verdict") or {}
     c = v.get("neural_vs_count")
-    if c and not _float(c.get("lo")) > 0:
+    if c and not as_float(c.get("lo")) > 0:
         out.append(("warning", f"no neural model beats the best count baseline {v['best_count']} on test "
                                f"{str(v.get('metric', 'ndcg@10')).upper()}: the best neural group, {v['best_neural']}, "
                                f"differs from it by {_interval(c)} (the paired interval {_zero(c)})."))
@@ -94,7 +82,7 @@ def is_neural(report: dict, run: dict) -> bool:
 
 def best_is_last(report: dict, run: dict) -> bool:
     """A trained model whose best validation epoch is the last one it ran: still improving."""
-    best, done = _float(run.get("best_epoch")), _float(run.get("epochs_done"))
+    best, done = as_float(run.get("best_epoch")), as_float(run.get("epochs_done"))
     return is_neural(report, run) and math.isfinite(best) and math.isfinite(done) and done > 1 and best == done - 1
 
 
@@ -103,9 +91,9 @@ def cold_line(report: dict) -> str | None:
     d = report.get("dataset") or {}
     split = (report.get("protocol") or {}).get("split", "test")
     g = (d.get("split_diagnostics") or {}).get(split)
-    if not g or not math.isfinite(_float(g.get("cold_share"))):
+    if not g or not math.isfinite(as_float(g.get("cold_share"))):
         return None
-    share = _float(g["cold_share"])
+    share = as_float(g["cold_share"])
     counts = f" ({fmt_count(g['cold_targets'])} of {fmt_count(g['targets'])})" if "targets" in g else ""
     return (f"{share:.1%} of the {split} targets{counts} are tracks never played in train: no model learned "
             f"anything about them, so none can be expected to hit them and HR@10 is at most {1 - share:.3f}.")
@@ -114,7 +102,7 @@ def cold_line(report: dict) -> str | None:
 def cold_summary(diag: dict) -> str | None:
     """One sentence for prep's summary: the share of the valid and test targets whose track never
     occurs in train, and the HR@10 ceiling that follows."""
-    rows = [(name, _float(diag[name].get("cold_share"))) for name in ("valid", "test") if diag.get(name)]
+    rows = [(name, as_float(diag[name].get("cold_share"))) for name in ("valid", "test") if diag.get(name)]
     rows = [(name, share) for name, share in rows if math.isfinite(share)]
     if not rows:
         return None
@@ -128,10 +116,10 @@ def relative_change(base, paired: dict | None) -> str:
     """``+12.3% [+4.1%, +20.5%]``: a paired difference relative to the base's mean, with its
     interval (the base taken as fixed); "–" with the reason when there is no interval or the base is
     too small to divide by."""
-    b = _float(base)
+    b = as_float(base)
     if not math.isfinite(b) or abs(b) < TINY_BASE:
         return f"{DASH} (base below {TINY_BASE})"
-    diff, lo, hi = (_float((paired or {}).get(k)) for k in ("diff", "lo", "hi"))
+    diff, lo, hi = (as_float((paired or {}).get(k)) for k in ("diff", "lo", "hi"))
     if not all(math.isfinite(x) for x in (diff, lo, hi)):
         return f"{DASH} (no paired interval)"
     return f"{diff / b:+.1%} [{lo / b:+.1%}, {hi / b:+.1%}]"

@@ -2,7 +2,7 @@
 
 Drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas, never pyplot's global state, in
 Okabe & Ito's colour-blind-safe palette with markers and line styles as a second cue, so that every
-figure reads without the surrounding text.  ``toolkit/render.py`` embeds them in the HTML report.
+figure reads without the surrounding text.  ``render`` embeds them in the HTML report.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import io
 import math
 import textwrap
 
-from toolkit.render import _float, _group_name, _level, _n_seeds, _ok, _stat, fmt_count
+from toolkit.report.format import (
+    as_float, baselines, comparisons_against, fmt_count, group_name, group_stat, interval_level, is_number, n_seeds,
+)
 
 DPI = 110
 # Okabe & Ito's colour-blind-safe palette; grey instead of black (error bars are black), yellow last
@@ -76,8 +78,8 @@ def plot_metric_bars(report: dict) -> bytes | None:
     panel around 0.5;
     error bars are the groups' intervals (none for a single seed)."""
     groups = report.get("groups") or []
-    metrics = [m for m in BAR_METRICS if any(_ok(_stat(g, m).get("mean")) for g in groups)]
-    aucs = [m for m in AUC_METRICS if any(_ok(_stat(g, m).get("mean")) for g in groups)]
+    metrics = [m for m in BAR_METRICS if any(is_number(group_stat(g, m).get("mean")) for g in groups)]
+    aucs = [m for m in AUC_METRICS if any(is_number(group_stat(g, m).get("mean")) for g in groups)]
     has_auc = bool(aucs)
     if not metrics and not has_auc:
         return None
@@ -90,25 +92,25 @@ def plot_metric_bars(report: dict) -> bytes | None:
         for i, g in enumerate(groups):
             colour = PALETTE[i % len(PALETTE)]
             hatch = None if i < len(PALETTE) else "//"
-            with_interval = _n_seeds(g) != 1
+            with_interval = n_seeds(g) != 1
             offset = (i - (len(groups) - 1) / 2) * width
             panels = ([(axes[0], metrics, 0.0)] if metrics else []) + ([(axes[-1], aucs, 0.5)] if has_auc else [])
             handle = None
             for ax, names, base in panels:
                 for j, m in enumerate(names):
-                    s = _stat(g, m)
-                    mean = _float(s.get("mean"))
+                    s = group_stat(g, m)
+                    mean = as_float(s.get("mean"))
                     if not math.isfinite(mean):
                         continue
                     handle = ax.bar(j + offset, mean - base, width, bottom=base, color=colour, hatch=hatch,
                                     edgecolor="white", linewidth=0.6)
-                    lo, hi = _float(s.get("lo")), _float(s.get("hi"))
+                    lo, hi = as_float(s.get("lo")), as_float(s.get("hi"))
                     if with_interval and math.isfinite(lo) and math.isfinite(hi):
                         ax.errorbar(j + offset, mean, yerr=[[max(mean - lo, 0)], [max(hi - mean, 0)]],
                                     color="#222", capsize=3, linewidth=1.2)
             if handle is not None:
                 handles.append(handle)
-                labels.append(_label(_group_name(g)) + ("" if with_interval else " (1 seed, no interval)"))
+                labels.append(_label(group_name(g)) + ("" if with_interval else " (1 seed, no interval)"))
         if metrics:
             ax = axes[0]
             ax.set_xticks(range(len(metrics)),
@@ -131,7 +133,7 @@ def plot_metric_bars(report: dict) -> bytes | None:
             ax.set_ylabel("AUC (0.5 = chance)")
             ax.set_title("Within-session AUC,\nnext kept vs skipped")
             ax.grid(axis="x", visible=False)
-        fig.suptitle(f"Test metrics per group (error bars: {_level(report)} interval)")
+        fig.suptitle(f"Test metrics per group (error bars: {interval_level(report)} interval)")
         _legend(fig, handles, labels, 11)
         return _png(fig)
 
@@ -143,7 +145,7 @@ def plot_hr_curves(report: dict) -> bytes | None:
     curves = []
     for i, g in enumerate(report.get("groups") or []):
         c = g.get("hr_curve") or {}
-        pts = [(_float(k), _float(h)) for k, h in zip(c.get("k") or [], c.get("hr") or [])]
+        pts = [(as_float(k), as_float(h)) for k, h in zip(c.get("k") or [], c.get("hr") or [])]
         pts = [(k, h) for k, h in pts if math.isfinite(k) and k > 0 and math.isfinite(h)]
         if pts:
             curves.append((i, g, pts))
@@ -155,7 +157,7 @@ def plot_hr_curves(report: dict) -> bytes | None:
         ks = sorted({k for _, _, pts in curves for k, _ in pts})
         for i, g, pts in curves:
             ax.plot([k for k, _ in pts], [h for _, h in pts], linewidth=2, markersize=5, **_group_style(i),
-                    label=_label(_group_name(g)))
+                    label=_label(group_name(g)))
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(FixedLocator(ks))
         ax.xaxis.set_minor_locator(NullLocator())
@@ -170,7 +172,7 @@ def plot_hr_curves(report: dict) -> bytes | None:
 
 
 def _curve_points(run: dict, key: str) -> list[tuple[float, float]]:
-    pts = [(_float(row.get("epoch")), _float(row.get(key))) for row in run.get("curve") or []]
+    pts = [(as_float(row.get("epoch")), as_float(row.get(key))) for row in run.get("curve") or []]
     return [(e, v) for e, v in pts if math.isfinite(e) and math.isfinite(v)]
 
 
@@ -179,7 +181,7 @@ def _other_terms(run: dict) -> dict[str, list[tuple[float, float]]]:
     out: dict[str, list[tuple[float, float]]] = {}
     for row in run.get("curve") or []:
         for name, v in (row.get("loss_other") or {}).items():
-            e, v = _float(row.get("epoch")), _float(v)
+            e, v = as_float(row.get("epoch")), as_float(v)
             if math.isfinite(e) and math.isfinite(v):
                 out.setdefault(str(name), []).append((e, v))
     return out
@@ -188,9 +190,9 @@ def _other_terms(run: dict) -> dict[str, list[tuple[float, float]]]:
 def validation_note(report: dict) -> str | None:
     """Say so when the runs were validated on different sessions (a subset for the neural runs, all
     for the count baselines): their validation values are then not on the same queries."""
-    total = _float((((report.get("dataset") or {}).get("splits") or {}).get("valid") or {}).get("sessions"))
+    total = as_float((((report.get("dataset") or {}).get("splits") or {}).get("valid") or {}).get("sessions"))
     # a subset at least as large as the split is the whole split (0 stands for all)
-    asked = [int(_float(r["valid_sessions"])) for r in report.get("runs") or [] if _ok(r.get("valid_sessions"))]
+    asked = [int(as_float(r["valid_sessions"])) for r in report.get("runs") or [] if is_number(r.get("valid_sessions"))]
     sizes = {0 if n <= 0 or (math.isfinite(total) and n >= total) else n for n in asked}
     if len(sizes) < 2:
         return None
@@ -234,9 +236,9 @@ def plot_training_curves(report: dict) -> bytes | None:
                 elif pts:
                     handle = ax.plot(*zip(*pts), **line)[0]
                 if key == "valid_ndcg@10" and run.get("best_epoch") is not None:
-                    best = [v for e, v in pts if e == _float(run["best_epoch"])]
+                    best = [v for e, v in pts if e == as_float(run["best_epoch"])]
                     if best and len(pts) > 1:
-                        ax.plot([_float(run["best_epoch"])], best, marker="*", markersize=13, color=style["color"],
+                        ax.plot([as_float(run["best_epoch"])], best, marker="*", markersize=13, color=style["color"],
                                 markeredgecolor="black", linestyle="none", zorder=5)
             handles.append(handle)
             labels.append(_label(f"{run.get('group', '?')} · seed {run.get('seed', '?')}"))
@@ -269,14 +271,13 @@ def plot_paired_differences(report: dict) -> bytes | None:
     difference's interval as a horizontal bar and zero as a vertical line."""
     from matplotlib.lines import Line2D
 
-    from toolkit.render import baselines, comparisons_against
 
     named = [b for b in baselines(report) if comparisons_against(report, b)]
     rows: dict[str, None] = {}
     points = []  # (baseline index, group, metric, diff, lo, hi)
     for bi, b in enumerate(named):
         for c in comparisons_against(report, b):
-            diff, lo, hi = _float(c.get("diff")), _float(c.get("lo")), _float(c.get("hi"))
+            diff, lo, hi = as_float(c.get("diff")), as_float(c.get("lo")), as_float(c.get("hi"))
             if c.get("metric") in DIFF_METRICS and math.isfinite(diff):
                 rows.setdefault(str(c.get("group")))
                 points.append((bi, str(c.get("group")), c["metric"], diff, lo, hi))
@@ -303,7 +304,7 @@ def plot_paired_differences(report: dict) -> bytes | None:
             ax.grid(axis="y", visible=False)
         axes[0].set_yticks(range(len(order)), [textwrap.fill(_label(g), 28, break_on_hyphens=False) for g in order])
         axes[0].invert_yaxis()
-        fig.suptitle(f"Paired differences against the baselines ({_level(report)} intervals)")
+        fig.suptitle(f"Paired differences against the baselines ({interval_level(report)} intervals)")
         _legend(fig, [Line2D([], [], color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)])
                       for i in range(len(named))], [_label(f"against {b}") for b in named], 11)
         return _png(fig)
@@ -314,11 +315,11 @@ def _rank_hist(group: dict):
     histogram is unusable.  The counts are summed over the group's seeds, which all rank the same
     queries: the shares are the mean of the seeds' shares, the query counts are divided back."""
     h = group.get("rank_hist") or {}
-    edges = [_float(e) for e in h.get("edges") or []]
-    seeds = max(_float(h.get("seeds")), 1.0) if _ok(h.get("seeds")) else 1.0
+    edges = [as_float(e) for e in h.get("edges") or []]
+    seeds = max(as_float(h.get("seeds")), 1.0) if is_number(h.get("seeds")) else 1.0
 
     def counts(key: str) -> list[float]:
-        return [max(_float(c), 0.0) if _ok(c) else 0.0 for c in h.get(key) or []]
+        return [max(as_float(c), 0.0) if is_number(c) else 0.0 for c in h.get(key) or []]
 
     out = []
     for key in ("pos", "skip"):
@@ -365,8 +366,8 @@ def plot_rank_distribution(report: dict) -> bytes | None:
                 ax.stairs(skip, edges, color=SKIP_COLOUR, linewidth=2, linestyle="--")
             ax.axvline(10.5, color="#444", linestyle=":", linewidth=1.2)
             ax.set_xscale("log")
-            name = textwrap.fill(_label(_group_name(g)), 34, break_on_hyphens=False)
-            seeds = _n_seeds(g)
+            name = textwrap.fill(_label(group_name(g)), 34, break_on_hyphens=False)
+            seeds = n_seeds(g)
             per = f" per seed, mean of {seeds} seeds" if seeds > 1 else ""
             ax.set_title(f"{name}\n{fmt_count(n_pos)} kept · {fmt_count(n_skip)} skipped{per}", fontsize=10)
         for ax in axes[len(panels):]:
@@ -403,7 +404,7 @@ def plot_dataset(report: dict) -> bytes | None:
 
     d = report.get("dataset") or {}
     sl = d.get("session_lengths") or {}
-    edges, counts = [_float(e) for e in sl.get("edges") or []], [_float(c) for c in sl.get("counts") or []]
+    edges, counts = [as_float(e) for e in sl.get("edges") or []], [as_float(c) for c in sl.get("counts") or []]
     has_hist = len(edges) >= 2 and len(counts) == len(edges) - 1 and any(c > 0 for c in counts if math.isfinite(c))
     splits = [(name, s) for name, s in (d.get("splits") or {}).items() if isinstance(s, dict)]
     if not has_hist and not splits:
@@ -420,11 +421,11 @@ def plot_dataset(report: dict) -> bytes | None:
             ax.set_xlabel("session length (plays)")
             ax.set_ylabel("sessions")
             median = d.get("median_session_len")
-            ax.set_title("Session lengths" + (f" (median {fmt_count(median)} plays)" if _ok(median) else ""))
+            ax.set_title("Session lengths" + (f" (median {fmt_count(median)} plays)" if is_number(median) else ""))
             ax.yaxis.set_major_formatter(thousands)
             ax.grid(axis="x", visible=False)
         for ax, key, unit in zip(axes, ("sessions", "events"), ("sessions", "plays")):
-            values = [_float(s.get(key, s.get("plays"))) for _, s in splits]
+            values = [as_float(s.get(key, s.get("plays"))) for _, s in splits]
             values = [v if math.isfinite(v) else 0 for v in values]
             bars = ax.bar([_label(n) for n, _ in splits], values,
                           color=[PALETTE[(i + 1) % len(PALETTE)] for i in range(len(splits))])
