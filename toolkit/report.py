@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 
 import duckdb
@@ -40,11 +40,11 @@ from toolkit.artifacts import (
     read_metrics,
     run_dir,
 )
-from toolkit.config import NEURAL, RESAMPLE, SCORED_SPLITS, ModelConfig, TrainConfig
+from toolkit.config import NEURAL, NOT_GROUPING, RESAMPLE, Evaluation, ModelConfig, TrainConfig, group_labels
 from toolkit.data import load_split, train_counts
 from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.identity import BadNameError, StaleRunError, build_of, check_name, run_is_stale, stale_message
-from toolkit.evaluate import POSITIONS, QueryResults, evaluate, query_mask, run_queries, summarize
+from toolkit.evaluate import QueryResults, evaluate, query_mask, run_queries, summarize
 from toolkit.model import SeqRec
 from toolkit.scorers import KeepRateScorer, NeuralScorer
 from toolkit.train import build_baseline, latest_dataset, pick_device
@@ -57,8 +57,6 @@ PRIMARY = "ndcg@10"  # the metric the verdict ranks groups by
 # metrics with a paired bootstrap: (metric, which queries, per-query value)
 PAIRED = ("ndcg@10", "hr@10", "mrr@10", "skip_hr@10", "auc", "auc_seen")
 HR_CURVE_KS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
-# config fields that never change what a run is, so runs differing only in them form one group
-NOT_GROUPING = {"seed", "dataset", "device", "compile", "negatives_on"}
 Progress = Callable[[str], None]
 
 
@@ -66,7 +64,9 @@ Progress = Callable[[str], None]
 class Protocol:
     split: str = "test"  # the split scored: test (the report) or valid
     positions: str = "all"  # all: every position with a known next play; last: the last kept play per session
-    exclude_played: bool = False  # remove tracks already played in the session from the ranking
+    # remove tracks already played in the session from the ranking; None: as the runs recorded it (their
+    # validation protocol, ``for_runs``), True / False: for every run, whatever it recorded
+    exclude_played: bool | None = None
     baseline: str | None = None  # group key to compare against; None: 'sasrec / all' when present
     bootstrap: int = 1000  # paired bootstrap replicates
     seed: int = 0  # bootstrap seed
@@ -76,17 +76,32 @@ class Protocol:
     allow_unfinished: bool = False  # score an unfinished run's best checkpoint instead of refusing
 
     def __post_init__(self) -> None:
-        if self.split not in SCORED_SPLITS:
-            raise ConfigError(f"--split {self.split}: choose {' or '.join(SCORED_SPLITS)}")
-        if self.positions not in POSITIONS:
-            raise ConfigError(f"--positions {self.positions}: choose {' or '.join(POSITIONS)}")
+        Evaluation(self.split, self.positions)  # checks them
         if self.bootstrap < 100:
             raise ConfigError(f"--bootstrap {self.bootstrap}: use at least 100 replicates")
         if self.resample not in RESAMPLE:
             raise ConfigError(f"--resample {self.resample}: choose {', '.join(RESAMPLE)}")
 
+    @property
+    def evaluation(self) -> Evaluation:
+        return Evaluation(self.split, self.positions, bool(self.exclude_played))
+
+    def for_runs(self, configs: list[TrainConfig], ids: list[str] = ()) -> Protocol:
+        """This protocol with what it leaves open (``exclude_played``) as the runs recorded it; runs
+        that recorded different protocols are refused, so no report ranks its groups two ways."""
+        if self.exclude_played is not None:
+            return self
+        recorded = {cfg.validation.exclude_played for cfg in configs}
+        if len(recorded) > 1:
+            excl = [i for i, c in zip(ids, configs) if c.exclude_played][:3]
+            raise ConfigError(f"the runs were validated with different protocols (exclude_played for "
+                              f"{', '.join(excl) or 'some'}, not for the others); pass --exclude-played or "
+                              "--include-played to rank every run one way, or report them apart")
+        return replace(self, exclude_played=recorded.pop() if recorded else False)
+
     def cache_key(self) -> str:
-        return f"{self.split}-{self.positions}-{'excl' if self.exclude_played else 'incl'}-v{EVAL_VERSION}"
+        e = self.evaluation
+        return f"{e.split}-{e.positions}-{'excl' if e.exclude_played else 'incl'}-v{EVAL_VERSION}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +198,7 @@ def scorer_for(ws: Workspace, run: dict, device: torch.device):
 def score_run(ws: Workspace, run: dict, protocol: Protocol, device: torch.device) -> QueryResults:
     """Per-query outcomes of one run, from the cache when its checkpoint has not changed."""
     cfg: TrainConfig = run["config"]
+    protocol = protocol.for_runs([cfg])
     ds = ws.dataset(cfg.dataset)
     manifest = read_manifest(ds)
     stamp = _checkpoint_stamp(run, manifest)
@@ -222,18 +238,7 @@ def _options(cfg: TrainConfig) -> dict:
 
 
 def _relevant_options(cfg: TrainConfig) -> list[str]:
-    if cfg.model not in NEURAL:
-        return ["history", "successors"] if cfg.model == "repeat" else []
-    out = ["history", "successors", "target", "loss", "negatives", "sampler", "sampler_beta", "d_model", "n_layers", "n_heads", "dropout",
-           "epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "lr_schedule", "grad_clip", "patience",
-           "max_steps", "valid_sessions", "repeat_head", "amp", "exclude_played"]
-    if "contrastive" in cfg.modes:
-        out += ["alpha", "tau", "context", "skip_negatives"]
-    if "negative-target" in cfg.modes:
-        out += ["neg_weight"]
-    if cfg.model == "bert4rec":
-        out += ["mask_prob"]
-    return out
+    return group_labels(cfg)  # each setting declares whether it labels groups (toolkit/config.py)
 
 
 def group_identity(cfg: TrainConfig) -> str:
@@ -346,6 +351,8 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
     """Score the runs and assemble the report dictionary (see ``toolkit/render.py`` for its layout)."""
     say = progress or (lambda _msg: None)
     runs = select_runs(ws, ids, dataset, protocol.allow_unfinished)
+    given = protocol
+    protocol = protocol.for_runs([r["config"] for r in runs], [r["id"] for r in runs])
     name = runs[0]["config"].dataset
     ds = ws.dataset(name)
     manifest = read_manifest(ds)
@@ -391,7 +398,7 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
         "protocol": {**{k: v for k, v in asdict(protocol).items() if k != "allow_unfinished"},
                      "baseline": baseline, "baselines": baselines, "catalogue": manifest["items"], "interval": 0.95,
                      "split_mode": manifest["split_mode"], "settings": settings, "resampled": unit_name,
-                     "note": _protocol_note(protocol, manifest, settings)},
+                     "note": _protocol_note(protocol, manifest, settings) + _given_note(given, runs)},
         "metrics": list(METRICS),
         "lower_is_better": list(LOWER_IS_BETTER),
         "groups": group_rows,
@@ -608,6 +615,17 @@ def split_summary(ds, manifest: dict) -> dict:
     known = splits.users_known(manifest["users"], manifest["sessions"])
     return {"split_mode": mode, "split_reason": manifest.get("split_reason", mode), "split_diagnostics": diag,
             "split_warnings": splits.warnings(diag, mode, known), "listeners_known": known}
+
+
+def _given_note(given: Protocol, runs: list[dict]) -> str:
+    """What the report's own options changed of the protocol the runs recorded."""
+    other = [r["id"] for r in runs if given.exclude_played is not None
+             and r["config"].exclude_played != given.exclude_played]
+    if not other:
+        return ""
+    how = "without" if given.exclude_played else "with"
+    return (f" The report ranks every run {how} the tracks already played in the session, although "
+            f"{len(other)} of the runs were validated otherwise.")
 
 
 def _protocol_note(protocol: Protocol, manifest: dict, settings: dict) -> str:
