@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass, fields, replace
+from typing import get_args
 
 import pytest
+from typer.main import get_command
 from typer.testing import CliRunner
 
 from toolkit.artifacts import Workspace, read_json, read_manifest, run_dir, write_json
@@ -50,6 +52,50 @@ def test_the_role_check_fails_for_a_field_without_one():
 
     with pytest.raises(AssertionError, match="without a role.*'lr'"):
         declared(Loose)
+
+
+def test_train_options_are_the_flagged_fields_with_their_own_defaults_and_choices():
+    params = {p.name: p for p in get_command(app).commands["train"].params}
+    flagged = {f.name: f for f in fields(TrainConfig) if f.metadata["flag"]}
+    assert set(params) == set(flagged) | {"resume", "set_", "devices", "workspace"}
+    for name, f in flagged.items():
+        p = params[name]
+        assert p.opts == [f"--{name.replace('_', '-')}"], name
+        assert p.default == f.default and p.help == f.metadata["help"], name
+        if f.metadata["choices"]:
+            assert get_args(p.type_descriptor.annotation) == f.metadata["choices"], name
+    assert params["feedback"].metavar == "MODE[+MODE]"
+    assert params["amp"].secondary_opts == []  # a switch, no --no-amp
+
+
+def test_help_panels_keep_their_order():
+    result = runner.invoke(app, ["train", "-h"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    shown = [p for p in PANELS if f"─ {p} " in result.output]
+    assert shown == list(PANELS)
+    at = {opt: result.output.index(f"{opt} ") for opt in ("--dataset", "--resume", "--seed", "--set", "--compile",
+                                                            "--devices", "--workspace")}
+    assert at["--dataset"] < at["--resume"] and at["--seed"] < at["--set"] < at["--compile"] < at["--devices"]
+
+
+def test_cli_options_build_the_config_they_name(tmp_path, monkeypatch):
+    import typer
+
+    import toolkit.train
+
+    built = []
+
+    def fake_train(ws, cfg, show=None):
+        built.append(cfg)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(toolkit.train, "train", fake_train)
+    result = runner.invoke(app, ["train", "--workspace", str(tmp_path / "ws"), "--d-model", "8", "--context", "output",
+                                 "--feedback", "contrastive+negative-target", "--amp", "--compile", "--device", "cpu",
+                                 "--max-steps", "3", "--set", "weight_decay=0.5"])
+    assert result.exit_code == 0, result.output
+    assert built == [TrainConfig(d_model=8, context="output", feedback="contrastive+negative-target", amp=True,
+                                 compile=True, device="cpu", max_steps=3, weight_decay=0.5)]
 
 
 # ---------------------------------------------------------------------------------------------
