@@ -42,17 +42,19 @@ MASK_PROB = 0.2  # bert4rec's share of hidden plays: ModelConfig's and TrainConf
 
 
 def setting(default, *, role: str, help: str | None = None, panel: str | None = None, flag: bool = False,
-            choices: tuple[str, ...] = (), labels: str | None = "neural", earlier=_UNSET, hashed_as=_UNSET, metavar: str | None = None):
+            choices: tuple[str, ...] = (), labels: str | None = "neural", earlier=_UNSET, hashed_as=_UNSET,
+            metavar: str | None = None):
     """A config field that declares its role once.
 
-    ``role``: one of ROLES (a PrepConfig field: BUILD, DATA or RUNTIME).  ``help`` and ``panel``: its command-line help and help panel; ``flag``:
-    an option of its own on the command line (the others are set with ``--set key=value``); ``choices``:
-    its closed set of values.  ``labels``: the LABELS_WHEN key of the runs an experiment setting labels
-    in a report (None: never, e.g. model and feedback, which name the group themselves).  ``earlier``:
-    for a setting added after the first release, the value that reproduces the behaviour from before it;
-    at that value it stays out of the run id, so adding it renamed no finished run.  ``hashed_as``: for
-    a runtime knob of the first release, the value the run id hashes whatever it is set to, which keeps
-    the ids of runs trained at the default (the others are found by ``identities_before``).
+    ``role``: one of ROLES (a PrepConfig field: BUILD, DATA or RUNTIME).  ``help`` and ``panel``: its
+    command-line help and help panel; ``flag``: an option of its own on the command line (the others are
+    set with ``--set key=value``); ``choices``: its closed set of values.  ``labels``: the LABELS_WHEN key
+    of the runs an experiment setting labels in a report (None: never, e.g. model and feedback, which name
+    the group themselves).  ``earlier``: for a setting added after the first release, the value that
+    reproduces the behaviour from before it; at that value it stays out of the run id, so adding it renamed
+    no finished run.  ``hashed_as``: for a runtime knob of the first release, the value the run id hashes
+    whatever it is set to, which keeps the ids of runs trained at the default (the others are found by
+    ``identities_before``).
     """
     if role not in ROLES + (BUILD,):
         raise ValueError(f"setting role {role!r}: use one of {ROLES + (BUILD,)}")
@@ -229,7 +231,8 @@ class TrainConfig:
     # every field declares its role once (``setting``): the CLI options, the run id, the report's
     # group labels and the --set keys are all derived from these declarations
     # None: the most recently prepared one
-    dataset: str | None = setting(None, role=DATA, flag=True, panel=INPUT, help="Prepared dataset (default: the latest).")
+    dataset: str | None = setting(None, role=DATA, flag=True, panel=INPUT,
+                                  help="Prepared dataset (default: the latest).")
     # sasrec (causal), bert4rec (masked), gru4rec (recurrent); count baselines: pop (most popular), markov
     # (item-to-item), sknn (V-SKNN session neighbours), repeat (the session's own plays, then markov)
     model: str = setting("sasrec", role=EXPERIMENT, labels=None, flag=True, panel=MODEL, choices=MODELS,
