@@ -21,11 +21,12 @@ from typer.testing import CliRunner
 
 from toolkit import __version__
 from toolkit.artifacts import Workspace, list_datasets, list_runs
-from toolkit.cli import app, complete_feedback
+from toolkit.cli import app
 from toolkit.cli_output import csv_text, json_text, plain_table, print_table, table_text
 from toolkit.config import FEEDBACK_MODES, MODELS, NAME_MAX, PrepConfig, TrainConfig
 from toolkit.grids import DEFAULT_GRID, GRIDS, cell_name
 from toolkit.readers import FORMATS
+from toolkit.settings import complete_feedback
 
 runner = CliRunner()
 COMMANDS = list(typer.main.get_command(app).commands)

@@ -33,7 +33,7 @@ from toolkit.cli_output import csv_text, json_text, print_table
 from toolkit.config import SPLIT_MODES, PrepConfig, TrainConfig
 from toolkit.errors import ToolkitError, out_of_space
 from toolkit.readers import FORMATS
-from toolkit.settings import complete_feedback, feedback_modes, with_options  # noqa: F401 - re-exported for completion tests
+from toolkit.settings import with_options
 
 # click's base exception, found through typer's (typer >= 0.29 carries its own copy of click)
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
