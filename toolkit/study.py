@@ -28,7 +28,7 @@ from toolkit.results_doc import (
     MAIN_TABLE, check_record, compare, document_table, drop_section, parse_main_table, read_section,
     write_section,
 )
-from toolkit.train import latest_dataset, run_id, train
+from toolkit.train import latest_dataset, run_of, train
 
 # small models that keep the default grid (two seeds) within about an hour on a 2-core CPU (Spotify,
 # 1M plays), chosen on validation (benchmarks/README.md): 2,048 negatives shared by the batch with a
@@ -104,7 +104,7 @@ def train_grid(ws: Workspace, runs: list[tuple[str, TrainConfig]],
     for _, tcfg in runs:
         if tcfg.dataset not in manifests:
             manifests[tcfg.dataset] = read_manifest(ws.dataset(tcfg.dataset))
-    ids = [run_id(manifests[tcfg.dataset], tcfg) for _, tcfg in runs]
+    ids = [run_of(ws, manifests[tcfg.dataset], tcfg).id for _, tcfg in runs]  # an earlier id of a finished run too
     done = [_finished(ws, rid) for rid in ids]
     times, out, trained = RunTimes(), [], 0
     for i, (label, tcfg) in enumerate(runs):
