@@ -23,10 +23,10 @@ from toolkit import __version__
 from toolkit.artifacts import Workspace, list_datasets, list_runs
 from toolkit.cli import app
 from toolkit.cli.output import csv_text, json_text, plain_table, print_table, table_text
-from toolkit.cli.train import complete_feedback
 from toolkit.config import FEEDBACK_MODES, MODELS, NAME_MAX, PrepConfig, TrainConfig
 from toolkit.grids import DEFAULT_GRID, GRIDS, cell_name
 from toolkit.readers import FORMATS
+from toolkit.settings import complete_feedback
 
 runner = CliRunner()
 COMMANDS = list(typer.main.get_command(app).commands)

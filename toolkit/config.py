@@ -8,7 +8,66 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
+
+# ---------------------------------------------------------------------------------------------
+# Settings: each config field declares its role once, in its metadata (``setting``).  The command
+# line options, the run id, the report's group labels and the ``--set`` keys are derived from it.
+# ---------------------------------------------------------------------------------------------
+
+# what a setting is to a run
+EXPERIMENT = "experiment"  # names the run (its id) and its report group; labels the group when it varies
+REPLICATE = "replicate"  # names the run, not its group: runs that differ only in it are one group (seed)
+DATA = "data"  # names the run; a report holds the runs of one dataset, so it labels nothing
+RUNTIME = "runtime"  # how and where the run computes (device, compile): never names a run or a group
+ROLES = (EXPERIMENT, REPLICATE, DATA, RUNTIME)
+BUILD = "build"  # a prep setting that changes the dataset written (its build, toolkit/identity.py)
+
+# the help panels of the command line, in the order they are shown
+INPUT, MODEL, SKIPS, LOSS, TRAINING, RUNTIME_PANEL, OUTPUT = (
+    "Input", "Model", "Skips", "Loss", "Training", "Runtime", "Output")
+PANELS = (INPUT, MODEL, SKIPS, LOSS, TRAINING, RUNTIME_PANEL, OUTPUT)
+
+# which runs an experiment setting labels in a report (it does nothing for the others, e.g. alpha
+# without the contrastive term); the report lists the labels in this order, then in field order
+LABELS_WHEN = {
+    "repeat-or-neural": lambda cfg: cfg.model in NEURAL or cfg.model == "repeat",
+    "neural": lambda cfg: cfg.model in NEURAL,
+    "contrastive": lambda cfg: cfg.model in NEURAL and "contrastive" in cfg.modes,
+    "negative-target": lambda cfg: cfg.model in NEURAL and "negative-target" in cfg.modes,
+    "bert4rec": lambda cfg: cfg.model == "bert4rec",
+}
+_UNSET = object()
+MASK_PROB = 0.2  # bert4rec's share of hidden plays: ModelConfig's and TrainConfig's default alike
+
+
+def setting(default, *, role: str, help: str | None = None, panel: str | None = None, flag: bool = False,
+            choices: tuple[str, ...] = (), labels: str | None = "neural", earlier=_UNSET, hashed_as=_UNSET,
+            metavar: str | None = None):
+    """A config field that declares its role once.
+
+    ``role``: one of ROLES (a PrepConfig field: BUILD, DATA or RUNTIME).  ``help`` and ``panel``: its
+    command-line help and help panel; ``flag``: an option of its own on the command line (the others are
+    set with ``--set key=value``); ``choices``: its closed set of values.  ``labels``: the LABELS_WHEN key
+    of the runs an experiment setting labels in a report (None: never, e.g. model and feedback, which name
+    the group themselves).  ``earlier``: for a setting added after the first release, the value that
+    reproduces the behaviour from before it; at that value it stays out of the run id, so adding it renamed
+    no finished run.  ``hashed_as``: for a runtime knob of the first release, the value the run id hashes
+    whatever it is set to, which keeps the ids of runs trained at the default (the others are found by
+    ``identities_before``).
+    """
+    if role not in ROLES + (BUILD,):
+        raise ValueError(f"setting role {role!r}: use one of {ROLES + (BUILD,)}")
+    if flag and not (help and panel):
+        raise ValueError("a setting with a command-line flag needs its help text and panel")
+    meta = {"role": role, "help": help, "panel": panel, "flag": flag, "choices": tuple(choices),
+            "labels": labels if role == EXPERIMENT else None, "metavar": metavar}
+    if earlier is not _UNSET:
+        meta["earlier"] = earlier
+    if hashed_as is not _UNSET:
+        meta["hashed_as"] = hashed_as
+    return field(default=default, metadata=meta)
+
 
 # ---------------------------------------------------------------------------------------------
 # ModelConfig: the sequence encoder (toolkit/model.py). Saved inside every checkpoint.
@@ -27,7 +86,7 @@ class ModelConfig:
     encoder: str = "transformer"  # transformer (SASRec, BERT4Rec) or gru (GRU4Rec: recurrent, causal, no positions)
     feedback_input: bool = False  # add a learned skip / no-skip embedding at every input position
     ffn_mult: int = 4  # feed-forward hidden width = ffn_mult * d_model
-    mask_prob: float = 0.15  # cloze masking probability, used only when causal is False
+    mask_prob: float = MASK_PROB  # cloze masking probability, used only when causal is False
     repeat_head: bool = False  # add a learned score to tracks already played in the row (causal models)
     # repeat head: also score the last ``successors`` tracks that followed the current track in the
     # listener's earlier plays (the batch's ``succ``; needs repeat_head); 0: off
@@ -83,31 +142,38 @@ SPLIT_MODES = ("auto", "time", "listener", "last")
 
 @dataclass(frozen=True)
 class PrepConfig:
-    format: str = "auto"  # input preset: readers.FORMATS (auto, generic, spotify, ..., listenbrainz, deezer; docs/formats.md)
-    cols: tuple[str, ...] = ()  # generic format: "role=column" pairs (roles: user ts track played_ms duration_ms skipped session artist title)
-    user: str | None = None  # user id for every play, for a single listener's export
-    name: str | None = None  # dataset name in the workspace; default derived from the input path
-    session_gap_s: int = 1800  # a pause strictly longer than this (seconds) starts a new session
-    skip_ms: int = 30_000  # a play shorter than this is a skip (when no explicit flag exists)
-    skip_ratio: float | None = None  # when track length is known: played / length below this is a skip
-    collapse_repeats: bool = False  # drop a play of the same track as the play right before it
-    min_session_len: int = 2  # sessions with fewer plays (after the other filters) are dropped
-    min_item_plays: int = 1  # tracks with fewer plays in the whole log are dropped
-    keep_podcasts: bool = False  # keep podcast / audiobook rows of the Spotify extended history
-    max_play_ms: int | None = None  # plays longer than this are dropped as overlong (None: keep all)
+    # roles: BUILD settings shape the dataset written (its build, toolkit/identity.py); the format read is
+    # recorded in the build on its own, and name, memory and threads only say where and how it is written
+    # input preset: readers.FORMATS (auto, generic, spotify, ..., listenbrainz, deezer; docs/formats.md)
+    format: str = setting("auto", role=DATA)
+    # generic format: "role=column" pairs (roles: user ts track played_ms duration_ms skipped session artist title)
+    cols: tuple[str, ...] = setting((), role=BUILD)
+    user: str | None = setting(None, role=BUILD)  # user id for every play, for a single listener's export
+    name: str | None = setting(None, role=DATA)  # dataset name in the workspace; default derived from the input path
+    session_gap_s: int = setting(1800, role=BUILD)  # a pause strictly longer than this (seconds) starts a new session
+    skip_ms: int = setting(30_000, role=BUILD)  # a play shorter than this is a skip (when no explicit flag exists)
+    # when track length is known: played / length below this is a skip
+    skip_ratio: float | None = setting(None, role=BUILD)
+    collapse_repeats: bool = setting(False, role=BUILD)  # drop a play of the same track as the play right before it
+    min_session_len: int = setting(2, role=BUILD)  # sessions with fewer plays (after the other filters) are dropped
+    min_item_plays: int = setting(1, role=BUILD)  # tracks with fewer plays in the whole log are dropped
+    keep_podcasts: bool = setting(False, role=BUILD)  # keep podcast / audiobook rows of the Spotify extended history
+    # plays longer than this are dropped as overlong (None: keep all)
+    max_play_ms: int | None = setting(None, role=BUILD)
     # 'time': all sessions cut at the same instants into train/valid/test; 'listener': each listener's own
     # last sessions are valid/test; 'last': leave-last-out (leaky); 'auto': listener when a global cut would
     # test listeners without training plays (toolkit/splits.py), else time; last for formats without time
-    split: str = "auto"
-    valid_frac: float = 0.1  # share of sessions in the validation window
-    test_frac: float = 0.1  # share of sessions in the test window
-    max_len: int = 20  # width of the sequence arrays (the paper uses 20); longer sessions are cut into windows
-    min_ts: str = "1990-01-01"  # plays before this date are impossible and dropped
-    memory_limit: str = "1GB"  # DuckDB memory limit; past it DuckDB spills to the workspace tmp/
-    threads: int = 0  # DuckDB threads (0: all cores)
+    split: str = setting("auto", role=BUILD)
+    valid_frac: float = setting(0.1, role=BUILD)  # share of sessions in the validation window
+    test_frac: float = setting(0.1, role=BUILD)  # share of sessions in the test window
+    # width of the sequence arrays (the paper uses 20); longer sessions are cut into windows
+    max_len: int = setting(20, role=BUILD)
+    min_ts: str = setting("1990-01-01", role=BUILD)  # plays before this date are impossible and dropped
+    memory_limit: str = setting("1GB", role=RUNTIME)  # DuckDB memory limit; past it DuckDB spills to the workspace tmp/
+    threads: int = setting(0, role=RUNTIME)  # DuckDB threads (0: all cores)
     # memory for prep's own arrays (DuckDB's memory_limit comes on top): a log too large for it is
     # processed in buckets of listeners, one at a time; the dataset written is the same either way
-    memory: str = "1.5GB"
+    memory: str = setting("1.5GB", role=RUNTIME)
 
     def __post_init__(self) -> None:
         problems = []
@@ -167,83 +233,141 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str | None = None  # prepared dataset name; None: the most recently prepared one
+    # every field declares its role once (``setting``): the CLI options, the run id, the report's
+    # group labels and the --set keys are all derived from these declarations
+    # None: the most recently prepared one
+    dataset: str | None = setting(None, role=DATA, flag=True, panel=INPUT,
+                                  help="Prepared dataset (default: the latest).")
     # sasrec (causal), bert4rec (masked), gru4rec (recurrent); count baselines: pop (most popular), markov
     # (item-to-item), sknn (V-SKNN session neighbours), repeat (the session's own plays, then markov)
-    model: str = "sasrec"
-    feedback: str = "all"  # '+'-joined modes: all, positives-only, contrastive, feedback-input, negative-target
+    model: str = setting("sasrec", role=EXPERIMENT, labels=None, flag=True, panel=MODEL, choices=MODELS,
+                         help="sasrec, bert4rec, gru4rec (recurrent), pop (most popular), markov (transitions), sknn "
+                              "(session neighbours) or repeat (the session's own plays first).")
+    # '+'-joined modes: all, positives-only, contrastive, feedback-input, negative-target
+    feedback: str = setting("all", role=EXPERIMENT, labels=None, flag=True, panel=SKIPS, metavar="MODE[+MODE]",
+                            help=f"What the model learns from skips: {', '.join(FEEDBACK_MODES)}; combine with '+'.")
     # causal target: next-item (every play), next-pos (next non-skipped play, further on when the next is
     # skipped) or next-kept (the next play only where it was kept: no position is trained towards a skip)
-    target: str = "next-item"
+    target: str = setting("next-item", role=EXPERIMENT, flag=True, panel=LOSS, choices=TARGETS,
+                          help="Causal target: next-item, next-pos (next non-skipped play) or next-kept (the next "
+                               "play where it was kept).")
     # next-item loss: ce (full softmax), sampled (sampled softmax, logQ, negatives per row), shared (sampled
     # softmax, logQ, one set of negatives per step shared by every position), bce, auto (ce, else sampled)
-    loss: str = "auto"
-    negatives: int = 512  # sampled / bce: negatives per row (the numba kernel); shared: per step (torch)
+    loss: str = setting("auto", role=EXPERIMENT, flag=True, panel=LOSS, choices=LOSSES,
+                        help="ce (full softmax), sampled (per-row negatives, logQ-corrected), shared (negatives shared "
+                             "by the batch, logQ-corrected), bce, or auto.")
+    # sampled / bce: negatives per row (the numba kernel); shared: per step (torch)
+    negatives: int = setting(512, role=EXPERIMENT, flag=True, panel=LOSS, help="Sampled negatives per row.")
     # ce: MiB of float32 catalogue scores one step may hold; past it the full softmax is computed in
     # catalogue chunks (toolkit/full_softmax.py: the same loss, scores recomputed in backward). 512 is
-    # twice the scores at which auto stops choosing ce, so every auto run trained with ce stays plain
-    loss_memory_mb: float = 512.0
+    # twice the scores at which auto stops choosing ce, so every auto run trained with ce stays plain.
+    # Part of the identity, not a runtime knob: chunks sum float32 scores in another order
+    loss_memory_mb: float = setting(512.0, role=EXPERIMENT, earlier=512.0, panel=LOSS,
+                                    help="MiB of catalogue scores one full-softmax step may hold (chunked past it).")
     # popularity by default: on Spotify (166k tracks) uniform negatives were too easy (validation
     # NDCG@10 0.006 after 2 epochs) while popularity^0.75 with logQ reached 0.041 in 6
-    sampler: str = "popularity"  # negative sampler: popularity (popularity^beta of train plays) or uniform
-    sampler_beta: float = 0.75  # exponent of the popularity sampler
+    sampler: str = setting("popularity", role=EXPERIMENT, flag=True, panel=LOSS, choices=SAMPLERS,
+                           help="Negative sampler: popularity (logQ-corrected) or uniform.")
+    sampler_beta: float = setting(0.75, role=EXPERIMENT, panel=LOSS,
+                                  help="Exponent of the popularity sampler (0: uniform).")
     # contrastive defaults chosen on validation data (synthetic and Spotify, see docs/cli.md): alpha 0.5 with
     # the output context lowered NDCG@10 several-fold; alpha 0.1 with the input embedding e_t helped
-    alpha: float = 0.1  # contrastive: weight of the InfoNCE term (the next-item term has weight 1)
-    tau: float = 0.1  # contrastive: temperature of cos(x, c) / tau
+    # (the next-item term has weight 1)
+    alpha: float = setting(0.1, role=EXPERIMENT, labels="contrastive", flag=True, panel=SKIPS,
+                           help="Contrastive: weight of the skip InfoNCE term.")
+    tau: float = setting(0.1, role=EXPERIMENT, labels="contrastive", flag=True, panel=SKIPS,
+                         help="Contrastive: temperature.")  # of cos(x, c) / tau
     # contrastive context: input (embedding e_t of the play) or output (model output y_i), both compared by
     # cos / tau as in the paper; score: y_i by dot product, the ranking's own scores (tau unused)
-    context: str = "input"
+    context: str = setting("input", role=EXPERIMENT, labels="contrastive", flag=True, panel=SKIPS, choices=CONTEXTS,
+                           help="Contrastive context: input (e_t, the play's embedding) or output (y_i), by cos/tau; "
+                                "score (y_i by dot product: the ranking's own scores).")
     # contrastive negatives: session (every skipped play of the session, as in the paper) or seen (only
     # the skips up to the query's position: the ones the model has read)
-    skip_negatives: str = "session"
-    neg_weight: float = 0.5  # negative-target: weight of the unlikelihood term on skipped next tracks
-    d_model: int = 64  # model width
-    n_layers: int = 2  # transformer blocks
-    n_heads: int = 2  # attention heads
-    dropout: float = 0.2  # dropout
-    mask_prob: float = 0.2  # bert4rec: share of plays hidden in training
-    epochs: int = 10  # passes over the train rows
-    batch_size: int = 128  # rows per step
-    lr: float = 1e-3  # AdamW peak learning rate
-    weight_decay: float = 0.0  # AdamW weight decay
-    warmup_steps: int = 100  # linear warm-up, then the schedule
-    lr_schedule: str = "constant"  # after warm-up: constant, or cosine (decay to 0 at the last planned step)
-    grad_clip: float = 5.0  # max gradient norm
-    patience: int = 3  # stop after this many epochs without a better validation NDCG@10
-    max_steps: int | None = None  # stop after this many optimiser steps (smoke tests)
-    valid_sessions: int = 0  # validate on this many sessions drawn with the seed (0: all); full ranking either way
-    seed: int = 0  # one seed for numpy, the numba samplers and torch
-    device: str = "auto"  # auto (cuda when present), cpu or cuda
-    compile: bool = False  # torch.compile the model
-    # where per-row negatives (sampled, bce) are drawn: auto (on the GPU when training on one, else the
-    # numba kernel on the host), host (the numba kernel) or device (torch on the training device, CPU too);
-    # the same distribution either way (toolkit/sampling.py), so it is a runtime knob, not part of the run id
-    negatives_on: str = "auto"
-    amp: bool = False  # bfloat16 autocast for the training forward pass and losses (validation stays float32)
+    skip_negatives: str = setting("session", role=EXPERIMENT, labels="contrastive", earlier="session", flag=True,
+                                  panel=SKIPS, choices=SKIP_NEGATIVES,
+                                  help="Contrastive negatives: session (every skipped play of the session, as in the "
+                                       "paper) or seen (only skips up to the query's position).")
+    # negative-target: weight of the unlikelihood term on skipped next tracks
+    neg_weight: float = setting(0.5, role=EXPERIMENT, labels="negative-target", flag=True, panel=SKIPS,
+                                help="Negative-target: weight of the unlikelihood term.")
+    d_model: int = setting(64, role=EXPERIMENT, flag=True, panel=MODEL, help="Model width.")
+    n_layers: int = setting(2, role=EXPERIMENT, flag=True, panel=MODEL, help="Transformer blocks.")
+    n_heads: int = setting(2, role=EXPERIMENT, flag=True, panel=MODEL, help="Attention heads.")
+    dropout: float = setting(0.2, role=EXPERIMENT, flag=True, panel=MODEL, help="Dropout.")
+    mask_prob: float = setting(MASK_PROB, role=EXPERIMENT, labels="bert4rec", panel=MODEL,
+                               help="BERT4Rec: share of plays hidden in training.")
+    epochs: int = setting(10, role=EXPERIMENT, flag=True, panel=TRAINING, help="Epochs.")  # passes over the train rows
+    batch_size: int = setting(128, role=EXPERIMENT, flag=True, panel=TRAINING, help="Rows per step.")
+    lr: float = setting(1e-3, role=EXPERIMENT, flag=True, panel=TRAINING, help="Peak learning rate (AdamW).")
+    weight_decay: float = setting(0.0, role=EXPERIMENT, panel=TRAINING, help="AdamW weight decay.")
+    warmup_steps: int = setting(100, role=EXPERIMENT, panel=TRAINING,
+                                help="Linear warm-up steps, then the schedule.")
+    lr_schedule: str = setting("constant", role=EXPERIMENT, earlier="constant", flag=True, panel=TRAINING,
+                               choices=LR_SCHEDULES,
+                               help="After warm-up: constant, or cosine (decays to 0 at the last planned step).")
+    grad_clip: float = setting(5.0, role=EXPERIMENT, panel=TRAINING, help="Largest gradient norm.")
+    # stop after this many epochs without a better validation NDCG@10
+    patience: int = setting(3, role=EXPERIMENT, flag=True, panel=TRAINING,
+                            help="Early stopping patience in epochs (validation NDCG@10).")
+    max_steps: int | None = setting(None, role=EXPERIMENT, flag=True, panel=TRAINING,
+                                    help="Stop after this many steps (smoke tests).")  # optimiser steps
+    valid_sessions: int = setting(0, role=EXPERIMENT, flag=True, panel=TRAINING,
+                                  help="Validate on this many sessions drawn with the seed (0: all); still full "
+                                       "ranking.")
     # a learned score for tracks already played in the row, by how far back and in what context (causal
     # models; listeners replay tracks, and the dot product with track embeddings learns that slowly).
     # None: on wherever it applies (sasrec and gru4rec without negative-target, with --loss auto, ce or
     # shared; auto then takes the shared softmax where the full one does not fit), the setting the study
     # chose on validation (benchmarks/README.md, "the listener's past"); resolved when the config is made
-    repeat_head: bool | None = None
+    repeat_head: bool | None = setting(None, role=EXPERIMENT, earlier=False, panel=MODEL,
+                                       help="A learned score for tracks already played in the row (None: where it "
+                                            "applies).")
+    # the evaluation protocol of validation (``validation``), recorded in the run so that the report
+    # applies it too: ranking without the tracks already played in the session is the published ML-1M
+    # protocol (a user rates a film once); music is re-played, so the default keeps them
+    exclude_played: bool = setting(False, role=EXPERIMENT, earlier=False, flag=True, panel=TRAINING,
+                                   help="Validate without the tracks already played in the session (the ML-1M "
+                                        "protocol); the report applies it too.")
+    seed: int = setting(0, role=REPLICATE, flag=True, panel=TRAINING,
+                        help="Seed for numpy, the numba samplers and torch.")
+    # runtime knobs of the first release: hashed into the run id at their default (``identity``)
+    device: str = setting("auto", role=RUNTIME, hashed_as="auto", flag=True, panel=RUNTIME_PANEL, choices=DEVICES,
+                          help="auto takes a CUDA GPU when there is one.")
+    # bfloat16 autocast for the training forward pass and losses (validation stays float32). Part of the
+    # identity, not a runtime knob: bfloat16 changes the losses and so the weights a run ends with
+    amp: bool = setting(False, role=EXPERIMENT, earlier=False, flag=True, panel=RUNTIME_PANEL,
+                        help="Mixed precision: bfloat16 autocast in training (for GPUs; validation stays float32).")
+    compile: bool = setting(False, role=RUNTIME, hashed_as=False, flag=True, panel=RUNTIME_PANEL,
+                            help="torch.compile the model (slow first steps; pays off on long GPU runs).")
+    # where per-row negatives (sampled, bce) are drawn: auto (on the GPU when training on one, else the
+    # numba kernel on the host), host (the numba kernel) or device (torch on the training device, CPU too);
+    # the same distribution either way (toolkit/sampling.py), so it is a runtime knob, not part of the run id
+    negatives_on: str = setting("auto", role=RUNTIME, panel=RUNTIME_PANEL, choices=NEGATIVES_ON,
+                                help="Where per-row negatives are drawn: auto, host or device.")
+    # the listener's last plays before the session, read as context by every query of the session
+    # (0: the session alone); the repeat baseline reads them too (toolkit/history.py)
+    history: int = setting(0, role=EXPERIMENT, labels="repeat-or-neural", earlier=0, panel=MODEL,
+                           help="The listener's plays before the session read as context (0: none).")
     # with the repeat head, also score the last N tracks that followed the current track in the listener's
     # earlier plays (albums and playlists come back in their order); the repeat baseline ranks them first.
     # None: DEFAULT_SUCCESSORS for the repeat head and the repeat baseline, else 0
-    successors: int | None = None
+    successors: int | None = setting(None, role=EXPERIMENT, labels="repeat-or-neural", earlier=0, panel=MODEL,
+                                     help="Earlier successors of the current track the repeat head reads.")
     # with the repeat head, also score the N tracks that most often followed the current track in the
-    # train rows, with a learned weight on how often (a first-order transition count inside the model)
-    transitions: int = 0
-    # the listener's last plays before the session, read as context by every query of the session
-    # (0: the session alone); the repeat baseline reads them too (toolkit/history.py)
-    history: int = 0
-    # validation ranks without the tracks already played in the session: the published ML-1M protocol
-    # (a user rates a film once); music is re-played, so the default keeps them
-    exclude_played: bool = False
+    # train rows of the other listeners, with a learned weight on how often (a first-order transition
+    # count inside the model; SeqRec.transition_weights)
+    transitions: int = setting(0, role=EXPERIMENT, earlier=0, panel=MODEL,
+                               help="Most frequent train successors of the current track the repeat head reads.")
 
     @property
     def modes(self) -> tuple[str, ...]:
         return tuple(sorted(self.feedback.split("+")))
+
+    @property
+    def validation(self) -> Evaluation:
+        """The protocol validation ranks with; recorded with the run, so the report applies it too."""
+        return Evaluation(split="valid", positions="all", exclude_played=self.exclude_played)
 
     def __post_init__(self) -> None:
         from toolkit.errors import ConfigError
@@ -310,6 +434,30 @@ SCORED_SPLITS = ("test", "valid")  # the splits a report can score
 POSITIONS = ("all", "last")  # all: every position with a known next play; last: the last kept play per session
 RESAMPLE = ("auto", "listeners", "sessions")  # what the paired bootstrap resamples
 
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The evaluation protocol: which queries of which split are ranked, and against what.  Validation
+    in training ranks by ``TrainConfig.validation``, the report by ``report.Protocol.evaluation``; a
+    run records its own (config.json), and the report applies it unless told otherwise."""
+
+    split: str = "test"  # SCORED_SPLITS
+    positions: str = "all"  # POSITIONS
+    exclude_played: bool = False  # tracks already played in the session are left out of the ranking
+
+    def __post_init__(self) -> None:
+        from toolkit.errors import ConfigError
+
+        if self.split not in SCORED_SPLITS:
+            raise ConfigError(f"--split {self.split}: choose {' or '.join(SCORED_SPLITS)}")
+        if self.positions not in POSITIONS:
+            raise ConfigError(f"--positions {self.positions}: choose {' or '.join(POSITIONS)}")
+
+
+# the TrainConfig settings that are the run's evaluation protocol: every run a report compares, count
+# baselines included, must share them (``report.Protocol.for_runs``)
+PROTOCOL_SETTINGS = frozenset(f.name for f in fields(Evaluation)) & frozenset(f.name for f in fields(TrainConfig))
+
 NAME_MAX = 100  # longest dataset name (it names a folder)
 
 
@@ -320,10 +468,7 @@ def _either(values: tuple[str, ...], quote: bool = False) -> str:
 SEED_MAX = 2**32 - 1  # numpy's seed range
 
 # TrainConfig fields with a flag of their own on `toolkit train`; the others are set with --set key=value
-TRAIN_FLAGS = frozenset({
-    "negatives", "alpha", "tau", "neg_weight", "d_model", "n_layers", "n_heads", "dropout", "epochs", "batch_size",
-    "lr", "patience", "max_steps", "valid_sessions", "seed",
-})
+TRAIN_FLAGS = frozenset(f.name for f in fields(TrainConfig) if f.metadata["flag"])
 
 # (field, test, what the value must be, and the fix); each numeric TrainConfig field is checked here
 _TRAIN_RANGES = (
@@ -412,28 +557,68 @@ def _date_ok(text: str) -> bool:
     return True
 
 
-# Settings added after the first release, with the value that reproduces the behaviour from before
-# they existed.  At that value a setting stays out of a run's identity (train.run_id), so adding a
-# setting never renames, and so never retrains, a finished run.
 # what the repeat head and the repeat baseline read by default (the study's choice on validation: 10
 # successors doubled both on the Spotify logs, 5 did almost as well; benchmarks/README.md)
 DEFAULT_SUCCESSORS = 10
 
-LATER_SETTINGS: dict[str, object] = {"lr_schedule": "constant", "amp": False, "exclude_played": False,
-                                     "repeat_head": False, "successors": 0, "history": 0, "transitions": 0,
-                                     "skip_negatives": "session", "loss_memory_mb": 512.0}
+
+def roles(cls=None) -> dict[str, str]:
+    """Each field of a config class (TrainConfig by default) and the role it declares."""
+    return {f.name: f.metadata["role"] for f in fields(cls or TrainConfig)}
 
 
+# Settings added after the first release, with the value that reproduces the behaviour from before
+# they existed (their ``earlier``).  At that value a setting stays out of a run's identity, so adding a
+# setting never renames, and so never retrains, a finished run.
+LATER_SETTINGS: dict[str, object] = {f.name: f.metadata["earlier"] for f in fields(TrainConfig)
+                                     if "earlier" in f.metadata}
 # Settings that change how a run is computed, never what it learns from or how: never part of its identity,
-# so the same run may be continued with another value
-RUNTIME_SETTINGS = frozenset({"negatives_on"})
+# so the same run may be continued with another value (device, compile, negatives_on)
+RUNTIME_SETTINGS = frozenset(name for name, role in roles().items() if role == RUNTIME)
+# settings that never separate two runs into two report groups: runs that differ only in them are seeds
+# (or the same experiment computed elsewhere) of one group
+NOT_GROUPING = frozenset(name for name, role in roles().items() if role != EXPERIMENT)
 
 
 def identity(cfg: TrainConfig) -> dict:
     """The settings that name a run: every field, less later ones left at their earlier behaviour and
-    the runtime settings."""
-    return {k: v for k, v in asdict(cfg).items()
-            if k not in RUNTIME_SETTINGS and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
+    the runtime knobs.  The runtime knobs of the first release (device, compile) were part of the id
+    then, so they stay in it at one value (their ``hashed_as``): ``--device cpu`` and ``--device auto``
+    are one run, and every run trained at the default keeps its id."""
+    out = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata["role"] == RUNTIME:
+            if "hashed_as" in f.metadata:
+                out[f.name] = f.metadata["hashed_as"]
+        elif not ("earlier" in f.metadata and value == f.metadata["earlier"]):
+            out[f.name] = value
+    return out
+
+
+def identities_before(cfg: TrainConfig) -> list[dict]:
+    """The identities ``cfg`` may have had while the runtime knobs of the first release were part of
+    a run's id as set (``--device cpu`` named another run than ``auto``): one per combination of their
+    values, the current identity excluded.  A run trained back then is found under one of them."""
+    import itertools
+
+    knobs = [f for f in fields(cfg) if "hashed_as" in f.metadata]
+    values = [f.metadata["choices"] or (False, True) for f in knobs]
+    now = identity(cfg)
+    out = []
+    for combo in itertools.product(*values):
+        old = {**now, **{f.name: v for f, v in zip(knobs, combo)}}
+        if old != now:
+            out.append(old)
+    return out
+
+
+def group_labels(cfg: TrainConfig) -> list[str]:
+    """The experiment settings that can tell this run's report group from another of the same model
+    (e.g. alpha only with the contrastive term), in the report's order: by LABELS_WHEN, then field order."""
+    order = list(LABELS_WHEN)
+    chosen = [f for f in fields(cfg) if f.metadata["labels"] is not None and LABELS_WHEN[f.metadata["labels"]](cfg)]
+    return [f.name for f in sorted(chosen, key=lambda f: order.index(f.metadata["labels"]))]
 
 
 def parse_setting(value: str):

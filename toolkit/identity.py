@@ -17,12 +17,14 @@ import json
 import re
 from dataclasses import asdict
 
+from toolkit.config import BUILD, PrepConfig, TrainConfig, identities_before, identity, roles
 from toolkit.errors import ConfigError, ToolkitError
 
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
-# prep options that never change what is written: where it goes, and how much memory / how many threads
-# (``memory`` sets how many buckets of listeners prep works in, which gives the same dataset)
-OUTPUT_NEUTRAL = ("name", "memory_limit", "threads", "format", "memory")
+# prep options that never change what is written (each PrepConfig field declares it, config.BUILD):
+# where it goes, and how much memory / how many threads (``memory`` sets how many buckets of listeners
+# prep works in, which gives the same dataset); the format read enters the build on its own
+OUTPUT_NEUTRAL = tuple(name for name, role in roles(PrepConfig).items() if role != BUILD)
 
 
 class BadNameError(ConfigError):
@@ -54,8 +56,6 @@ def _roundtrip(value):
 def build_options(config: dict) -> dict:
     """The prep options of ``config`` (a manifest's ``config``) that shape the output, each only when
     it differs from its default, so an option added later keeps the builds made before it."""
-    from toolkit.config import PrepConfig
-
     defaults = _roundtrip(asdict(PrepConfig()))
     config = _roundtrip(config)
     return {k: v for k, v in sorted(config.items()) if k not in OUTPUT_NEUTRAL and defaults.get(k, object()) != v}
@@ -72,6 +72,32 @@ def build_of(manifest: dict) -> str:
     return manifest.get("build") or build_key(manifest.get("fingerprint", ""), manifest.get("format"),
                                               manifest.get("config", {}), manifest.get("pipeline"),
                                               manifest.get("format_version"))
+
+
+def run_id(manifest: dict, cfg: TrainConfig) -> str:
+    """Deterministic id: same dataset build, same config (``config.identity``) -> same run.
+
+    The build (input, prep options, pipeline label: ``build_of``) enters the id the way a later
+    setting does: a dataset prepared before builds were recorded, and rebuilt only into that same
+    build, keeps its runs' first ids (input fingerprint + pipeline label), marked by its manifest's
+    ``run_ids: input``; every other dataset (``run_ids: build``) names its runs by the build, so a
+    dataset prepared again with other input or options never reuses a run of the old one.
+    """
+    return _run_id(manifest, cfg, identity(cfg))
+
+
+def run_ids_before(manifest: dict, cfg: TrainConfig) -> list[str]:
+    """The ids ``cfg``'s run may have on disk from when the runtime knobs (device, compile) were part
+    of the id as set (``config.identities_before``): an old ``--device cpu`` run is still found."""
+    return [_run_id(manifest, cfg, old) for old in identities_before(cfg)]
+
+
+def _run_id(manifest: dict, cfg: TrainConfig, settings: dict) -> str:
+    parts = {"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": settings}
+    if manifest.get("run_ids") == "build":
+        parts["build"] = build_of(manifest)
+    key = json.dumps(parts, sort_keys=True)
+    return f"{cfg.model}-{cfg.feedback.replace('+', '_')}-s{cfg.seed}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
 def run_is_stale(recorded: dict, manifest: dict) -> bool:

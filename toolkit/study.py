@@ -19,7 +19,7 @@ from typing import Callable
 
 from toolkit import splits
 from toolkit.artifacts import Workspace, read_json, read_manifest, run_dir
-from toolkit.config import NEURAL, TrainConfig
+from toolkit.config import NEURAL, PROTOCOL_SETTINGS, TrainConfig
 from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.grids import DEFAULT_GRID, GRIDS, SUCCESSORS, cell_name
 from toolkit.progress import GridProgress, RunTimes, TrainProgress
@@ -30,7 +30,7 @@ from toolkit.report.results_doc import (
 )
 from toolkit.report.scoring import build_report
 from toolkit.runs import latest_dataset
-from toolkit.train import run_id, train
+from toolkit.train import run_of, train
 
 # small models that keep the default grid (two seeds) within about an hour on a 2-core CPU (Spotify,
 # 1M plays), chosen on validation (benchmarks/README.md): 2,048 negatives shared by the batch with a
@@ -52,7 +52,8 @@ class StudyConfig:
     dataset: str | None = None  # prepared dataset (default: the one just prepared, else the latest)
     grid: str = DEFAULT_GRID  # a key of toolkit/grids.py GRIDS: core, skip, paper or full
     seeds: int = 2  # seeds per neural cell; the count baselines are deterministic and run once
-    overrides: dict = field(default_factory=dict)  # training settings for every neural run (over SMALL)
+    # training settings for every neural run (over SMALL); the protocol ones (exclude_played) for every run
+    overrides: dict = field(default_factory=dict)
     results: Path | None = None  # Markdown results document to write this dataset's section into
     out: Path | None = None  # report file (.html / .md / .json); default: <workspace>/studies/<dataset>-<grid>.html
     command: str = ""  # the command line, recorded in the results document
@@ -76,8 +77,9 @@ def labelled_cells(cfg: StudyConfig, dataset: str) -> list[tuple[str, TrainConfi
     out = []
     for model, feedback, extra in GRIDS[cfg.grid]:
         label = cell_name(model, feedback, extra)
-        if model not in NEURAL:
-            out.append((label, TrainConfig(dataset=dataset, model=model, feedback=feedback, **extra)))
+        if model not in NEURAL:  # the baselines share the neural runs' evaluation protocol, no other setting
+            protocol = {k: v for k, v in cfg.overrides.items() if k in PROTOCOL_SETTINGS}
+            out.append((label, TrainConfig(dataset=dataset, model=model, feedback=feedback, **protocol, **extra)))
             continue
         settings = {**SMALL, **cfg.overrides, **extra}
         if model == "bert4rec" or "negative-target" in feedback:
@@ -104,7 +106,7 @@ def train_grid(ws: Workspace, runs: list[tuple[str, TrainConfig]],
     for _, tcfg in runs:
         if tcfg.dataset not in manifests:
             manifests[tcfg.dataset] = read_manifest(ws.dataset(tcfg.dataset))
-    ids = [run_id(manifests[tcfg.dataset], tcfg) for _, tcfg in runs]
+    ids = [run_of(ws, manifests[tcfg.dataset], tcfg).id for _, tcfg in runs]  # an earlier id of a finished run too
     done = [_finished(ws, rid) for rid in ids]
     times, out, trained = RunTimes(), [], 0
     for i, (label, tcfg) in enumerate(runs):

@@ -9,7 +9,6 @@ a finished run is reused and an interrupted one continues from its last checkpoi
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import math
 import subprocess
@@ -30,12 +29,12 @@ from toolkit.artifacts import (
     RunDir, Workspace, append_metrics, atomic_path, load_torch, read_json, read_manifest,
     read_metrics, record_run, run_dir, run_lock, save_torch, write_json,
 )
-from toolkit.config import NEURAL, ModelConfig, TrainConfig, identity
+from toolkit.config import NEURAL, ModelConfig, TrainConfig
 from toolkit.data import (
     SplitArrays, load_split, negatives_for, row_batches, train_counts,
 )
 from toolkit.errors import ConfigError, RunInterrupted, TrainingDiverged
-from toolkit.identity import StaleRunError, build_of, run_is_stale
+from toolkit.identity import StaleRunError, build_of, run_id, run_ids_before, run_is_stale
 from toolkit.devices import pick_device
 from toolkit.runs import build_baseline, latest_dataset
 from toolkit.evaluate import evaluate, session_subset
@@ -60,7 +59,7 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
     ds = ws.dataset(ds_name)
     manifest = read_manifest(ds)
     _check_dataset(manifest, cfg)
-    run = run_dir(ws, run_id(manifest, cfg))
+    run = run_of(ws, manifest, cfg)
     if run.config.exists() and run_is_stale(read_json(run.config), manifest):
         # run ids name the dataset build, so this is a run folder from elsewhere: never reuse or resume it
         raise StaleRunError(f"run {run.id} in {run.path.parent} was trained on another build of dataset {ds_name}; "
@@ -99,20 +98,15 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
         return _finish(ws, run, cfg, outcome, time.perf_counter() - started, world)
 
 
-def run_id(manifest: dict, cfg: TrainConfig) -> str:
-    """Deterministic id: same dataset build, same config (``config.identity``) -> same run.
-
-    The build (input, prep options, pipeline label: ``identity.build_of``) enters the id the way a
-    later setting does: a dataset prepared before builds were recorded, and rebuilt only into that
-    same build, keeps its runs' first ids (input fingerprint + pipeline label), marked by its
-    manifest's ``run_ids: input``; every other dataset (``run_ids: build``) names its runs by the
-    build, so a dataset prepared again with other input or options never reuses a run of the old one.
-    """
-    parts = {"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": identity(cfg)}
-    if manifest.get("run_ids") == "build":
-        parts["build"] = build_of(manifest)
-    key = json.dumps(parts, sort_keys=True)
-    return f"{cfg.model}-{cfg.feedback.replace('+', '_')}-s{cfg.seed}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+def run_of(ws: Workspace, manifest: dict, cfg: TrainConfig) -> RunDir:
+    """The run folder of ``cfg``: its id's, else that of an id it had before the runtime knobs left
+    the id (a run trained with ``--device cpu`` back then), so such a run is reused or resumed."""
+    run = run_dir(ws, run_id(manifest, cfg))
+    if not run.config.exists():
+        for old in run_ids_before(manifest, cfg):
+            if run_dir(ws, old).config.exists():
+                return run_dir(ws, old)
+    return run
 
 
 def _check_dataset(manifest: dict, cfg: TrainConfig) -> None:
@@ -134,7 +128,7 @@ def _fit_baseline(ds, manifest: dict, cfg: TrainConfig, device) -> dict:
     scorer = build_baseline(ds, manifest, cfg)
     valid = load_split(ds, "valid", cfg.history, cfg.successors)
     metrics = evaluate(scorer, valid, manifest["items"], device, last_only=manifest["split_mode"] == "last",
-                       sessions=session_subset(valid, cfg.valid_sessions, cfg.seed), exclude_played=cfg.exclude_played)
+                       sessions=session_subset(valid, cfg.valid_sessions, cfg.seed), exclude_played=cfg.validation.exclude_played)
     return {"valid": metrics, "best_epoch": 0, "epochs_done": 0}
 
 
@@ -220,7 +214,7 @@ def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: 
         seconds = time.perf_counter() - t0
         model.eval()
         metrics = evaluate(NeuralScorer(model, "positives-only" in cfg.modes), valid, n_items, device, last_only,
-                           valid_subset, exclude_played=cfg.exclude_played)
+                           valid_subset, exclude_played=cfg.validation.exclude_played)
         pace.validated()
         row = {"epoch": epoch, "step": state["step"], "seconds": seconds, "rows_per_s": n_seen / max(seconds, 1e-9),
                **{f"loss_{k}": v / max(1, len(batches) - state["batch"]) for k, v in sums.items()},

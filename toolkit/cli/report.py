@@ -36,7 +36,7 @@ def report(
     workspace: Optional[Path] = workspace_option(INPUT),
     split: Literal[SCORED_SPLITS] = typer.Option("test", rich_help_panel=PROTOCOL, help="Split to score."),
     positions: Literal[POSITIONS] = typer.Option("all", rich_help_panel=PROTOCOL, help="all: every position with a known next play; last: the last kept play per session."),
-    exclude_played: bool = typer.Option(False, rich_help_panel=PROTOCOL, help="Remove tracks already played in the session from the ranking."),
+    exclude_played: Optional[bool] = typer.Option(None, "--exclude-played/--include-played", rich_help_panel=PROTOCOL, help="Remove tracks already played in the session from the ranking, or keep them, for every run (default: as the runs were validated: `toolkit train --exclude-played`)."),
     baseline: Optional[str] = typer.Option(None, rich_help_panel=PROTOCOL, help="Group to compare against, e.g. 'sasrec / positives-only' (default: 'sasrec / all')."),
     bootstrap: int = typer.Option(1000, rich_help_panel=PROTOCOL, help="Paired bootstrap replicates (each resamples the test listeners or sessions and every group's seeds)."),
     resample: Literal[RESAMPLE] = typer.Option("auto", rich_help_panel=PROTOCOL, help="What the bootstrap resamples: listeners (each with all their sessions), sessions, or auto (listeners when the log has them)."),

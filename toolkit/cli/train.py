@@ -4,37 +4,15 @@ processes (``--devices``) started under torchrun."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import typer
 
 from toolkit.artifacts import Workspace
-from toolkit.cli.common import (
-    INPUT, LOSS, MODEL, OUTPUT, RUNTIME, SKIPS, TRAINING, command, err, friendly, out, workspace_option,
-)
-from toolkit.config import (
-    CONTEXTS, DEVICES, FEEDBACK_MODES, LOSSES, LR_SCHEDULES, MODELS, SAMPLERS, SKIP_NEGATIVES, TARGETS, TrainConfig,
-    settings,
-)
+from toolkit.cli.common import INPUT, OUTPUT, RUNTIME, TRAINING, command, err, friendly, out, workspace_option
+from toolkit.config import TrainConfig, settings
 from toolkit.resume import resume_config
-
-_TRAIN = TrainConfig()  # option defaults are the config's own
-
-
-def feedback_modes(value: str) -> str:
-    """--feedback: one mode, or several joined with '+', each one of config.FEEDBACK_MODES (which
-    combinations make sense TrainConfig decides, with a message saying why)."""
-    unknown = [m for m in value.split("+") if m not in FEEDBACK_MODES]
-    if unknown:
-        raise typer.BadParameter(f"{' and '.join(map(repr, unknown))} is not a feedback mode; choose from "
-                                 f"{', '.join(FEEDBACK_MODES)}, or join several with '+'")
-    return value
-
-
-def complete_feedback(incomplete: str) -> list[str]:
-    """Shell completion of --feedback: the modes, after any already joined with '+'."""
-    done, _, last = incomplete.rpartition("+")
-    return [f"{done}+{m}" if done else m for m in FEEDBACK_MODES if m.startswith(last)]
+from toolkit.settings import with_options
 
 
 def interrupted(exc: KeyboardInterrupt) -> str:
@@ -56,44 +34,13 @@ def interrupted(exc: KeyboardInterrupt) -> str:
 
   toolkit train --resume sasrec-all-s0-1a2b3c4d""")
 @friendly
+@with_options(TrainConfig, after={"resume": "dataset", "set_": "seed", "devices": "compile"})
 def train(
-    dataset: Optional[str] = typer.Option(_TRAIN.dataset, rich_help_panel=INPUT, help="Prepared dataset (default: the latest)."),
     resume: Optional[str] = typer.Option(None, rich_help_panel=INPUT, help="Continue an interrupted run by id (its saved config is used)."),
-    model: Literal[MODELS] = typer.Option(_TRAIN.model, rich_help_panel=MODEL, help="sasrec, bert4rec, gru4rec (recurrent), pop (most popular), markov (transitions), sknn (session neighbours) or repeat (the session's own plays first)."),
-    d_model: int = typer.Option(_TRAIN.d_model, rich_help_panel=MODEL, help="Model width."),
-    n_layers: int = typer.Option(_TRAIN.n_layers, rich_help_panel=MODEL, help="Transformer blocks."),
-    n_heads: int = typer.Option(_TRAIN.n_heads, rich_help_panel=MODEL, help="Attention heads."),
-    dropout: float = typer.Option(_TRAIN.dropout, rich_help_panel=MODEL, help="Dropout."),
-    feedback: str = typer.Option(_TRAIN.feedback, rich_help_panel=SKIPS, parser=feedback_modes,
-                                 metavar="MODE[+MODE]", autocompletion=complete_feedback,
-                                 help=f"What the model learns from skips: {', '.join(FEEDBACK_MODES)}; combine with '+'."),
-    alpha: float = typer.Option(_TRAIN.alpha, rich_help_panel=SKIPS, help="Contrastive: weight of the skip InfoNCE term."),
-    tau: float = typer.Option(_TRAIN.tau, rich_help_panel=SKIPS, help="Contrastive: temperature."),
-    context: Literal[CONTEXTS] = typer.Option(_TRAIN.context, rich_help_panel=SKIPS, help="Contrastive context: input (e_t, the play's embedding) or output (y_i), by cos/tau; "
-                                "score (y_i by dot product: the ranking's own scores)."),
-    skip_negatives: Literal[SKIP_NEGATIVES] = typer.Option(_TRAIN.skip_negatives, rich_help_panel=SKIPS, help="Contrastive negatives: session (every skipped play of the "
-                                       "session, as in the paper) or seen (only skips up to the query's position)."),
-    neg_weight: float = typer.Option(_TRAIN.neg_weight, rich_help_panel=SKIPS, help="Negative-target: weight of the unlikelihood term."),
-    target: Literal[TARGETS] = typer.Option(_TRAIN.target, rich_help_panel=LOSS, help="Causal target: next-item, next-pos (next non-skipped play) or "
-                                "next-kept (the next play where it was kept)."),
-    loss: Literal[LOSSES] = typer.Option(_TRAIN.loss, rich_help_panel=LOSS, help="ce (full softmax), sampled (per-row negatives, logQ-corrected), shared (negatives shared by the batch, logQ-corrected), bce, or auto."),
-    negatives: int = typer.Option(_TRAIN.negatives, rich_help_panel=LOSS, help="Sampled negatives per row."),
-    sampler: Literal[SAMPLERS] = typer.Option(_TRAIN.sampler, rich_help_panel=LOSS, help="Negative sampler: popularity (logQ-corrected) or uniform."),
-    epochs: int = typer.Option(_TRAIN.epochs, rich_help_panel=TRAINING, help="Epochs."),
-    batch_size: int = typer.Option(_TRAIN.batch_size, rich_help_panel=TRAINING, help="Rows per step."),
-    lr: float = typer.Option(_TRAIN.lr, rich_help_panel=TRAINING, help="Peak learning rate (AdamW)."),
-    lr_schedule: Literal[LR_SCHEDULES] = typer.Option(_TRAIN.lr_schedule, rich_help_panel=TRAINING, help="After warm-up: constant, or cosine (decays to 0 at the last planned step)."),
-    patience: int = typer.Option(_TRAIN.patience, rich_help_panel=TRAINING, help="Early stopping patience in epochs (validation NDCG@10)."),
-    max_steps: Optional[int] = typer.Option(_TRAIN.max_steps, rich_help_panel=TRAINING, help="Stop after this many steps (smoke tests)."),
-    valid_sessions: int = typer.Option(_TRAIN.valid_sessions, rich_help_panel=TRAINING, help="Validate on this many sessions drawn with the seed (0: all); still full ranking."),
-    exclude_played: bool = typer.Option(_TRAIN.exclude_played, "--exclude-played", rich_help_panel=TRAINING, help="Validate without the tracks already played in the session (the ML-1M protocol); pair with report --exclude-played."),
-    seed: int = typer.Option(_TRAIN.seed, rich_help_panel=TRAINING, help="Seed for numpy, the numba samplers and torch."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", rich_help_panel=TRAINING, help="Any training setting, key=value (e.g. weight_decay=0.01, warmup_steps=500); overrides the options above."),
-    device: Literal[DEVICES] = typer.Option(_TRAIN.device, rich_help_panel=RUNTIME, help="auto takes a CUDA GPU when there is one."),
-    amp: bool = typer.Option(_TRAIN.amp, "--amp", rich_help_panel=RUNTIME, help="Mixed precision: bfloat16 autocast in training (for GPUs; validation stays float32)."),
-    compile_: bool = typer.Option(_TRAIN.compile, "--compile", rich_help_panel=RUNTIME, help="torch.compile the model (slow first steps; pays off on long GPU runs)."),
     devices: int = typer.Option(1, rich_help_panel=RUNTIME, help="Processes on this machine: N > 1 runs the command under torchrun, one process per GPU (or CPU processes, gloo); same run id and metrics as one process."),
     workspace: Optional[Path] = workspace_option(OUTPUT),
+    **given,  # every flagged TrainConfig field, as declared there (toolkit/settings.py)
 ) -> None:
     """Train a recommender on a prepared dataset; interrupted runs resume where they stopped."""
     from toolkit import distributed
@@ -104,14 +51,6 @@ def train(
     if resume:
         cfg = resume_config(ws, resume)
     else:
-        given = dict(
-            dataset=dataset, model=model, feedback=feedback, target=target, loss=loss, negatives=negatives,
-            sampler=sampler, alpha=alpha, tau=tau, context=context, skip_negatives=skip_negatives,
-            neg_weight=neg_weight, d_model=d_model, n_layers=n_layers, n_heads=n_heads, dropout=dropout,
-            epochs=epochs, batch_size=batch_size, lr=lr,
-            patience=patience, max_steps=max_steps, valid_sessions=valid_sessions, seed=seed, device=device,
-            lr_schedule=lr_schedule, amp=amp, compile=compile_, exclude_played=exclude_played,
-        )
         cfg = TrainConfig(**{**given, **settings(set_)})
     if devices != 1:
         raise typer.Exit(_launch(devices, ws, cfg))

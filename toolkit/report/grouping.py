@@ -12,13 +12,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from toolkit.config import NEURAL, TrainConfig
+from toolkit.config import NEURAL, NOT_GROUPING, TrainConfig, group_labels
 from toolkit.errors import ConfigError
 from toolkit.runs import RunRecord
-
-# config fields that never change what a run is, so runs differing only in them form one group
-NOT_GROUPING = {"seed", "dataset", "device", "compile", "negatives_on"}
-
 
 def options(cfg: TrainConfig) -> dict:
     """The settings that can matter for this kind of run (e.g. alpha only for contrastive ones)."""
@@ -26,18 +22,7 @@ def options(cfg: TrainConfig) -> dict:
 
 
 def relevant_options(cfg: TrainConfig) -> list[str]:
-    if cfg.model not in NEURAL:
-        return ["history", "successors"] if cfg.model == "repeat" else []
-    out = ["history", "successors", "target", "loss", "negatives", "sampler", "sampler_beta", "d_model", "n_layers", "n_heads", "dropout",
-           "epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "lr_schedule", "grad_clip", "patience",
-           "max_steps", "valid_sessions", "repeat_head", "amp", "exclude_played"]
-    if "contrastive" in cfg.modes:
-        out += ["alpha", "tau", "context", "skip_negatives"]
-    if "negative-target" in cfg.modes:
-        out += ["neg_weight"]
-    if cfg.model == "bert4rec":
-        out += ["mask_prob"]
-    return out
+    return group_labels(cfg)  # each setting declares whether it labels groups (toolkit/config.py)
 
 
 def group_identity(cfg: TrainConfig) -> str:

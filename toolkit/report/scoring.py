@@ -61,6 +61,7 @@ Progress = Callable[[str], None]
 def score_run(ws: Workspace, run: RunRecord, protocol: Protocol, device: torch.device) -> QueryResults:
     """Per-query outcomes of one run, from the cache when its checkpoint has not changed."""
     cfg = run.config
+    protocol = protocol.for_runs([cfg])
     ds = ws.dataset(cfg.dataset)
     manifest = read_manifest(ds)
     stamp = _checkpoint_stamp(run, manifest)
@@ -106,6 +107,8 @@ def assemble_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: 
     """Score the runs and assemble the report (``records.Report``)."""
     say = progress or (lambda _msg: None)
     runs = select_runs(ws, ids, dataset, protocol.allow_unfinished)
+    given = protocol
+    protocol = protocol.for_runs([r.config for r in runs], [r.id for r in runs])
     name = runs[0].config.dataset
     ds = ws.dataset(name)
     manifest = read_manifest(ds)
@@ -150,7 +153,7 @@ def assemble_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: 
         protocol={**{k: v for k, v in asdict(protocol).items() if k != "allow_unfinished"},
                   "baseline": baseline, "baselines": baselines, "catalogue": manifest["items"], "interval": 0.95,
                   "split_mode": manifest["split_mode"], "settings": settings, "resampled": unit_name,
-                  "note": _protocol_note(protocol, manifest, settings)},
+                  "note": _protocol_note(protocol, manifest, settings) + _given_note(given, runs)},
         metrics=list(METRICS),
         lower_is_better=list(LOWER_IS_BETTER),
         groups=group_rows,
@@ -296,6 +299,17 @@ def split_summary(ds, manifest: dict) -> dict:
     known = splits.users_known(manifest["users"], manifest["sessions"])
     return {"split_mode": mode, "split_reason": manifest.get("split_reason", mode), "split_diagnostics": diag,
             "split_warnings": splits.warnings(diag, mode, known), "listeners_known": known}
+
+
+def _given_note(given: Protocol, runs: list[RunRecord]) -> str:
+    """What the report's own options changed of the protocol the runs recorded."""
+    other = [r.id for r in runs if given.exclude_played is not None
+             and r.config.exclude_played != given.exclude_played]
+    if not other:
+        return ""
+    how = "without" if given.exclude_played else "with"
+    return (f" The report ranks every run {how} the tracks already played in the session, although "
+            f"{len(other)} of the runs were validated otherwise.")
 
 
 def _protocol_note(protocol: Protocol, manifest: dict, settings: dict) -> str:
