@@ -154,8 +154,8 @@ def tiny_ws(tiny_logs, tmp_path):
 @pytest.mark.parametrize("feedback", ["all", "positives-only"])
 def test_session_baselines_train_end_to_end(tiny_ws, model, feedback):
     result = train(tiny_ws, TrainConfig(model=model, feedback=feedback))
-    v = result["valid"]
-    assert result["status"] == "finished" and v["n_pos"] > 0 and 0.0 <= v["hr@10"] <= 1.0
+    v = result.valid
+    assert result.status == "finished" and v["n_pos"] > 0 and 0.0 <= v["hr@10"] <= 1.0
     runner = CliRunner()
     out = runner.invoke(app, ["train", "--workspace", str(tiny_ws.root), "--model", model, "--feedback", feedback])
     assert out.exit_code == 0, out.output

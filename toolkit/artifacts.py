@@ -45,6 +45,8 @@ import numpy as np
 
 from toolkit.errors import ArtifactMissingError, DamagedArtifactError, ToolkitError, disk_full, out_of_space
 from toolkit.identity import check_name
+from toolkit.manifest import Manifest
+from toolkit.run_result import TrainResult
 
 ENV_WORKSPACE = "TOOLKIT_WORKSPACE"
 DEFAULT_WORKSPACE = "toolkit-workspace"
@@ -214,11 +216,13 @@ def read_array(path: Path, mmap: bool = True) -> np.ndarray:
     return array
 
 
-def write_manifest(ds: DatasetDir, manifest: dict) -> None:
-    write_json(ds.manifest, {"manifest_version": MANIFEST_VERSION, **manifest})
+def write_manifest(ds: DatasetDir, manifest: Manifest) -> None:
+    write_json(ds.manifest, {"manifest_version": MANIFEST_VERSION, **manifest.to_json()})
 
 
-def read_manifest(ds: DatasetDir) -> dict:
+def read_manifest(ds: DatasetDir) -> Manifest:
+    """The dataset's manifest, checked key by key (``Manifest.from_json``): missing, unparseable or
+    ill-fitting is a one-line error naming the file and saying to prepare the dataset again."""
     if not ds.manifest.exists():
         raise ArtifactMissingError(
             f"{ds.path}: no prepared dataset here (manifest.json missing); run `toolkit prep LOGS --name {ds.name}`"
@@ -229,7 +233,7 @@ def read_manifest(ds: DatasetDir) -> dict:
         manifest = None
     if not isinstance(manifest, dict):
         raise ArtifactMissingError(f"{ds.manifest}: does not parse; run `toolkit prep LOGS --name {ds.name}` again")
-    return manifest
+    return Manifest.from_json(manifest, ds.manifest)
 
 
 def array_problem(path: Path, shape: tuple | None = None, dtype: str | None = None) -> str | None:
@@ -567,7 +571,7 @@ def _dataset_rows(ws: Workspace) -> list[dict]:
         if not ds.manifest.exists():
             continue  # not a dataset (or one whose build never finished)
         manifest = _json_or_none(ds.manifest)
-        ok = isinstance(manifest, dict)
+        ok = _fits_manifest(manifest, ds)
         manifest = manifest if ok else {}
         rows.append({"name": ds.name, "created": _mtime(ds.manifest), "path": str(ds.path),
                      **{c: manifest.get(c) for c in _DATASET_COLS}, "status": "ready" if ok else "damaged",
@@ -575,6 +579,15 @@ def _dataset_rows(ws: Workspace) -> list[dict]:
     rows.sort(key=lambda r: r["name"])
     rows.sort(key=lambda r: r["created"] or datetime.min, reverse=True)
     return rows
+
+
+def _fits_manifest(data, ds: DatasetDir) -> bool:
+    """Whether ``data`` (a parsed manifest.json, or None) reads as a ``Manifest``."""
+    try:
+        Manifest.from_json(data, ds.manifest)
+    except DamagedArtifactError:
+        return False
+    return True
 
 
 def list_datasets(ws: Workspace, damaged: bool = False) -> list[dict]:
@@ -725,11 +738,11 @@ def refresh_catalog(ws: Workspace, timeout: float = CATALOG_LOCK_TIMEOUT) -> boo
     return True
 
 
-def record_dataset(ws: Workspace, ds: DatasetDir, manifest: dict) -> bool:
+def record_dataset(ws: Workspace, ds: DatasetDir, manifest: Manifest) -> bool:
     """Bring the catalog up to date after ``ds`` was prepared (``refresh_catalog``; never fails)."""
     return refresh_catalog(ws)
 
 
-def record_run(ws: Workspace, row: dict) -> bool:
+def record_run(ws: Workspace, result: TrainResult) -> bool:
     """Bring the catalog up to date after a run finished (``refresh_catalog``; never fails)."""
     return refresh_catalog(ws)

@@ -18,7 +18,7 @@ import time
 import traceback
 import zipfile
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -36,6 +36,9 @@ from toolkit.config import (
 )
 from toolkit.errors import ToolkitError, out_of_space
 from toolkit.readers import FORMATS
+
+if TYPE_CHECKING:
+    from toolkit.prep import PrepResult
 
 # click's base exception, found through typer's (typer >= 0.29 carries its own copy of click)
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -360,55 +363,56 @@ def prep(
     started = time.perf_counter()
     status, update = _stage_status()
     with status:
-        manifest = run_prep(list(logs), ws, cfg, update, force=force, keep_unpacked=keep_unpacked)
+        prepared = run_prep(list(logs), ws, cfg, update, force=force, keep_unpacked=keep_unpacked)
     from rich.markup import escape
 
-    for note in manifest.get("notes", []):
+    for note in prepared.notes:
         out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
-    _print_prep_summary(manifest, ws, time.perf_counter() - started)
+    _print_prep_summary(prepared, ws, time.perf_counter() - started)
 
 
-def _print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
+def _print_prep_summary(prepared: PrepResult, ws: Workspace, seconds: float) -> None:
     from toolkit.signals import cold_summary
 
-    title = f"dataset [bold]{m['name']}[/bold] ({m['format']}, {m['files']} file(s))"
-    if m.get("up_to_date"):
+    m = prepared.manifest
+    title = f"dataset [bold]{m.name}[/bold] ({m.format}, {m.files} file(s))"
+    if prepared.up_to_date:
         title += " [dim]already prepared from this exact input and options[/dim]"
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("rows read", f"{m['rows_in']:,}")
-    table.add_row("rows kept", f"{m['rows_kept']:,}")
-    for reason, n in m["rows_dropped"].items():
+    table.add_row("rows read", f"{m.rows_in:,}")
+    table.add_row("rows kept", f"{m.rows_kept:,}")
+    for reason, n in m.rows_dropped.items():
         table.add_row(f"  dropped: {reason}", f"{n:,}")
-    table.add_row("users", f"{m['users']:,}")
-    table.add_row("sessions", f"{m['sessions']:,}")
-    table.add_row("tracks", f"{m['items']:,}")
-    table.add_row("skip share", f"{m['skip_share']:.1%}")
-    table.add_row("skip rule", ", ".join(f"{k}: {v:,}" for k, v in m["skip_rule"]["plays_by_rule"].items()))
-    table.add_row("median session length", f"{m['median_session_len']:g}")
-    for split, s in m["splits"].items():
-        table.add_row(f"{split}", f"{s['sessions']:,} sessions, {s['events']:,} plays")
-    held_out = sum(s["events"] for name, s in m["splits"].items() if name != "train")
-    share = f", {m['cold_events'] / held_out:.1%}" if held_out else ""
+    table.add_row("users", f"{m.users:,}")
+    table.add_row("sessions", f"{m.sessions:,}")
+    table.add_row("tracks", f"{m.items:,}")
+    table.add_row("skip share", f"{m.skip_share:.1%}")
+    table.add_row("skip rule", ", ".join(f"{k}: {v:,}" for k, v in m.skip_rule.plays_by_rule.items()))
+    table.add_row("median session length", f"{m.median_session_len:g}")
+    for split, s in m.splits.items():
+        table.add_row(f"{split}", f"{s.sessions:,} sessions, {s.events:,} plays")
+    held_out = sum(s.events for name, s in m.splits.items() if name != "train")
+    share = f", {m.cold_events / held_out:.1%}" if held_out else ""
     table.add_row("tracks never in train",
-                  f"{m['cold_items']:,} ({m['cold_events']:,} of {held_out:,} valid/test plays{share})")
-    table.add_row("period", f"{m['first_play'][:10]} to {m['last_play'][:10]}")
+                  f"{m.cold_items:,} ({m.cold_events:,} of {held_out:,} valid/test plays{share})")
+    table.add_row("period", f"{m.first_play[:10]} to {m.last_play[:10]}")
     print_table(out, table)
-    if m.get("files_skipped"):  # names only; the manifest keeps each file's full path
-        out.print(f"{len(m['files_skipped'])} file(s) not read: " + "; ".join(
-            f"{Path(s['file'].split('!')[-1]).name} ({s['reason']})" for s in m["files_skipped"]), markup=False)
-    out.print(f"split {m.get('split_reason', m['split_mode'])}")
-    diag = m.get("split_diagnostics")
+    if m.files_skipped:  # names only; the manifest keeps each file's full path
+        out.print(f"{len(m.files_skipped)} file(s) not read: " + "; ".join(
+            f"{Path(s['file'].split('!')[-1]).name} ({s['reason']})" for s in m.files_skipped), markup=False)
+    out.print(f"split {m.split_reason or m.split_mode}")
+    diag = m.split_diagnostics
     if diag:
-        for line in splits.lines(diag, splits.users_known(m["users"], m["sessions"])):
+        for line in splits.lines(diag, splits.users_known(m.users, m.sessions)):
             out.print(f"  {line}")
     cold = cold_summary(diag) if diag else None
     if cold:
         out.print(f"cold targets: {cold}", highlight=False)
-    for warning in m.get("split_warnings", []):
+    for warning in m.split_warnings or []:
         out.print(f"[yellow]warning:[/yellow] {warning}")
-    out.print(f"written to {ws.root / 'datasets' / m['name']} in {seconds:.1f} s")
+    out.print(f"written to {ws.root / 'datasets' / m.name} in {seconds:.1f} s")
 
 
 @app.command(epilog="""Examples:
@@ -480,8 +484,8 @@ def demo(
     started = time.perf_counter()
     status, update = _stage_status()
     with status:
-        manifest = run_prep([logs], ws, PrepConfig(name="demo"), update)
-    _print_prep_summary(manifest, ws, time.perf_counter() - started)
+        prepared = run_prep([logs], ws, PrepConfig(name="demo"), update)
+    _print_prep_summary(prepared, ws, time.perf_counter() - started)
     if epochs < 1:
         return
     small = dict(dataset="demo", d_model=32, n_layers=1, epochs=epochs, lr=3e-3, patience=epochs, seed=seed)
@@ -593,12 +597,12 @@ def train(
         except KeyboardInterrupt as exc:
             err.print(interrupted(exc), soft_wrap=True, highlight=False, markup=False)
             raise typer.Exit(130) from None
-    v = result["valid"]
-    note = " (already trained: reused)" if result.get("reused") else ""
-    out.print(f"run [bold]{result['id']}[/bold]{note}: valid NDCG@10 {v['ndcg@10']:.4f}, HR@10 {v['hr@10']:.4f}, "
+    v = result.valid
+    note = " (already trained: reused)" if result.reused else ""
+    out.print(f"run [bold]{result.id}[/bold]{note}: valid NDCG@10 {v['ndcg@10']:.4f}, HR@10 {v['hr@10']:.4f}, "
               f"skip HR@10 {v['skip_hr@10']:.4f} on {v['n_pos']:,} positive / {v['n_skip']:,} skip queries",
               soft_wrap=True)  # whole in a pipe or log, like the progress lines above it
-    out.print(f"files in {result['path']}", soft_wrap=True)
+    out.print(f"files in {result.path}", soft_wrap=True)
 
 
 def _launch(devices: int, ws: Workspace, cfg) -> int:

@@ -274,7 +274,7 @@ def study(
     if logs:
         with out.status("preparing") as status:
             manifest = run_prep(list(logs), ws, PrepConfig(format=format, name=name), lambda s: status.update(s))
-        dataset = dataset or manifest["name"]
+        dataset = dataset or manifest.name
     if check is not None:  # a document without this dataset's table fails now, not after the training
         from toolkit.results_doc import document_table
         from toolkit.train import latest_dataset

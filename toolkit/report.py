@@ -145,7 +145,7 @@ def check_name_ok(text: str) -> bool:
 
 def _is_stale(ws: Workspace, run: dict) -> bool:
     """Whether the run was trained on another build than its dataset's current one (``identity``)."""
-    return run_is_stale(run["recorded"], read_manifest(ws.dataset(run["config"].dataset)))
+    return run_is_stale(run["recorded"], read_manifest(ws.dataset(run["config"].dataset)).to_json())
 
 
 def _load_run(ws: Workspace, run_id: str) -> dict:
@@ -184,7 +184,7 @@ def score_run(ws: Workspace, run: dict, protocol: Protocol, device: torch.device
     """Per-query outcomes of one run, from the cache when its checkpoint has not changed."""
     cfg: TrainConfig = run["config"]
     ds = ws.dataset(cfg.dataset)
-    manifest = read_manifest(ds)
+    manifest = read_manifest(ds).to_json()
     stamp = _checkpoint_stamp(run, manifest)
     cache = run["dir"].path / f"eval-{protocol.cache_key()}.npz"
     if cache.exists():
@@ -348,7 +348,7 @@ def build_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: str
     runs = select_runs(ws, ids, dataset, protocol.allow_unfinished)
     name = runs[0]["config"].dataset
     ds = ws.dataset(name)
-    manifest = read_manifest(ds)
+    manifest = read_manifest(ds).to_json()
     dev = pick_device(device)
     results: dict[str, QueryResults] = {}
     for i, run in enumerate(runs, 1):

@@ -111,10 +111,10 @@ def train_grid(ws: Workspace, runs: list[tuple[str, TrainConfig]],
         say(GridProgress(i, len(runs), label, ids[i], done[i], eta, times.estimate(later)))
         t0 = time.perf_counter()
         result = train(ws, tcfg, say)
-        if not result.get("reused"):
+        if not result.reused:
             times.add(tcfg, time.perf_counter() - t0)
             trained += 1
-        out.append(result["id"])
+        out.append(result.id)
     return out, trained
 
 

@@ -36,9 +36,11 @@ from toolkit.data import (
 )
 from toolkit.errors import ArtifactMissingError, ConfigError, RunInterrupted, TrainingDiverged
 from toolkit.identity import StaleRunError, build_of, run_is_stale
+from toolkit.manifest import Manifest
 from toolkit.evaluate import evaluate, session_subset
 from toolkit.model import SeqRec, cloze_mask
 from toolkit.progress import Pace, TrainProgress
+from toolkit.run_result import TrainResult
 from toolkit.schema import FORMAT_VERSION, PAD
 from toolkit.scorers import MarkovScorer, NeuralScorer, PopScorer, RepeatScorer, SessionKNNScorer, hide_skips
 
@@ -47,8 +49,9 @@ CE_BUDGET = 2**26  # full softmax while batch positions x catalogue stays under 
 SELECT_METRIC = "ndcg@10"
 
 
-def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> dict:
-    """Train (or reuse, or resume) the run for ``cfg`` and return its result record.
+def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    """Train (or reuse, or resume) the run for ``cfg`` and return its result record (``reused`` when it
+    had finished before).
 
     Example: ``toolkit train --dataset spotify --model sasrec --feedback contrastive --seed 3``
     """
@@ -59,24 +62,24 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
     manifest = read_manifest(ds)
     _check_dataset(manifest, cfg)
     run = run_dir(ws, run_id(manifest, cfg))
-    if run.config.exists() and run_is_stale(read_json(run.config), manifest):
+    if run.config.exists() and run_is_stale(read_json(run.config), manifest.to_json()):
         # run ids name the dataset build, so this is a run folder from elsewhere: never reuse or resume it
         raise StaleRunError(f"run {run.id} in {run.path.parent} was trained on another build of dataset {ds_name}; "
                             "delete that run folder or train in a fresh workspace (--workspace)")
-    if run.result.exists() and read_json(run.result).get("status") == "finished":
-        return {**read_json(run.result), "reused": True}
+    if (done := _finished(run)) is not None:
+        return done
     device = pick_device(cfg.device)  # a missing GPU is refused before the run folder exists
     world = distributed.join(device)  # under torchrun: this process's rank (rank 0 writes); else a world of one
     device = world.device
     run.path.mkdir(parents=True, exist_ok=True)
     # one run trains in one place at a time (torchrun's rank 0 holds the lock for all its ranks)
     with run_lock(run) if world.is_main else nullcontext():
-        finished = run.result.exists() and read_json(run.result).get("status") == "finished"
-        if world.agree(finished):  # finished while we waited
-            return {**read_json(run.result), "reused": True}
+        done = _finished(run)
+        if world.agree(done is not None):  # finished while we waited
+            return done
         if world.is_main:
-            write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest["fingerprint"],
-                                    "dataset_build": build_of(manifest)})
+            write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest.fingerprint,
+                                    "dataset_build": build_of(manifest.to_json())})
         seed_everything(cfg.seed)
         started = time.perf_counter()
         try:
@@ -97,6 +100,16 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
         return _finish(ws, run, cfg, outcome, time.perf_counter() - started, world)
 
 
+def _finished(run: RunDir) -> TrainResult | None:
+    """The run's result when it finished before (checked: a damaged result.json is a one-line error)."""
+    if not run.result.exists():
+        return None
+    data = read_json(run.result)
+    if not isinstance(data, dict) or data.get("status") != "finished":
+        return None
+    return TrainResult.from_json(data, run.result, reused=True)
+
+
 def latest_dataset(ws: Workspace) -> str:
     rows = list_datasets(ws, damaged=True)
     if not rows:
@@ -108,7 +121,7 @@ def latest_dataset(ws: Workspace) -> str:
     return ready[0]["name"]
 
 
-def run_id(manifest: dict, cfg: TrainConfig) -> str:
+def run_id(manifest: Manifest, cfg: TrainConfig) -> str:
     """Deterministic id: same dataset build, same config (``config.identity``) -> same run.
 
     The build (input, prep options, pipeline label: ``identity.build_of``) enters the id the way a
@@ -117,19 +130,19 @@ def run_id(manifest: dict, cfg: TrainConfig) -> str:
     manifest's ``run_ids: input``; every other dataset (``run_ids: build``) names its runs by the
     build, so a dataset prepared again with other input or options never reuses a run of the old one.
     """
-    parts = {"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": identity(cfg)}
-    if manifest.get("run_ids") == "build":
-        parts["build"] = build_of(manifest)
+    parts = {"data": manifest.fingerprint, "pipeline": manifest.pipeline, "cfg": identity(cfg)}
+    if manifest.run_ids == "build":
+        parts["build"] = build_of(manifest.to_json())
     key = json.dumps(parts, sort_keys=True)
     return f"{cfg.model}-{cfg.feedback.replace('+', '_')}-s{cfg.seed}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
-def _check_dataset(manifest: dict, cfg: TrainConfig) -> None:
-    name = manifest.get("name", "?")
-    if manifest.get("format_version") != FORMAT_VERSION:
+def _check_dataset(manifest: Manifest, cfg: TrainConfig) -> None:
+    name = manifest.name
+    if manifest.format_version != FORMAT_VERSION:
         raise ConfigError(f"dataset {name} was prepared by an incompatible toolkit version; run `toolkit prep` again")
     uses_skips = set(cfg.modes) & {"positives-only", "contrastive", "feedback-input", "negative-target"}
-    if uses_skips and manifest["skip_share"] == 0:
+    if uses_skips and manifest.skip_share == 0:
         raise ConfigError(f"dataset {name} has no skipped plays, so --feedback {cfg.feedback} has nothing to learn "
                           "from; use --feedback all")
 
@@ -145,19 +158,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def _fit_baseline(ds, manifest: dict, cfg: TrainConfig, device) -> dict:
+def _fit_baseline(ds, manifest: Manifest, cfg: TrainConfig, device) -> dict:
     scorer = build_baseline(ds, manifest, cfg)
     valid = load_split(ds, "valid", cfg.history, cfg.successors)
-    metrics = evaluate(scorer, valid, manifest["items"], device, last_only=manifest["split_mode"] == "last",
+    metrics = evaluate(scorer, valid, manifest.items, device, last_only=manifest.last_only,
                        sessions=session_subset(valid, cfg.valid_sessions, cfg.seed), exclude_played=cfg.exclude_played)
     return {"valid": metrics, "best_epoch": 0, "epochs_done": 0}
 
 
-def build_baseline(ds, manifest: dict, cfg: TrainConfig):
+def build_baseline(ds, manifest: Manifest, cfg: TrainConfig):
     """Most-popular, transition, session-kNN or repeat scorer counted from the train rows."""
     tr = load_split(ds, "train")
     hide = "positives-only" in cfg.modes
-    counts = train_counts(positives_only(tr) if hide else tr, manifest["items"])
+    counts = train_counts(positives_only(tr) if hide else tr, manifest.items)
     if cfg.model == "pop":
         return PopScorer(counts)
     if cfg.model == "sknn":
@@ -167,9 +180,9 @@ def build_baseline(ds, manifest: dict, cfg: TrainConfig):
     return RepeatScorer(markov) if cfg.model == "repeat" else markov
 
 
-def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
+def model_config(manifest: Manifest, cfg: TrainConfig) -> ModelConfig:
     return ModelConfig(
-        n_items=manifest["items"], max_len=manifest["max_len"] + cfg.history, d_model=cfg.d_model, n_heads=cfg.n_heads,
+        n_items=manifest.items, max_len=manifest.max_len + cfg.history, d_model=cfg.d_model, n_heads=cfg.n_heads,
         n_layers=cfg.n_layers, dropout=cfg.dropout, causal=cfg.model != "bert4rec",
         encoder="gru" if cfg.model == "gru4rec" else "transformer",
         feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob, repeat_head=cfg.repeat_head,
@@ -177,13 +190,13 @@ def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
     )
 
 
-def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: Progress,
+def _fit_neural(run: RunDir, ds, manifest: Manifest, cfg: TrainConfig, device, say: Progress,
                 world: distributed.World = distributed.World()) -> dict:
-    n_items = manifest["items"]
+    n_items = manifest.items
     keep_freed_memory()
     train_rows = load_split(ds, "train", cfg.history, cfg.successors)
     valid = load_split(ds, "valid", cfg.history, cfg.successors)
-    last_only = manifest["split_mode"] == "last"
+    last_only = manifest.last_only
     valid_subset = session_subset(valid, cfg.valid_sessions, cfg.seed)
     model = SeqRec(model_config(manifest, cfg)).to(device)
     world.start(model, cfg.seed)
@@ -504,20 +517,17 @@ def _restore(run: RunDir, model, opt, sched, world: distributed.World = distribu
 
 
 def _finish(ws: Workspace, run: RunDir, cfg: TrainConfig, outcome: dict, seconds: float,
-            world: distributed.World = distributed.World()) -> dict:
-    result = {
-        "id": run.id, "status": "finished", "dataset": cfg.dataset, "model": cfg.model, "feedback": cfg.feedback,
-        "seed": cfg.seed, "epochs_done": outcome["epochs_done"], "best_epoch": outcome["best_epoch"],
-        "valid": outcome["valid"], "wall_s": seconds + outcome.get("earlier_wall_s", 0.0), "git_commit": _git_commit(), "path": str(run.path),
-        "world_size": world.size,
-    }
+            world: distributed.World = distributed.World()) -> TrainResult:
+    result = TrainResult(
+        id=run.id, status="finished", dataset=cfg.dataset, model=cfg.model, feedback=cfg.feedback, seed=cfg.seed,
+        epochs_done=outcome["epochs_done"], best_epoch=outcome["best_epoch"], valid=outcome["valid"],
+        wall_s=seconds + outcome.get("earlier_wall_s", 0.0), git_commit=_git_commit(), path=str(run.path),
+        world_size=world.size,
+    )
     if not world.is_main:
         return result
-    write_json(run.result, result)
-    record_run(ws, {
-        **result, "valid_ndcg10": outcome["valid"]["ndcg@10"], "valid_hr10": outcome["valid"]["hr@10"],
-        "valid_skip_hr10": outcome["valid"]["skip_hr@10"], "config": asdict(cfg), "valid_metrics": outcome["valid"],
-    })
+    write_json(run.result, result.to_json())
+    record_run(ws, result)
     return result
 
 
