@@ -32,7 +32,7 @@ from toolkit.artifacts import (
 )
 from toolkit.config import NEURAL, ModelConfig, TrainConfig, identity
 from toolkit.data import (
-    SplitArrays, load_split, negatives_for, positives_only, row_batches, to_batch, train_counts,
+    Batch, SplitArrays, load_split, negatives_for, positives_only, row_batches, to_batch, train_counts,
 )
 from toolkit.errors import ArtifactMissingError, ConfigError, RunInterrupted, TrainingDiverged
 from toolkit.identity import StaleRunError, build_of, run_is_stale
@@ -385,7 +385,7 @@ class Sampler:
         return cloze_mask(seqs, model_cfg.n_items, model_cfg.mask_prob, g)
 
 
-def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: Sampler, step: int,
+def train_step(step_fn, model: SeqRec, batch: Batch, cfg: TrainConfig, sampler: Sampler, step: int,
                counts: dict | None = None) -> dict:
     """Loss terms of one batch: next-item term, plus contrastive / negative-target terms when on.
 
