@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # annotations only: importing these here would load them with
     from toolkit.artifacts import Workspace
     from toolkit.manifest import Manifest
     from toolkit.prep import PrepResult
+    from toolkit.progress import TrainProgress
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,14 +163,15 @@ def prep(logs, *, workspace: str | Path | Workspace | None = None, force: bool =
 
 
 def train(dataset: str | Dataset | None = None, *, workspace: str | Path | Workspace | None = None,
-          progress: Callable[[dict], None] | None = None, **options) -> Run:
+          progress: Callable[[TrainProgress], None] | None = None, **options) -> Run:
     """Train a recommender on a prepared dataset (``toolkit train``); return the finished run.
 
     ``dataset`` is a Dataset or a dataset name (default: the latest prepared).  The options are
     ``TrainConfig``'s fields (``model``, ``feedback``, ``epochs``, ``d_model``, ...).  The run id is a hash
     of the dataset build and the config, so the same call again returns the finished run (``reused``)
     and an interrupted one continues from its last checkpoint.  ``progress`` receives the events the
-    command's progress bar shows (dicts with ``event``: step, epoch, resumed).
+    command's progress bar shows (``toolkit.progress.TrainProgress`` records; ``phase``: start, resumed,
+    step, epoch, stopped).
 
     Example::
 

@@ -444,8 +444,8 @@ def synth(
         task = bar.add_task("writing plays", total=plays)
         summary = run_synth(out_path, cfg, progress=lambda n: bar.update(task, completed=n))
     out.print(
-        f"wrote {summary['rows']:,} plays of {summary['users']:,} users over {summary['tracks']:,} tracks "
-        f"({summary['sessions']:,} sessions, {summary['skip_share']:.1%} skipped) to {out_path}"
+        f"wrote {summary.rows:,} plays of {summary.users:,} users over {summary.tracks:,} tracks "
+        f"({summary.sessions:,} sessions, {summary.skip_share:.1%} skipped) to {out_path}"
     )
 
 
@@ -480,7 +480,7 @@ def demo(
     if not logs.exists():
         with out.status("writing a synthetic listening log"):
             s = run_synth(logs, SynthConfig(users=users, plays=plays, tracks=5_000, artists=500, seed=seed))
-        out.print(f"synthetic log: {s['rows']:,} plays, {s['users']:,} users, {s['skip_share']:.1%} skipped -> {logs}")
+        out.print(f"synthetic log: {s.rows:,} plays, {s.users:,} users, {s.skip_share:.1%} skipped -> {logs}")
     started = time.perf_counter()
     status, update = _stage_status()
     with status:

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from toolkit.errors import DamagedArtifactError
+
+if TYPE_CHECKING:  # annotations only: reading a manifest loads no query engine
+    from toolkit.splits import SplitDiagnostics
 
 
 class ArrayHeader(TypedDict):
@@ -88,7 +91,7 @@ class Manifest:
     arrays: dict[str, ArrayHeader] | None = None  # file name -> header
     skip_rule: SkipRule | None = None
     split_reason: str | None = None
-    split_diagnostics: dict[str, dict] | None = None  # split -> splits.diagnostics
+    split_diagnostics: dict[str, SplitDiagnostics] | None = None
     split_warnings: list[str] | None = None
     first_play: str | None = None
     last_play: str | None = None
