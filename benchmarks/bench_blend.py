@@ -166,7 +166,7 @@ def main() -> None:
     for split in ("valid", "test"):
         t0 = time.perf_counter()
         a = load_split(ds, split, 0, cfg.successors)
-        split_feats[split] = candidate_features(scorer, markov, a, manifest["items"], args.top, args.transitions, device)
+        split_feats[split] = candidate_features(scorer, markov, a, manifest.items, args.top, args.transitions, device)
         print(f"{split}: {len(split_feats[split]['target']):,} queries, {time.perf_counter() - t0:.0f} s", flush=True)
     valid, test = split_feats["valid"], split_feats["test"]
     fits = sorted(((ndcg(valid, ranks(valid, blend(valid, *w))), w)

@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from toolkit.artifacts import Workspace, read_manifest  # noqa: E402
+from toolkit.manifest import Manifest  # noqa: E402
 from toolkit.config import TrainConfig, parse_setting  # noqa: E402
 from toolkit.data import load_split, row_batches, to_batch  # noqa: E402
 from toolkit.evaluate import evaluate, session_subset  # noqa: E402
@@ -58,14 +59,14 @@ def parse_config(text: str, dataset: str) -> tuple[str, TrainConfig]:
 class Run:
     """One config's model, optimiser and position in its epochs; ``advance`` trains for a CPU slice."""
 
-    def __init__(self, name: str, cfg: TrainConfig, manifest: dict, train_rows, device) -> None:
+    def __init__(self, name: str, cfg: TrainConfig, manifest: Manifest, train_rows, device) -> None:
         self.name, self.cfg, self.rows, self.device = name, cfg, train_rows, device
         torch.manual_seed(cfg.seed)  # the same initial weights as `toolkit train` with this seed
         self.model = SeqRec(model_config(manifest, cfg)).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         self.per_epoch = -(-len(train_rows) // cfg.batch_size)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, partial(lr_factor, cfg, cfg.epochs * self.per_epoch))
-        self.sampler = Sampler(train_rows, manifest["items"], cfg, device)
+        self.sampler = Sampler(train_rows, manifest.items, cfg, device)
         self.epoch, self.batch, self.step, self.cpu_s = 0, 0, 0, 0.0
         self.batches = row_batches(len(train_rows), cfg.batch_size, np.random.default_rng([cfg.seed, 0]))
         self.curve: list[dict] = []
@@ -115,7 +116,7 @@ def main() -> None:
     ds = Workspace.at(args.workspace).dataset(args.dataset)
     manifest = read_manifest(ds)
     train_rows, valid = load_split(ds, "train"), load_split(ds, "valid")
-    last_only = manifest["split_mode"] == "last"
+    last_only = manifest.last_only
     runs = [Run(*parse_config(c, args.dataset), manifest, train_rows, device) for c in args.config]
     for r in runs:
         print(f"{r.name:>10}: loss {r.sampler.loss}, {r.per_epoch} steps/epoch, "
@@ -129,7 +130,7 @@ def main() -> None:
                 continue
             r.advance(mark)
             r.model.eval()
-            m = evaluate(NeuralScorer(r.model, "positives-only" in r.cfg.modes), valid, manifest["items"], device,
+            m = evaluate(NeuralScorer(r.model, "positives-only" in r.cfg.modes), valid, manifest.items, device,
                          last_only, subset, exclude_played=r.cfg.exclude_played)
             r.curve.append({"cpu_s": r.cpu_s, "step": r.step, "epoch": r.epoch + r.batch / r.per_epoch, **m})
             print(f"{r.name:>10}  cpu {r.cpu_s:7.1f} s  step {r.step:6d}  epoch {r.curve[-1]['epoch']:5.2f}  "

@@ -79,12 +79,12 @@ def prepare(data_dir: str, plays: int, users: int, tracks: int, seed: int, queue
     pcfg = PrepConfig(name=dataset_name(plays, users, tracks, seed))
     ws = Workspace.at(root / "bench-train-ws")
     t0 = time.perf_counter()
-    manifest = prep([log], ws, pcfg)
+    prepared = prep([log], ws, pcfg)
     prep_s = time.perf_counter() - t0
     queue.put({
         "synth_config": asdict(scfg), "prep_config": asdict(pcfg), "log": str(log), "synth_s": synth_s,
-        "synth_written": made, "prep_s": prep_s, "prep_reused": bool(manifest.get("up_to_date")),
-        "dataset_dir": str(ws.dataset(manifest["name"]).path), "manifest": manifest,
+        "synth_written": made, "prep_s": prep_s, "prep_reused": prepared.up_to_date,
+        "dataset_dir": str(ws.dataset(prepared.name).path), "manifest": prepared.manifest,
     })
 
 
@@ -93,7 +93,7 @@ def prepared_dataset(path: Path) -> dict:
     from toolkit.artifacts import DatasetDir, read_manifest
 
     manifest = read_manifest(DatasetDir(path.resolve()))
-    return {"synth_config": None, "prep_config": manifest.get("config"), "log": None, "synth_s": 0.0,
+    return {"synth_config": None, "prep_config": manifest.config, "log": None, "synth_s": 0.0,
             "synth_written": False, "prep_s": 0.0, "prep_reused": True, "dataset_dir": str(path.resolve()),
             "manifest": manifest}
 
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> dict:
     from toolkit.schema import PAD
 
     cfg = TrainConfig(
-        dataset=m["name"], model=args.model, feedback=args.feedback, d_model=args.d_model, epochs=args.epochs,
+        dataset=m.name, model=args.model, feedback=args.feedback, d_model=args.d_model, epochs=args.epochs,
         batch_size=args.batch_size, patience=args.epochs + 1, seed=args.seed, device=args.device, amp=args.amp,
         compile=args.compile, loss=args.loss, negatives=args.negatives, negatives_on=args.negatives_on,
     )
@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> dict:
     valid_rows = len(va)
     valid_queries = int((np.asarray(va.next_item) != PAD).sum())
     plays_per_row = train_plays / max(1, train_rows)
-    n_items = m["items"]
+    n_items = m.items
     # the same rule as train()'s _Sampler, repeated here only to print it
     full_ce = cfg.loss == "ce" or (cfg.loss == "auto" and cfg.batch_size * max_len * n_items <= ttrain.CE_BUDGET)
     loss_kind = "ce" if full_ce else ("sampled" if cfg.loss == "auto" else cfg.loss)
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> dict:
           f"device {mach['device']}{' (' + mach['gpu'] + ')' if 'gpu' in mach else ''}")
     print(f"versions  {', '.join(f'{k} {v}' for k, v in vers.items())}")
     if args.prepared:
-        print(f"dataset   prepared dataset {m['name']} read from {ds_dir} (no synth, no prep)")
+        print(f"dataset   prepared dataset {m.name} read from {ds_dir} (no synth, no prep)")
     else:
         print(f"log       {data['log']} ({'written' if data['synth_written'] else 'cached'}, {data['synth_s']:.1f} s); "
               f"synth plays={args.plays} users={args.users} tracks={args.tracks} seed={args.seed}")
@@ -298,7 +298,7 @@ def run(args: argparse.Namespace) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="bench-train-", dir=data_dir))
     try:
         ws = Workspace.at(scratch / "ws")
-        (ws.root / "datasets" / m["name"]).symlink_to(ds_dir, target_is_directory=True)
+        (ws.root / "datasets" / m.name).symlink_to(ds_dir, target_is_directory=True)
         rss_before = peak_rss_mb()
         t0 = time.perf_counter()
         result = ttrain.train(ws, cfg, progress)
@@ -307,7 +307,7 @@ def run(args: argparse.Namespace) -> dict:
         ttrain.evaluate = real_evaluate
         shutil.rmtree(scratch, ignore_errors=True)
 
-    print(f"\ntrain() wall {train_wall:.1f} s for {result['epochs_done']} epochs (includes model build and "
+    print(f"\ntrain() wall {train_wall:.1f} s for {result.epochs_done} epochs (includes model build and "
           f"checkpoints); peak RSS before train() {rss_before:.0f} MB; whole benchmark "
           f"{time.perf_counter() - t_all:.1f} s")
     if len(epochs) > 1:
@@ -323,10 +323,10 @@ def run(args: argparse.Namespace) -> dict:
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": mach, "versions": vers,
         "args": vars(args), "train_config": asdict(cfg), "synth_config": data["synth_config"],
         "prep_config": data["prep_config"], "prep_s": data["prep_s"], "prep_reused": data["prep_reused"],
-        "dataset": {"name": m["name"], "items": n_items, "max_len": max_len, "train_rows": train_rows,
+        "dataset": {"name": m.name, "items": n_items, "max_len": max_len, "train_rows": train_rows,
                     "train_plays": train_plays, "valid_rows": valid_rows, "valid_queries": valid_queries},
         "load_avg_at_end": load_end, "loss": loss_kind, "peak_rss_before_train_mb": rss_before, "train_wall_s": train_wall, "epochs": epochs,
-        "valid": result["valid"],
+        "valid": result.valid,
     }
 
 

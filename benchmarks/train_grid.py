@@ -105,10 +105,10 @@ def main() -> None:
         cfg = TrainConfig(dataset=args.dataset, **{**base, **grid[i]})
         t0 = time.perf_counter()
         result = train(ws, cfg, _print_epoch)
-        line = {"grid": args.grid, "index": i, "options": grid[i], "config": asdict(cfg), "run": result["id"],
-                "valid": result["valid"], "best_epoch": result["best_epoch"], "epochs_done": result["epochs_done"],
+        line = {"grid": args.grid, "index": i, "options": grid[i], "config": asdict(cfg), "run": result.id,
+                "valid": result.valid, "best_epoch": result.best_epoch, "epochs_done": result.epochs_done,
                 "wall_s": time.perf_counter() - t0, "device": str(pick_device(cfg.device)),
-                "curve": [json.loads(x) for x in Path(result["path"], "metrics.jsonl").read_text().splitlines()]}
+                "curve": [json.loads(x) for x in Path(result.path, "metrics.jsonl").read_text().splitlines()]}
         if args.test:
             line["test"] = _test_metrics(ws, cfg, result)
         with args.out.open("a") as f:
@@ -119,8 +119,8 @@ def main() -> None:
 def _test_metrics(ws: Workspace, cfg: TrainConfig, result: dict) -> dict:
     """The run's best checkpoint on the test split, through the report's scoring path, under the
     protocol it was validated with (``exclude_played``) and, for comparison, the other one."""
-    run = select_runs(ws, [result["id"]], None, allow_unfinished=False)[0]
-    n_items = read_manifest(ws.dataset(cfg.dataset))["items"]
+    run = select_runs(ws, [result.id], None, allow_unfinished=False)[0]
+    n_items = read_manifest(ws.dataset(cfg.dataset)).items
     out = {}
     for exclude in (cfg.exclude_played, not cfg.exclude_played):
         q = score_run(ws, run, Protocol(exclude_played=exclude), pick_device(cfg.device))

@@ -80,7 +80,7 @@ def test_the_api_walkthrough_runs_as_written(tmp_path, monkeypatch, one_thread):
 
     # the same calls again: the dataset and both runs are reused, not rebuilt
     again = toolkit.prep(ns["plays"], name="synthetic", session_gap_s=1800)
-    assert again.up_to_date and again.manifest["fingerprint"] == ds.manifest["fingerprint"]
+    assert again.up_to_date and again.manifest.fingerprint == ds.manifest.fingerprint
     assert toolkit.train(ds, model="markov").reused
 
 
@@ -164,7 +164,7 @@ def test_a_frame_prepares_the_dataset_its_file_does(tmp_path, tiny_logs):
         assert getattr(from_frame, field) == getattr(from_file, field), field
     assert_frame_equal(from_frame.events(), from_file.events())
     assert_frame_equal(from_frame.items(), from_file.items())
-    assert from_frame.manifest["files"] == 1 and from_frame.manifest["files_skipped"] == []
+    assert from_frame.manifest.files == 1 and from_frame.manifest.files_skipped == []
 
 
 def test_polars_pandas_and_arrow_tables_are_one_dataset(tmp_path, tiny_logs):
@@ -189,7 +189,7 @@ def test_a_frame_takes_the_generic_mapping_and_a_user(tiny_logs):
     assert ds.users == 4 and ds.format == "generic"
     with pytest.raises(MissingColumnsError, match="missing column"):
         toolkit.prep(table, format="generic", cols={"user": "nobody", "ts": "started", "track": "isrc"})
-    mapped = ds.manifest["config"]["cols"]
+    mapped = ds.manifest.config["cols"]
     assert list(mapped) == ["user=listener", "ts=started", "track=isrc"]
 
 

@@ -129,7 +129,7 @@ def test_archive_replaced_at_the_same_path_is_extracted_again(tmp_path):
     # and through prep: the plays of the new export are read
     m = run(archive, tmp_path)
     ev = pl.read_parquet(tmp_path / "ws" / "datasets" / "t" / "events.parquet")
-    assert m["rows_in"] == 24 and set(ev["ts"].dt.year()) == {2025}
+    assert m.rows_in == 24 and set(ev["ts"].dt.year()) == {2025}
 
 
 def test_interrupted_extraction_leaves_no_member_and_is_redone(tmp_path, monkeypatch):
@@ -224,7 +224,7 @@ def test_user_cannot_steer_the_extraction_folder(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ws" / "tmp").iterdir()) == ["unzipped"]
     m = run(archive, tmp_path, user="../../..")
     ev = pl.read_parquet(tmp_path / "ws" / "datasets" / "t" / "events.parquet")
-    assert m["rows_in"] == 24 and set(ev["user_id"]) == {"../../.."}
+    assert m.rows_in == 24 and set(ev["user_id"]) == {"../../.."}
 
 
 def test_symlinked_folder_of_exports_is_followed_and_loops_end(tmp_path):

@@ -93,16 +93,17 @@ SUMMARY = ("rows_in", "rows_kept", "rows_dropped", "users", "sessions", "items",
            "build", "arrays")
 
 
-def _prep_both(log: Path, root: Path, **options) -> tuple[dict, list[str]]:
+def _prep_both(log: Path, root: Path, **options) -> tuple[dict, tuple[str, ...]]:
     """prep of ``log`` in one bucket and in many (``SMALL_BUDGETS``): checks that every run wrote
     the same files and summary; returns the summary and the notes of the smallest budget."""
     out = []
     for memory in ("1GB", *SMALL_BUDGETS):
         ws = Workspace.at(root / memory)
-        m = prep([log], ws, PrepConfig(name="b", memory=memory, **options))
-        out.append((_dataset_bytes(ws, "b"), {k: m.get(k) for k in SUMMARY}, m["notes"]))
+        prepared = prep([log], ws, PrepConfig(name="b", memory=memory, **options))
+        m = prepared.manifest
+        out.append((_dataset_bytes(ws, "b"), {k: getattr(m, k) for k in SUMMARY}, prepared.notes))
     one, one_m, one_notes = out[0]
-    assert one_notes == []
+    assert one_notes == ()
     for many, many_m, many_notes in out[1:]:
         assert "buckets of listeners" in many_notes[0]
         assert many == one

@@ -74,7 +74,7 @@ def ws(tiny_logs, tmp_path):
 @pytest.fixture
 def trained(ws):
     """The prepared workspace with two finished baseline runs."""
-    ids = [train(ws, TrainConfig(model=model, seed=1))["id"] for model in ("pop", "markov")]
+    ids = [train(ws, TrainConfig(model=model, seed=1)).id for model in ("pop", "markov")]
     return ws, ids
 
 
@@ -94,7 +94,7 @@ def test_garbage_catalog_changes_no_listing_and_is_rebuilt_by_the_next_write(tra
     ws.catalog.write_bytes(os.urandom(4096))
     assert "tiny" in listed("datasets", ws)
     assert all(i in listed("runs", ws) for i in ids)
-    third = train(ws, TrainConfig(model="pop", seed=2))["id"]
+    third = train(ws, TrainConfig(model="pop", seed=2)).id
     assert all(i in listed("runs", ws) for i in [*ids, third])
     with duckdb.connect(str(ws.catalog), read_only=True) as con:  # the write replaced the damaged index
         assert {r[0] for r in con.execute("select id from runs").fetchall()} == {*ids, third}
@@ -147,8 +147,8 @@ def _unfinished(ws: Workspace, seed: int):
     cfg = replace(TrainConfig(model="pop", seed=seed), dataset="tiny")
     manifest = read_manifest(ws.dataset("tiny"))
     run = run_dir(ws, run_id(manifest, cfg))
-    write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest["fingerprint"],
-                            "dataset_build": build_of(manifest)})
+    write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest.fingerprint,
+                            "dataset_build": build_of(manifest.to_json())})
     return run
 
 
@@ -196,7 +196,7 @@ def test_the_run_lock_is_released_on_errors_and_ctrl_c(ws, monkeypatch):
         train(ws, TrainConfig(model="pop", seed=3))
     monkeypatch.undo()
     assert {r["status"] for r in list_runs(ws)} == {"interrupted"}
-    assert train(ws, TrainConfig(model="pop", seed=3))["status"] == "finished"
+    assert train(ws, TrainConfig(model="pop", seed=3)).status == "finished"
 
 
 def test_damaged_files_are_listed_not_fatal(trained):

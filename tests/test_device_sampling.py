@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from stubs import manifest_stub
 
 import kernels
 from toolkit import sampling
@@ -166,7 +167,7 @@ def test_a_rank_draws_its_own_rows_on_the_device_without_a_gather():
 
 
 def test_negatives_on_is_a_runtime_knob_outside_the_run_id():
-    manifest = {"fingerprint": "f" * 64, "pipeline": "p"}
+    manifest = manifest_stub()
     ids = {run_id(manifest, TrainConfig(dataset="d", negatives_on=where)) for where in ("auto", "host", "device")}
     assert len(ids) == 1
 
@@ -182,8 +183,8 @@ def test_training_with_device_negatives(tiny_logs, tmp_path, monkeypatch, loss, 
     cfg = TrainConfig(loss=loss, feedback=feedback, negatives_on="device", d_model=16, n_heads=2, n_layers=1,
                       batch_size=4, epochs=2, negatives=3, warmup_steps=2)
     result = train(ws, cfg)
-    assert result["status"] == "finished" and result["valid"]["n_pos"] > 0 and drawn
+    assert result.status == "finished" and result.valid["n_pos"] > 0 and drawn
     # the same run as with the host sampler: a finished run is reused whichever draws it
     again = train(ws, TrainConfig(**{**cfg.__dict__, "negatives_on": "host"}))
-    assert again.get("reused") and again["id"] == result["id"]
-    assert run_dir(ws, result["id"]).result.exists()
+    assert again.reused and again.id == result.id
+    assert run_dir(ws, result.id).result.exists()

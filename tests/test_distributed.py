@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from stubs import manifest_stub
 from typer.testing import CliRunner
 
 from toolkit import distributed
@@ -101,7 +102,7 @@ def test_a_rank_resumes_its_own_generator_and_another_world_size_is_refused():
 
 
 def test_world_size_is_not_part_of_the_run_id():
-    manifest = {"fingerprint": "f", "pipeline": "p"}
+    manifest = manifest_stub(fingerprint="f")
     assert "world_size" not in asdict(TrainConfig())  # a runtime fact of the launch, never a setting
     assert run_id(manifest, TrainConfig(seed=1)) == run_id(manifest, TrainConfig(seed=1))
 
@@ -188,7 +189,7 @@ def test_two_processes_train_and_report_like_one(base, tmp_path, monkeypatch):
              "--dropout", "0", "--patience", "5", "--negatives", "8", "--set", "warmup_steps=2"]
     res = CliRunner().invoke(app, ["train", "--workspace", str(two.root), "--devices", "2", *flags])
     assert res.exit_code == 0, res.output
-    assert_same_training(one, two, alone["id"])  # same run id: the same run folder name
+    assert_same_training(one, two, alone.id)  # same run id: the same run folder name
 
     three = copy_of(two.root, tmp_path / "three")  # the same weights, no cached evaluation
     report = ["report", "--workspace", str(two.root), "--json", "--bootstrap", "100"]
@@ -213,17 +214,17 @@ def test_killed_two_process_run_resumes_with_two_to_the_single_process_result(ba
 
     killed = torchrun(*worker, "0")
     assert killed.returncode != 0
-    run = run_dir(two, alone["id"])
+    run = run_dir(two, alone.id)
     ck = load_torch(run.checkpoint)
     assert ck["world_size"] == 2 and ck["state"]["epoch"] == 1 and not run.result.exists()
     assert len(ck["rank_rng"]) == 2 and not torch.equal(ck["rank_rng"][0]["cpu"], ck["rank_rng"][1]["cpu"])
     assert len(read_metrics(run)) == 1
 
-    refused = CliRunner().invoke(app, ["train", "--workspace", str(two.root), "--resume", alone["id"]])
+    refused = CliRunner().invoke(app, ["train", "--workspace", str(two.root), "--resume", alone.id])
     assert refused.exit_code == 1 and "checkpointed by 2 process(es)" in refused.output
     errors = [line for line in refused.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "--devices 2" in errors[0]
 
     resumed = torchrun(*worker, "-1")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_same_training(one, two, alone["id"])
+    assert_same_training(one, two, alone.id)

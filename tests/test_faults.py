@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from toolkit.artifacts import RUN_LOCK, Workspace, list_datasets, list_runs, lock_held, read_json, read_metrics
 from toolkit.cli import app
+from toolkit.manifest import Manifest
 from toolkit.prep import _existing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +142,7 @@ def test_forced_rebuild_killed_keeps_the_previous_dataset(phase, tiny_prepared, 
     assert "tiny" in shown and "damaged" not in shown and ".tmp" not in shown
     # still readable: its parquet footers and array headers match its manifest
     kept, damage = _existing(Workspace.at(ws).dataset("tiny"))
-    assert kept == old and damage is None
+    assert kept == Manifest.from_json(old, manifest) and damage is None
 
     again = toolkit(ws, "prep", str(TINY), "--name", "tiny", "--max-len", "4")
     assert again.returncode == 0, again.stderr

@@ -20,6 +20,7 @@ from toolkit.artifacts import Workspace
 from toolkit.cli import app
 from toolkit.config import PrepConfig
 from toolkit.errors import InputError
+from toolkit.manifest import Manifest
 from toolkit.prep import prep
 
 START = datetime(2023, 11, 6, 20, tzinfo=timezone.utc)
@@ -32,16 +33,17 @@ def plays(sessions: int = 4, per: int = 5, gap_s: int = 200):
             yield s, k, START + timedelta(days=s, seconds=k * gap_s)
 
 
-def run(path, tmp_path: Path, **options) -> dict:
+def run(path, tmp_path: Path, **options) -> Manifest:
     paths = path if isinstance(path, list) else [path]
-    return prep(paths, Workspace.at(tmp_path / "ws"), PrepConfig(name="t", **options))
+    return prep(paths, Workspace.at(tmp_path / "ws"), PrepConfig(name="t", **options)).manifest
 
 
 def events(tmp_path: Path) -> pl.DataFrame:
     return pl.read_parquet(tmp_path / "ws" / "datasets" / "t" / "events.parquet")
 
 
-def accounted(m: dict) -> bool:
+def accounted(m: Manifest | dict) -> bool:
+    m = m if isinstance(m, dict) else m.to_json()  # the record, or manifest.json as read
     return m["rows_in"] == m["rows_kept"] + sum(m["rows_dropped"].values())
 
 
@@ -89,14 +91,14 @@ def listenbrainz_zip(path: Path, rows: list[dict] | None = None, feedback: list[
 
 def test_listenbrainz_export_zip_marks_hated_recordings_as_skips(tmp_path):
     m = run(listenbrainz_zip(tmp_path / "listenbrainz_someone_1700000000.zip"), tmp_path, format="auto")
-    assert m["format"] == "listenbrainz" and m["files"] == 2 and m["rows_in"] == 20 and accounted(m)
-    assert [Path(s["file"]).name for s in m["files_skipped"]] == ["listenbrainz_someone_1700000000.zip!user.json"]
-    assert m["reading"]["feedback_files"][0].endswith("!feedback.jsonl")
+    assert m.format == "listenbrainz" and m.files == 2 and m.rows_in == 20 and accounted(m)
+    assert [Path(s["file"]).name for s in m.files_skipped] == ["listenbrainz_someone_1700000000.zip!user.json"]
+    assert m.reading["feedback_files"][0].endswith("!feedback.jsonl")
     ev = events(tmp_path).join(pl.read_parquet(tmp_path / "ws" / "datasets" / "t" / "items.parquet"), on="item_id")
     skipped = set(ev.filter(pl.col("is_skip") == 1)["title"])
     assert skipped == {"Song 1", "Song 3"}  # hated; Song 4's hate was withdrawn, Song 2 loved
-    assert m["skip_rule"]["plays_by_rule"] == {"explicit": 8, "none": 12}
-    assert "hated" in m["skip_rule"]["rules"]["explicit"] and "half a track" in m["skip_rule"]["rules"]["none"]
+    assert m.skip_rule.plays_by_rule == {"explicit": 8, "none": 12}
+    assert "hated" in m.skip_rule.rules["explicit"] and "half a track" in m.skip_rule.rules["none"]
     # the track is the MusicBrainz recording, else the MessyBrainz id of the submitted text
     keys = set(pl.read_parquet(tmp_path / "ws" / "datasets" / "t" / "items.parquet")["track_key"])
     assert keys == {"mbid-0", "mbid-1", "mbid-2", "msid-3", "mbid-4"}
@@ -109,7 +111,7 @@ def test_listenbrainz_unzipped_export_folder(tmp_path):
     (export / "feedback.jsonl").write_text(jsonl(FEEDBACK))
     (export / "user.json").write_text(json.dumps({"user_id": 7, "username": "someone"}))
     m = run(export, tmp_path)
-    assert m["format"] == "listenbrainz" and m["skip_rule"]["plays_by_rule"]["explicit"] == 8
+    assert m.format == "listenbrainz" and m.skip_rule.plays_by_rule["explicit"] == 8
     assert set(events(tmp_path)["user_id"]) == {"lb-export"}
 
 
@@ -120,8 +122,8 @@ def test_listenbrainz_plain_listens_without_feedback(tmp_path, shape):
     rows = listens()
     path.write_text(jsonl(rows) if shape == "jsonl" else json.dumps(rows))
     m = run(path, tmp_path)
-    assert m["format"] == "listenbrainz" and m["rows_in"] == 20
-    assert m["skip_rule"]["plays_by_rule"] == {"none": m["rows_kept"]} and m["skip_share"] == 0
+    assert m.format == "listenbrainz" and m.rows_in == 20
+    assert m.skip_rule.plays_by_rule == {"none": m.rows_kept} and m.skip_share == 0
 
 
 def test_listenbrainz_rows_that_cannot_be_used_are_counted(tmp_path):
@@ -133,7 +135,7 @@ def test_listenbrainz_rows_that_cannot_be_used_are_counted(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text(jsonl(rows))
     m = run(path, tmp_path)
-    assert accounted(m) and m["rows_dropped"]["unparseable_ts"] == 1 and m["rows_dropped"]["null_track"] == 1
+    assert accounted(m) and m.rows_dropped["unparseable_ts"] == 1 and m.rows_dropped["null_track"] == 1
 
 
 def test_listenbrainz_feedback_alone_is_a_clear_error(tmp_path):
@@ -149,8 +151,8 @@ def test_two_listenbrainz_files_in_one_folder_are_two_listeners(tmp_path):
     (folder / "alice.jsonl").write_text(jsonl(listens()))
     (folder / "bob.jsonl").write_text(jsonl(listens(sessions=3)))
     m = run(folder, tmp_path)
-    assert m["users"] == 2 and m["rows_in"] == 35 and set(events(tmp_path)["user_id"]) == {"alice", "bob"}
-    assert "2 exports where one listener was expected (family)" in m["reading"]["notes"][0]
+    assert m.users == 2 and m.rows_in == 35 and set(events(tmp_path)["user_id"]) == {"alice", "bob"}
+    assert "2 exports where one listener was expected (family)" in m.reading["notes"][0]
 
 
 # --- Deezer DSG17 -------------------------------------------------------------------------------
@@ -186,9 +188,9 @@ def test_deezer_is_listened_zero_is_a_skip(tmp_path):
     rows[0]["ts_listen"] = 316179665  # 1980: DSG17 holds such impossible times
     rows[1]["media_id"] = ""
     m = run(write_csv(tmp_path / "train_sample.csv", rows), tmp_path)
-    assert m["format"] == "deezer" and m["rows_in"] == 40 and accounted(m)
-    assert m["rows_dropped"]["impossible_time"] == 1 and m["rows_dropped"]["null_track"] == 1
-    assert m["skip_rule"]["plays_by_rule"] == {"explicit": m["rows_kept"]}
+    assert m.format == "deezer" and m.rows_in == 40 and accounted(m)
+    assert m.rows_dropped["impossible_time"] == 1 and m.rows_dropped["null_track"] == 1
+    assert m.skip_rule.plays_by_rule == {"explicit": m.rows_kept}
     ev = events(tmp_path).join(pl.read_parquet(tmp_path / "ws" / "datasets" / "t" / "items.parquet"), on="item_id")
     assert set(ev["user_id"]) == {"11", "12"} and ev["is_skip"].sum() > 0
     assert (ev["is_skip"] == (ev["track_key"] == "1002")).all()  # is_listened = 0 on media 1002 only
@@ -225,9 +227,9 @@ def test_lastfm_csv_with_or_without_header(tmp_path, style, header):
             w.writerow(["artist", "album", "track", "date"])
         w.writerows(scrobbles(style))
     m = run(path, tmp_path)
-    assert m["format"] == "lastfm-csv" and m["rows_in"] == 20 and m["rows_kept"] == 20
-    assert m["skip_rule"]["plays_by_rule"] == {"none": 20} and m["skip_share"] == 0
-    assert "half a track" in m["skip_rule"]["rules"]["none"]
+    assert m.format == "lastfm-csv" and m.rows_in == 20 and m.rows_kept == 20
+    assert m.skip_rule.plays_by_rule == {"none": 20} and m.skip_share == 0
+    assert "half a track" in m.skip_rule.rules["none"]
     ev = events(tmp_path)
     assert set(ev["user_id"]) == {"alice"} and ev["ts"].min() == START.replace(tzinfo=None)
 
@@ -239,7 +241,7 @@ def test_lastfm_csv_bad_dates_are_counted(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("".join(",".join(f'"{c}"' for c in r) + "\n" for r in rows))
     m = run(path, tmp_path, format="lastfm-csv")
-    assert accounted(m) and m["rows_dropped"]["unparseable_ts"] == 1 and m["rows_dropped"]["null_ts"] == 1
+    assert accounted(m) and m.rows_dropped["unparseable_ts"] == 1 and m.rows_dropped["null_ts"] == 1
 
 
 def lastfm_1k(path: Path) -> Path:
@@ -252,8 +254,8 @@ def lastfm_1k(path: Path) -> Path:
 
 def test_lastfm_1k_has_no_skip_labels(tmp_path):
     m = run(lastfm_1k(tmp_path / "userid-timestamp-artid-artname-traid-traname.tsv"), tmp_path)
-    assert m["format"] == "lastfm" and m["users"] == 2 and m["skip_share"] == 0
-    assert m["skip_rule"]["plays_by_rule"] == {"none": m["rows_kept"]} and accounted(m)
+    assert m.format == "lastfm" and m.users == 2 and m.skip_share == 0
+    assert m.skip_rule.plays_by_rule == {"none": m.rows_kept} and accounted(m)
 
 
 # --- recognition --------------------------------------------------------------------------------
@@ -269,10 +271,10 @@ def test_each_format_is_recognised_by_content_under_any_name(tmp_path):
         path = tmp_path / fmt / f"data{suffix[fmt]}"
         path.parent.mkdir()
         write(path)
-        m = prep([path], Workspace.at(tmp_path / "ws"), PrepConfig(name=fmt.replace("-", "_")))
-        assert m["format"] == fmt
+        m = prep([path], Workspace.at(tmp_path / "ws"), PrepConfig(name=fmt.replace("-", "_"))).manifest
+        assert m.format == fmt
         explicit = prep([path], Workspace.at(tmp_path / "ws"), PrepConfig(name=fmt.replace("-", "_"), format=fmt))
-        assert explicit["rows_kept"] == m["rows_kept"]
+        assert explicit.manifest.rows_kept == m.rows_kept
 
 
 def test_unrecognised_files_beside_an_export_are_listed_with_the_reason(tmp_path):
@@ -281,8 +283,8 @@ def test_unrecognised_files_beside_an_export_are_listed_with_the_reason(tmp_path
     (folder / "notes.csv").write_text("a,b\n1,2\n")
     (folder / "broken.json").write_text("{not json")
     m = run(folder, tmp_path)
-    why = {Path(s["file"]).name: s["reason"] for s in m["files_skipped"]}
-    assert m["format"] == "deezer" and set(why) == {"notes.csv", "broken.json"}
+    why = {Path(s["file"]).name: s["reason"] for s in m.files_skipped}
+    assert m.format == "deezer" and set(why) == {"notes.csv", "broken.json"}
     assert "not deezer data" in why["notes.csv"] and "not readable" in why["broken.json"]
 
 
@@ -299,8 +301,8 @@ def test_files_that_are_no_data_files_are_listed_too(tmp_path):
         zf.writestr("ReadMeFirst.pdf", b"%PDF")
     for path, expected in ((folder, {"2022.jsonl.gz": "compressed (.gz)", "ReadMe.pdf": "not a data file (.pdf)"}),
                            (archive, {"lb.zip!ReadMeFirst.pdf": "not a data file (.pdf)"})):
-        m = prep([path], Workspace.at(tmp_path / "ws"), PrepConfig(name=path.stem))
-        why = {Path(s["file"]).name: s["reason"] for s in m["files_skipped"]}
+        m = prep([path], Workspace.at(tmp_path / "ws"), PrepConfig(name=path.stem)).manifest
+        why = {Path(s["file"]).name: s["reason"] for s in m.files_skipped}
         assert set(why) == set(expected) and all(why[k].startswith(v) for k, v in expected.items())
 
 
@@ -337,9 +339,9 @@ def test_real_listenbrainz_listens(raw_data, tmp_path):
     if not folder.is_dir():
         pytest.skip(f"{folder} not found")
     m = run(folder, tmp_path)
-    assert m["format"] == "listenbrainz" and m["rows_in"] == 1090 and accounted(m)
-    assert [Path(s["file"]).name for s in m["files_skipped"]] == ["UPSTREAM_VERSIONS.tsv"]
-    assert m["skip_rule"]["plays_by_rule"] == {"none": m["rows_kept"]}
+    assert m.format == "listenbrainz" and m.rows_in == 1090 and accounted(m)
+    assert [Path(s["file"]).name for s in m.files_skipped] == ["UPSTREAM_VERSIONS.tsv"]
+    assert m.skip_rule.plays_by_rule == {"none": m.rows_kept}
 
 
 def test_real_deezer_sample(raw_data, tmp_path):
@@ -347,8 +349,8 @@ def test_real_deezer_sample(raw_data, tmp_path):
     if not path.exists():
         pytest.skip(f"{path} not found")
     m = run(path, tmp_path, min_session_len=1)
-    assert m["format"] == "deezer" and m["rows_in"] == 1000 and accounted(m)
-    assert m["rows_dropped"].get("impossible_time", 0) >= 33  # the 1970 / 1980 times of SOURCE.md
+    assert m.format == "deezer" and m.rows_in == 1000 and accounted(m)
+    assert m.rows_dropped.get("impossible_time", 0) >= 33  # the 1970 / 1980 times of SOURCE.md
 
 
 def test_real_lastfm_1k_sample(raw_data, tmp_path):
@@ -356,8 +358,8 @@ def test_real_lastfm_1k_sample(raw_data, tmp_path):
     if not path.exists():
         pytest.skip(f"{path} not found")
     m = run(path, tmp_path)
-    assert m["format"] == "lastfm" and m["rows_in"] == 5000 and accounted(m)
-    assert m["skip_share"] == 0 and m["skip_rule"]["plays_by_rule"] == {"none": m["rows_kept"]}
+    assert m.format == "lastfm" and m.rows_in == 5000 and accounted(m)
+    assert m.skip_share == 0 and m.skip_rule.plays_by_rule == {"none": m.rows_kept}
 
 
 def test_report_says_skip_metrics_are_not_available_for_last_fm(tmp_path):
@@ -401,10 +403,10 @@ def test_yambda_listens_skip_below_half_the_track(tmp_path):
     pl.DataFrame({"uid": [100], "timestamp": [44755], "item_id": [732449], "is_organic": [1]}).write_parquet(
         folder / "dislikes.parquet")
     m = run(folder, tmp_path)
-    assert m["format"] == "yambda" and m["rows_in"] == 36 and accounted(m)
-    assert m["config"]["skip_ratio"] == 0.5
-    assert [f["file"].endswith("dislikes.parquet") and "not listens" in f["reason"] for f in m["files_skipped"]] == [True]
-    assert m["skip_rule"]["rules"]["ratio"] == "played_ms < 0.5 x duration_ms"
+    assert m.format == "yambda" and m.rows_in == 36 and accounted(m)
+    assert m.config["skip_ratio"] == 0.5
+    assert [f["file"].endswith("dislikes.parquet") and "not listens" in f["reason"] for f in m.files_skipped] == [True]
+    assert m.skip_rule.rules["ratio"] == "played_ms < 0.5 x duration_ms"
     ev = events(tmp_path).join(pl.read_parquet(tmp_path / "ws" / "datasets" / "t" / "items.parquet"), on="item_id")
     assert set(ev["user_id"]) == {"100", "101", "102"}
     assert ev["ts"].min().year == 2000  # relative time placed from 2000-01-01
@@ -419,5 +421,5 @@ def test_yambda_multi_event_counts_likes_as_not_listens(tmp_path):
     path = tmp_path / "multi_event.parquet"
     pl.concat([listens, extra]).write_parquet(path)
     m = run(path, tmp_path, format="yambda", skip_ratio=0.2)
-    assert m["format"] == "yambda" and m["rows_in"] == 15 and accounted(m)
-    assert m["rows_dropped"]["not_a_listen"] == 3 and m["config"]["skip_ratio"] == 0.2
+    assert m.format == "yambda" and m.rows_in == 15 and accounted(m)
+    assert m.rows_dropped["not_a_listen"] == 3 and m.config["skip_ratio"] == 0.2

@@ -219,11 +219,11 @@ def test_cli_trains_with_the_chunked_loss_and_refuses_a_bad_budget(tiny_logs, tm
     result = runner.invoke(app, [*args, "--set", "loss_memory_mb=0.0001"])
     assert result.exit_code == 0, result.output
     assert calls  # 26 scores per chunk: the chunked path ran
-    chunked = [r for r in (ws.root / "runs").iterdir() if r.name != plain["id"]]
+    chunked = [r for r in (ws.root / "runs").iterdir() if r.name != plain.id]
     assert len(chunked) == 1
     got = json.loads((chunked[0] / "config.json").read_text())["train"]
     assert got["loss_memory_mb"] == 0.0001
-    want_loss = [r["loss_next"] for r in read_metrics(run_dir(ws, plain["id"]))]
+    want_loss = [r["loss_next"] for r in read_metrics(run_dir(ws, plain.id))]
     got_loss = [r["loss_next"] for r in read_metrics(run_dir(ws, chunked[0].name))]
     assert got_loss == pytest.approx(want_loss, rel=1e-4)
     bad = runner.invoke(app, [*args, "--set", "loss_memory_mb=-1"])

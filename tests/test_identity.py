@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from toolkit.artifacts import Workspace, list_datasets, read_array, read_json, r
 from toolkit.cli import app
 from toolkit.config import PrepConfig, TrainConfig
 from toolkit.identity import BadNameError, StaleRunError, build_of
+from toolkit.manifest import Manifest
 from toolkit.prep import dataset_name, prep
 from toolkit.train import run_id, train
 
@@ -53,45 +55,45 @@ def ws(tiny_logs, tmp_path):
 
 def test_other_options_are_refused_and_a_forced_rebuild_makes_the_old_run_stale(ws, tiny_logs, tmp_path):
     old = train(ws, TrainConfig(dataset="tiny", model="markov"))
-    assert train(ws, TrainConfig(dataset="tiny", model="markov"))["reused"]
+    assert train(ws, TrainConfig(dataset="tiny", model="markov")).reused
     before = read_manifest(ws.dataset("tiny"))
     res = invoke("prep", tiny_logs, "--name", "tiny", "--max-len", 4, "--min-item-plays", 2, "--workspace", ws.root)
     one_line_error(res, "dataset tiny already exists", "--name", "--force")
     assert read_manifest(ws.dataset("tiny")) == before
     # options that do not change the output are the same dataset
     same = prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4, memory_limit="2GB", threads=1))
-    assert same["up_to_date"] and same["build"] == before["build"]
+    assert same.up_to_date and same.manifest.build == before.build
 
     res = invoke("prep", tiny_logs, "--name", "tiny", "--max-len", 4, "--min-item-plays", 2, "--force",
                  "--workspace", ws.root)
     assert res.exit_code == 0, res.output
     assert "rebuilt dataset tiny (--force)" in " ".join(res.output.split())
     after = read_manifest(ws.dataset("tiny"))
-    assert after["config"]["min_item_plays"] == 2 and after["build"] != before["build"]
-    assert after["fingerprint"] == before["fingerprint"]  # same input, another build
+    assert after.config["min_item_plays"] == 2 and after.build != before.build
+    assert after.fingerprint == before.fingerprint  # same input, another build
 
     new = train(ws, TrainConfig(dataset="tiny", model="markov"))  # the same command: a new run, trained
-    assert new["id"] != old["id"] and not new.get("reused")
-    assert read_json(run_dir(ws, new["id"]).config)["dataset_build"] == after["build"]
-    one_line_error(invoke("report", old["id"], "--workspace", ws.root, "--bootstrap", 100),
-                   f"run {old['id']} is stale", "dataset tiny", "earlier build", f"toolkit train --resume {old['id']}")
+    assert new.id != old.id and not new.reused
+    assert read_json(run_dir(ws, new.id).config)["dataset_build"] == after.build
+    one_line_error(invoke("report", old.id, "--workspace", ws.root, "--bootstrap", 100),
+                   f"run {old.id} is stale", "dataset tiny", "earlier build", f"toolkit train --resume {old.id}")
     sessions = tmp_path / "sessions.parquet"
     pl.DataFrame({"session": [1], "item_id": [1]}).write_parquet(sessions)
-    one_line_error(invoke("recommend", "--run", old["id"], "--sessions", sessions, "--out", tmp_path / "r.parquet",
+    one_line_error(invoke("recommend", "--run", old.id, "--sessions", sessions, "--out", tmp_path / "r.parquet",
                           "--workspace", ws.root), "is stale")
     # the dataset's runs are the current build's only
     res = invoke("report", "--dataset", "tiny", "--workspace", ws.root, "--bootstrap", 100, "--json")
     assert res.exit_code == 0, res.output
-    assert old["id"] not in res.output and new["id"] in res.output
+    assert old.id not in res.output and new.id in res.output
     # the suggested fix: the stale run's settings, retrained on the current build (here: that run)
-    res = invoke("train", "--resume", old["id"], "--workspace", ws.root)
-    assert res.exit_code == 0 and new["id"] in res.output, res.output
+    res = invoke("train", "--resume", old.id, "--workspace", ws.root)
+    assert res.exit_code == 0 and new.id in res.output, res.output
 
 
 def test_a_run_folder_of_another_build_is_never_reused(ws):
     cfg = TrainConfig(dataset="tiny", model="pop")
     first = train(ws, cfg)
-    config = run_dir(ws, first["id"]).config
+    config = run_dir(ws, first.id).config
     recorded = read_json(config)
     config.write_text(json.dumps({**recorded, "dataset_build": "0" * 64}))
     with pytest.raises(StaleRunError, match="another build of dataset tiny"):
@@ -105,22 +107,23 @@ def test_runs_of_datasets_from_before_builds_keep_their_ids(ws, tiny_logs):
     legacy = {k: v for k, v in read_json(ds.manifest).items() if k not in ("build", "run_ids", "arrays")}
     ds.manifest.write_text(json.dumps(legacy))
     cfg = TrainConfig(dataset="tiny", model="pop")
-    old_id = run_id(legacy, cfg)
-    assert old_id == run_id({"fingerprint": legacy["fingerprint"], "pipeline": legacy["pipeline"]}, cfg)
+    old = Manifest.from_json(legacy, ds.manifest)
+    old_id = run_id(old, cfg)
+    assert old_id == run_id(replace(old, name="other", rows_in=1, config=None), cfg)  # fingerprint and pipeline only
     ran = train(ws, cfg)
-    assert ran["id"] == old_id
-    assert prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4))["up_to_date"]
+    assert ran.id == old_id
+    assert prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4)).up_to_date
     with open(ds.array("valid", "seqs"), "r+b") as fh:
         fh.truncate(os.path.getsize(ds.array("valid", "seqs")) - 4)
     rebuilt = prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4))
-    assert not rebuilt.get("up_to_date") and rebuilt["run_ids"] == "input"
-    assert rebuilt["build"] == build_of(legacy)
+    assert not rebuilt.up_to_date and rebuilt.manifest.run_ids == "input"
+    assert rebuilt.manifest.build == build_of(legacy)
     again = train(ws, cfg)
-    assert again["id"] == ran["id"] and again["reused"]
+    assert again.id == ran.id and again.reused
     # a new dataset names its runs by the build
-    fresh = prep([tiny_logs], ws, PrepConfig(name="tiny2", max_len=4))
-    assert fresh["run_ids"] == "build"
-    assert run_id(fresh, TrainConfig(dataset="tiny2")) != run_id({**fresh, "run_ids": "input"},
+    fresh = prep([tiny_logs], ws, PrepConfig(name="tiny2", max_len=4)).manifest
+    assert fresh.run_ids == "build"
+    assert run_id(fresh, TrainConfig(dataset="tiny2")) != run_id(replace(fresh, run_ids="input"),
                                                                  TrainConfig(dataset="tiny2"))
 
 
@@ -131,7 +134,7 @@ def test_generic_file_names_take_their_folder_name(tiny_logs, tmp_path):
     ws = Workspace.at(tmp_path / "ws")
     a = prep([tmp_path / "alice" / "data.csv"], ws, PrepConfig(max_len=4))
     b = prep([tmp_path / "bob" / "data.csv"], ws, PrepConfig(max_len=4))
-    assert (a["name"], b["name"]) == ("alice-data", "bob-data")
+    assert (a.name, b.name) == ("alice-data", "bob-data")
     assert {r["name"] for r in list_datasets(ws)} == {"alice-data", "bob-data"}
     for path, name in [("dl/ann/my_spotify_data.zip", "ann-my_spotify_data"),
                        ("x/ann/StreamingHistory0.json", "ann-StreamingHistory0"),
@@ -202,13 +205,13 @@ def test_an_interrupted_rebuild_leaves_the_previous_dataset(ws, tiny_logs, monke
     monkeypatch.undo()
     assert read_manifest(ds) == before
     assert np.array_equal(read_array(ds.array("train", "seqs")), seqs)
-    assert [(r["name"], r["fingerprint"]) for r in list_datasets(ws)] == [("tiny", before["fingerprint"])]
+    assert [(r["name"], r["fingerprint"]) for r in list_datasets(ws)] == [("tiny", before.fingerprint)]
     assert not [p for p in ws.datasets.iterdir() if p.name.startswith(".")]
     # a prep killed mid-build leaves its work folder; one killed mid-swap, the previous version aside
     (ws.datasets / f".tmp-tiny-{DEAD_PID}").mkdir()
     (ws.datasets / f".tmp-tiny-{DEAD_PID}" / "train_seqs.npy").write_bytes(b"half")
     shutil.copytree(ds.path, ws.datasets / f".trash-tiny2-{DEAD_PID}")
-    assert prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4))["up_to_date"]
+    assert prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4)).up_to_date
     assert sorted(p.name for p in ws.datasets.iterdir()) == ["tiny", "tiny2"]
     assert read_manifest(ws.dataset("tiny2")) == before
 
@@ -222,12 +225,12 @@ def test_a_damaged_dataset_is_rebuilt_not_reused(ws, tiny_logs):
     assert res.exit_code == 0, res.output
     assert "rebuilt dataset tiny (train_seqs.npy is truncated" in " ".join(res.output.split())
     assert path.read_bytes() == whole
-    assert prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4))["up_to_date"]
+    assert prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4)).up_to_date
     # an array of another shape, and an unreadable manifest, are rebuilt too
     np.save(path, np.zeros((1, 3), np.int32))
-    assert "train_seqs.npy has shape (1, 3)" in prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4))["notes"][0]
+    assert "train_seqs.npy has shape (1, 3)" in prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4)).notes[0]
     ds.manifest.write_text("{not json")
     res = invoke("report", "--dataset", "tiny", "--workspace", ws.root)
     one_line_error(res)
     again = prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4))
-    assert again["notes"] == ["rebuilt dataset tiny (manifest.json does not parse)"]
+    assert again.notes == ("rebuilt dataset tiny (manifest.json does not parse)",)

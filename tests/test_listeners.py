@@ -12,6 +12,7 @@ from test_archives import make_zip
 from test_readers import HISTORY, extended_rows, run, write_json
 
 from toolkit.listeners import assign
+from toolkit.prep import PrepResult
 from toolkit.readers import SourceFile, expand
 
 MEMBER = f"{HISTORY}/Streaming_History_Audio_2024.json"
@@ -31,26 +32,27 @@ def test_two_archives_in_one_folder_are_two_listeners(tmp_path):
     downloads = tmp_path / "Downloads"
     export_zip(downloads / "my_spotify_data.zip", 2023)
     export_zip(downloads / "my_spotify_data (1).zip", 2024)
-    m = run(downloads, tmp_path)
-    assert m["users"] == 2 and m["rows_in"] == 48
+    prepared = prep_many([downloads], tmp_path)
+    m = prepared.manifest
+    assert m.users == 2 and m.rows_in == 48
     # each listener's plays are their own export's: the two histories do not interleave
     assert listeners_of(tmp_path) == {"my_spotify_data": {2023}, "my_spotify_data (1)": {2024}}
-    reading = m["reading"]
+    reading = m.reading
     assert {r["listener"]: Path(r["export"]).name for r in reading["listeners"]} == {
         "my_spotify_data": "my_spotify_data.zip", "my_spotify_data (1)": "my_spotify_data (1).zip"}
     [note] = reading["notes"]
     assert "2 exports where one listener was expected (Downloads)" in note and "--user" in note
-    assert note in m["notes"]
+    assert note in prepared.notes
 
 
 def test_archives_named_on_the_command_line_are_two_listeners(tmp_path):
     a = export_zip(tmp_path / "in" / "alice.zip", 2023)
     b = export_zip(tmp_path / "in" / "bob.zip", 2024)
-    m = prep_many([a, b], tmp_path)
-    assert m["users"] == 2 and listeners_of(tmp_path) == {"alice": {2023}, "bob": {2024}}
+    m = prep_many([a, b], tmp_path).manifest
+    assert m.users == 2 and listeners_of(tmp_path) == {"alice": {2023}, "bob": {2024}}
 
 
-def prep_many(paths: list[Path], tmp_path: Path, **options) -> dict:
+def prep_many(paths: list[Path], tmp_path: Path, **options) -> PrepResult:
     from toolkit.artifacts import Workspace
     from toolkit.config import PrepConfig
     from toolkit.prep import prep
@@ -61,7 +63,7 @@ def prep_many(paths: list[Path], tmp_path: Path, **options) -> dict:
 def test_one_archive_keeps_its_folder_as_listener(tmp_path):
     m = run(export_zip(tmp_path / "alice" / "my_spotify_data.zip"), tmp_path)
     assert listeners_of(tmp_path) == {"alice": {2024}}
-    assert m["reading"] == {"listeners": [], "feedback_files": [], "notes": []}
+    assert m.reading == {"listeners": [], "feedback_files": [], "notes": []}
 
 
 def test_loose_files_of_one_export_stay_one_listener(tmp_path):
@@ -69,7 +71,7 @@ def test_loose_files_of_one_export_stay_one_listener(tmp_path):
     write_json(export / "Streaming_History_Audio_2023.json", extended_rows(2023))
     write_json(export / "Streaming_History_Audio_2024.json", extended_rows(2024))
     m = run(export, tmp_path)
-    assert listeners_of(tmp_path) == {"alice": {2023, 2024}} and m["reading"]["notes"] == []
+    assert listeners_of(tmp_path) == {"alice": {2023, 2024}} and m.reading["notes"] == []
 
 
 def test_folder_per_listener_layout_is_kept(tmp_path):
@@ -79,7 +81,7 @@ def test_folder_per_listener_layout_is_kept(tmp_path):
     export_zip(exports / "bob" / "my_spotify_data.zip", 2025)
     m = run(exports, tmp_path)
     assert listeners_of(tmp_path) == {"alice": {2023, 2024}, "bob": {2025}}
-    assert m["reading"]["notes"] == []
+    assert m.reading["notes"] == []
 
 
 def test_user_option_reads_every_export_as_one_listener(tmp_path):
@@ -87,7 +89,7 @@ def test_user_option_reads_every_export_as_one_listener(tmp_path):
     export_zip(downloads / "my_spotify_data.zip", 2023)
     export_zip(downloads / "my_spotify_data (1).zip", 2024)
     m = run(downloads, tmp_path, user="me")
-    assert listeners_of(tmp_path) == {"me": {2023, 2024}} and m["reading"]["notes"] == []
+    assert listeners_of(tmp_path) == {"me": {2023, 2024}} and m.reading["notes"] == []
 
 
 def test_symlinked_folder_of_exports_is_followed_and_split(tmp_path):
@@ -99,7 +101,7 @@ def test_symlinked_folder_of_exports_is_followed_and_split(tmp_path):
     inputs.mkdir()
     (inputs / "family").symlink_to(real, target_is_directory=True)
     m = run(inputs, tmp_path)
-    assert m["files"] == 2
+    assert m.files == 2
     assert listeners_of(tmp_path) == {"alice": {2023}, "bob": {2024}}
 
 

@@ -23,17 +23,17 @@ TESTS_DATA = Path(__file__).resolve().parent / "data"
 @pytest.fixture
 def prepared(tiny_logs, tmp_path):
     ws = Workspace.at(tmp_path / "ws")
-    manifest = prep([tiny_logs], ws, PrepConfig(max_len=4))
-    return ws, ws.dataset(manifest["name"]), manifest
+    manifest = prep([tiny_logs], ws, PrepConfig(max_len=4)).manifest
+    return ws, ws.dataset(manifest.name), manifest
 
 
 def test_every_row_is_kept_or_counted(prepared):
     _, ds, m = prepared
-    assert m["rows_in"] == 41
-    assert m["rows_in"] == m["rows_kept"] + sum(m["rows_dropped"].values())
+    assert m.rows_in == 41
+    assert m.rows_in == m.rows_kept + sum(m.rows_dropped.values())
     # the fixture holds one exact duplicate, one single-play session (u3) and one single-play user (u5)
-    assert m["rows_dropped"] == {"exact_duplicate": 1, "short_session": 2}
-    assert pl.read_parquet(ds.events).height == m["rows_kept"]
+    assert m.rows_dropped == {"exact_duplicate": 1, "short_session": 2}
+    assert pl.read_parquet(ds.events).height == m.rows_kept
 
 
 def test_gap_exactly_at_threshold_stays_in_session(prepared):
@@ -75,7 +75,7 @@ def test_schemas_and_ids(prepared):
     items = pl.read_parquet(ds.items)
     assert _arrow_types(ds.events) == EVENTS_SCHEMA
     assert _arrow_types(ds.items) == ITEMS_SCHEMA
-    assert items["item_id"].to_list() == list(range(1, m["items"] + 1))
+    assert items["item_id"].to_list() == list(range(1, m.items + 1))
     assert items["plays"].to_list() == sorted(items["plays"].to_list(), reverse=True)
     assert set(ev["item_id"].unique()) <= set(items["item_id"])
 
@@ -86,7 +86,7 @@ def test_time_split_never_leaks_the_future(prepared):
     bounds = ev.group_by("split").agg(pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last"))
     b = {r["split"]: r for r in bounds.iter_rows(named=True)}
     assert b["train"]["last"] <= b["valid"]["first"] <= b["valid"]["last"] <= b["test"]["first"]
-    assert sum(s["events"] for s in m["splits"].values()) == m["rows_kept"]
+    assert sum(s.events for s in m.splits.values()) == m.rows_kept
     # sessions are never cut across splits
     assert ev.group_by("session_idx").agg(pl.col("split").n_unique())["split"].max() == 1
 
@@ -102,7 +102,7 @@ def test_sequence_arrays_follow_the_pad_conventions(prepared):
         assert np.all(skips[seqs == PAD] == 0)
         assert np.all(nxt[seqs == PAD] == PAD)
         # every play of the split appears exactly once across its windows
-        assert int((seqs != PAD).sum()) == m["splits"][split]["events"]
+        assert int((seqs != PAD).sum()) == m.splits[split].events
         part = ev.filter(pl.col("split") == split)
         assert sorted(seqs[seqs != PAD].tolist()) == sorted(part["item_id"].to_list())
 
@@ -110,27 +110,27 @@ def test_sequence_arrays_follow_the_pad_conventions(prepared):
 def test_rerun_is_identical_and_reuses_the_dataset(tiny_logs, tmp_path):
     a = Workspace.at(tmp_path / "a")
     b = Workspace.at(tmp_path / "b")
-    ma = prep([tiny_logs], a, PrepConfig())
+    ma = prep([tiny_logs], a, PrepConfig()).manifest
     prep([tiny_logs], b, PrepConfig())
-    da, db = a.dataset(ma["name"]), b.dataset(ma["name"])
+    da, db = a.dataset(ma.name), b.dataset(ma.name)
     assert da.events.read_bytes() == db.events.read_bytes()
     assert da.items.read_bytes() == db.items.read_bytes()
     for split in SPLITS:
         for name in ARRAYS:
             assert da.array(split, name).read_bytes() == db.array(split, name).read_bytes()
     again = prep([tiny_logs], a, PrepConfig())
-    assert again.get("up_to_date") is True
-    assert read_manifest(da)["fingerprint"] == again["fingerprint"]
+    assert again.up_to_date is True
+    assert read_manifest(da) == again.manifest == ma
 
 
 def test_leave_last_out_split(tiny_logs, tmp_path):
     ws = Workspace.at(tmp_path / "ws")
-    m = prep([tiny_logs], ws, PrepConfig(split="last", name="loo"))
+    m = prep([tiny_logs], ws, PrepConfig(split="last", name="loo")).manifest
     ev = pl.read_parquet(ws.dataset("loo").events)
     last = ev.group_by("session_idx").agg(pl.col("split").sort_by("position").last())
     assert set(last["split"]) == {"test"}
-    assert m["splits"]["test"]["events"] == m["sessions"]
-    assert m["split_mode"] == "last"
+    assert m.splits["test"].events == m.sessions
+    assert m.split_mode == "last"
 
 
 @pytest.mark.parametrize("bad", [dict(split="random"), dict(session_gap_s=0), dict(test_frac=0.0), dict(max_len=1)])
@@ -181,7 +181,7 @@ PINNED = {
 }
 
 
-def _output_digest(ds, manifest: dict) -> str:
+def _output_digest(ds) -> str:
     """sha256 over the content (not the file bytes, which carry writer versions) of every output."""
     h = hashlib.sha256()
     for path in (ds.events, ds.items):
@@ -194,6 +194,7 @@ def _output_digest(ds, manifest: dict) -> str:
             h.update(np.ascontiguousarray(arr).tobytes())
     keys = ("rows_in", "rows_kept", "rows_dropped", "users", "sessions", "items", "skip_rule", "splits",
             "cold_items", "cold_events", "split_mode")
+    manifest = json.loads(ds.manifest.read_text(encoding="utf-8"))  # as written
     h.update(json.dumps({k: manifest.get(k) for k in keys}, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -201,8 +202,8 @@ def _output_digest(ds, manifest: dict) -> str:
 @pytest.mark.parametrize("log", ["tiny_logs.csv", "pinned_log.parquet"])
 def test_pipeline_label_pins_the_output(log, tmp_path):
     ws = Workspace.at(tmp_path / "ws")
-    manifest = prep([TESTS_DATA / log], ws, PrepConfig(name="pinned"))
-    digest = _output_digest(ws.dataset("pinned"), manifest)
+    prep([TESTS_DATA / log], ws, PrepConfig(name="pinned"))
+    digest = _output_digest(ws.dataset("pinned"))
     assert PIPELINE in PINNED, f"prep.PIPELINE {PIPELINE} has no recorded digests: add them to PINNED"
     assert digest == PINNED[PIPELINE][log], (
         f"prep's output for tests/data/{log} changed ({digest}) but prep.PIPELINE did not: see PINNED")

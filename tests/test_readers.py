@@ -13,6 +13,7 @@ import pytest
 from toolkit.artifacts import Workspace
 from toolkit.config import PrepConfig
 from toolkit.errors import EmptyInputError
+from toolkit.manifest import Manifest
 from toolkit.prep import prep
 
 HISTORY = "Spotify Extended Streaming History"
@@ -42,8 +43,8 @@ def write_json(path: Path, rows) -> Path:
     return path
 
 
-def run(folder: Path, tmp_path: Path, **options) -> dict:
-    return prep([folder], Workspace.at(tmp_path / "ws"), PrepConfig(name="t", **options))
+def run(folder: Path, tmp_path: Path, **options) -> Manifest:
+    return prep([folder], Workspace.at(tmp_path / "ws"), PrepConfig(name="t", **options)).manifest
 
 
 def test_extended_history_under_any_name_is_read(tmp_path):
@@ -52,13 +53,13 @@ def test_extended_history_under_any_name_is_read(tmp_path):
     write_json(export / HISTORY / "songdata_0.json", extended_rows(2024))
     write_json(export / HISTORY / "14.json", extended_rows(2025))
     m = run(export, tmp_path)
-    assert m["format"] == "spotify-extended" and m["files"] == 3 and m["files_skipped"] == []
-    assert m["rows_in"] == 3 * 24
+    assert m.format == "spotify-extended" and m.files == 3 and m.files_skipped == []
+    assert m.rows_in == 3 * 24
 
 
 def test_odd_name_alone_is_recognised_by_its_columns(tmp_path):
     m = run(write_json(tmp_path / "history2.json", extended_rows(2024)), tmp_path, format="auto")
-    assert m["format"] == "spotify-extended" and m["rows_in"] == 24
+    assert m.format == "spotify-extended" and m.rows_in == 24
 
 
 def test_resave_without_podcast_or_reason_columns_is_read(tmp_path):
@@ -66,15 +67,15 @@ def test_resave_without_podcast_or_reason_columns_is_read(tmp_path):
                                                                                       "reason_end", "skipped")}
             for r in extended_rows(2024)]
     m = run(write_json(tmp_path / "all_time_Spotify.json", rows), tmp_path)
-    assert m["format"] == "spotify-extended" and m["rows_in"] == 24
-    assert m["skip_rule"]["plays_by_rule"] == {"played_ms": m["rows_kept"]}
+    assert m.format == "spotify-extended" and m.rows_in == 24
+    assert m.skip_rule.plays_by_rule == {"played_ms": m.rows_kept}
 
 
 def test_account_data_under_another_name_is_read_as_spotify(tmp_path):
     rows = [{"endTime": f"2021-03-0{d} 20:{m:02d}", "artistName": "Nina", "trackName": f"Song {m}",
              "msPlayed": 180_000} for d in range(1, 7) for m in range(0, 12, 3)]
     m = run(write_json(tmp_path / "my_history_2021.json", rows), tmp_path)
-    assert m["format"] == "spotify" and m["rows_in"] == 24
+    assert m.format == "spotify" and m.rows_in == 24
 
 
 def test_files_left_out_are_named_with_the_reason(tmp_path):
@@ -87,8 +88,8 @@ def test_files_left_out_are_named_with_the_reason(tmp_path):
     write_json(export / "StreamingHistory0.json", [{"endTime": "2021-03-01 20:00", "artistName": "Nina",
                                                     "trackName": "Song", "msPlayed": 1000}])
     m = run(export, tmp_path)
-    assert m["files"] == 1
-    why = {Path(s["file"]).name: s["reason"] for s in m["files_skipped"]}
+    assert m.files == 1
+    why = {Path(s["file"]).name: s["reason"] for s in m.files_skipped}
     assert set(why) == {"Streaming_History_Video_2023.json", "Userdata.json", "notes.csv", "broken.json",
                         "StreamingHistory0.json"}
     assert "not music" in why["Streaming_History_Video_2023.json"]
@@ -102,8 +103,8 @@ def test_extended_csv_beside_json_is_reported_not_silently_dropped(tmp_path):
     write_json(export / "Streaming_History_Audio_2023.json", extended_rows(2023))
     pl.DataFrame(extended_rows(2024)).write_csv(export / "history_2024.csv")
     m = run(export, tmp_path)
-    assert m["files"] == 1
-    [(name, reason)] = [(Path(s["file"]).name, s["reason"]) for s in m["files_skipped"]]
+    assert m.files == 1
+    [(name, reason)] = [(Path(s["file"]).name, s["reason"]) for s in m.files_skipped]
     assert name == "history_2024.csv" and "one file type per run" in reason
 
 
@@ -121,14 +122,14 @@ def test_end_reason_labels_plays_where_the_flag_is_not_recorded(tmp_path):
     write_json(export / "Streaming_History_Audio_2023.json",
                extended_rows(2023, reason_end="fwdbtn", skipped=False))
     m = run(export, tmp_path)
-    rule = m["skip_rule"]
-    assert rule["plays_by_rule"] == {"explicit": 24, "reason": 24}
-    assert set(rule["rules"]) == {"explicit", "reason"}
+    rule = m.skip_rule
+    assert rule.plays_by_rule == {"explicit": 24, "reason": 24}
+    assert set(rule.rules) == {"explicit", "reason"}
     ev = pl.read_parquet(tmp_path / "ws" / "datasets" / "t" / "events.parquet")
     by_year = ev.group_by(pl.col("ts").dt.year()).agg(pl.col("is_skip").mean()).sort("ts")
     assert by_year["is_skip"].to_list() == [1.0, 0.0]
     # scored on the 24 recorded plays: the reason says skip, the flag says kept
-    agreement = rule["agreement"]
+    agreement = rule.agreement
     assert agreement["reason"]["plays"] == 24 and agreement["reason"]["agreement"] == 0.0
     assert agreement["played_ms"]["agreement"] == 1.0  # 3-minute plays are not short
 

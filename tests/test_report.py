@@ -199,7 +199,7 @@ def trained(tmp_path_factory, request):
         for seed in seeds:
             extra = SMALL if model == "sasrec" else {}
             r = train(ws, TrainConfig(dataset="tiny", model=model, feedback=feedback, seed=seed, **extra))
-            ids.setdefault(f"{model} / {feedback}", []).append(r["id"])
+            ids.setdefault(f"{model} / {feedback}", []).append(r.id)
     return ws, ids
 
 
@@ -321,7 +321,7 @@ def test_runs_from_two_datasets_are_refused(trained, tmp_path):
     ws, ids = trained
     prep([TINY_LOGS], ws, PrepConfig(name="tiny2", max_len=5))
     other = train(ws, TrainConfig(dataset="tiny2", model="pop"))
-    one_line_error(invoke("report", ids["pop / all"][0], other["id"], "--workspace", ws.root), "different datasets")
+    one_line_error(invoke("report", ids["pop / all"][0], other.id, "--workspace", ws.root), "different datasets")
 
 
 def test_cli_recommend_joins_names_and_counts_unknown_tracks(trained, tmp_path):

@@ -154,8 +154,8 @@ def tiny_ws(tiny_logs, tmp_path):
 @pytest.mark.parametrize("feedback", ["all", "positives-only"])
 def test_session_baselines_train_end_to_end(tiny_ws, model, feedback):
     result = train(tiny_ws, TrainConfig(model=model, feedback=feedback))
-    v = result["valid"]
-    assert result["status"] == "finished" and v["n_pos"] == 1
+    v = result.valid
+    assert result.status == "finished" and v["n_pos"] == 1
     # one positive query in the tiny valid split: every ranking metric reads the same rank
     rank = round(1 / v["mrr@10"])
     assert v["mrr@10"] == pytest.approx(1 / rank) and v["ndcg@10"] == pytest.approx(1 / math.log2(rank + 1))

@@ -28,9 +28,9 @@ def ws(tmp_path_factory):
 
 
 def test_skip_aware_modes_beat_the_skip_blind_model(ws):
-    blind = train(ws, TrainConfig(feedback="all", **BASE))["valid"]
-    positives = train(ws, TrainConfig(feedback="positives-only", **BASE))["valid"]
-    contrastive = train(ws, TrainConfig(feedback="contrastive", context="input", alpha=0.1, **BASE))["valid"]
+    blind = train(ws, TrainConfig(feedback="all", **BASE)).valid
+    positives = train(ws, TrainConfig(feedback="positives-only", **BASE)).valid
+    contrastive = train(ws, TrainConfig(feedback="contrastive", context="input", alpha=0.1, **BASE)).valid
     assert positives["hr@10"] > blind["hr@10"] + 0.02
     assert contrastive["hr@10"] > blind["hr@10"]
     # learning from skips also orders a session's skipped tracks below its next positive more often

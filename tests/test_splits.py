@@ -11,6 +11,7 @@ import pytest
 from toolkit import splits
 from toolkit.artifacts import Workspace
 from toolkit.config import PrepConfig
+from toolkit.manifest import Manifest
 from toolkit.prep import prep
 
 
@@ -67,31 +68,31 @@ def _two_eras(path, sessions: tuple = (20, 20, 20, 10), offset_days: int = 400) 
     pl.DataFrame(rows).write_parquet(path)
 
 
-def _prep(tmp_path, log, **options) -> dict:
+def _prep(tmp_path, log, **options) -> Manifest:
     cols = ("user=user", "ts=ts", "track=track", "played_ms=ms")
-    return prep([log], Workspace.at(tmp_path / "ws"), PrepConfig(format="generic", cols=cols, **options))
+    return prep([log], Workspace.at(tmp_path / "ws"), PrepConfig(format="generic", cols=cols, **options)).manifest
 
 
 def test_prep_auto_splits_per_listener_when_exports_cover_different_years(tmp_path):
     log = tmp_path / "plays.parquet"
     _two_eras(log)
     m = _prep(tmp_path, log, name="eras")
-    assert m["split_mode"] == "listener" and m["split_reason"].startswith("listener:")
-    test = m["split_diagnostics"]["test"]
+    assert m.split_mode == "listener" and m.split_reason.startswith("listener:")
+    test = m.split_diagnostics["test"]
     assert test["listeners"] == 4 and test["listeners_without_train"] == 0
-    assert m["splits"]["test"]["sessions"] == 2 + 2 + 2 + 1  # round(n * 0.1) of each listener's sessions
-    assert any("trends can leak" in w for w in m["split_warnings"])
+    assert m.splits["test"].sessions == 2 + 2 + 2 + 1  # round(n * 0.1) of each listener's sessions
+    assert any("trends can leak" in w for w in m.split_warnings)
     forced = _prep(tmp_path, log, name="eras-time", split="time")
-    assert forced["split_mode"] == "time"
-    t = forced["split_diagnostics"]["test"]
+    assert forced.split_mode == "time"
+    t = forced.split_diagnostics["test"]
     assert t["listeners"] == 1 and t["listeners_without_train"] == 1  # the global cut tests the latest listener only
     assert t["sessions"] == 7
-    assert any("have no training play" in w for w in forced["split_warnings"])
+    assert any("have no training play" in w for w in forced.split_warnings)
 
 
 def test_prep_auto_keeps_the_global_cut_when_listeners_overlap_in_time(tmp_path):
     log = tmp_path / "plays.parquet"
     _two_eras(log, offset_days=0)  # every listener plays on the same days
     m = _prep(tmp_path, log, name="together")
-    assert m["split_mode"] == "time" and m["split_reason"].startswith("time: listeners overlap")
-    assert m["split_diagnostics"]["test"]["listeners_without_train"] == 0
+    assert m.split_mode == "time" and m.split_reason.startswith("time: listeners overlap")
+    assert m.split_diagnostics["test"]["listeners_without_train"] == 0

@@ -55,11 +55,11 @@ def sessioned(small) -> pl.DataFrame:
 def test_exact_row_count_and_summary(small):
     out, summary, _ = small
     assert pq.ParquetFile(out).metadata.num_rows == SMALL.plays
-    assert summary["rows"] == SMALL.plays
-    assert summary["users"] == SMALL.users
-    assert summary["path"] == str(out)
+    assert summary.rows == SMALL.plays
+    assert summary.users == SMALL.users
+    assert summary.path == str(out)
     df = pl.read_parquet(out)
-    assert summary["tracks"] == df["track_id"].n_unique()
+    assert summary.tracks == df["track_id"].n_unique()
     assert df["user_id"].n_unique() == SMALL.users
 
 
@@ -95,7 +95,7 @@ def test_session_gaps_are_unambiguous(small, sessioned):
     between = gaps.filter(gaps > 1800)
     assert within.max() <= SMALL.pause_max_s
     assert between.min() >= SMALL.min_gap_s
-    assert sessioned["session"].n_unique() == summary["sessions"]
+    assert sessioned["session"].n_unique() == summary.sessions
     assert sessioned.group_by("session").len()["len"].max() <= SMALL.session_cap
 
 
@@ -112,8 +112,8 @@ def test_played_ms_encodes_the_skip_label(small, sessioned):
     assert skipped["played_ms"].min() >= 1_000 and skipped["played_ms"].max() <= 25_000
     assert (kept["played_ms"] <= kept["duration_ms"]).all()
     assert (kept["played_ms"] >= 0.6 * kept["duration_ms"]).all()
-    assert 0.25 <= summary["skip_share"] <= 0.40
-    assert summary["skip_share"] == pytest.approx(len(skipped) / len(sessioned))
+    assert 0.25 <= summary.skip_share <= 0.40
+    assert summary.skip_share == pytest.approx(len(skipped) / len(sessioned))
     assert sessioned["duration_ms"].is_between(90_000, 600_000).all()
 
 
@@ -144,7 +144,7 @@ def test_planted_signal_artist_continuity(sessioned):
 def test_progress_and_atomic_write(small):
     out, summary, calls = small
     assert len(calls) > 1, "chunk_rows is small, so several chunks are written"
-    assert calls == sorted(calls) and calls[-1] == summary["rows"]
+    assert calls == sorted(calls) and calls[-1] == summary.rows
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
 
 
@@ -161,14 +161,14 @@ def test_failed_write_leaves_nothing(tmp_path):
 def test_fewer_plays_than_users(tmp_path):
     out = tmp_path / "p.parquet"
     summary = synth(out, SynthConfig(users=40, plays=7, tracks=50, artists=10, genres=3))
-    assert summary["rows"] == 7 == pl.read_parquet(out).height
-    assert summary["users"] <= 7
+    assert summary.rows == 7 == pl.read_parquet(out).height
+    assert summary.users <= 7
 
 
 def test_zero_plays_writes_an_empty_file(tmp_path):
     out = tmp_path / "p.parquet"
     summary = synth(out, SynthConfig(plays=0, tracks=50, artists=10, genres=3))
-    assert summary["rows"] == 0 and summary["skip_share"] == 0.0
+    assert summary.rows == 0 and summary.skip_share == 0.0
     assert pl.read_parquet(out).schema == EXPECTED_SCHEMA
 
 

@@ -49,14 +49,14 @@ def ws(tiny_logs, tmp_path):
 ])
 def test_every_model_and_mode_trains(ws, model, feedback):
     result = train(ws, TrainConfig(model=model, feedback=feedback, **SMALL))
-    assert result["status"] == "finished"
-    v = result["valid"]
+    assert result.status == "finished"
+    v = result.valid
     # every validation query was scored: the positive ones are the plays after a session's first whose
     # next play was kept, counted here from the split's own arrays
     valid = load_split(ws.dataset("tiny"), "valid")
     kept_next = (np.asarray(valid.next_item) != 0) & (np.asarray(valid.next_skip) == 0)
     assert v["n_pos"] == int(kept_next.sum())
-    rows = read_metrics(run_dir(ws, result["id"]))
+    rows = read_metrics(run_dir(ws, result.id))
     # the result reports the best epoch's validation, and every recorded loss is a finite number
     best = max(rows, key=lambda r: r["valid_ndcg@10"])
     assert v["ndcg@10"] == best["valid_ndcg@10"]
@@ -69,33 +69,33 @@ def test_contrastive_variants_train_and_their_term_changes_the_model(ws, context
     plain = train(ws, TrainConfig(feedback="contrastive+feedback-input", **SMALL))
     variant = train(ws, TrainConfig(feedback="contrastive+feedback-input", context=context,
                                     skip_negatives=negatives, **SMALL))
-    assert variant["status"] == "finished" and variant["id"] != plain["id"]
-    assert read_metrics(run_dir(ws, variant["id"]))[0]["loss_contrastive"] != \
-        read_metrics(run_dir(ws, plain["id"]))[0]["loss_contrastive"]
+    assert variant.status == "finished" and variant.id != plain.id
+    assert read_metrics(run_dir(ws, variant.id))[0]["loss_contrastive"] != \
+        read_metrics(run_dir(ws, plain.id))[0]["loss_contrastive"]
 
 
 def test_positives_only_contrastive_takes_its_negatives_from_the_hidden_skips(ws):
     # the model never reads a skipped play, yet the skip term still has the session's skips to push from
     result = train(ws, TrainConfig(feedback="positives-only+contrastive", **SMALL))
-    assert result["status"] == "finished"
-    assert all(row["loss_contrastive"] > 0 for row in read_metrics(run_dir(ws, result["id"])))
+    assert result.status == "finished"
+    assert all(row["loss_contrastive"] > 0 for row in read_metrics(run_dir(ws, result.id)))
 
 
 @pytest.mark.parametrize("loss", ["sampled", "bce"])
 def test_sampled_losses_train(ws, loss):
     result = train(ws, TrainConfig(loss=loss, feedback="negative-target", **SMALL))
-    assert result["status"] == "finished"
+    assert result.status == "finished"
 
 
 def test_same_seed_same_metrics_and_the_run_is_reused(ws, tmp_path, tiny_logs):
     first = train(ws, TrainConfig(seed=5, **SMALL))
     again = train(ws, TrainConfig(seed=5, **SMALL))
-    assert again.get("reused") and same(again["valid"], first["valid"])
+    assert again.reused and same(again.valid, first.valid)
     other = Workspace.at(tmp_path / "other")
     prep([tiny_logs], other, PrepConfig(name="tiny", max_len=4))
     fresh = train(other, TrainConfig(seed=5, **SMALL))
-    assert fresh["id"] == first["id"] and same(fresh["valid"], first["valid"])
-    assert untimed(read_metrics(run_dir(other, fresh["id"]))) == untimed(read_metrics(run_dir(ws, first["id"])))
+    assert fresh.id == first.id and same(fresh.valid, first.valid)
+    assert untimed(read_metrics(run_dir(other, fresh.id))) == untimed(read_metrics(run_dir(ws, first.id)))
 
 
 def test_resume_after_an_interruption_matches_an_uninterrupted_run(ws, tmp_path, tiny_logs):
@@ -113,16 +113,16 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(ws, tmp_path,
 
     with pytest.raises(KeyboardInterrupt):
         train(other, cfg, crash_after_first_epoch)
-    assert not run_dir(other, whole["id"]).result.exists()
+    assert not run_dir(other, whole.id).result.exists()
     resumed_events = []
     resumed = train(other, cfg, resumed_events.append)
     assert resumed_events[0].phase == "resumed"
-    assert same(resumed["valid"], whole["valid"])
+    assert same(resumed.valid, whole.valid)
     # the wall time spans both sessions: the slow first epoch, then the epochs trained after resuming
-    after = sum(r["seconds"] for r in read_metrics(run_dir(other, whole["id"]))[1:])
-    assert resumed["wall_s"] >= 1.5 + after
+    after = sum(r["seconds"] for r in read_metrics(run_dir(other, whole.id))[1:])
+    assert resumed.wall_s >= 1.5 + after
     # the loss of every epoch after the interruption matches too, so the data order and RNG resumed exactly
-    assert untimed(read_metrics(run_dir(other, whole["id"])))[1:] == untimed(read_metrics(run_dir(ws, whole["id"])))[1:]
+    assert untimed(read_metrics(run_dir(other, whole.id)))[1:] == untimed(read_metrics(run_dir(ws, whole.id)))[1:]
 
 
 def test_interrupt_mid_epoch_resumes_exactly(ws, tmp_path, tiny_logs):
@@ -139,14 +139,14 @@ def test_interrupt_mid_epoch_resumes_exactly(ws, tmp_path, tiny_logs):
 
     with pytest.raises(KeyboardInterrupt):
         train(other, cfg, crash_at_second_step)
-    assert same(train(other, cfg)["valid"], whole["valid"])
+    assert same(train(other, cfg).valid, whole.valid)
 
 
 def test_checkpoints_load_with_weights_only(ws):
     import torch
 
     result = train(ws, TrainConfig(**SMALL))
-    run = run_dir(ws, result["id"])
+    run = run_dir(ws, result.id)
     for path in (run.best, run.checkpoint):
         state = torch.load(path, weights_only=True)
         assert "model" in state and "model_config" in state
@@ -203,14 +203,15 @@ def test_later_settings_keep_old_run_ids_until_they_are_used():
     from dataclasses import asdict
 
     from toolkit.config import LATER_SETTINGS, RUNTIME_SETTINGS
+    from stubs import manifest_stub
     from toolkit.train import run_id
 
-    manifest = {"fingerprint": "f" * 64, "pipeline": "p"}
+    manifest = manifest_stub()
     # a run recorded before the repeat head existed: its config holds the settings' earlier behaviour
     old = dict(repeat_head=False, successors=0)
     cfg = TrainConfig(dataset="d", feedback="contrastive", seed=2, **old)
     first = {k: v for k, v in asdict(cfg).items() if k in FIRST_RELEASE}
-    key = json.dumps({"data": manifest["fingerprint"], "pipeline": "p", "cfg": first}, sort_keys=True)
+    key = json.dumps({"data": manifest.fingerprint, "pipeline": "p", "cfg": first}, sort_keys=True)
     assert run_id(manifest, cfg) == f"sasrec-contrastive-s2-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     assert set(asdict(cfg)) == set(FIRST_RELEASE) | set(LATER_SETTINGS) | RUNTIME_SETTINGS
     changed = {run_id(manifest, TrainConfig(dataset="d", feedback="contrastive", seed=2, lr_schedule="cosine", **old)),
@@ -243,8 +244,8 @@ def test_learning_rate_schedule_by_hand():
 def test_cosine_schedule_and_mixed_precision_train_and_resume(ws, tmp_path, tiny_logs):
     cfg = TrainConfig(seed=1, patience=10, lr_schedule="cosine", amp=True, **{**SMALL, "epochs": 3})
     whole = train(ws, cfg)
-    assert whole["status"] == "finished"
-    losses_ = [r["loss_next"] for r in read_metrics(run_dir(ws, whole["id"]))]
+    assert whole.status == "finished"
+    losses_ = [r["loss_next"] for r in read_metrics(run_dir(ws, whole.id))]
     assert len(losses_) == 3 and all(np.isfinite(x) and x > 0 for x in losses_)  # finite under bfloat16 autocast
     other = Workspace.at(tmp_path / "other")
     prep([tiny_logs], other, PrepConfig(name="tiny", max_len=4))
@@ -255,7 +256,7 @@ def test_cosine_schedule_and_mixed_precision_train_and_resume(ws, tmp_path, tiny
 
     with pytest.raises(KeyboardInterrupt):
         train(other, cfg, crash_after_first_epoch)
-    assert same(train(other, cfg)["valid"], whole["valid"])  # the schedule resumed where it stopped
+    assert same(train(other, cfg).valid, whole.valid)  # the schedule resumed where it stopped
 
 
 def test_mixed_precision_runs_the_forward_pass_in_bfloat16(ws, monkeypatch):
@@ -313,7 +314,7 @@ def test_exclude_played_changes_validation_only(ws):
     assert rows[True]["loss_next"] == rows[False]["loss_next"]
     run = select_runs(ws, [runs[True].name], None, allow_unfinished=False)[0]
     q = score_run(ws, run, Protocol(split="valid", exclude_played=True), torch.device("cpu"))
-    again = summarize(q, read_manifest(ws.dataset("tiny"))["items"])
+    again = summarize(q, read_manifest(ws.dataset("tiny")).items)
     assert again["ndcg@10"] == pytest.approx(rows[True]["valid_ndcg@10"])
 
 
@@ -349,8 +350,8 @@ def test_cli_train_with_shared_negatives_end_to_end(ws):
     assert result.exit_code == 0, result.output
     assert "valid NDCG@10" in result.output
     both = train(ws, TrainConfig(loss="shared", feedback="contrastive+negative-target", **SMALL))
-    assert both["status"] == "finished"
-    rows = read_metrics(run_dir(ws, both["id"]))
+    assert both.status == "finished"
+    rows = read_metrics(run_dir(ws, both.id))
     assert all(r["loss_next"] > 0 and r["loss_negative"] > 0 for r in rows)
 
 
@@ -369,7 +370,7 @@ def test_shared_loss_resumes_exactly_mid_epoch(ws, tmp_path, tiny_logs):
     with pytest.raises(KeyboardInterrupt):
         train(other, cfg, crash_at_second_step)
     # the negatives of every step come from (seed, step), so the resumed run draws what the whole one drew
-    assert same(train(other, cfg)["valid"], whole["valid"])
+    assert same(train(other, cfg).valid, whole.valid)
 
 
 @pytest.mark.parametrize("sampler", ["popularity", "uniform"])
@@ -399,12 +400,12 @@ def test_shared_negatives_are_seeded_by_seed_and_step(sampler):
 def test_repeat_head_trains_learns_its_weights_and_scores_replays(ws, loss, feedback):
     cfg = TrainConfig(loss=loss, feedback=feedback, repeat_head=True, **{**SMALL, "epochs": 3})
     result = train(ws, cfg)
-    assert result["status"] == "finished" and result["valid"]["n_pos"] > 0
-    best = load_torch(run_dir(ws, result["id"]).best)
+    assert result.status == "finished" and result.valid["n_pos"] > 0
+    best = load_torch(run_dir(ws, result.id).best)
     weights = best["model"]["repeat_by_distance"]
     assert torch.count_nonzero(weights) > 0  # the head moved away from its zero start
     plain = train(ws, TrainConfig(loss=loss, feedback=feedback, repeat_head=False, **{**SMALL, "epochs": 3}))
-    assert plain["id"] != result["id"]  # a setting of its own in the run's identity
+    assert plain.id != result.id  # a setting of its own in the run's identity
 
 
 def test_repeat_head_and_successors_are_on_by_default_where_they_apply():
@@ -430,13 +431,13 @@ def test_listener_history_and_successors_train_and_score(ws, loss, feedback):
 
     cfg = TrainConfig(loss=loss, feedback=feedback, repeat_head=True, history=3, successors=2, **{**SMALL, "epochs": 3})
     result = train(ws, cfg)
-    assert result["status"] == "finished" and result["valid"]["n_pos"] > 0
-    best = load_torch(run_dir(ws, result["id"]).best)
+    assert result.status == "finished" and result.valid["n_pos"] > 0
+    best = load_torch(run_dir(ws, result.id).best)
     assert best["model_config"]["history"] == 3 and best["model_config"]["max_len"] == 4 + 3
     assert torch.count_nonzero(best["model"]["successor_by_rank"]) > 0  # the successor term moved
-    q = score_run(ws, select_runs(ws, [result["id"]], None, False)[0], Protocol(split="test"), torch.device("cpu"))
+    q = score_run(ws, select_runs(ws, [result.id], None, False)[0], Protocol(split="test"), torch.device("cpu"))
     plain = score_run(ws, select_runs(ws, [train(ws, TrainConfig(loss=loss, feedback=feedback, repeat_head=False,
-                                                                 **SMALL))["id"]],
+                                                                 **SMALL)).id],
                                       None, False)[0], Protocol(split="test"), torch.device("cpu"))
     # the same queries, whatever context the rows carry
     assert q.session.tolist() == plain.session.tolist() and q.skipped.tolist() == plain.skipped.tolist()
@@ -444,7 +445,7 @@ def test_listener_history_and_successors_train_and_score(ws, loss, feedback):
 
 def test_repeat_baseline_ranks_the_listeners_successors_first(ws):
     result = train(ws, TrainConfig(model="repeat", successors=2))
-    assert result["status"] == "finished"
+    assert result.status == "finished"
     with pytest.raises(ConfigError, match="successors"):
         TrainConfig(model="markov", successors=2)
     with pytest.raises(ConfigError, match="successors extends the repeat head"):

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from toolkit.artifacts import DATASET_LOCK_WAIT, Workspace, dataset_lock_path, list_datasets, list_runs, lock_held
 from toolkit.cli import app
 from toolkit.clean import STALE_TEMP_S
+from toolkit.manifest import Manifest
 from toolkit.prep import DROP_FIXES, _existing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +205,7 @@ def test_disk_full_during_prep_keeps_the_previous_dataset(trained_ws, bigger_log
     assert re.search(r"\.(parquet|npy|json)\b", line), line  # names the file it was writing
     assert (after / "datasets" / "tiny" / "manifest.json").read_bytes() == manifest.read_bytes()
     kept, damage = _existing(Workspace.at(after).dataset("tiny"))
-    assert damage is None and kept == json.loads(manifest.read_text())
+    assert damage is None and kept == Manifest.from_json(json.loads(manifest.read_text()), manifest)
     assert hidden(after) == []  # no work folder, no temporary file
     assert [(r["name"], r["status"]) for r in list_datasets(Workspace.at(after), damaged=True)] == [("tiny", "ready")]
 

@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # annotations only: importing these here would load them with
     import polars as pl
 
     from toolkit.artifacts import Workspace
+    from toolkit.manifest import Manifest
+    from toolkit.prep import PrepResult
+    from toolkit.progress import TrainProgress
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,7 +54,7 @@ class Dataset:
     splits: pl.DataFrame = field(repr=False)  # split, sessions, events, rows, skips
     notes: tuple[str, ...] = ()  # what prep would tell you on the command line (a changed name, a rebuild)
     up_to_date: bool = False  # reused as it was: prepared before from the same input and options
-    manifest: dict = field(default_factory=dict, repr=False)  # manifest.json as written
+    manifest: Manifest | None = field(default=None, repr=False)  # manifest.json as written, as its record
 
     @property
     def path(self) -> Path:
@@ -70,17 +73,16 @@ class Dataset:
         return pl.read_parquet(self.path / "events.parquet")
 
     @classmethod
-    def from_manifest(cls, workspace: Path, manifest: dict) -> Dataset:
+    def from_prep(cls, workspace: Path, prepared: PrepResult) -> Dataset:
         import polars as pl
 
-        splits = pl.DataFrame([{"split": name, **counts} for name, counts in manifest["splits"].items()])
+        m = prepared.manifest
+        splits = pl.DataFrame([{"split": name, **counts.to_json()} for name, counts in m.splits.items()])
         return cls(
-            name=manifest["name"], workspace=workspace, format=manifest["format"], rows_in=manifest["rows_in"],
-            rows_kept=manifest["rows_kept"], users=manifest["users"], sessions=manifest["sessions"],
-            tracks=manifest["items"], skip_share=manifest["skip_share"], split_mode=manifest["split_mode"],
-            rows_dropped=dict(manifest["rows_dropped"]), splits=splits, notes=tuple(manifest.get("notes", ())),
-            up_to_date=bool(manifest.get("up_to_date")),
-            manifest={k: v for k, v in manifest.items() if k not in ("notes", "up_to_date")},
+            name=m.name, workspace=workspace, format=m.format, rows_in=m.rows_in, rows_kept=m.rows_kept,
+            users=m.users, sessions=m.sessions, tracks=m.items, skip_share=m.skip_share, split_mode=m.split_mode,
+            rows_dropped=dict(m.rows_dropped), splits=splits, notes=prepared.notes, up_to_date=prepared.up_to_date,
+            manifest=m,
         )
 
 
@@ -156,19 +158,20 @@ def prep(logs, *, workspace: str | Path | Workspace | None = None, force: bool =
     cfg = _config(PrepConfig, options, "prep")
     ws = _workspace(workspace)
     table = as_table(logs)
-    manifest = run_prep(table if table is not None else _paths(logs), ws, cfg, progress, force=force)
-    return Dataset.from_manifest(ws.root, manifest)
+    prepared = run_prep(table if table is not None else _paths(logs), ws, cfg, progress, force=force)
+    return Dataset.from_prep(ws.root, prepared)
 
 
 def train(dataset: str | Dataset | None = None, *, workspace: str | Path | Workspace | None = None,
-          progress: Callable[[dict], None] | None = None, **options) -> Run:
+          progress: Callable[[TrainProgress], None] | None = None, **options) -> Run:
     """Train a recommender on a prepared dataset (``toolkit train``); return the finished run.
 
     ``dataset`` is a Dataset or a dataset name (default: the latest prepared).  The options are
     ``TrainConfig``'s fields (``model``, ``feedback``, ``epochs``, ``d_model``, ...).  The run id is a hash
     of the dataset build and the config, so the same call again returns the finished run (``reused``)
     and an interrupted one continues from its last checkpoint.  ``progress`` receives the events the
-    command's progress bar shows (dicts with ``event``: step, epoch, resumed).
+    command's progress bar shows (``toolkit.progress.TrainProgress`` records; ``phase``: start, resumed,
+    step, epoch, stopped).
 
     Example::
 
@@ -182,13 +185,12 @@ def train(dataset: str | Dataset | None = None, *, workspace: str | Path | Works
         raise ConfigError("train: pass the dataset as the first argument, not as dataset=")
     cfg = _config(TrainConfig, {**options, "dataset": name}, "train")
     result = run_train(ws, cfg, progress)
-    run = run_dir(ws, result["id"])
+    run = run_dir(ws, result.id)
     saved = read_json(run.config)["train"]
     return Run(
-        id=result["id"], workspace=ws.root, dataset=result["dataset"], model=result["model"],
-        feedback=result["feedback"], seed=result["seed"], status=result["status"],
-        epochs_done=result.get("epochs_done"), best_epoch=result.get("best_epoch"), valid=dict(result["valid"]),
-        wall_s=result.get("wall_s"), reused=bool(result.get("reused")),
+        id=result.id, workspace=ws.root, dataset=result.dataset, model=result.model, feedback=result.feedback,
+        seed=result.seed, status=result.status, epochs_done=result.epochs_done, best_epoch=result.best_epoch,
+        valid=dict(result.valid), wall_s=result.wall_s, reused=result.reused,
         config=TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved}),
         metrics=_frame(read_metrics(run)),
     )

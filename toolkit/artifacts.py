@@ -39,12 +39,15 @@ from contextlib import contextmanager
 from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 import duckdb
 import numpy as np
 
 from toolkit.errors import ArtifactMissingError, DamagedArtifactError, ToolkitError, disk_full, out_of_space
 from toolkit.identity import check_name
+from toolkit.manifest import Manifest
+from toolkit.run_result import TrainResult
 
 ENV_WORKSPACE = "TOOLKIT_WORKSPACE"
 DEFAULT_WORKSPACE = "toolkit-workspace"
@@ -207,11 +210,13 @@ def read_array(path: Path, mmap: bool = True) -> np.ndarray:
     return array
 
 
-def write_manifest(ds: DatasetDir, manifest: dict) -> None:
-    write_json(ds.manifest, manifest)
+def write_manifest(ds: DatasetDir, manifest: Manifest) -> None:
+    write_json(ds.manifest, manifest.to_json())
 
 
-def read_manifest(ds: DatasetDir) -> dict:
+def read_manifest(ds: DatasetDir) -> Manifest:
+    """The dataset's manifest, checked key by key (``Manifest.from_json``): missing, unparseable or
+    ill-fitting is a one-line error naming the file and saying to prepare the dataset again."""
     if not ds.manifest.exists():
         raise ArtifactMissingError(
             f"{ds.path}: no prepared dataset here (manifest.json missing); run `toolkit prep LOGS --name {ds.name}`"
@@ -222,7 +227,7 @@ def read_manifest(ds: DatasetDir) -> dict:
         manifest = None
     if not isinstance(manifest, dict):
         raise ArtifactMissingError(f"{ds.manifest}: does not parse; run `toolkit prep LOGS --name {ds.name}` again")
-    return manifest
+    return Manifest.from_json(manifest, ds.manifest)
 
 
 def array_problem(path: Path, shape: tuple | None = None, dtype: str | None = None) -> str | None:
@@ -550,6 +555,47 @@ def _folders(parent: Path) -> list[Path]:
     return sorted(p for p in parent.iterdir() if not p.name.startswith(".") and p.is_dir())
 
 
+class DatasetRow(TypedDict):
+    """A dataset as ``list_datasets`` lists it (and the catalog's ``datasets`` table holds it); the
+    summary values are None when its manifest is damaged."""
+
+    name: str
+    created: datetime | None  # when its manifest was written
+    path: str
+    format: str | None
+    rows_in: int | None
+    rows_kept: int | None
+    users: int | None
+    sessions: int | None
+    items: int | None
+    skip_share: float | None
+    fingerprint: str | None
+    status: str  # ready or damaged
+
+
+class RunRow(TypedDict):
+    """A run as ``list_runs`` lists it (and the catalog's ``runs`` table holds it); what is not known
+    yet (an unfinished run) or not readable (a damaged one) is None."""
+
+    id: str
+    dataset: str | None
+    model: str | None
+    feedback: str | None
+    seed: int | None
+    status: str  # finished, running, failed, interrupted or damaged
+    epochs_done: int | None
+    best_epoch: int | None
+    valid_ndcg10: float | None
+    valid_hr10: float | None
+    valid_skip_hr10: float | None
+    wall_s: float | None
+    git_commit: str | None
+    updated: datetime | None
+    config: dict[str, Any] | None  # config.json's train settings
+    valid_metrics: dict[str, float] | None
+    path: str
+
+
 _DATASET_COLS = ("format", "rows_in", "rows_kept", "users", "sessions", "items", "skip_share", "fingerprint")
 
 
@@ -560,7 +606,7 @@ def _dataset_rows(ws: Workspace) -> list[dict]:
         if not ds.manifest.exists():
             continue  # not a dataset (or one whose build never finished)
         manifest = _json_or_none(ds.manifest)
-        ok = isinstance(manifest, dict)
+        ok = _fits_manifest(manifest, ds)
         manifest = manifest if ok else {}
         rows.append({"name": ds.name, "created": _mtime(ds.manifest), "path": str(ds.path),
                      **{c: manifest.get(c) for c in _DATASET_COLS}, "status": "ready" if ok else "damaged",
@@ -570,14 +616,23 @@ def _dataset_rows(ws: Workspace) -> list[dict]:
     return rows
 
 
-def list_datasets(ws: Workspace, damaged: bool = False) -> list[dict]:
+def _fits_manifest(data, ds: DatasetDir) -> bool:
+    """Whether ``data`` (a parsed manifest.json, or None) reads as a ``Manifest``."""
+    try:
+        Manifest.from_json(data, ds.manifest)
+    except DamagedArtifactError:
+        return False
+    return True
+
+
+def list_datasets(ws: Workspace, damaged: bool = False) -> list[DatasetRow]:
     """The prepared datasets, read from their manifests, newest first.  A manifest that does not parse
     is left out, or listed with status ``damaged`` when ``damaged`` is true.  Never reads the catalog."""
     return [{k: v for k, v in r.items() if k != "manifest"} for r in _dataset_rows(ws)
             if damaged or r["status"] == "ready"]
 
 
-def _run_row(run: "RunDir") -> dict | None:
+def _run_row(run: "RunDir") -> RunRow | None:
     """The listing row of a run folder (None when it is not one): finished runs from result.json, others
     from config.json and the epochs in metrics.jsonl so far, status running (its lock is held),
     interrupted or damaged."""
@@ -587,11 +642,12 @@ def _run_row(run: "RunDir") -> dict | None:
     config = config if isinstance(config, dict) else None
     result = result if isinstance(result, dict) else None
     cfg = config.get("train") if config and isinstance(config.get("train"), dict) else {}
-    row = {"id": run.id, "dataset": cfg.get("dataset"), "model": cfg.get("model"), "feedback": cfg.get("feedback"),
-           "seed": cfg.get("seed"), "status": None, "epochs_done": None, "best_epoch": None, "valid_ndcg10": None,
-           "valid_hr10": None, "valid_skip_hr10": None, "wall_s": None, "git_commit": None,
-           "updated": _mtime(run.config, run.metrics, run.result), "config": cfg or None, "valid_metrics": None,
-           "path": str(run.path)}
+    row: RunRow = {
+        "id": run.id, "dataset": cfg.get("dataset"), "model": cfg.get("model"), "feedback": cfg.get("feedback"),
+        "seed": cfg.get("seed"), "status": "damaged", "epochs_done": None, "best_epoch": None, "valid_ndcg10": None,
+        "valid_hr10": None, "valid_skip_hr10": None, "wall_s": None, "git_commit": None,
+        "updated": _mtime(run.config, run.metrics, run.result), "config": cfg or None, "valid_metrics": None,
+        "path": str(run.path)}  # status: set below in every case
     broken = (run.config.exists() and config is None) or (run.result.exists() and result is None)
     if result is not None and result.get("status") == "finished" and not broken:
         valid = result.get("valid") if isinstance(result.get("valid"), dict) else {}
@@ -622,7 +678,7 @@ def _run_row(run: "RunDir") -> dict | None:
     return row
 
 
-def list_runs(ws: Workspace) -> list[dict]:
+def list_runs(ws: Workspace) -> list[RunRow]:
     """Every run folder with config.json or result.json, newest first, with its status: finished,
     running (another process holds its lock), failed (stopped by a NaN / inf loss), interrupted
     (unfinished, nobody training it) or damaged.
@@ -718,11 +774,11 @@ def refresh_catalog(ws: Workspace, timeout: float = CATALOG_LOCK_TIMEOUT) -> boo
     return True
 
 
-def record_dataset(ws: Workspace, ds: DatasetDir, manifest: dict) -> bool:
+def record_dataset(ws: Workspace, ds: DatasetDir, manifest: Manifest) -> bool:
     """Bring the catalog up to date after ``ds`` was prepared (``refresh_catalog``; never fails)."""
     return refresh_catalog(ws)
 
 
-def record_run(ws: Workspace, row: dict) -> bool:
+def record_run(ws: Workspace, result: TrainResult) -> bool:
     """Bring the catalog up to date after a run finished (``refresh_catalog``; never fails)."""
     return refresh_catalog(ws)

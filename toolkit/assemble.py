@@ -28,6 +28,7 @@ from toolkit import sessions
 from toolkit.artifacts import ARRAYS, DatasetDir, atomic_path
 from toolkit.buckets import Shelf
 from toolkit.config import PrepConfig
+from toolkit.manifest import SplitCounts
 from toolkit.schema import IS_SKIP, ITEM, SESSION, SPLIT, SPLITS, USER
 from toolkit.splits import SplitChoice
 
@@ -181,7 +182,7 @@ def chunks(asm: Assembled, shelf: Shelf, n_buckets: int, max_plays: int) -> Iter
 
 
 def write(ds: DatasetDir, asm: Assembled, shelf: Shelf, n_buckets: int, users: pl.Series, id_of_code: np.ndarray,
-          cfg: PrepConfig, max_plays: int) -> dict:
+          cfg: PrepConfig, max_plays: int) -> dict[str, SplitCounts]:
     """events.parquet (row groups of 2^20 plays) and the sequence arrays, a chunk at a time;
     returns the manifest's ``splits`` part."""
     rows = {code: int(((asm.in_split[code] + cfg.max_len - 1) // cfg.max_len).sum()) for code in range(len(SPLITS))}
@@ -206,8 +207,8 @@ def write(ds: DatasetDir, asm: Assembled, shelf: Shelf, n_buckets: int, users: p
         for files in arrays.values():
             for fh in files.values():
                 fh.close()  # before the renames of the ExitStack
-    return {split: {"sessions": int((asm.in_split[code] > 0).sum()), "events": int(asm.split_plays[code]),
-                    "rows": rows[code], "skips": int(asm.split_skips[code])} for code, split in enumerate(SPLITS)}
+    return {split: SplitCounts(sessions=int((asm.in_split[code] > 0).sum()), events=int(asm.split_plays[code]),
+                               rows=rows[code], skips=int(asm.split_skips[code])) for code, split in enumerate(SPLITS)}
 
 
 EVENTS_FRAME = {SPLIT: pl.String, SESSION: pl.Int64, "position": pl.Int32, USER: pl.String, ITEM: pl.Int32,

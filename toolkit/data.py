@@ -7,6 +7,7 @@ Shapes (see ``toolkit/schema.py``): every array is ``[rows, max_len]``, left-pad
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -15,6 +16,24 @@ import kernels
 from toolkit.artifacts import DatasetDir, read_array, read_frame
 from toolkit.history import ListenerOrder, row_history, row_listener, row_successors
 from toolkit.schema import ITEM, PAD, SESSION, TS, USER
+
+
+class BatchInputs(TypedDict):
+    """What a model reads of a batch: int64 tensors (B, T) on the batch's device, left-padded with PAD."""
+
+    seqs: torch.Tensor  # item ids
+    fb: torch.Tensor  # 1 = skipped
+
+
+class Batch(BatchInputs, total=False):
+    """Rows of a split as ``to_batch`` makes them: the inputs, the targets of every position, and the
+    successors when the split carries them.  A dict (the medium every scorer and loss already
+    takes); the scorers of ``recommend`` get the inputs alone."""
+
+    next_item: torch.Tensor  # (B, T) next play of the session, PAD if none
+    next_pos: torch.Tensor  # (B, T) next non-skipped play of the session, PAD if none
+    next_skip: torch.Tensor  # (B, T) 1 = the next play was skipped
+    succ: torch.Tensor  # (B, T, K) what followed each play's track before (history.row_successors)
 
 
 @dataclass(frozen=True)
@@ -117,7 +136,7 @@ def positives_only(a: SplitArrays) -> SplitArrays:
     return replace(a, seqs=seqs, skips=np.zeros_like(a.skips), next_item=nxt, next_pos=nxt.copy())
 
 
-def to_batch(a: SplitArrays, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+def to_batch(a: SplitArrays, idx: np.ndarray, device: torch.device) -> Batch:
     """Rows ``idx`` as int64 tensors on ``device``: seqs, fb, next_item, next_pos, next_skip (B, T), and
     succ (B, T, K) when the split carries successors."""
     idx = np.sort(idx)  # sorted reads are sequential in the memory map

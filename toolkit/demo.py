@@ -11,10 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from toolkit.artifacts import Workspace
 from toolkit.config import PrepConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from toolkit.manifest import Manifest
+    from toolkit.prep import PrepResult
+    from toolkit.synth import SynthSummary
 
 DATASET = "demo"  # the prepared dataset's name, and the workspace folder of the log and the report
 
@@ -39,18 +44,18 @@ class LogWritten:
     """The synthetic log was written (it is written once; a later demo of the same size reuses it)."""
 
     path: Path
-    summary: dict  # toolkit.synth.synth's summary: rows, users, tracks, sessions, skip_share
+    summary: SynthSummary  # what toolkit.synth.synth wrote
 
 
 @dataclass(frozen=True)
 class Prepared:
-    manifest: dict  # the dataset's manifest, as toolkit.prep.prep returns it
+    prepared: PrepResult  # what toolkit.prep.prep returned
     seconds: float
 
 
 @dataclass(frozen=True)
 class DemoResult:
-    manifest: dict
+    manifest: Manifest
     runs: list[str] = field(default_factory=list)  # run ids, in the order of ``demo_runs``
     report: dict | None = None  # None when nothing was trained (epochs 0)
     written: list[Path] = field(default_factory=list)  # the report's files
@@ -91,11 +96,11 @@ def demo(ws: Workspace, cfg: DemoConfig, progress: Callable[[Any], None] | None 
         say(LogWritten(logs, summary))
     started = time.perf_counter()
     say(Stage("starting"))
-    manifest = prep([logs], ws, PrepConfig(name=DATASET), say)
-    say(Prepared(manifest, time.perf_counter() - started))
+    prepared = prep([logs], ws, PrepConfig(name=DATASET), say)
+    say(Prepared(prepared, time.perf_counter() - started))
     if cfg.epochs < 1:
-        return DemoResult(manifest)
+        return DemoResult(prepared.manifest)
     ids, _ = train_grid(ws, demo_runs(cfg), say)
     say(Stage("scoring the test split"))
     rep = build_report(ws, ids, Protocol(bootstrap=500), DATASET)
-    return DemoResult(manifest, ids, rep, write_report(rep, ws.root / DATASET / "report.html"))
+    return DemoResult(prepared.manifest, ids, rep, write_report(rep, ws.root / DATASET / "report.html"))

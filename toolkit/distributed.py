@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from toolkit.data import SplitArrays, to_batch
+from toolkit.data import Batch, SplitArrays, to_batch
 from toolkit.errors import ConfigError
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for every process it starts
@@ -83,7 +83,7 @@ class World:
         lo, hi = self.bounds(len(rows))
         return np.sort(rows)[lo:hi]
 
-    def batch(self, a: SplitArrays, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    def batch(self, a: SplitArrays, rows: np.ndarray, device: torch.device) -> Batch:
         """This rank's share of the global batch ``rows`` of ``a`` as tensors (``data.to_batch``).
 
         A rank whose share of a short last batch is empty (fewer rows than ranks) gets one all-PAD

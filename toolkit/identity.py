@@ -74,7 +74,7 @@ def build_of(manifest: dict) -> str:
                                               manifest.get("format_version"))
 
 
-def run_id(manifest: dict, cfg: TrainConfig) -> str:
+def run_id(manifest, cfg: TrainConfig) -> str:
     """Deterministic id: same dataset build, same config (``config.identity``) -> same run.
 
     The build (input, prep options, pipeline label: ``build_of``) enters the id the way a later
@@ -86,13 +86,14 @@ def run_id(manifest: dict, cfg: TrainConfig) -> str:
     return _run_id(manifest, cfg, identity(cfg))
 
 
-def run_ids_before(manifest: dict, cfg: TrainConfig) -> list[str]:
+def run_ids_before(manifest, cfg: TrainConfig) -> list[str]:
     """The ids ``cfg``'s run may have on disk from when the runtime knobs (device, compile) were part
     of the id as set (``config.identities_before``): an old ``--device cpu`` run is still found."""
     return [_run_id(manifest, cfg, old) for old in identities_before(cfg)]
 
 
-def _run_id(manifest: dict, cfg: TrainConfig, settings: dict) -> str:
+def _run_id(manifest, cfg: TrainConfig, settings: dict) -> str:
+    manifest = manifest.to_json() if hasattr(manifest, "to_json") else manifest  # a Manifest record, or its JSON
     parts = {"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": settings}
     if manifest.get("run_ids") == "build":
         parts["build"] = build_of(manifest)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
+import json
 import os
 import platform
 import re
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
@@ -42,6 +43,7 @@ from toolkit.config import PrepConfig, memory_bytes
 from toolkit.clean import drop_unpacked, reading_unpacked
 from toolkit.errors import EmptyInputError, InputError, ToolkitError, disk_full, out_of_space
 from toolkit.identity import BadNameError, DatasetExistsError, build_key, build_of, build_options
+from toolkit.manifest import ArrayHeader, Manifest, SkipRule
 from toolkit.schema import FORMAT_VERSION, ITEM, SPLITS
 from toolkit.sessions import item_ids, skip_rule_counts
 
@@ -49,9 +51,22 @@ Progress = Callable[[str], None]
 UNTIMED_FORMATS = ("sequences",)  # formats whose order is known but whose time is not
 
 
+@dataclass(frozen=True)
+class PrepResult:
+    """What ``prep`` returns: the dataset's manifest, and what the caller should tell the user."""
+
+    manifest: Manifest  # as written to manifest.json (or found there, when up to date)
+    notes: tuple[str, ...] = ()  # e.g. a --name that had to change, or why a dataset was rebuilt
+    up_to_date: bool = False  # reused as it was: prepared before from the same input and options
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+
 def prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, progress: Progress | None = None,
-         force: bool = False, keep_unpacked: bool = False) -> dict:
-    """Prepare a dataset from raw plays and return its manifest.
+         force: bool = False, keep_unpacked: bool = False) -> PrepResult:
+    """Prepare a dataset from raw plays and return its manifest (``PrepResult``).
 
     Parameters
     ----------
@@ -65,8 +80,8 @@ def prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, progress: 
     keep_unpacked : keep the files unpacked from zip archives in ``tmp/`` (a later prep of the same
         archive reuses them); by default they are deleted once the dataset is prepared.
 
-    The returned manifest carries ``notes`` (not saved): what the caller should tell the user, e.g.
-    a --name that had to change, or why an existing dataset was rebuilt instead of reused.
+    The result carries ``notes`` (not saved): what the caller should tell the user, e.g. a --name
+    that had to change, or why an existing dataset was rebuilt instead of reused.
 
     The dataset is built in ``datasets/.tmp-<name>-<pid>`` and swapped in whole, so an interrupted
     or failed rebuild leaves the previous version in place.  One prep of a name runs at a time
@@ -79,15 +94,15 @@ def prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, progress: 
     ws.create()
     unpacked: list[Path] = []
     with dataset_lock(ws, name), reading_unpacked(ws):
-        manifest = _prep(logs, ws, cfg, name, notes, progress or (lambda _stage: None), force, unpacked)
+        result = _prep(logs, ws, cfg, name, notes, progress or (lambda _stage: None), force, unpacked)
     if unpacked and not keep_unpacked and not drop_unpacked(ws, unpacked):
-        manifest["notes"].append(f"the unpacked archive stays in {ws.unpacked} (another prep is reading unpacked "
-                                 "files); `toolkit clean` deletes it later")
-    return manifest
+        result = replace(result, notes=(*result.notes, f"the unpacked archive stays in {ws.unpacked} (another prep is "
+                                                       "reading unpacked files); `toolkit clean` deletes it later"))
+    return result
 
 
 def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str, notes: list[str], say: Progress,
-          force: bool, unpacked: list[Path]) -> dict:
+          force: bool, unpacked: list[Path]) -> PrepResult:
     """``prep`` with the dataset's lock held; the folders of archives it unpacks go into ``unpacked``."""
     ds = ws.dataset(name)
     _clean_work_folders(ws)
@@ -111,14 +126,14 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
             raise DatasetExistsError(
                 f"dataset {name} already exists, prepared from other input or options; pick another name with "
                 f"--name, or replace it (and make its runs stale) with --force")
-        if old is not None and why is None and not force and build_of(old) == build:
-            return {**old, "up_to_date": True, "notes": notes}
+        if old is not None and why is None and not force and build_of(old.to_json()) == build:
+            return PrepResult(old, tuple(notes), up_to_date=True)
         if old is not None or why:
             reason = "--force" if force else why or "made by another prep version"
             notes.append(f"rebuilt dataset {name} ({reason})")
         # the runs of a dataset keep their first ids while it is rebuilt into the same build (ids made
         # before builds existed); any other build names its runs by the build too (toolkit.identity)
-        keep_ids = old is not None and old.get("run_ids", "input") == "input" and build_of(old) == build
+        keep_ids = old is not None and (old.run_ids or "input") == "input" and build_of(old.to_json()) == build
         work = DatasetDir(ws.datasets / f"{WORK_PREFIX}{name}-{os.getpid()}")
         shutil.rmtree(work.path, ignore_errors=True)
         try:
@@ -136,19 +151,21 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
             if len(asm.length) == 0:
                 raise EmptyInputError(nothing_left(src.files[0].shown, rows_in, dropped))
             say("writing events")
-            manifest = _write_dataset(con, work, src, cfg, asm, shelf, users, tracks, say)
+            summary = _write_dataset(con, work, src, cfg, asm, shelf, users, tracks, say)
             shutil.rmtree(work.path / SHELF, ignore_errors=True)
             if n_buckets > 1:
                 notes.append(f"prepared in {n_buckets} buckets of listeners to stay within --memory {cfg.memory}")
             if agreement is not None:
-                manifest["skip_rule"]["agreement"] = agreement
-            manifest.update(_accounting(rows_in, dropped, manifest["rows_kept"]))
-            manifest.update(
+                summary["skip_rule"] = replace(summary["skip_rule"], agreement=agreement)
+            accounting = _accounting(rows_in, dropped, summary.pop("rows_kept"))
+            manifest = Manifest(
+                **summary, **accounting,
                 name=name, format=src.format, files=len(src.files), fingerprint=fingerprint, build=build,
                 run_ids="input" if keep_ids else "build",
                 files_skipped=[{"file": shown, "reason": why} for shown, why in src.skipped],
                 reading=_reading(src),
-                config=asdict(cfg), versions=_versions(), format_version=FORMAT_VERSION, pipeline=PIPELINE,
+                config=json.loads(json.dumps(asdict(cfg), default=str)),  # as read back: lists, not tuples
+                versions=_versions(), format_version=FORMAT_VERSION, pipeline=PIPELINE,
                 arrays=_array_headers(work),
             )
             write_manifest(work, manifest)
@@ -158,7 +175,7 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
     finally:
         con.close()
     record_dataset(ws, ds, manifest)
-    return {**manifest, "notes": notes}
+    return PrepResult(manifest, tuple(notes))
 
 
 FRAME_NAME = "dataframe"  # the dataset name of a table in memory, unless cfg.name says
@@ -199,33 +216,31 @@ def _default_name(logs: list[Path]) -> str:
     return stem
 
 
-def _existing(ds: DatasetDir) -> tuple[dict | None, str | None]:
-    """The manifest of the dataset already at ``ds`` (None when there is none or it does not parse)
-    and why the dataset cannot be reused as it is (None when it is whole)."""
+def _existing(ds: DatasetDir) -> tuple[Manifest | None, str | None]:
+    """The manifest of the dataset already at ``ds`` (None when there is none, or it does not parse or
+    fit the record) and why the dataset cannot be reused as it is (None when it is whole)."""
     if not ds.manifest.exists():
         return None, "manifest.json is missing" if ds.path.exists() else None
     try:
-        old = read_json(ds.manifest)
-    except (ValueError, UnicodeDecodeError, OSError):
-        old = None
-    if not isinstance(old, dict) or "fingerprint" not in old:
+        old = Manifest.from_json(read_json(ds.manifest), ds.manifest)
+    except (ValueError, UnicodeDecodeError, OSError):  # DamagedArtifactError is a ValueError
         return None, "manifest.json does not parse"
     return old, _damage(ds, old)
 
 
-def _damage(ds: DatasetDir, manifest: dict) -> str | None:
+def _damage(ds: DatasetDir, manifest: Manifest) -> str | None:
     """What is wrong with the files of a prepared dataset, checked against its manifest without
     reading the data: parquet footers and .npy headers and sizes; None when all is whole."""
     import pyarrow.parquet as pq
 
-    for path, rows in ((ds.events, manifest.get("rows_kept")), (ds.items, manifest.get("items"))):
+    for path, rows in ((ds.events, manifest.rows_kept), (ds.items, manifest.items)):
         try:
             got = pq.read_metadata(path).num_rows
         except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
             return f"{path.name} is {'missing' if not path.exists() else f'unreadable ({type(exc).__name__})'}"
         if rows is not None and got != rows:
             return f"{path.name} has {got:,} rows, not the {rows:,} of its manifest"
-    recorded = manifest.get("arrays", {})
+    recorded = manifest.arrays or {}
     for split in SPLITS:
         for array in ARRAYS:
             path = ds.array(split, array)
@@ -233,15 +248,16 @@ def _damage(ds: DatasetDir, manifest: dict) -> str | None:
             if want is not None:
                 problem = array_problem(path, tuple(want["shape"]), want["dtype"])
             else:  # a manifest from before array headers were recorded: rows and width
-                rows = manifest.get("splits", {}).get(split, {}).get("rows")
-                shape = (rows,) if array == "row_session" else (rows, manifest.get("max_len"))
+                counts = manifest.splits.get(split)
+                rows = counts.rows if counts is not None else None
+                shape = (rows,) if array == "row_session" else (rows, manifest.max_len)
                 problem = array_problem(path, shape)
             if problem:
                 return problem
     return None
 
 
-def _array_headers(ds: DatasetDir) -> dict:
+def _array_headers(ds: DatasetDir) -> dict[str, ArrayHeader]:
     out = {}
     for split in SPLITS:
         for array in ARRAYS:
@@ -250,11 +266,11 @@ def _array_headers(ds: DatasetDir) -> dict:
     return out
 
 
-def _other_build(old: dict, fingerprint: str, fmt: str, cfg: PrepConfig) -> bool:
-    """Whether ``old`` (a manifest) was prepared from other input or other options: not the same
-    dataset, whatever the prep version."""
-    return (old.get("fingerprint") != fingerprint or old.get("format") != fmt
-            or build_options(old.get("config", {})) != build_options(asdict(cfg)))
+def _other_build(old: Manifest, fingerprint: str, fmt: str, cfg: PrepConfig) -> bool:
+    """Whether ``old`` was prepared from other input or other options: not the same dataset,
+    whatever the prep version."""
+    return (old.fingerprint != fingerprint or old.format != fmt
+            or build_options(old.config or {}) != build_options(asdict(cfg)))
 
 
 def _swap_in(new: Path, target: Path) -> None:
@@ -476,7 +492,8 @@ def _check_parseable(src: readers.Source, bad_ts: int, good_ts: int, bad_played:
 
 def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, asm: assemble.Assembled,
                    shelf: buckets.Shelf, users: pl.Series, tracks: pl.DataFrame, say: Progress) -> dict:
-    """items.parquet, events.parquet, the sequence arrays and the summary part of the manifest."""
+    """items.parquet, events.parquet, the sequence arrays and the summary part of the manifest (its
+    fields by name: ``rows_kept``, ``splits``, ``skip_rule``, ...)."""
     ds.path.mkdir(parents=True, exist_ok=True)
     # the manifest is written last: without it a half-replaced dataset is never taken for whole
     ds.manifest.unlink(missing_ok=True)
@@ -547,7 +564,7 @@ def _skip_agreement(con: duckdb.DuckDBPyConnection, cfg: PrepConfig) -> dict | N
     return {row.pop("rule"): row for row in rows}
 
 
-def _skip_rule(cfg: PrepConfig, fmt: str, by_source: dict, skips: int) -> dict:
+def _skip_rule(cfg: PrepConfig, fmt: str, by_source: dict, skips: int) -> SkipRule:
     rules = {
         "explicit": "the source's own skip flag"
         + (" where Spotify recorded it (plays ending from 2022-10-01 on, or before 2016)"
@@ -560,11 +577,11 @@ def _skip_rule(cfg: PrepConfig, fmt: str, by_source: dict, skips: int) -> dict:
         "unknown": "last play of a session without played time: counted as not skipped",
     }
     if fmt in readers.NO_SKIP_SIGNAL:
-        return {"plays_by_rule": {"none": sum(by_source.values())}, "rules": {"none": readers.NO_SKIP_SIGNAL[fmt]}}
+        return SkipRule(plays_by_rule={"none": sum(by_source.values())}, rules={"none": readers.NO_SKIP_SIGNAL[fmt]})
     if fmt == "listenbrainz":  # every listen has the explicit flag: hated (1), else kept (0)
         counts = {k: v for k, v in (("explicit", skips), ("none", sum(by_source.values()) - skips)) if v}
-        return {"plays_by_rule": counts, "rules": {k: LISTENBRAINZ_RULES[k] for k in counts}}
-    return {"plays_by_rule": by_source, "rules": {k: rules[k] for k in by_source}}
+        return SkipRule(plays_by_rule=counts, rules={k: LISTENBRAINZ_RULES[k] for k in counts})
+    return SkipRule(plays_by_rule=by_source, rules={k: rules[k] for k in by_source})
 
 
 LISTENBRAINZ_RULES = {

@@ -72,7 +72,7 @@ def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str =
     items = read_frame(ds.items, columns=[ITEM, TRACK, "artist", "title"])
     plays = _session_plays(plays, items, shown)
     known = plays.filter(pl.col(ITEM).is_not_null())
-    max_len = manifest["max_len"]
+    max_len = manifest.max_len
     seqs, fb, keys = _prefix_arrays(known, max_len)
     dev = torch.device(device)
     scorer = scorer_for(ws, run, dev)
@@ -84,7 +84,7 @@ def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str =
         cols = torch.full((hi - lo,), max_len - 1, device=dev)
         with torch.no_grad():
             scores = scorer.scores(batch, rows, cols).float()
-        top = torch.topk(scores, k=min(k, manifest["items"]), dim=1)
+        top = torch.topk(scores, k=min(k, manifest.items), dim=1)
         rows_out.append(pl.DataFrame({
             "session": np.repeat(keys[lo:hi], top.indices.shape[1]),
             "rank": np.tile(np.arange(1, top.indices.shape[1] + 1, dtype=np.int32), hi - lo),

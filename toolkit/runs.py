@@ -17,6 +17,7 @@ from toolkit.config import NEURAL, ModelConfig, TrainConfig
 from toolkit.data import load_split, positives_only, train_counts
 from toolkit.errors import ArtifactMissingError, ConfigError, ToolkitError
 from toolkit.identity import BadNameError, StaleRunError, check_name, run_is_stale, stale_message
+from toolkit.manifest import Manifest
 from toolkit.model import SeqRec
 from toolkit.scorers import MarkovScorer, NeuralScorer, PopScorer, RepeatScorer, SessionKNNScorer
 
@@ -70,7 +71,7 @@ def is_run_name(text: str) -> bool:
 
 def is_stale(ws: Workspace, run: RunRecord) -> bool:
     """Whether the run was trained on another build than its dataset's current one (``identity``)."""
-    return run_is_stale(run.recorded, read_manifest(ws.dataset(run.config.dataset)))
+    return run_is_stale(run.recorded, read_manifest(ws.dataset(run.config.dataset)).to_json())
 
 
 def latest_dataset(ws: Workspace) -> str:
@@ -124,11 +125,11 @@ def select_runs(ws: Workspace, ids: list[str], dataset: str | None, allow_unfini
     return chosen
 
 
-def build_baseline(ds, manifest: dict, cfg: TrainConfig):
+def build_baseline(ds, manifest: Manifest, cfg: TrainConfig):
     """Most-popular, transition, session-kNN or repeat scorer counted from the train rows."""
     tr = load_split(ds, "train")
     hide = "positives-only" in cfg.modes
-    counts = train_counts(positives_only(tr) if hide else tr, manifest["items"])
+    counts = train_counts(positives_only(tr) if hide else tr, manifest.items)
     if cfg.model == "pop":
         return PopScorer(counts)
     if cfg.model == "sknn":

@@ -9,6 +9,8 @@ range of tracks at a time, which large catalogues are ranked with (``toolkit/top
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -16,6 +18,9 @@ from torch import Tensor
 from toolkit.model import SeqRec, own_key
 from toolkit.schema import PAD, mask_id
 from toolkit.topk import ItemTiles
+
+if TYPE_CHECKING:  # annotations only: scorers load without the data layer
+    from toolkit.data import Batch
 
 
 def hide_skips(seqs: Tensor, fb: Tensor) -> tuple[Tensor, Tensor]:
@@ -45,19 +50,19 @@ class NeuralScorer:
         return self._hidden[1]
 
     @torch.no_grad()
-    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
+    def scores(self, batch: Batch, rows: Tensor, cols: Tensor) -> Tensor:
         hidden, items, weights = self._queries(batch, rows, cols)
         if items is not None:
             return self.model.scores_with_repeats(hidden, weights, items)  # (N, V)
         return self.model.scores(hidden)  # (N, V)
 
     @torch.no_grad()
-    def tiles(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> ItemTiles:
+    def tiles(self, batch: Batch, rows: Tensor, cols: Tensor) -> ItemTiles:
         """The same scores as ``scores``, made a range of tracks at a time (``topk.rank_in_tiles``)."""
         hidden, items, weights = self._queries(batch, rows, cols)
         return ItemTiles(hidden, self.model.item_embeddings(), items, weights)
 
-    def _queries(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    def _queries(self, batch: Batch, rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """What scores the queries: prediction vectors (N, D), and the repeat head's tracks and
         weights (N, C) (None without the head)."""
         seqs, fb = batch["seqs"], batch["fb"]
@@ -95,7 +100,7 @@ class FixedScorer:
 
     base: Tensor
 
-    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
+    def scores(self, batch: Batch, rows: Tensor, cols: Tensor) -> Tensor:
         return self.base.to(rows.device).expand(len(rows), -1).clone()
 
 
@@ -149,7 +154,7 @@ class MarkovScorer:
         self.pop = PopScorer(counts)
         self.hide = hide
 
-    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
+    def scores(self, batch: Batch, rows: Tensor, cols: Tensor) -> Tensor:
         seqs, fb = batch["seqs"], batch["fb"]
         if self.hide:
             seqs, fb = hide_skips(seqs, fb)
@@ -247,7 +252,7 @@ class SessionKNNScorer:
         self.base = pop / (pop[1:].max() + 1.0)  # (V,) popularity squashed below 1, PAD -inf
         self.hide, self.k, self.m = hide, k, m
 
-    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
+    def scores(self, batch: Batch, rows: Tensor, cols: Tensor) -> Tensor:
         seqs = hide_skips(batch["seqs"], batch["fb"])[0] if self.hide else batch["seqs"]
         q, item, pos, latest = prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
         q, item, weight = q[latest], item[latest], pos[latest]
@@ -300,7 +305,7 @@ class RepeatScorer:
     def __init__(self, markov: MarkovScorer) -> None:
         self.markov = markov
 
-    def scores(self, batch: dict[str, Tensor], rows: Tensor, cols: Tensor) -> Tensor:
+    def scores(self, batch: Batch, rows: Tensor, cols: Tensor) -> Tensor:
         back = self.markov.scores(batch, rows, cols).cpu()  # (N, V) >= 0, PAD -inf
         out = back / (back[:, PAD + 1 :].max(dim=1, keepdim=True).values + 1.0)
         seqs = hide_skips(batch["seqs"], batch["fb"])[0] if self.markov.hide else batch["seqs"]

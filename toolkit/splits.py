@@ -14,9 +14,11 @@ the ones never seen in train, and the share of targets whose track was never pla
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import duckdb
 import numpy as np
@@ -31,6 +33,20 @@ SMOKE_SESSIONS = 100
 SMOKE_LISTENERS = 5
 COLD_WARN = 0.5  # warn when more than this share of a split's targets are tracks never in train
 UNSEEN_WARN = 0.05  # warn when at least this share of a split's sessions are of listeners never in train
+
+
+class SplitDiagnostics(TypedDict):
+    """What one split can measure (``diagnostics``): JSON-shaped, as it travels on into the manifest
+    and the reports unchanged."""
+
+    sessions: int
+    listeners: int
+    listeners_without_train: int  # listeners of the split with no play in train
+    sessions_without_train: int  # their sessions
+    targets: int  # next-play targets scored
+    cold_targets: int  # targets whose track has no play in train
+    cold_share: float  # cold_targets / targets (0 without targets)
+    hr_ceiling: float  # 1 - cold_share: the most HR@k can reach
 
 
 @dataclass(frozen=True)
@@ -74,7 +90,7 @@ def users_known(listeners: int, sessions: int) -> bool:
     return 1 < listeners < sessions
 
 
-def diagnostics(events: Path, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, dict]:
+def diagnostics(events: Path, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, SplitDiagnostics]:
     """Per split of a prepared dataset: sessions, listeners, listeners_without_train,
     sessions_without_train, targets, cold_targets, cold_share and hr_ceiling.
 
@@ -99,7 +115,7 @@ def _borrowed(con: duckdb.DuckDBPyConnection):
     yield con
 
 
-def warnings(diag: dict[str, dict], mode: str, known: bool, split: str = "test") -> list[str]:
+def warnings(diag: Mapping[str, SplitDiagnostics], mode: str, known: bool, split: str = "test") -> list[str]:
     """What a user must know before reading the metrics of ``split``: empty when nothing is wrong.
     ``known``: whether the log has listeners (``users_known``); without them the listener counts of
     the diagnostics count sessions and say nothing."""
@@ -125,7 +141,7 @@ def warnings(diag: dict[str, dict], mode: str, known: bool, split: str = "test")
     return out
 
 
-def lines(diag: dict[str, dict], known: bool) -> list[str]:
+def lines(diag: Mapping[str, SplitDiagnostics], known: bool) -> list[str]:
     """One line per split, for the terminal and the reports."""
     out = []
     for name in ("train", "valid", "test"):

@@ -22,6 +22,7 @@ from toolkit.artifacts import Workspace, read_json, read_manifest, run_dir
 from toolkit.config import NEURAL, PROTOCOL_SETTINGS, TrainConfig
 from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.grids import DEFAULT_GRID, GRIDS, SUCCESSORS, cell_name
+from toolkit.manifest import Manifest
 from toolkit.progress import GridProgress, RunTimes, TrainProgress
 from toolkit.report.protocol import Protocol
 from toolkit.report.results_doc import (
@@ -101,7 +102,7 @@ def train_grid(ws: Workspace, runs: list[tuple[str, TrainConfig]],
     earlier are reused and cost nothing.
     """
     say = progress or (lambda _event: None)
-    manifests: dict[str, dict] = {}
+    manifests: dict[str, Manifest] = {}
     runs = [(label, replace(tcfg, dataset=tcfg.dataset or latest_dataset(ws))) for label, tcfg in runs]
     for _, tcfg in runs:
         if tcfg.dataset not in manifests:
@@ -115,10 +116,10 @@ def train_grid(ws: Workspace, runs: list[tuple[str, TrainConfig]],
         say(GridProgress(i, len(runs), label, ids[i], done[i], eta, times.estimate(later)))
         t0 = time.perf_counter()
         result = train(ws, tcfg, say)
-        if not result.get("reused"):
+        if not result.reused:
             times.add(tcfg, time.perf_counter() - t0)
             trained += 1
-        out.append(result["id"])
+        out.append(result.id)
     return out, trained
 
 

@@ -168,7 +168,19 @@ class Listeners(NamedTuple):
     favs: np.ndarray  # int64[users, K, F], favourite artists per slot
 
 
-def synth(out: Path, cfg: SynthConfig, progress: Callable[[int], None] | None = None) -> dict:
+@dataclass(frozen=True)
+class SynthSummary:
+    """What ``synth`` wrote."""
+
+    rows: int  # plays
+    users: int  # listeners with at least one play
+    tracks: int  # distinct tracks written
+    sessions: int
+    skip_share: float
+    path: str  # the parquet file
+
+
+def synth(out: Path, cfg: SynthConfig, progress: Callable[[int], None] | None = None) -> SynthSummary:
     """Write a synthetic play log to ``out`` (one parquet file, written atomically).
 
     Parameters
@@ -183,7 +195,7 @@ def synth(out: Path, cfg: SynthConfig, progress: Callable[[int], None] | None = 
 
     Returns
     -------
-    dict
+    SynthSummary
         ``rows``, ``users`` (listeners with >= 1 play), ``tracks`` (distinct tracks written),
         ``sessions``, ``skip_share`` and ``path``.
     """
@@ -210,14 +222,8 @@ def synth(out: Path, cfg: SynthConfig, progress: Callable[[int], None] | None = 
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return {
-        "rows": rows,
-        "users": int((lis.plays > 0).sum()),
-        "tracks": int(seen.sum()),
-        "sessions": sessions,
-        "skip_share": skips / rows if rows else 0.0,
-        "path": str(out),
-    }
+    return SynthSummary(rows=rows, users=int((lis.plays > 0).sum()), tracks=int(seen.sum()), sessions=sessions,
+                        skip_share=skips / rows if rows else 0.0, path=str(out))
 
 
 def _catalogue(cfg: SynthConfig, rng: np.random.Generator) -> Catalogue:

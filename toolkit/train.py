@@ -31,15 +31,17 @@ from toolkit.artifacts import (
 )
 from toolkit.config import NEURAL, ModelConfig, TrainConfig
 from toolkit.data import (
-    SplitArrays, load_split, negatives_for, row_batches, train_counts,
+    Batch, SplitArrays, load_split, negatives_for, row_batches, train_counts,
 )
 from toolkit.errors import ConfigError, RunInterrupted, TrainingDiverged
 from toolkit.identity import StaleRunError, build_of, run_id, run_ids_before, run_is_stale
 from toolkit.devices import pick_device
+from toolkit.manifest import Manifest
 from toolkit.runs import build_baseline, latest_dataset
 from toolkit.evaluate import evaluate, session_subset
 from toolkit.model import SeqRec, cloze_mask
 from toolkit.progress import Pace, TrainProgress
+from toolkit.run_result import TrainResult
 from toolkit.schema import FORMAT_VERSION, PAD
 from toolkit.scorers import NeuralScorer, hide_skips, top_transitions
 
@@ -48,8 +50,9 @@ CE_BUDGET = 2**26  # full softmax while batch positions x catalogue stays under 
 SELECT_METRIC = "ndcg@10"
 
 
-def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> dict:
-    """Train (or reuse, or resume) the run for ``cfg`` and return its result record.
+def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    """Train (or reuse, or resume) the run for ``cfg`` and return its result record (``reused`` when it
+    had finished before).
 
     Example: ``toolkit train --dataset spotify --model sasrec --feedback contrastive --seed 3``
     """
@@ -60,24 +63,24 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
     manifest = read_manifest(ds)
     _check_dataset(manifest, cfg)
     run = run_of(ws, manifest, cfg)
-    if run.config.exists() and run_is_stale(read_json(run.config), manifest):
+    if run.config.exists() and run_is_stale(read_json(run.config), manifest.to_json()):
         # run ids name the dataset build, so this is a run folder from elsewhere: never reuse or resume it
         raise StaleRunError(f"run {run.id} in {run.path.parent} was trained on another build of dataset {ds_name}; "
                             "delete that run folder or train in a fresh workspace (--workspace)")
-    if run.result.exists() and read_json(run.result).get("status") == "finished":
-        return {**read_json(run.result), "reused": True}
+    if (done := _finished(run)) is not None:
+        return done
     device = pick_device(cfg.device)  # a missing GPU is refused before the run folder exists
     world = distributed.join(device)  # under torchrun: this process's rank (rank 0 writes); else a world of one
     device = world.device
     run.path.mkdir(parents=True, exist_ok=True)
     # one run trains in one place at a time (torchrun's rank 0 holds the lock for all its ranks)
     with run_lock(run) if world.is_main else nullcontext():
-        finished = run.result.exists() and read_json(run.result).get("status") == "finished"
-        if world.agree(finished):  # finished while we waited
-            return {**read_json(run.result), "reused": True}
+        done = _finished(run)
+        if world.agree(done is not None):  # finished while we waited
+            return done
         if world.is_main:
-            write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest["fingerprint"],
-                                    "dataset_build": build_of(manifest)})
+            write_json(run.config, {"train": asdict(cfg), "dataset_fingerprint": manifest.fingerprint,
+                                    "dataset_build": build_of(manifest.to_json())})
         seed_everything(cfg.seed)
         started = time.perf_counter()
         try:
@@ -98,7 +101,7 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
         return _finish(ws, run, cfg, outcome, time.perf_counter() - started, world)
 
 
-def run_of(ws: Workspace, manifest: dict, cfg: TrainConfig) -> RunDir:
+def run_of(ws: Workspace, manifest: Manifest, cfg: TrainConfig) -> RunDir:
     """The run folder of ``cfg``: its id's, else that of an id it had before the runtime knobs left
     the id (a run trained with ``--device cpu`` back then), so such a run is reused or resumed."""
     run = run_dir(ws, run_id(manifest, cfg))
@@ -109,12 +112,22 @@ def run_of(ws: Workspace, manifest: dict, cfg: TrainConfig) -> RunDir:
     return run
 
 
-def _check_dataset(manifest: dict, cfg: TrainConfig) -> None:
-    name = manifest.get("name", "?")
-    if manifest.get("format_version") != FORMAT_VERSION:
+def _finished(run: RunDir) -> TrainResult | None:
+    """The run's result when it finished before (checked: a damaged result.json is a one-line error)."""
+    if not run.result.exists():
+        return None
+    data = read_json(run.result)
+    if not isinstance(data, dict) or data.get("status") != "finished":
+        return None
+    return TrainResult.from_json(data, run.result, reused=True)
+
+
+def _check_dataset(manifest: Manifest, cfg: TrainConfig) -> None:
+    name = manifest.name
+    if manifest.format_version != FORMAT_VERSION:
         raise ConfigError(f"dataset {name} was prepared by an incompatible toolkit version; run `toolkit prep` again")
     uses_skips = set(cfg.modes) & {"positives-only", "contrastive", "feedback-input", "negative-target"}
-    if uses_skips and manifest["skip_share"] == 0:
+    if uses_skips and manifest.skip_share == 0:
         raise ConfigError(f"dataset {name} has no skipped plays, so --feedback {cfg.feedback} has nothing to learn "
                           "from; use --feedback all")
 
@@ -124,17 +137,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _fit_baseline(ds, manifest: dict, cfg: TrainConfig, device) -> dict:
+def _fit_baseline(ds, manifest: Manifest, cfg: TrainConfig, device) -> dict:
     scorer = build_baseline(ds, manifest, cfg)
     valid = load_split(ds, "valid", cfg.history, cfg.successors)
-    metrics = evaluate(scorer, valid, manifest["items"], device, last_only=manifest["split_mode"] == "last",
-                       sessions=session_subset(valid, cfg.valid_sessions, cfg.seed), exclude_played=cfg.validation.exclude_played)
+    metrics = evaluate(scorer, valid, manifest.items, device, last_only=manifest.last_only,
+                       sessions=session_subset(valid, cfg.valid_sessions, cfg.seed),
+                       exclude_played=cfg.validation.exclude_played)
     return {"valid": metrics, "best_epoch": 0, "epochs_done": 0}
 
 
-def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
+def model_config(manifest: Manifest, cfg: TrainConfig) -> ModelConfig:
     return ModelConfig(
-        n_items=manifest["items"], max_len=manifest["max_len"] + cfg.history, d_model=cfg.d_model, n_heads=cfg.n_heads,
+        n_items=manifest.items, max_len=manifest.max_len + cfg.history, d_model=cfg.d_model, n_heads=cfg.n_heads,
         n_layers=cfg.n_layers, dropout=cfg.dropout, causal=cfg.model != "bert4rec",
         encoder="gru" if cfg.model == "gru4rec" else "transformer",
         feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob, repeat_head=cfg.repeat_head,
@@ -143,13 +157,13 @@ def model_config(manifest: dict, cfg: TrainConfig) -> ModelConfig:
     )
 
 
-def _fit_neural(run: RunDir, ds, manifest: dict, cfg: TrainConfig, device, say: Progress,
+def _fit_neural(run: RunDir, ds, manifest: Manifest, cfg: TrainConfig, device, say: Progress,
                 world: distributed.World = distributed.World()) -> dict:
-    n_items = manifest["items"]
+    n_items = manifest.items
     keep_freed_memory()
     train_rows = load_split(ds, "train", cfg.history, cfg.successors, listeners=cfg.transitions > 0)
     valid = load_split(ds, "valid", cfg.history, cfg.successors, listeners=cfg.transitions > 0)
-    last_only = manifest["split_mode"] == "last"
+    last_only = manifest.last_only
     valid_subset = session_subset(valid, cfg.valid_sessions, cfg.seed)
     model = SeqRec(model_config(manifest, cfg))
     if cfg.transitions:
@@ -344,7 +358,7 @@ class Sampler:
         return cloze_mask(seqs, model_cfg.n_items, model_cfg.mask_prob, g)
 
 
-def train_step(step_fn, model: SeqRec, batch: dict, cfg: TrainConfig, sampler: Sampler, step: int,
+def train_step(step_fn, model: SeqRec, batch: Batch, cfg: TrainConfig, sampler: Sampler, step: int,
                counts: dict | None = None) -> dict:
     """Loss terms of one batch: next-item term, plus contrastive / negative-target terms when on.
 
@@ -478,20 +492,17 @@ def _restore(run: RunDir, model, opt, sched, world: distributed.World = distribu
 
 
 def _finish(ws: Workspace, run: RunDir, cfg: TrainConfig, outcome: dict, seconds: float,
-            world: distributed.World = distributed.World()) -> dict:
-    result = {
-        "id": run.id, "status": "finished", "dataset": cfg.dataset, "model": cfg.model, "feedback": cfg.feedback,
-        "seed": cfg.seed, "epochs_done": outcome["epochs_done"], "best_epoch": outcome["best_epoch"],
-        "valid": outcome["valid"], "wall_s": seconds + outcome.get("earlier_wall_s", 0.0), "git_commit": _git_commit(), "path": str(run.path),
-        "world_size": world.size,
-    }
+            world: distributed.World = distributed.World()) -> TrainResult:
+    result = TrainResult(
+        id=run.id, status="finished", dataset=cfg.dataset, model=cfg.model, feedback=cfg.feedback, seed=cfg.seed,
+        epochs_done=outcome["epochs_done"], best_epoch=outcome["best_epoch"], valid=outcome["valid"],
+        wall_s=seconds + outcome.get("earlier_wall_s", 0.0), git_commit=_git_commit(), path=str(run.path),
+        world_size=world.size,
+    )
     if not world.is_main:
         return result
-    write_json(run.result, result)
-    record_run(ws, {
-        **result, "valid_ndcg10": outcome["valid"]["ndcg@10"], "valid_hr10": outcome["valid"]["hr@10"],
-        "valid_skip_hr10": outcome["valid"]["skip_hr@10"], "config": asdict(cfg), "valid_metrics": outcome["valid"],
-    })
+    write_json(run.result, result.to_json())
+    record_run(ws, result)
     return result
 
 

@@ -87,8 +87,8 @@ class DemoView:
         elif isinstance(ev, LogWritten):
             self._stop()
             s = ev.summary
-            self.console.print(f"synthetic log: {s['rows']:,} plays, {s['users']:,} users, "
-                               f"{s['skip_share']:.1%} skipped -> {ev.path}")
+            self.console.print(f"synthetic log: {s.rows:,} plays, {s.users:,} users, "
+                               f"{s.skip_share:.1%} skipped -> {ev.path}")
         elif isinstance(ev, Prepared):
             self._stop()
-            print_prep_summary(ev.manifest, self.ws, ev.seconds)
+            print_prep_summary(ev.prepared, self.ws, ev.seconds)

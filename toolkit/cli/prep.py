@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import typer
 from rich.table import Table
@@ -19,6 +19,9 @@ from toolkit.config import SPLIT_MODES, PrepConfig
 from toolkit.readers import FORMATS
 
 _PREP = PrepConfig()  # option defaults are the config's own
+
+if TYPE_CHECKING:
+    from toolkit.prep import PrepResult
 
 
 @command("""Examples:
@@ -68,52 +71,53 @@ def prep(
     started = time.perf_counter()
     status, update = stage_status()
     with status:
-        manifest = run_prep(list(logs), ws, cfg, update, force=force, keep_unpacked=keep_unpacked)
+        prepared = run_prep(list(logs), ws, cfg, update, force=force, keep_unpacked=keep_unpacked)
     from rich.markup import escape
 
-    for note in manifest.get("notes", []):
+    for note in prepared.notes:
         out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
-    print_prep_summary(manifest, ws, time.perf_counter() - started)
+    print_prep_summary(prepared, ws, time.perf_counter() - started)
 
 
-def print_prep_summary(m: dict, ws: Workspace, seconds: float) -> None:
+def print_prep_summary(prepared: PrepResult, ws: Workspace, seconds: float) -> None:
     from toolkit.report.signals import cold_summary
 
-    title = f"dataset [bold]{m['name']}[/bold] ({m['format']}, {m['files']} file(s))"
-    if m.get("up_to_date"):
+    m = prepared.manifest
+    title = f"dataset [bold]{m.name}[/bold] ({m.format}, {m.files} file(s))"
+    if prepared.up_to_date:
         title += " [dim]already prepared from this exact input and options[/dim]"
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("rows read", f"{m['rows_in']:,}")
-    table.add_row("rows kept", f"{m['rows_kept']:,}")
-    for reason, n in m["rows_dropped"].items():
+    table.add_row("rows read", f"{m.rows_in:,}")
+    table.add_row("rows kept", f"{m.rows_kept:,}")
+    for reason, n in m.rows_dropped.items():
         table.add_row(f"  dropped: {reason}", f"{n:,}")
-    table.add_row("users", f"{m['users']:,}")
-    table.add_row("sessions", f"{m['sessions']:,}")
-    table.add_row("tracks", f"{m['items']:,}")
-    table.add_row("skip share", f"{m['skip_share']:.1%}")
-    table.add_row("skip rule", ", ".join(f"{k}: {v:,}" for k, v in m["skip_rule"]["plays_by_rule"].items()))
-    table.add_row("median session length", f"{m['median_session_len']:g}")
-    for split, s in m["splits"].items():
-        table.add_row(f"{split}", f"{s['sessions']:,} sessions, {s['events']:,} plays")
-    held_out = sum(s["events"] for name, s in m["splits"].items() if name != "train")
-    share = f", {m['cold_events'] / held_out:.1%}" if held_out else ""
+    table.add_row("users", f"{m.users:,}")
+    table.add_row("sessions", f"{m.sessions:,}")
+    table.add_row("tracks", f"{m.items:,}")
+    table.add_row("skip share", f"{m.skip_share:.1%}")
+    table.add_row("skip rule", ", ".join(f"{k}: {v:,}" for k, v in m.skip_rule.plays_by_rule.items()))
+    table.add_row("median session length", f"{m.median_session_len:g}")
+    for split, s in m.splits.items():
+        table.add_row(f"{split}", f"{s.sessions:,} sessions, {s.events:,} plays")
+    held_out = sum(s.events for name, s in m.splits.items() if name != "train")
+    share = f", {m.cold_events / held_out:.1%}" if held_out else ""
     table.add_row("tracks never in train",
-                  f"{m['cold_items']:,} ({m['cold_events']:,} of {held_out:,} valid/test plays{share})")
-    table.add_row("period", f"{m['first_play'][:10]} to {m['last_play'][:10]}")
+                  f"{m.cold_items:,} ({m.cold_events:,} of {held_out:,} valid/test plays{share})")
+    table.add_row("period", f"{m.first_play[:10]} to {m.last_play[:10]}")
     print_table(out, table)
-    if m.get("files_skipped"):  # names only; the manifest keeps each file's full path
-        out.print(f"{len(m['files_skipped'])} file(s) not read: " + "; ".join(
-            f"{Path(s['file'].split('!')[-1]).name} ({s['reason']})" for s in m["files_skipped"]), markup=False)
-    out.print(f"split {m.get('split_reason', m['split_mode'])}")
-    diag = m.get("split_diagnostics")
+    if m.files_skipped:  # names only; the manifest keeps each file's full path
+        out.print(f"{len(m.files_skipped)} file(s) not read: " + "; ".join(
+            f"{Path(s['file'].split('!')[-1]).name} ({s['reason']})" for s in m.files_skipped), markup=False)
+    out.print(f"split {m.split_reason or m.split_mode}")
+    diag = m.split_diagnostics
     if diag:
-        for line in splits.lines(diag, splits.users_known(m["users"], m["sessions"])):
+        for line in splits.lines(diag, splits.users_known(m.users, m.sessions)):
             out.print(f"  {line}")
     cold = cold_summary(diag) if diag else None
     if cold:
         out.print(f"cold targets: {cold}", highlight=False)
-    for warning in m.get("split_warnings", []):
+    for warning in m.split_warnings or []:
         out.print(f"[yellow]warning:[/yellow] {warning}")
-    out.print(f"written to {ws.root / 'datasets' / m['name']} in {seconds:.1f} s")
+    out.print(f"written to {ws.root / 'datasets' / m.name} in {seconds:.1f} s")

@@ -87,7 +87,7 @@ def prepare_logs(ws: Workspace, logs: list[Path], format: str, name: str | None)
 
     with out.status("preparing") as status:
         manifest = run_prep(list(logs), ws, PrepConfig(format=format, name=name), lambda s: status.update(s))
-    return manifest["name"]
+    return manifest.name
 
 
 def print_agreement(agreements: list, document: Path) -> bool:

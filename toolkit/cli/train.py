@@ -66,14 +66,14 @@ def train(
     print_trained(result)
 
 
-def print_trained(result: dict) -> None:
+def print_trained(result) -> None:
     """The run's id and best validation metrics, and where its files are."""
-    v = result["valid"]
-    note = " (already trained: reused)" if result.get("reused") else ""
-    out.print(f"run [bold]{result['id']}[/bold]{note}: valid NDCG@10 {v['ndcg@10']:.4f}, HR@10 {v['hr@10']:.4f}, "
+    v = result.valid
+    note = " (already trained: reused)" if result.reused else ""
+    out.print(f"run [bold]{result.id}[/bold]{note}: valid NDCG@10 {v['ndcg@10']:.4f}, HR@10 {v['hr@10']:.4f}, "
               f"skip HR@10 {v['skip_hr@10']:.4f} on {v['n_pos']:,} positive / {v['n_skip']:,} skip queries",
               soft_wrap=True)  # whole in a pipe or log, like the progress lines above it
-    out.print(f"files in {result['path']}", soft_wrap=True)
+    out.print(f"files in {result.path}", soft_wrap=True)
 
 
 def _launch(devices: int, ws: Workspace, cfg) -> int:

@@ -45,8 +45,8 @@ def synth(
         task = bar.add_task("writing plays", total=plays)
         summary = run_synth(out_path, cfg, progress=lambda n: bar.update(task, completed=n))
     out.print(
-        f"wrote {summary['rows']:,} plays of {summary['users']:,} users over {summary['tracks']:,} tracks "
-        f"({summary['sessions']:,} sessions, {summary['skip_share']:.1%} skipped) to {out_path}"
+        f"wrote {summary.rows:,} plays of {summary.users:,} users over {summary.tracks:,} tracks "
+        f"({summary.sessions:,} sessions, {summary.skip_share:.1%} skipped) to {out_path}"
     )
 
 

@@ -63,7 +63,7 @@ def score_run(ws: Workspace, run: RunRecord, protocol: Protocol, device: torch.d
     cfg = run.config
     protocol = protocol.for_runs([cfg])
     ds = ws.dataset(cfg.dataset)
-    manifest = read_manifest(ds)
+    manifest = read_manifest(ds).to_json()
     stamp = _checkpoint_stamp(run, manifest)
     cache = run.dir.path / f"eval-{protocol.cache_key()}.npz"
     if cache.exists():
@@ -111,7 +111,7 @@ def assemble_report(ws: Workspace, ids: list[str], protocol: Protocol, dataset: 
     protocol = protocol.for_runs([r.config for r in runs], [r.id for r in runs])
     name = runs[0].config.dataset
     ds = ws.dataset(name)
-    manifest = read_manifest(ds)
+    manifest = read_manifest(ds).to_json()
     dev = pick_device(device)
     results: dict[str, QueryResults] = {}
     for i, run in enumerate(runs, 1):

@@ -10,9 +10,14 @@ terminal report and prep's summary print the same sentences.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from toolkit.config import NEURAL
 from toolkit.report.format import DASH, as_float, fmt_count, fmt_num, interval_level
+
+if TYPE_CHECKING:
+    from toolkit.splits import SplitDiagnostics
 
 TINY_BASE = 0.01  # below this a relative change says more about the small base than about the change
 
@@ -99,7 +104,7 @@ def cold_line(report: dict) -> str | None:
             f"anything about them, so none can be expected to hit them and HR@10 is at most {1 - share:.3f}.")
 
 
-def cold_summary(diag: dict) -> str | None:
+def cold_summary(diag: Mapping[str, SplitDiagnostics]) -> str | None:
     """One sentence for prep's summary: the share of the valid and test targets whose track never
     occurs in train, and the HR@10 ceiling that follows."""
     rows = [(name, as_float(diag[name].get("cold_share"))) for name in ("valid", "test") if diag.get(name)]
