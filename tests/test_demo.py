@@ -30,9 +30,9 @@ def test_epochs_zero_writes_and_prepares_the_log_and_trains_nothing(tmp_path):
     assert kinds[:3] == ["Stage", "LogWritten", "Stage"] and kinds[-1] == "Prepared"
     assert events[0] == Stage("writing a synthetic listening log") and events[2] == Stage("starting")
     assert all(isinstance(e, str) for e in events[3:-1]) and len(events) > 4  # prep's own stages
-    assert isinstance(events[1], LogWritten) and events[1].path == log_path(ws, cfg) and events[1].summary["rows"] == 3000
-    assert isinstance(events[-1], Prepared) and events[-1].manifest["name"] == "demo"
-    assert result.report is None and result.runs == [] and result.manifest["rows_in"] == 3000
+    assert isinstance(events[1], LogWritten) and events[1].path == log_path(ws, cfg) and events[1].summary.rows == 3000
+    assert isinstance(events[-1], Prepared) and events[-1].prepared.manifest.name == "demo"
+    assert result.report is None and result.runs == [] and result.manifest.rows_in == 3000
     again = []
     demo(ws, cfg, again.append)  # the log is there: not written again
     assert not any(isinstance(e, LogWritten) for e in again)
