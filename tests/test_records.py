@@ -51,7 +51,7 @@ def test_prep_returns_the_manifest_it_wrote_and_reading_it_back_writes_the_same_
     assert isinstance(read.skip_rule, SkipRule) and all(isinstance(s, SplitCounts) for s in read.splits.values())
     assert sum(s.events for s in read.splits.values()) == read.rows_kept == 38
     written = ds.manifest.read_bytes()
-    write_json(tmp_path / "again.json", {"manifest_version": 1, **read.to_json()})
+    write_json(tmp_path / "again.json", read.to_json())
     assert (tmp_path / "again.json").read_bytes() == written
     again = prep([tiny_logs], ws, PrepConfig(name="tiny", max_len=4))
     assert again.up_to_date and again.manifest == read and ds.manifest.read_bytes() == written

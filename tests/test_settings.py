@@ -145,18 +145,20 @@ def test_a_run_trained_under_its_earlier_id_is_reused(tiny_logs, tmp_path):
     manifest = read_manifest(ws.dataset("tiny"))
     cfg = TrainConfig(dataset="tiny", model="markov", device="cpu")
     first = train(ws, cfg)
-    assert first["id"] == run_id(manifest, replace(cfg, device="auto"))  # cpu and auto: one run
+    assert first.id == run_id(manifest, replace(cfg, device="auto"))  # cpu and auto: one run
     # the same run as an earlier version named it (device=cpu hashed as set)
     (old,) = [i for i in run_ids_before(manifest, cfg) if i.endswith(_old_suffix(manifest, cfg))]
-    shutil.move(run_dir(ws, first["id"]).path, run_dir(ws, old).path)
+    shutil.move(run_dir(ws, first.id).path, run_dir(ws, old).path)
     write_json(run_dir(ws, old).result, {**read_json(run_dir(ws, old).result), "id": old})
     again = train(ws, replace(cfg, device="auto"))
-    assert again["reused"] and again["id"] == old
+    assert again.reused and again.id == old
 
 
-def _old_suffix(manifest: dict, cfg: TrainConfig) -> str:
+def _old_suffix(manifest, cfg: TrainConfig) -> str:
     """The hash an earlier version gave ``cfg``: its identity with the runtime knobs as set."""
     import hashlib
+
+    manifest = manifest.to_json()
 
     old = {**identity(cfg), "device": cfg.device, "compile": cfg.compile}
     key = json.dumps({"data": manifest["fingerprint"], "pipeline": manifest.get("pipeline"), "cfg": old,
@@ -225,7 +227,7 @@ def test_cli_report_reads_exclude_played_from_the_runs(tiny_logs, tmp_path):
     train(ws, TrainConfig(dataset="tiny", model="sknn"))  # validated with played tracks kept
     res = runner.invoke(app, ["report", "--workspace", str(ws.root), "--bootstrap", "100"])
     assert res.exit_code == 1 and "different protocols" in res.output and "Traceback" not in res.output
-    assert read_json(run_dir(ws, train(ws, TrainConfig(dataset="tiny", model="pop", exclude_played=True))["id"])
+    assert read_json(run_dir(ws, train(ws, TrainConfig(dataset="tiny", model="pop", exclude_played=True)).id)
                      .config)["train"]["exclude_played"] is True
 
 

@@ -454,17 +454,18 @@ def test_repeat_baseline_ranks_the_listeners_successors_first(ws):
 
 @pytest.mark.parametrize("loss,feedback", [("ce", "all"), ("shared", "positives-only")])
 def test_transition_term_trains_carries_its_table_and_scores(ws, loss, feedback):
-    from toolkit.report import Protocol, score_run, select_runs
+    from toolkit.report import Protocol, score_run
+    from toolkit.runs import select_runs
 
     result = train(ws, TrainConfig(loss=loss, feedback=feedback, transitions=3, **{**SMALL, "epochs": 3}))
-    assert result["status"] == "finished" and result["valid"]["n_pos"] > 0
-    best = load_torch(run_dir(ws, result["id"]).best)
+    assert result.status == "finished" and result.valid["n_pos"] > 0
+    best = load_torch(run_dir(ws, result.id).best)
     assert best["model_config"]["transitions"] == 3
     assert torch.count_nonzero(best["model"]["trans_items"]) > 0  # the train rows' table went into the checkpoint
     assert len(best["model"]["trans_own_keys"]) > 0  # and each listener's own share of it
     assert best["model"]["trans_by_count"].item() != 0.0 or best["model"]["trans_by_share"].item() != 0.0
-    q = score_run(ws, select_runs(ws, [result["id"]], None, False)[0], Protocol(split="test"), torch.device("cpu"))
+    q = score_run(ws, select_runs(ws, [result.id], None, False)[0], Protocol(split="test"), torch.device("cpu"))
     assert len(q.session) > 0 and np.isfinite(q.rank).all()
-    assert result["id"] != train(ws, TrainConfig(loss=loss, feedback=feedback, **{**SMALL, "epochs": 3}))["id"]
+    assert result.id != train(ws, TrainConfig(loss=loss, feedback=feedback, **{**SMALL, "epochs": 3})).id
     with pytest.raises(ConfigError, match="transitions extends the repeat head"):
         TrainConfig(transitions=3, repeat_head=False)
