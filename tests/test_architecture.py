@@ -17,9 +17,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "toolkit"
 # cycles that other work on the tree removes; each is reported while it lasts, and an entry that
 # no longer occurs fails the test, so the list only shrinks
 KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"toolkit.readers", "toolkit.listeners", "toolkit.frames"}):
-        "readers calls listeners and frames lazily, and both take readers' SourceFile and helpers; the records "
-        "they share belong in a module below all three",
 }
 
 # (importing module, imported module, name): private names used across modules, each with its reason

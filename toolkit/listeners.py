@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from toolkit.readers import SourceFile
+from toolkit.sources import SourceFile
 
 PER_FILE_FORMATS = ("lastfm-csv", "listenbrainz")  # a loose file may be a whole export
 

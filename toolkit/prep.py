@@ -137,7 +137,7 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
         work = DatasetDir(ws.datasets / f"{WORK_PREFIX}{name}-{os.getpid()}")
         shutil.rmtree(work.path, ignore_errors=True)
         try:
-            readers.register_raw(con, src)
+            readers.register_raw(con, src, frames.relation(con, src) if src.frame is not None else None)
             rows_in, dropped, stream_of, bounds, users, tracks, agreement = _read(con, src, cfg, work.path, say)
             say("sessionizing")
             n_buckets = len(bounds) - 1

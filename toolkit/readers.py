@@ -24,6 +24,7 @@ import duckdb
 
 from toolkit import sql
 from toolkit.artifacts import atomic_path, safe_name
+from toolkit.sources import SourceFile
 from toolkit.errors import ConfigError, EmptyInputError, InputError, MissingColumnsError
 
 FORMATS = ("auto", "generic", "spotify", "spotify-extended", "mssd", "lastfm", "lastfm-csv", "listenbrainz", "deezer",
@@ -89,17 +90,6 @@ GENERIC_DEFAULTS = {
     "title": ("track_name", "title", "trackname"),
 }
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .\-]*$")
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """One data file and the user it belongs to when the format carries no user column."""
-
-    path: Path
-    user: str | None
-    shown: str  # how the file is named in messages (the archive member for zipped files)
-    archive: Path | None = None  # the zip archive the file was extracted from
-    declared: bool = False  # the user was named by --user or by the one-folder-per-listener layout
 
 
 @dataclass(frozen=True)
@@ -702,15 +692,14 @@ def is_parquet(src: Source) -> bool:
     return read_expr(list(src.files), src.format)[0].startswith("read_parquet")
 
 
-def register_raw(con: duckdb.DuckDBPyConnection, src: Source) -> None:
-    """Create the view ``raw``: the source rows in file order, plus ``src_row`` and ``source_user``
-    (a table in memory: its rows in order, numbered by ``toolkit.frames``)."""
-    if src.frame is not None:
-        from toolkit import frames
-
-        rel = frames.relation(con, src)
-    else:
-        rel = _file_rows(con, src)
+def register_raw(con: duckdb.DuckDBPyConnection, src: Source,
+                 rows: duckdb.DuckDBPyRelation | None = None) -> None:
+    """Create the view ``raw``: the source rows in file order, plus ``src_row`` and ``source_user``.
+    A table in memory comes as ``rows``, its rows in order, numbered by ``toolkit.frames.relation``
+    (the caller makes it: frames reads this module's formats, so this module never imports frames)."""
+    if src.frame is not None and rows is None:
+        raise ValueError("a table in memory is registered through toolkit.frames.relation: pass its rows")
+    rel = rows if rows is not None else _file_rows(con, src)
     if src.format == "generic":
         rel = _generic_projection(rel, dict(src.mapping))
     if src.format in OPTIONAL:
