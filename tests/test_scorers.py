@@ -248,3 +248,15 @@ def test_top_transitions_match_a_counter_reference(hide):
         assert got[2].tolist() == sorted(own) and got[3].tolist() == [own[k] for k in sorted(own)]
 
     check()
+
+
+def test_every_scorer_meets_the_scorer_protocol():
+    from toolkit.config import ModelConfig
+    from toolkit.model import SeqRec
+    from toolkit.scorers import KeepRateScorer, NeuralScorer, Scorer
+
+    markov = MarkovScorer(SEQS, SKIPS, COUNTS, hide=False)
+    made = [PopScorer(COUNTS), markov, RepeatScorer(markov), SessionKNNScorer(SEQS, SKIPS, np.arange(3), COUNTS, False),
+            KeepRateScorer(SEQS, SKIPS, 4), NeuralScorer(SeqRec(ModelConfig(n_items=4, max_len=3, d_model=8)), False)]
+    assert all(isinstance(s, Scorer) for s in made)
+    assert not isinstance(object(), Scorer)

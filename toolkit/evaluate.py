@@ -17,6 +17,7 @@ from toolkit import distributed, metrics, topk
 from toolkit.config import POSITIONS
 from toolkit.data import SplitArrays, to_batch
 from toolkit.schema import PAD
+from toolkit.scorers import Scorer
 
 POS_KS = (1, 5, 10, 20)
 SCORE_BUDGET = 1 << 23  # catalogue scores held at once (32 MB of float32), whatever the catalogue size
@@ -102,7 +103,7 @@ def session_skips(a: SplitArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def run_queries(scorer, a: SplitArrays, device: torch.device, last_only: bool = False, batch_rows: int = 64,
+def run_queries(scorer: Scorer, a: SplitArrays, device: torch.device, last_only: bool = False, batch_rows: int = 64,
                 n_items: int | None = None, sessions: np.ndarray | None = None, positions: str = "all",
                 exclude_played: bool = False, tiled: bool | None = None) -> QueryResults:
     """Score every query of a split (or of the given ``sessions`` only) against the whole catalogue.
@@ -297,7 +298,7 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if len(values) else float("nan")
 
 
-def evaluate(scorer, a: SplitArrays, n_items: int, device: torch.device, last_only: bool = False,
+def evaluate(scorer: Scorer, a: SplitArrays, n_items: int, device: torch.device, last_only: bool = False,
              sessions: np.ndarray | None = None, **options) -> dict[str, float]:
     """Metrics of one scorer on one split (validation during training, test in the report)."""
     return summarize(run_queries(scorer, a, device, last_only, n_items=n_items, sessions=sessions, **options),

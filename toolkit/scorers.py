@@ -9,7 +9,7 @@ range of tracks at a time, which large catalogues are ranked with (``toolkit/top
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -21,6 +21,14 @@ from toolkit.topk import ItemTiles
 
 if TYPE_CHECKING:  # annotations only: scorers load without the data layer
     from toolkit.data import Batch
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What evaluation, the report and recommend ask of a model or a count baseline: the catalogue
+    scores (N, n_items + 1) of the plays after positions (rows[n], cols[n]) of the batch, PAD -inf."""
+
+    def scores(self, batch: Batch, rows: Tensor, cols: Tensor) -> Tensor: ...
 
 
 def hide_skips(seqs: Tensor, fb: Tensor) -> tuple[Tensor, Tensor]:
