@@ -10,7 +10,8 @@ import pytest
 from toolkit.artifacts import Workspace
 from toolkit.config import TrainConfig
 from toolkit.errors import ArtifactMissingError
-from toolkit.resume import resume_config, saved_config
+from toolkit.config import saved_config
+from toolkit.resume import resume_config
 
 
 def test_saved_settings_come_back_as_the_config_they_were():
@@ -18,9 +19,13 @@ def test_saved_settings_come_back_as_the_config_they_were():
     assert saved_config(json.loads(json.dumps(asdict(cfg)))) == cfg
 
 
-def test_a_removed_setting_is_ignored_and_a_new_one_takes_its_default():
+def test_a_removed_setting_is_ignored_and_a_new_one_takes_its_earlier_behaviour():
     saved = {"dataset": "tiny", "model": "sasrec", "seed": 3, "a_setting_since_removed": 1}
-    assert saved_config(saved) == TrainConfig(dataset="tiny", model="sasrec", seed=3)
+    # a run recorded before the repeat head existed trained without it, whatever today's default is
+    assert saved_config(saved) == TrainConfig(dataset="tiny", model="sasrec", seed=3, repeat_head=False, successors=0)
+    # the repeat baseline reads 10 successors by default now; one recorded before successors existed read none
+    old_repeat = saved_config({"dataset": "tiny", "model": "repeat"})
+    assert old_repeat.successors == 0 and TrainConfig(dataset="tiny", model="repeat").successors == 10
 
 
 def test_resume_reads_the_runs_config_file(tmp_path):

@@ -20,7 +20,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolkit.config import PrepConfig, TrainConfig
+from toolkit.config import PrepConfig, TrainConfig, saved_config
 from toolkit.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # annotations only: importing these here would load them with ``import toolkit``
@@ -191,7 +191,7 @@ def train(dataset: str | Dataset | None = None, *, workspace: str | Path | Works
         id=result.id, workspace=ws.root, dataset=result.dataset, model=result.model, feedback=result.feedback,
         seed=result.seed, status=result.status, epochs_done=result.epochs_done, best_epoch=result.best_epoch,
         valid=dict(result.valid), wall_s=result.wall_s, reused=result.reused,
-        config=TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved}),
+        config=saved_config(saved),
         metrics=_frame(read_metrics(run)),
     )
 

@@ -562,6 +562,19 @@ def _date_ok(text: str) -> bool:
 DEFAULT_SUCCESSORS = 10
 
 
+def saved_config(saved: dict) -> TrainConfig:
+    """A run's recorded ``train`` settings as its TrainConfig.  A setting since removed from the toolkit
+    is ignored; one added since the run was recorded takes its ``earlier`` value, the behaviour the run
+    was trained with (not today's default, which may have changed since: the repeat baseline's
+    successors did)."""
+    known = {f.name: f for f in fields(TrainConfig)}
+    given = {k: v for k, v in saved.items() if k in known}
+    for name, f in known.items():
+        if name not in given and "earlier" in f.metadata:
+            given[name] = f.metadata["earlier"]
+    return TrainConfig(**given)
+
+
 def roles(cls=None) -> dict[str, str]:
     """Each field of a config class (TrainConfig by default) and the role it declares."""
     return {f.name: f.metadata["role"] for f in fields(cls or TrainConfig)}

@@ -3,17 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 from toolkit.artifacts import Workspace, read_json, run_dir
-from toolkit.config import TrainConfig
+from toolkit.config import TrainConfig, saved_config
 from toolkit.errors import ArtifactMissingError
-
-
-def saved_config(saved: dict) -> TrainConfig:
-    """A run's recorded ``train`` settings as its TrainConfig; a setting since removed from the toolkit
-    is ignored, one added since takes its default (which is what such a run was trained with)."""
-    return TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
 
 
 def resume_config(ws: Workspace, run_id: str) -> TrainConfig:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from toolkit.artifacts import RunDir, Workspace, damaged, list_datasets, load_torch, read_json, read_manifest, run_dir
-from toolkit.config import NEURAL, ModelConfig, TrainConfig
+from toolkit.config import NEURAL, ModelConfig, TrainConfig, saved_config
 from toolkit.data import load_split, positives_only, train_counts
 from toolkit.errors import ArtifactMissingError, ConfigError, ToolkitError
 from toolkit.identity import BadNameError, StaleRunError, check_name, run_is_stale, stale_message
@@ -50,7 +50,7 @@ def load_run(ws: Workspace, run_id: str) -> RunRecord:
     if not isinstance(saved, dict):
         raise damaged(run.config, ValueError("no 'train' settings"))
     try:
-        cfg = TrainConfig(**{k: v for k, v in saved.items() if k in _TRAIN_FIELDS})  # settings since removed are ignored
+        cfg = saved_config(saved)
     except (TypeError, ValueError, ToolkitError) as exc:
         raise damaged(run.config, exc) from exc
     result = read_json(run.result) if run.result.exists() else None
