@@ -92,7 +92,8 @@ class ModelConfig:
     # listener's earlier plays (the batch's ``succ``; needs repeat_head); 0: off
     successors: int = 0
     # repeat head: also score the ``transitions`` tracks that most often followed the current track in
-    # the train rows, by how often (a learned first-order Markov term; the model's ``trans_*`` buffers); 0: off
+    # the train rows, by how often the other listeners played them there (a learned first-order Markov
+    # term; the model's ``trans_*`` buffers; SeqRec.transition_weights); 0: off
     transitions: int = 0
     # leading columns of a full row that hold the listener's plays before the session (toolkit/history.py):
     # the last max_len - history columns are the session; a narrower row is all session
