@@ -72,7 +72,10 @@ def test_help_panels_keep_their_order():
     result = runner.invoke(app, ["train", "-h"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     shown = [p for p in PANELS if f"─ {p} " in result.output]
-    assert shown == list(PANELS)
+    assert shown == [p for p in PANELS if p not in ("Sessions and skips", "Filters", "Split")]  # prep's own panels
+    prep_help = runner.invoke(app, ["prep", "-h"], env={"COLUMNS": "200"}).output
+    prep_panels = [p for p in PANELS if f"─ {p} " in prep_help]
+    assert prep_panels == ["Input", "Sessions and skips", "Filters", "Split", "Runtime", "Output"]
     at = {opt: result.output.index(f"{opt} ") for opt in ("--dataset", "--resume", "--seed", "--set", "--compile",
                                                             "--devices", "--workspace")}
     assert at["--dataset"] < at["--resume"] and at["--seed"] < at["--set"] < at["--compile"] < at["--devices"]
@@ -246,3 +249,19 @@ def test_choices_offered_are_the_checked_ones():
                 TrainConfig(**{f.name: bad})
         for ok in f.metadata["choices"]:
             assert getattr(TrainConfig(**{f.name: ok}), f.name) == ok
+
+
+def test_prep_options_come_from_the_prep_config_fields():
+    from toolkit.settings import options
+
+    params = {p.name: p.default for p in options(PrepConfig)}
+    # every setting the prep command offers is a field, with the field's default, help and panel
+    flagged = {f.name: f for f in fields(PrepConfig) if f.metadata.get("flag")}
+    assert set(params) == set(flagged) and {"min_ts", "threads"}.isdisjoint(params)
+    for name, opt in params.items():
+        want = flagged[name].default
+        assert opt.default == (list(want) if isinstance(want, tuple) else want), name
+        assert opt.help == flagged[name].metadata["help"] and opt.rich_help_panel == flagged[name].metadata["panel"]
+    result = runner.invoke(app, ["prep", "-h"], env={"COLUMNS": "200"})
+    assert "--session-gap" in result.output and "--col" in result.output and "-f" in result.output
+    assert "--no-collapse-repeats" in result.output  # a prep switch keeps its --no- form

@@ -26,7 +26,12 @@ BUILD = "build"  # a prep setting that changes the dataset written (its build, t
 # the help panels of the command line, in the order they are shown
 INPUT, MODEL, SKIPS, LOSS, TRAINING, RUNTIME_PANEL, OUTPUT = (
     "Input", "Model", "Skips", "Loss", "Training", "Runtime", "Output")
-PANELS = (INPUT, MODEL, SKIPS, LOSS, TRAINING, RUNTIME_PANEL, OUTPUT)
+SESSIONS_PANEL, FILTERS_PANEL, SPLIT_PANEL = "Sessions and skips", "Filters", "Split"  # toolkit prep's own
+PANELS = (INPUT, SESSIONS_PANEL, FILTERS_PANEL, SPLIT_PANEL, MODEL, SKIPS, LOSS, TRAINING, RUNTIME_PANEL, OUTPUT)
+
+# the input presets of toolkit prep (toolkit/readers.py reads each; docs/formats.md)
+FORMATS = ("auto", "generic", "spotify", "spotify-extended", "mssd", "lastfm", "lastfm-csv", "listenbrainz", "deezer",
+           "piki", "yambda", "sequences")
 
 # which runs an experiment setting labels in a report (it does nothing for the others, e.g. alpha
 # without the contrastive term); the report lists the labels in this order, then in field order
@@ -43,7 +48,7 @@ MASK_PROB = 0.2  # bert4rec's share of hidden plays: ModelConfig's and TrainConf
 
 def setting(default, *, role: str, help: str | None = None, panel: str | None = None, flag: bool = False,
             choices: tuple[str, ...] = (), labels: str | None = "neural", earlier=_UNSET, hashed_as=_UNSET,
-            metavar: str | None = None):
+            metavar: str | None = None, names: tuple[str, ...] = ()):
     """A config field that declares its role once.
 
     ``role``: one of ROLES (a PrepConfig field: BUILD, DATA or RUNTIME).  ``help`` and ``panel``: its
@@ -54,14 +59,15 @@ def setting(default, *, role: str, help: str | None = None, panel: str | None = 
     reproduces the behaviour from before it; at that value it stays out of the run id, so adding it renamed
     no finished run.  ``hashed_as``: for a runtime knob of the first release, the value the run id hashes
     whatever it is set to, which keeps the ids of runs trained at the default (the others are found by
-    ``identities_before``).
+    ``identities_before``).  ``names``: the option's own spellings where they are not ``--field-name``
+    (e.g. ``("--format", "-f")``).
     """
     if role not in ROLES + (BUILD,):
         raise ValueError(f"setting role {role!r}: use one of {ROLES + (BUILD,)}")
     if flag and not (help and panel):
         raise ValueError("a setting with a command-line flag needs its help text and panel")
     meta = {"role": role, "help": help, "panel": panel, "flag": flag, "choices": tuple(choices),
-            "labels": labels if role == EXPERIMENT else None, "metavar": metavar}
+            "labels": labels if role == EXPERIMENT else None, "metavar": metavar, "names": tuple(names)}
     if earlier is not _UNSET:
         meta["earlier"] = earlier
     if hashed_as is not _UNSET:
@@ -145,38 +151,59 @@ SPLIT_MODES = ("auto", "time", "listener", "last")
 class PrepConfig:
     # roles: BUILD settings shape the dataset written (its build, toolkit/identity.py); the format read is
     # recorded in the build on its own, and name, memory and threads only say where and how it is written
-    # input preset: readers.FORMATS (auto, generic, spotify, ..., listenbrainz, deezer; docs/formats.md)
-    format: str = setting("auto", role=DATA)
+    # input preset: FORMATS (auto, generic, spotify, ..., listenbrainz, deezer; docs/formats.md)
+    format: str = setting("auto", role=DATA, flag=True, panel=INPUT, choices=FORMATS, names=("--format", "-f"),
+                          help="Input format; auto recognises each of the others (docs/formats.md).")
     # generic format: "role=column" pairs (roles: user ts track played_ms duration_ms skipped session artist title)
-    cols: tuple[str, ...] = setting((), role=BUILD)
-    user: str | None = setting(None, role=BUILD)  # user id for every play, for a single listener's export
-    name: str | None = setting(None, role=DATA)  # dataset name in the workspace; default derived from the input path
-    session_gap_s: int = setting(1800, role=BUILD)  # a pause strictly longer than this (seconds) starts a new session
-    skip_ms: int = setting(30_000, role=BUILD)  # a play shorter than this is a skip (when no explicit flag exists)
+    cols: tuple[str, ...] = setting((), role=BUILD, flag=True, panel=INPUT, names=("--col",), metavar="ROLE=COLUMN",
+                                    help="Generic format: role=column (roles: user ts track played_ms duration_ms skipped session artist title).")
+    user: str | None = setting(None, role=BUILD, flag=True, panel=INPUT,
+                               help="User id for every play (one listener's export).")
+    name: str | None = setting(None, role=DATA, flag=True, panel=OUTPUT,
+                               help="Dataset name (default: from the input path).")
+    session_gap_s: int = setting(1800, role=BUILD, flag=True, panel=SESSIONS_PANEL, names=("--session-gap",),
+                                 help="Seconds of pause that start a new session (strictly longer).")
+    skip_ms: int = setting(30_000, role=BUILD, flag=True, panel=SESSIONS_PANEL,
+                           help="A play shorter than this many ms is a skip (no explicit flag).")
     # when track length is known: played / length below this is a skip
-    skip_ratio: float | None = setting(None, role=BUILD)
-    collapse_repeats: bool = setting(False, role=BUILD)  # drop a play of the same track as the play right before it
-    min_session_len: int = setting(2, role=BUILD)  # sessions with fewer plays (after the other filters) are dropped
-    min_item_plays: int = setting(1, role=BUILD)  # tracks with fewer plays in the whole log are dropped
-    keep_podcasts: bool = setting(False, role=BUILD)  # keep podcast / audiobook rows of the Spotify extended history
+    skip_ratio: float | None = setting(None, role=BUILD, flag=True, panel=SESSIONS_PANEL,
+                                       help="With track lengths: played/length below this is a skip.")
+    collapse_repeats: bool = setting(False, role=BUILD, flag=True, panel=FILTERS_PANEL,
+                                     names=("--collapse-repeats/--no-collapse-repeats",),
+                                     help="Drop a play of the same track as the play right before it.")
+    min_session_len: int = setting(2, role=BUILD, flag=True, panel=FILTERS_PANEL, help="Drop sessions with fewer plays.")
+    min_item_plays: int = setting(1, role=BUILD, flag=True, panel=FILTERS_PANEL,
+                                  help="Drop tracks with fewer plays in the whole log.")
+    keep_podcasts: bool = setting(False, role=BUILD, flag=True, panel=FILTERS_PANEL,
+                                  names=("--keep-podcasts/--no-keep-podcasts",),
+                                  help="Keep podcast / audiobook rows (extended history).")
     # plays longer than this are dropped as overlong (None: keep all)
-    max_play_ms: int | None = setting(None, role=BUILD)
+    max_play_ms: int | None = setting(None, role=BUILD, flag=True, panel=FILTERS_PANEL,
+                                      help="Drop plays longer than this (e.g. podcasts).")
     # 'time': all sessions cut at the same instants into train/valid/test; 'listener': each listener's own
     # last sessions are valid/test; 'last': leave-last-out (leaky); 'auto': listener when a global cut would
     # test listeners without training plays (toolkit/splits.py), else time; last for formats without time
-    split: str = setting("auto", role=BUILD)
-    valid_frac: float = setting(0.1, role=BUILD)  # share of sessions in the validation window
-    test_frac: float = setting(0.1, role=BUILD)  # share of sessions in the test window
+    split: str = setting("auto", role=BUILD, flag=True, panel=SPLIT_PANEL, choices=SPLIT_MODES,
+                         help="time: every session cut at the same instants; listener: each listener's own last "
+                              "sessions are valid/test; last: leave-last-out (leaky); auto: listener when a global cut "
+                              "would test listeners without training plays, else time (last for the sequences format, "
+                              "which has no time).")
+    valid_frac: float = setting(0.1, role=BUILD, flag=True, panel=SPLIT_PANEL, help="Share of sessions for validation.")
+    test_frac: float = setting(0.1, role=BUILD, flag=True, panel=SPLIT_PANEL, help="Share of sessions for test.")
     # width of the sequence arrays (the paper uses 20); longer sessions are cut into windows
-    max_len: int = setting(20, role=BUILD)
+    max_len: int = setting(20, role=BUILD, flag=True, panel=SPLIT_PANEL,
+                           help="Width of the sequence arrays; longer sessions become several windows.")
     min_ts: str = setting("1990-01-01", role=BUILD)  # plays before this date are impossible and dropped
-    memory_limit: str = setting("1GB", role=RUNTIME)  # DuckDB memory limit; past it DuckDB spills to the workspace tmp/
+    memory_limit: str = setting("1GB", role=RUNTIME, flag=True, panel=RUNTIME_PANEL,
+                                help="DuckDB memory limit (spills to disk past it).")
     threads: int = setting(0, role=RUNTIME)  # DuckDB threads (0: all cores)
     # memory for prep's own arrays (DuckDB's memory_limit comes on top): a log too large for it is
     # processed in buckets of listeners, one at a time; the dataset written is the same either way
-    memory: str = setting("1.5GB", role=RUNTIME)
+    memory: str = setting("1.5GB", role=RUNTIME, flag=True, panel=RUNTIME_PANEL,
+                          help="Memory for prep's own arrays; a larger log is prepared in buckets of listeners (same result).")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "cols", tuple(self.cols))  # the command line hands over a list
         problems = []
         if self.session_gap_s <= 0:
             problems.append(f"--session-gap must be > 0 seconds, got {self.session_gap_s}")

@@ -25,10 +25,9 @@ import duckdb
 from toolkit import sql
 from toolkit.artifacts import atomic_path, safe_name
 from toolkit.sources import SourceFile
+from toolkit.config import FORMATS
 from toolkit.errors import ConfigError, EmptyInputError, InputError, MissingColumnsError
 
-FORMATS = ("auto", "generic", "spotify", "spotify-extended", "mssd", "lastfm", "lastfm-csv", "listenbrainz", "deezer",
-           "piki", "yambda", "sequences")
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".txt", ".parquet")
 
 # File-name patterns of Spotify's own exports; the first list is the account-data history, the

@@ -18,7 +18,7 @@ from toolkit.config import FEEDBACK_MODES, PANELS
 
 # a field's annotation (text: configs use ``from __future__ import annotations``) as the type typer parses
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "int | None": Optional[int],
-          "float | None": Optional[float], "str | None": Optional[str]}
+          "float | None": Optional[float], "str | None": Optional[str], "tuple[str, ...]": list[str]}
 
 
 def feedback_modes(value: str) -> str:
@@ -50,11 +50,12 @@ def options(cls) -> list[inspect.Parameter]:
     for f in flagged:
         meta = f.metadata
         kind = Literal[meta["choices"]] if meta["choices"] else _TYPES[str(f.type)]
-        names = (f"--{f.name.replace('_', '-')}",) if kind is bool else ()  # a switch: no --no-X twin
+        names = meta["names"] or ((f"--{f.name.replace('_', '-')}",) if kind is bool else ())  # a switch: no --no-X twin
         extra = dict(_PARSED.get(f.name, {}))
         if meta["metavar"]:
             extra["metavar"] = meta["metavar"]
-        option = typer.Option(f.default, *names, rich_help_panel=meta["panel"], help=meta["help"], **extra)
+        default = list(f.default) if isinstance(f.default, tuple) else f.default  # a repeated option
+        option = typer.Option(default, *names, rich_help_panel=meta["panel"], help=meta["help"], **extra)
         out.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
     return out
 

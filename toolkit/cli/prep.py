@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from toolkit import splits
 from toolkit.artifacts import Workspace
-from toolkit.cli.common import (
-    FILTERS, INPUT, OUTPUT, RUNTIME, SESSIONS, SPLIT, command, friendly, out, stage_status, workspace_option,
-)
+from toolkit.cli.common import OUTPUT, command, friendly, out, stage_status, workspace_option
 from toolkit.cli.output import print_table
-from toolkit.config import SPLIT_MODES, PrepConfig
-from toolkit.readers import FORMATS
-
-_PREP = PrepConfig()  # option defaults are the config's own
+from toolkit.config import PrepConfig
+from toolkit.settings import with_options
 
 if TYPE_CHECKING:
     from toolkit.prep import PrepResult
@@ -32,41 +28,18 @@ if TYPE_CHECKING:
 
   toolkit prep plays.parquet --format generic --col user=listener --col ts=started_at --col track=isrc""")
 @friendly
+@with_options(PrepConfig, after={})
 def prep(
     logs: list[Path] = typer.Argument(..., help="Files, globs, folders or zip archives of raw plays."),
-    format: Literal[FORMATS] = typer.Option(_PREP.format, "--format", "-f", rich_help_panel=INPUT,
-                                            help="Input format; auto recognises each of the others (docs/formats.md)."),
-    col: list[str] = typer.Option(list(_PREP.cols), "--col", metavar="ROLE=COLUMN", rich_help_panel=INPUT, help="Generic format: role=column (roles: user ts track played_ms duration_ms skipped session artist title)."),
-    user: Optional[str] = typer.Option(_PREP.user, rich_help_panel=INPUT, help="User id for every play (one listener's export)."),
-    session_gap: int = typer.Option(_PREP.session_gap_s, rich_help_panel=SESSIONS, help="Seconds of pause that start a new session (strictly longer)."),
-    skip_ms: int = typer.Option(_PREP.skip_ms, rich_help_panel=SESSIONS, help="A play shorter than this many ms is a skip (no explicit flag)."),
-    skip_ratio: Optional[float] = typer.Option(_PREP.skip_ratio, rich_help_panel=SESSIONS, help="With track lengths: played/length below this is a skip."),
-    collapse_repeats: bool = typer.Option(_PREP.collapse_repeats, rich_help_panel=FILTERS, help="Drop a play of the same track as the play right before it."),
-    min_session_len: int = typer.Option(_PREP.min_session_len, rich_help_panel=FILTERS, help="Drop sessions with fewer plays."),
-    min_item_plays: int = typer.Option(_PREP.min_item_plays, rich_help_panel=FILTERS, help="Drop tracks with fewer plays in the whole log."),
-    keep_podcasts: bool = typer.Option(_PREP.keep_podcasts, rich_help_panel=FILTERS, help="Keep podcast / audiobook rows (extended history)."),
-    max_play_ms: Optional[int] = typer.Option(_PREP.max_play_ms, rich_help_panel=FILTERS, help="Drop plays longer than this (e.g. podcasts)."),
-    split: Literal[SPLIT_MODES] = typer.Option(_PREP.split, rich_help_panel=SPLIT, help="time: every session cut at the same instants; listener: each listener's own last sessions are valid/test; last: leave-last-out (leaky); auto: listener when a global cut would test listeners without training plays, else time (last for the sequences format, which has no time)."),
-    valid_frac: float = typer.Option(_PREP.valid_frac, rich_help_panel=SPLIT, help="Share of sessions for validation."),
-    test_frac: float = typer.Option(_PREP.test_frac, rich_help_panel=SPLIT, help="Share of sessions for test."),
-    max_len: int = typer.Option(_PREP.max_len, rich_help_panel=SPLIT, help="Width of the sequence arrays; longer sessions become several windows."),
-    memory_limit: str = typer.Option(_PREP.memory_limit, rich_help_panel=RUNTIME, help="DuckDB memory limit (spills to disk past it)."),
-    memory: str = typer.Option(_PREP.memory, rich_help_panel=RUNTIME, help="Memory for prep's own arrays; a larger log is prepared in buckets of listeners (same result)."),
-    name: Optional[str] = typer.Option(_PREP.name, rich_help_panel=OUTPUT, help="Dataset name (default: from the input path)."),
     force: bool = typer.Option(False, "--force", rich_help_panel=OUTPUT, help="Rebuild even when up to date, and replace a dataset of this name prepared from other input or options (its runs become stale)."),
     keep_unpacked: bool = typer.Option(False, "--keep-unpacked", rich_help_panel=OUTPUT, help="Keep the files unpacked from zip archives in the workspace's tmp/ (deleted after a successful prep otherwise; `toolkit clean` deletes them later)."),
     workspace: Optional[Path] = workspace_option(OUTPUT),
+    **given,  # every flagged PrepConfig field, as declared there (toolkit/settings.py)
 ) -> None:
     """Turn raw plays into sessions with skip labels, ids, splits and sequence arrays."""
     from toolkit.prep import prep as run_prep
 
-    cfg = PrepConfig(
-        format=format, cols=tuple(col), user=user, name=name, session_gap_s=session_gap, skip_ms=skip_ms,
-        skip_ratio=skip_ratio, collapse_repeats=collapse_repeats, min_session_len=min_session_len,
-        min_item_plays=min_item_plays, keep_podcasts=keep_podcasts, max_play_ms=max_play_ms, split=split,
-        valid_frac=valid_frac, test_frac=test_frac, max_len=max_len, memory_limit=memory_limit,
-        memory=memory,
-    )
+    cfg = PrepConfig(**given)
     ws = Workspace.at(workspace)
     started = time.perf_counter()
     status, update = stage_status()
