@@ -600,3 +600,21 @@ def test_recommend_display_names():
     assert display_name("Nina Simone\x1fSinnerman", None, None) == "Nina Simone – Sinnerman"
     assert display_name("t1", "A", "One") == "A – One"  # the name columns win over the key
     assert display_name("spotify:track:1", None, None) == "spotify:track:1"  # an id stands as it is
+
+
+def test_recommend_leaves_out_played_tracks_for_a_run_chosen_that_way(trained, tmp_path):
+    ws, ids = trained
+    keys = pl.read_parquet(ws.dataset("tiny").items)["track_key"].to_list()
+    sessions = pl.DataFrame({"session": ["a", "a"], "position": [1, 2], "track_key": [keys[0], keys[1]]})
+    sessions.write_parquet(tmp_path / "s.parquet")
+    plain = train(ws, TrainConfig(dataset="tiny", model="pop"))
+    excl = train(ws, TrainConfig(dataset="tiny", model="pop", exclude_played=True))
+    tops = {}
+    for run in (plain.id, excl.id):
+        res = invoke("recommend", "--run", run, "--sessions", tmp_path / "s.parquet", "-k", 3, "--out",
+                     tmp_path / f"{run}.parquet", "--workspace", ws.root)
+        assert res.exit_code == 0, res.output
+        tops[run] = pl.read_parquet(tmp_path / f"{run}.parquet")["track_key"].to_list()
+    # popularity ranks the two most played tracks first; the run validated without replays skips them
+    assert {keys[0], keys[1]} & set(tops[plain.id]) and not {keys[0], keys[1]} & set(tops[excl.id])
+    assert len(tops[excl.id]) == 3

@@ -84,6 +84,8 @@ def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str =
         cols = torch.full((hi - lo,), max_len - 1, device=dev)
         with torch.no_grad():
             scores = scorer.scores(batch, rows, cols).float()
+        if run.config.validation.exclude_played:  # the protocol the run was chosen under: no replays
+            scores.scatter_(1, batch["seqs"], float("-inf"))  # PAD's column is -inf already
         top = torch.topk(scores, k=min(k, manifest.items), dim=1)
         rows_out.append(pl.DataFrame({
             "session": np.repeat(keys[lo:hi], top.indices.shape[1]),
@@ -94,6 +96,7 @@ def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str =
     recs = pl.concat(rows_out) if rows_out else pl.DataFrame(schema={"session": plays.schema["session"],
                                                                     "rank": pl.Int32, ITEM: pl.Int32,
                                                                     "score": pl.Float32})
+    recs = recs.filter(pl.col("score") > float("-inf"))  # a tiny catalogue with every track played
     recs = recs.join(items, on=ITEM, how="left").sort("session", "rank", maintain_order=True)
     n_sessions = plays["session"].n_unique()
     return recs, {"run": run.id, "sessions": n_sessions, "recommended": len(keys),
