@@ -149,7 +149,6 @@ def own_key(users: Tensor | np.ndarray, current, nxt, n_items: int):
     return (users * v + current) * v + nxt
 
 
-
 class SeqRec(nn.Module):
     """Encoder + FC/GELU/LayerNorm head, scored against the tied item embedding table.
 
@@ -295,7 +294,7 @@ class SeqRec(nn.Module):
         evaluation alike, so the term says what the OTHER listeners played after this track.  Counted
         over the whole train split, a listener's own transitions would include, for a training query,
         the listener's later sessions: in training they then named the next track far more often than
-        they can on new sessions (on both Spotify logs this cost a third of the validation NDCG@10);
+        they can on new sessions (on both Spotify logs this cost a quarter to a third of the validation NDCG@10);
         the listener's own past reaches the model through the successor term, which reads only plays
         before the query.  Without ``users`` (a session of its own), ``targets`` (N,) in training
         removes the one count the query's own play put there.
@@ -323,8 +322,8 @@ class SeqRec(nn.Module):
         """Every track the repeat head scores for the queries at (rows, cols), with its weight.
 
         hidden: (B, T, D), seqs: (B, T), succ: (B, T, K) or None, targets: (N,) in training and users:
-        (B,) the rows' listeners, or None (see ``transition_weights``).  Returns items (N, C), weights (N, C) and available (N, C), C = T (+ K)
-        (+ M): the row's plays (available up to the query column), the query's successors (available
+        (B,) the rows' listeners, or None (see ``transition_weights``).  Returns items (N, C), weights
+        (N, C) and available (N, C), C = T (+ K) (+ M): the row's plays (available up to the query column), the query's successors (available
         where not PAD), then the current track's train transitions.  A track may appear more than once;
         its repeat term is the sum of its weights (``repeat_bonus``).
         """
