@@ -153,7 +153,7 @@ class MarkovScorer:
     def __init__(self, seqs: np.ndarray, skips: np.ndarray, counts: np.ndarray, hide: bool) -> None:
         n = len(counts)
         s = np.where(skips == 1, PAD, seqs) if hide else np.asarray(seqs)
-        prev, nxt = _consecutive_pairs(s)
+        prev, nxt, _ = _consecutive_pairs(s)
         key, weight = np.unique(prev.astype(np.int64) * n + nxt, return_counts=True)
         self.n = n
         self.indptr = np.searchsorted(key // n, np.arange(n + 1)).astype(np.int64)
@@ -188,9 +188,7 @@ def top_transitions(seqs: np.ndarray, skips: np.ndarray, n_items: int, m: int, h
     head's transition term reads them (``SeqRec.set_transitions``)."""
     V = n_items + 1
     s = np.where(np.asarray(skips) == 1, PAD, seqs) if hide else np.asarray(seqs)
-    r, c = np.nonzero(s != PAD)  # row-major: each row's real plays in order
-    same_row = r[1:] == r[:-1]
-    prev, nxt = s[r[:-1], c[:-1]][same_row].astype(np.int64), s[r[1:], c[1:]][same_row].astype(np.int64)
+    prev, nxt, row = _consecutive_pairs(s)
     key, count = np.unique(prev * V + nxt, return_counts=True)
     src, dst = key // V, key % V
     order = np.lexsort((dst, -count, src))  # by source, most frequent first, then by id
@@ -203,24 +201,21 @@ def top_transitions(seqs: np.ndarray, skips: np.ndarray, n_items: int, m: int, h
     counts[src[keep], rank[keep]] = count[keep]
     if row_user is None:
         return items, counts, None, None
-    users = np.asarray(row_user, np.int64)[r[:-1][same_row]]
+    users = np.asarray(row_user, np.int64)[row]
     if len(users) and float(users.max() + 1) * V * V >= 2.0 ** 63:
         raise ValueError(f"{users.max() + 1} listeners x {V} tracks: too many for the transition term's int64 keys")
     own, own_count = np.unique(own_key(users, prev, nxt, n_items), return_counts=True)
     return items, counts, own, own_count.astype(np.float32)
 
 
-def _consecutive_pairs(seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(previous, next) real plays of each row, skipping interior padding."""
-    prev_all, next_all = [], []
-    for row in np.asarray(seqs):
-        real = row[row != PAD]
-        if len(real) > 1:
-            prev_all.append(real[:-1])
-            next_all.append(real[1:])
-    if not prev_all:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(prev_all).astype(np.int64), np.concatenate(next_all).astype(np.int64)
+def _consecutive_pairs(seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(previous, next, row) of every two consecutive real plays of a row of ``seqs`` (B, T), skipping
+    interior padding, in row order; all int64."""
+    s = np.asarray(seqs)
+    r, c = np.nonzero(s != PAD)  # row-major: each row's real plays in order
+    same_row = r[1:] == r[:-1]
+    prev, nxt = s[r[:-1], c[:-1]][same_row], s[r[1:], c[1:]][same_row]
+    return prev.astype(np.int64), nxt.astype(np.int64), r[:-1][same_row].astype(np.int64)
 
 
 class SessionKNNScorer:
