@@ -7,6 +7,8 @@ import math
 from dataclasses import FrozenInstanceError, asdict, replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 from toolkit.config import ModelConfig
@@ -212,6 +214,80 @@ def test_successor_term_scores_what_followed_the_current_track_before():
     assert scores[0, 5].item() == pytest.approx(3.5) and scores[0, 6] == 2.0 and scores[0, 3] == 0.0 and scores[0, 7] == 0.0
     with pytest.raises(ValueError, match="successors"):
         ModelConfig(n_items=5, successors=2)
+
+
+def test_summed_successor_weights_add_every_entrys_rank_as_the_repeat_baseline_does():
+    model = make_model(replace(CFG, repeat_head=True, successors=3, successor_sum=True, dropout=0.0)).eval()
+    with torch.no_grad():
+        model.successor_by_rank.copy_(torch.tensor([3.0, 2.0, 1.0]) / REPEAT_SCALE)
+        model.successor_by_count.copy_(torch.tensor([0.0, 0.5, 5.0]) / REPEAT_SCALE)
+    seqs = torch.tensor([[PAD, 3, 5, 3]])
+    succ = torch.zeros(1, 4, 3, dtype=torch.long)
+    succ[0, 3] = torch.tensor([5, 6, 5])
+    hidden = torch.zeros(1, 4, CFG.d_model)
+    # 5: rank 0 (3) + its count of 2 (0.5) at the latest entry, and rank 2 (1) at the older one
+    assert model.successor_weights(hidden, succ)[0, 3].tolist() == pytest.approx([3.5, 2.0, 1.0])
+    assert model.successor_weights(hidden, succ)[0, 2].tolist() == [0.0, 0.0, 0.0]
+    items, weights, available = model.copy_terms(hidden, seqs, succ, torch.tensor([0]), torch.tensor([3]))
+    scores = model.scores_with_repeats(torch.zeros(1, CFG.d_model), weights * available, items)
+    assert scores[0, 5].item() == pytest.approx(4.5) and scores[0, 6].item() == pytest.approx(2.0)
+    # a track that followed twice lately outranks the single latest one, as in the repeat baseline
+    succ[0, 3] = torch.tensor([7, 6, 6])
+    _, weights, available = model.copy_terms(hidden, seqs, succ, torch.tensor([0]), torch.tensor([3]))
+    scores = model.scores_with_repeats(torch.zeros(1, CFG.d_model), weights * available, _)
+    assert scores[0, 6] > scores[0, 7]
+
+
+def test_follow_codes_by_hand():
+    seqs = torch.tensor([[PAD, 3, 5, 6, 9, PAD, 4]])
+    succ = torch.zeros(1, 7, 3, dtype=torch.long)
+    succ[0, 1] = torch.tensor([6, 5, 5])  # before, 3 was followed by 6, then 5 (twice)
+    succ[0, 2] = torch.tensor([6, PAD, PAD])  # and 5 by 6
+    succ[0, 3] = torch.tensor([8, 2, PAD])  # 6 by 8 and 2, never by 9
+    rows, cols = torch.zeros(7, dtype=torch.long), torch.arange(7)
+    codes = SeqRec.follow_codes(seqs, succ, rows, cols).tolist()
+    # col 0: padding before it; col 1: padding before; col 2: 5 was 3's successor of rank 1 (its first entry);
+    # col 3: 6 was 5's latest; col 4: 9 was none of 6's; col 5: 9 had no successors; col 6: padding before
+    assert codes == [0, 0, 3 + 1, 3 + 0, 2, 1, 0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_follow_codes_match_a_plain_reference(data):
+    B, T, K = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 7)), data.draw(st.integers(1, 4))
+    ids = st.integers(0, 5)  # 0 is PAD: padding and short successor lists both occur
+    seqs = torch.tensor(data.draw(st.lists(st.lists(ids, min_size=T, max_size=T), min_size=B, max_size=B)))
+    succ = torch.tensor(data.draw(st.lists(st.lists(st.lists(ids, min_size=K, max_size=K), min_size=T, max_size=T),
+                                           min_size=B, max_size=B)))
+    rows, cols = torch.arange(B).repeat_interleave(T), torch.arange(T).repeat(B)
+    got = SeqRec.follow_codes(seqs, succ, rows, cols).tolist()
+    want = []
+    for b, t in zip(rows.tolist(), cols.tolist()):
+        if t == 0 or seqs[b, t - 1] == PAD:
+            want.append(0)
+            continue
+        before = [x for x in succ[b, t - 1].tolist()]
+        hits = [k for k, x in enumerate(before) if x != PAD and x == seqs[b, t]]
+        want.append(3 + hits[0] if hits else (2 if any(x != PAD for x in before) else 1))
+    assert got == want
+
+
+def test_follow_weights_successors_by_how_the_current_play_followed():
+    model = make_model(replace(CFG, repeat_head=True, successors=2, follow=True, dropout=0.0)).eval()
+    assert torch.count_nonzero(model.successor_by_follow) == 0  # adds nothing before training
+    with torch.no_grad():
+        model.successor_by_follow[3 + 0].copy_(torch.tensor([4.0, 0.0]) / REPEAT_SCALE)  # kept following: trust rank 0
+        model.successor_by_follow[2].copy_(torch.tensor([-1.0, -1.0]) / REPEAT_SCALE)  # broke off: trust none
+    seqs = torch.tensor([[PAD, 3, 5], [PAD, 3, 7]])
+    succ = torch.zeros(2, 3, 2, dtype=torch.long)
+    succ[:, 1] = torch.tensor([5, 6])  # 3 was followed by 5, then 6
+    succ[:, 2] = torch.tensor([[8, 9], [8, 9]])
+    hidden = torch.zeros(2, 3, CFG.d_model)
+    items, weights, available = model.copy_terms(hidden, seqs, succ, torch.tensor([0, 1]), torch.tensor([2, 2]))
+    assert items[:, 3:].tolist() == [[8, 9], [8, 9]]
+    assert weights[0, 3:].tolist() == pytest.approx([4.0, 0.0]) and weights[1, 3:].tolist() == pytest.approx([-1.0, -1.0])
+    with pytest.raises(ValueError, match="follow"):
+        ModelConfig(n_items=5, repeat_head=True, follow=True)
 
 
 def test_history_columns_get_their_own_segment_and_a_narrow_row_is_all_session():

@@ -447,10 +447,11 @@ def test_study_neural_against_counting_picks_both_on_validation():
 
 
 @pytest.mark.parametrize("grid", ["core", "skip", "paper", "full"])
-def test_every_study_grid_builds_valid_training_configs(grid):
+@pytest.mark.parametrize("overrides", [{}, {"transitions": 20, "follow": True, "successor_sum": True}])
+def test_every_study_grid_builds_valid_training_configs(grid, overrides):
     from toolkit.study import GRIDS, StudyConfig, cells
 
-    runs = cells(StudyConfig(grid=grid, seeds=2), "any")
+    runs = cells(StudyConfig(grid=grid, seeds=2, overrides=overrides), "any")
     neural = [(m, f) for m, f, _ in GRIDS[grid] if m not in ("pop", "markov", "sknn", "repeat")]
     assert len(runs) == len(GRIDS[grid]) + len(neural)  # baselines once, neural cells per seed
     for cfg in runs:

@@ -469,3 +469,21 @@ def test_transition_term_trains_carries_its_table_and_scores(ws, loss, feedback)
     assert result.id != train(ws, TrainConfig(loss=loss, feedback=feedback, **{**SMALL, "epochs": 3})).id
     with pytest.raises(ConfigError, match="transitions extends the repeat head"):
         TrainConfig(transitions=3, repeat_head=False)
+
+
+def test_follow_trains_and_scores_and_needs_successors(ws):
+    from toolkit.report import Protocol, score_run
+    from toolkit.runs import select_runs
+
+    result = train(ws, TrainConfig(follow=True, **{**SMALL, "epochs": 3}))
+    assert result.status == "finished" and result.valid["n_pos"] > 0
+    best = load_torch(run_dir(ws, result.id).best)
+    assert best["model_config"]["follow"] is True
+    assert torch.count_nonzero(best["model"]["successor_by_follow"]) > 0  # the table learned something
+    q = score_run(ws, select_runs(ws, [result.id], None, False)[0], Protocol(split="test"), torch.device("cpu"))
+    assert len(q.session) > 0 and np.isfinite(q.rank).all()
+    assert result.id != train(ws, TrainConfig(**{**SMALL, "epochs": 3})).id
+    with pytest.raises(ConfigError, match="follow weighs"):
+        TrainConfig(follow=True, successors=0)
+    with pytest.raises(ConfigError, match="successor_sum weighs"):
+        TrainConfig(model="bert4rec", successor_sum=True)

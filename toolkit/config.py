@@ -101,6 +101,12 @@ class ModelConfig:
     # the train rows, by how often the other listeners played them there (a learned first-order Markov
     # term; the model's ``trans_*`` buffers; SeqRec.transition_weights); 0: off
     transitions: int = 0
+    # repeat head: weigh each successor also by how the current play followed the previous play's
+    # successors (SeqRec.follow_codes: a listener replaying an album in order keeps doing so)
+    follow: bool = False
+    # repeat head: every entry of the successor list adds its rank's weight (a track that followed
+    # often and lately sums them); False: only a track's latest entry counts, by rank and count
+    successor_sum: bool = False
     # leading columns of a full row that hold the listener's plays before the session (toolkit/history.py):
     # the last max_len - history columns are the session; a narrower row is all session
     history: int = 0
@@ -134,6 +140,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.successors must be >= 0, got {self.successors}")
         if self.transitions < 0 or (self.transitions and not self.repeat_head):
             raise ValueError(f"ModelConfig.transitions must be >= 0 and needs repeat_head, got {self.transitions}")
+        if self.follow and not self.successors:
+            raise ValueError("ModelConfig.follow weighs the successors: set successors > 0 too")
         if not (_finite(self.init_std) and self.init_std > 0):
             raise ValueError(f"ModelConfig.init_std must be a finite number > 0, got {self.init_std}")
 
@@ -387,6 +395,14 @@ class TrainConfig:
     # count inside the model; SeqRec.transition_weights)
     transitions: int = setting(0, role=EXPERIMENT, earlier=0, panel=MODEL,
                                help="Most frequent train successors of the current track the repeat head reads.")
+    # with successors, weigh each one also by whether the current play was itself one of the previous
+    # play's successors, and which (SeqRec.follow_codes)
+    follow: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
+                           help="Weigh successors by how the current play followed the previous play's successors.")
+    # every entry of the successor list adds its rank's weight, as the repeat baseline sums them;
+    # False: a track's latest entry only, by its rank and how often the track is in the list
+    successor_sum: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
+                                  help="Sum the rank weights of every entry of a successor (else the latest entry only).")
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -438,6 +454,10 @@ class TrainConfig:
             problems.append(f"transitions={self.transitions}: use 0 (off) or how many frequent successors to read")
         if self.transitions and not self.repeat_head:
             problems.append("transitions extends the repeat head (sasrec, gru4rec): set repeat_head=true too, or leave transitions at 0")
+        for name in ("follow", "successor_sum"):
+            if getattr(self, name) and not (self.repeat_head and self.successors):
+                problems.append(f"{name} weighs the repeat head's successors: set successors above 0 (with repeat_head), "
+                                f"or leave {name} off")
         if self.history < 0:
             problems.append(f"history={self.history}: use 0 (the session alone) or the number of earlier plays to read")
         if self.history and self.model in ("pop", "markov", "sknn"):

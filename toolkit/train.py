@@ -154,6 +154,8 @@ def model_config(manifest: Manifest, cfg: TrainConfig) -> ModelConfig:
         feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob, repeat_head=cfg.repeat_head,
         successors=cfg.successors if cfg.repeat_head else 0, history=cfg.history,
         transitions=cfg.transitions if cfg.repeat_head else 0,
+        follow=cfg.follow and cfg.repeat_head and bool(cfg.successors),
+        successor_sum=cfg.successor_sum and cfg.repeat_head and bool(cfg.successors),
     )
 
 
