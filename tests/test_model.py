@@ -238,6 +238,26 @@ def test_summed_successor_weights_add_every_entrys_rank_as_the_repeat_baseline_d
     assert scores[0, 6] > scores[0, 7]
 
 
+def test_muted_successors_lose_a_learned_share_of_their_dot_product_score():
+    model = make_model(replace(CFG, repeat_head=True, successors=2, successor_mute=True, dropout=0.0)).eval()
+    seqs = torch.tensor([[PAD, 3, 4]])
+    succ = torch.zeros(1, 3, 2, dtype=torch.long)
+    succ[0, 2] = torch.tensor([5, 6])
+    hidden = torch.randn(1, 3, CFG.d_model)
+    dot = model.scores(hidden[0, 2:3])[0]  # the network's own score of every track
+    with torch.no_grad():
+        model.successor_mute.fill_(100.0)  # share sigmoid(1000) = 1: the whole dot product comes off
+    items, weights, available = model.copy_terms(hidden, seqs, succ, torch.tensor([0]), torch.tensor([2]))
+    scores = model.scores_with_repeats(hidden[0, 2:3], weights * available, items)[0]
+    assert weights[0, 3:].tolist() == pytest.approx((-dot[[5, 6]]).tolist(), abs=1e-5)
+    assert scores[5].item() == pytest.approx(0.0, abs=1e-5) and scores[6].item() == pytest.approx(0.0, abs=1e-5)
+    assert scores[7].item() == pytest.approx(dot[7].item(), abs=1e-6)  # other tracks keep their score
+    with torch.no_grad():
+        model.successor_mute.fill_(-100.0)  # share 0: as without the setting
+    _, weights, _ = model.copy_terms(hidden, seqs, succ, torch.tensor([0]), torch.tensor([2]))
+    assert weights[0, 3:].abs().max().item() < 1e-6
+
+
 def test_follow_codes_by_hand():
     seqs = torch.tensor([[PAD, 3, 5, 6, 9, PAD, 4]])
     succ = torch.zeros(1, 7, 3, dtype=torch.long)

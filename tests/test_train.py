@@ -471,14 +471,15 @@ def test_transition_term_trains_carries_its_table_and_scores(ws, loss, feedback)
         TrainConfig(transitions=3, repeat_head=False)
 
 
-def test_follow_trains_and_scores_and_needs_successors(ws):
+def test_successor_settings_train_and_score_and_need_successors(ws):
     from toolkit.report import Protocol, score_run
     from toolkit.runs import select_runs
 
-    result = train(ws, TrainConfig(follow=True, **{**SMALL, "epochs": 3}))
+    result = train(ws, TrainConfig(follow=True, successor_sum=True, successor_mute=True, **{**SMALL, "epochs": 3}))
     assert result.status == "finished" and result.valid["n_pos"] > 0
     best = load_torch(run_dir(ws, result.id).best)
-    assert best["model_config"]["follow"] is True
+    assert best["model_config"]["follow"] is True and best["model_config"]["successor_sum"] is True
+    assert best["model"]["successor_mute"].item() != -0.4  # the share was trained
     assert torch.count_nonzero(best["model"]["successor_by_follow"]) > 0  # the table learned something
     q = score_run(ws, select_runs(ws, [result.id], None, False)[0], Protocol(split="test"), torch.device("cpu"))
     assert len(q.session) > 0 and np.isfinite(q.rank).all()

@@ -107,6 +107,9 @@ class ModelConfig:
     # repeat head: every entry of the successor list adds its rank's weight (a track that followed
     # often and lately sums them); False: only a track's latest entry counts, by rank and count
     successor_sum: bool = False
+    # repeat head: a learned share of the network's own track score is taken off each successor, so
+    # that the head's weights alone can order them (SeqRec.successor_weights)
+    successor_mute: bool = False
     # leading columns of a full row that hold the listener's plays before the session (toolkit/history.py):
     # the last max_len - history columns are the session; a narrower row is all session
     history: int = 0
@@ -403,6 +406,10 @@ class TrainConfig:
     # False: a track's latest entry only, by its rank and how often the track is in the list
     successor_sum: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
                                   help="Sum the rank weights of every entry of a successor (else the latest entry only).")
+    # a learned share of the network's own track score is taken off the successors, so that the repeat
+    # head's weights can order them alone where the network's scores only add noise
+    successor_mute: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
+                                   help="Let the repeat head take a learned share of the track score off the successors.")
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -454,7 +461,7 @@ class TrainConfig:
             problems.append(f"transitions={self.transitions}: use 0 (off) or how many frequent successors to read")
         if self.transitions and not self.repeat_head:
             problems.append("transitions extends the repeat head (sasrec, gru4rec): set repeat_head=true too, or leave transitions at 0")
-        for name in ("follow", "successor_sum"):
+        for name in ("follow", "successor_sum", "successor_mute"):
             if getattr(self, name) and not (self.repeat_head and self.successors):
                 problems.append(f"{name} weighs the repeat head's successors: set successors above 0 (with repeat_head), "
                                 f"or leave {name} off")

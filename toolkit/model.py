@@ -176,6 +176,8 @@ class SeqRec(nn.Module):
             self.successor_gate = nn.Linear(cfg.d_model, 1)
             nn.init.zeros_(self.successor_gate.weight)
             nn.init.zeros_(self.successor_gate.bias)
+        if cfg.successor_mute:  # starts near 0: the successors keep the network's track scores until training says
+            self.successor_mute = nn.Parameter(torch.full((), -0.4))
         if cfg.follow:  # one weight per (follow code of the query, rank of the successor); see follow_codes
             self.successor_by_follow = nn.Parameter(torch.zeros(cfg.successors + 3, cfg.successors))
         if cfg.transitions:
@@ -244,6 +246,8 @@ class SeqRec(nn.Module):
         latest entry of each track, ``REPEAT_SCALE * (by_rank[k] + by_count[n - 1] + gate(hidden[b, t]))``
         with k its rank and n how often it is in the list; 0 at its older entries and at PAD.  With
         ``follow`` (B, T), the queries' ``follow_codes``, each entry also adds ``by_follow[code, k]``.
+        With ``successor_mute``, the latest entry also takes ``sigmoid(10 m)`` of the track's dot-product
+        score off, so that the head's weights can order the successors without the network's scores.
         Listeners return to albums and playlists in their order, so "what came after this track last
         time" is often next, the more so the more often it came; a dot product with track embeddings
         would have to memorise that track by track.
@@ -256,6 +260,10 @@ class SeqRec(nn.Module):
         once = self.successor_by_count[count - 1] + self.successor_gate(hidden)  # (B, T, K)
         if follow is not None and self.cfg.follow:
             once = once + self.successor_by_follow[follow]
+        if self.cfg.successor_mute:
+            # take the share sigmoid(10 m) of each successor's dot-product score off again
+            own = (hidden.unsqueeze(-2) * self.item_embeddings()[succ]).sum(-1)  # (B, T, K)
+            once = once - torch.sigmoid(REPEAT_SCALE * self.successor_mute) * own / REPEAT_SCALE
         zero = torch.zeros((), dtype=once.dtype, device=once.device)
         if self.cfg.successor_sum:  # every entry its rank's weight; the rest once, at the latest entry
             w = torch.where(succ != PAD, self.successor_by_rank.to(once.dtype).expand_as(once), zero)

@@ -156,6 +156,7 @@ def model_config(manifest: Manifest, cfg: TrainConfig) -> ModelConfig:
         transitions=cfg.transitions if cfg.repeat_head else 0,
         follow=cfg.follow and cfg.repeat_head and bool(cfg.successors),
         successor_sum=cfg.successor_sum and cfg.repeat_head and bool(cfg.successors),
+        successor_mute=cfg.successor_mute and cfg.repeat_head and bool(cfg.successors),
     )
 
 
