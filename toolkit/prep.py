@@ -139,6 +139,7 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
         try:
             readers.register_raw(con, src, frames.relation(con, src) if src.frame is not None else None)
             rows_in, dropped, stream_of, bounds, users, tracks, agreement = _read(con, src, cfg, work.path, say)
+            _release_arrow_pages()
             say("sessionizing")
             n_buckets = len(bounds) - 1
             shelf = buckets.Shelf(None if n_buckets == 1 else work.path / SHELF)
@@ -151,7 +152,18 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
             if len(asm.length) == 0:
                 raise EmptyInputError(nothing_left(src.files[0].shown, rows_in, dropped))
             say("writing events")
-            summary = _write_dataset(con, work, src, cfg, asm, shelf, users, tracks, say)
+            work.path.mkdir(parents=True, exist_ok=True)
+            # the manifest is written last: without it a half-replaced dataset is never taken for whole
+            work.manifest.unlink(missing_ok=True)
+            id_of_code, items = _write_items(work, asm, tracks)
+            del tracks  # the track names (10M tracks: 0.3 GB) are not needed past items.parquet
+            _release_arrow_pages()
+            summary = _write_dataset(con, work, src, cfg, asm, shelf, users, id_of_code, items, say)
+            # the checks read the written events back through DuckDB: the whole log's session and
+            # track arrays (13M sessions, 10M tracks: 0.8 GB) and a single bucket's plays held on
+            # the shelf are not needed for them
+            del asm, users, id_of_code, shelf
+            summary.update(_check_events(con, work, summary))
             shutil.rmtree(work.path / SHELF, ignore_errors=True)
             if n_buckets > 1:
                 notes.append(f"prepared in {n_buckets} buckets of listeners to stay within --memory {cfg.memory}")
@@ -490,33 +502,40 @@ def _check_parseable(src: readers.Source, bad_ts: int, good_ts: int, bad_played:
         raise InputError(f"{shown}: every track id is empty; map the right column with --col track=<column>")
 
 
-def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, asm: assemble.Assembled,
-                   shelf: buckets.Shelf, users: pl.Series, tracks: pl.DataFrame, say: Progress) -> dict:
-    """items.parquet, events.parquet, the sequence arrays and the summary part of the manifest (its
-    fields by name: ``rows_kept``, ``splits``, ``skip_rule``, ...)."""
-    ds.path.mkdir(parents=True, exist_ok=True)
-    # the manifest is written last: without it a half-replaced dataset is never taken for whole
-    ds.manifest.unlink(missing_ok=True)
+def _write_items(ds: DatasetDir, asm: assemble.Assembled, tracks: pl.DataFrame) -> tuple[np.ndarray, dict]:
+    """items.parquet; returns the item id of each track code and the manifest's item counts
+    (``items``, ``cold_items``, ``cold_events``), so the frame and the track names can go before
+    the events are written."""
     id_of_code, code_of_item = item_ids(asm.track_plays)
     items = _items_frame(asm, code_of_item, tracks)
     _write_parquet(items, ds.items)
+    cold_item = items["train_plays"].to_numpy() == 0  # a track without train plays has none of its plays in train
+    return id_of_code, {"items": len(items), "cold_items": int(cold_item.sum()),
+                        "cold_events": int(items["plays"].to_numpy()[cold_item].sum())}
+
+
+def _release_arrow_pages() -> None:
+    """Hand the pages Arrow's allocator keeps for reuse back to the system.  Batches streamed out
+    of DuckDB and frames converted through Arrow leave them behind: after spreading 50M plays over
+    buckets it held 0.9 GB that no live array used, which counted in prep's peak from then on."""
+    pa.default_memory_pool().release_unused()
+
+
+def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, asm: assemble.Assembled,
+                   shelf: buckets.Shelf, users: pl.Series, id_of_code: np.ndarray, items: dict,
+                   say: Progress) -> dict:
+    """events.parquet, the sequence arrays and the summary part of the manifest (its fields by
+    name: ``rows_kept``, ``splits``, ``skip_rule``, ...); ``items``: ``_write_items``' counts."""
     say("writing events and sequences")
     n_buckets = int(asm.bucket.max()) + 1
     arrays = assemble.write(ds, asm, shelf, n_buckets, users, id_of_code, cfg,
                             buckets.chunk_plays(int(memory_bytes(cfg.memory))))
-    _audit(con, ds.events)
-    cold_item = items["train_plays"].to_numpy() == 0
-    diag = splits.diagnostics(ds.events, con)
     summary = _summary(asm)
-    known = splits.users_known(summary["users"], summary["sessions"])
     return {
-        **summary, "items": len(items), "splits": arrays, "split_mode": asm.split_choice.mode,
-        "split_reason": asm.split_choice.reason, "split_diagnostics": diag,
-        "split_warnings": splits.warnings(diag, asm.split_choice.mode, known),
+        **summary, **items, "splits": arrays, "split_mode": asm.split_choice.mode,
+        "split_reason": asm.split_choice.reason,
         "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(asm.sources), int(asm.split_skips.sum())),
         "max_len": cfg.max_len,
-        # a track without train plays has none of its plays in train
-        "cold_items": int(cold_item.sum()), "cold_events": int(items["plays"].to_numpy()[cold_item].sum()),
     }
 
 
@@ -529,6 +548,15 @@ def _items_frame(asm: assemble.Assembled, code_of_item: np.ndarray, tracks: pl.D
         "title": names["title"], "plays": asm.track_plays[codes], "skips": asm.track_skips[codes],
         "train_plays": asm.track_train[codes],
     })
+
+
+def _check_events(con: duckdb.DuckDBPyConnection, ds: DatasetDir, summary: dict) -> dict:
+    """The audits of the written events, and the manifest's ``split_diagnostics`` and
+    ``split_warnings`` (``summary``: ``_write_dataset``'s)."""
+    _audit(con, ds.events)
+    diag = splits.diagnostics(ds.events, con)
+    known = splits.users_known(summary["users"], summary["sessions"])
+    return {"split_diagnostics": diag, "split_warnings": splits.warnings(diag, summary["split_mode"], known)}
 
 
 def _audit(con: duckdb.DuckDBPyConnection, events_file: Path) -> None:
