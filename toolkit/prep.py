@@ -138,12 +138,12 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
         shutil.rmtree(work.path, ignore_errors=True)
         try:
             readers.register_raw(con, src, frames.relation(con, src) if src.frame is not None else None)
-            rows_in, dropped, stream_of, bounds, users, tracks, agreement = _read(con, src, cfg, work.path, say)
+            rows_in, dropped, stream_of, bounds, users, n_tracks, agreement = _read(con, src, cfg, work.path, say)
             _release_arrow_pages()
             say("sessionizing")
             n_buckets = len(bounds) - 1
             shelf = buckets.Shelf(None if n_buckets == 1 else work.path / SHELF)
-            asm = assemble.assemble(con, stream_of, n_buckets, len(tracks), cfg, shelf)
+            asm = assemble.assemble(con, stream_of, n_buckets, n_tracks, cfg, shelf)
             del stream_of
             shutil.rmtree(work.path / BUCKETS, ignore_errors=True)
             for reason, n in asm.dropped.items():
@@ -155,8 +155,7 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
             work.path.mkdir(parents=True, exist_ok=True)
             # the manifest is written last: without it a half-replaced dataset is never taken for whole
             work.manifest.unlink(missing_ok=True)
-            id_of_code, items = _write_items(work, asm, tracks)
-            del tracks  # the track names (10M tracks: 0.3 GB) are not needed past items.parquet
+            id_of_code, items = _write_items(work, asm)
             _release_arrow_pages()
             summary = _write_dataset(con, work, src, cfg, asm, shelf, users, id_of_code, items, say)
             # the checks read the written events back through DuckDB: the whole log's session and
@@ -193,6 +192,7 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
 FRAME_NAME = "dataframe"  # the dataset name of a table in memory, unless cfg.name says
 BUCKETS = ".bucket-plays"  # in the work folder: the usable plays, partitioned by bucket of listeners
 SHELF = ".bucket-arrays"  # in the work folder: each bucket's arrays between passes
+TRACK_NAMES = ".track-names.parquet"  # in the work folder: key, artist and title by track code, until items.parquet
 _GENERIC = re.compile(
     r"(my_?spotify_?data.*|my_?data|spotify.*(account|streaming).*|streaminghistory.*|streaming_history.*"
     r"|end_?(song|video|episode).*|data|dataset|export|history|listening_?history|input|raw"
@@ -392,6 +392,16 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         dicts = sql.relation(con, "dictionaries").pl()
         agreement = _skip_agreement(con, cfg)
         users = dicts.filter(pl.col("is_user")).sort("key_hash")
+        tracks = dicts.filter(~pl.col("is_user")).sort("key").select(
+            pl.col("key").alias("track_key"), "artist", "title", "key_hash")
+        del dicts
+        track_table = tracks["key_hash"].to_numpy()
+        n_tracks = len(tracks)
+        # the track names wait on disk for items.parquet: held through the play stream and the
+        # bucket passes they were 0.3 GB of a 10M-track catalogue's peak, for a gather at the end
+        work.mkdir(parents=True, exist_ok=True)
+        tracks.drop("key_hash").write_parquet(work / TRACK_NAMES, compression="lz4")
+        del tracks
         user_plays = users["plays"].to_numpy()
         bounds = buckets.plan(user_plays, int(memory_bytes(cfg.memory)))
         user_table = users["key_hash"].to_numpy()
@@ -406,9 +416,6 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
     except duckdb.Error as exc:
         raise _unreadable(src, exc) from exc
     con.execute(f"drop view kept; drop view cleaned; drop {'table' if text else 'view'} plays")
-    tracks = dicts.filter(~pl.col("is_user")).sort("key").select(
-        pl.col("key").alias("track_key"), "artist", "title", "key_hash")
-    track_table = tracks["key_hash"].to_numpy()
     plays_in = np.add.reduceat(user_plays, bounds[:-1]) if len(user_plays) else np.zeros(1, np.int64)
 
     def stream_of(bucket: int) -> dict[str, np.ndarray]:
@@ -423,7 +430,7 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         stream["track_code"] = ordering.track_codes(stream.pop("track_hash"), track_table)
         return stream
 
-    return rows_in, dropped, stream_of, bounds, users["key"], tracks.drop("key_hash"), agreement
+    return rows_in, dropped, stream_of, bounds, users["key"], n_tracks, agreement
 
 
 def _unreadable(src: readers.Source, exc: duckdb.Error) -> ToolkitError:
@@ -502,12 +509,13 @@ def _check_parseable(src: readers.Source, bad_ts: int, good_ts: int, bad_played:
         raise InputError(f"{shown}: every track id is empty; map the right column with --col track=<column>")
 
 
-def _write_items(ds: DatasetDir, asm: assemble.Assembled, tracks: pl.DataFrame) -> tuple[np.ndarray, dict]:
-    """items.parquet; returns the item id of each track code and the manifest's item counts
-    (``items``, ``cold_items``, ``cold_events``), so the frame and the track names can go before
-    the events are written."""
+def _write_items(ds: DatasetDir, asm: assemble.Assembled) -> tuple[np.ndarray, dict]:
+    """items.parquet, from the track names ``_read`` left in the work folder (deleted here);
+    returns the item id of each track code and the manifest's item counts (``items``,
+    ``cold_items``, ``cold_events``), so the frame can go before the events are written."""
     id_of_code, code_of_item = item_ids(asm.track_plays)
-    items = _items_frame(asm, code_of_item, tracks)
+    items = _items_frame(asm, code_of_item, pl.read_parquet(ds.path / TRACK_NAMES))
+    (ds.path / TRACK_NAMES).unlink()
     _write_parquet(items, ds.items)
     cold_item = items["train_plays"].to_numpy() == 0  # a track without train plays has none of its plays in train
     return id_of_code, {"items": len(items), "cold_items": int(cold_item.sum()),
