@@ -192,7 +192,7 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
 FRAME_NAME = "dataframe"  # the dataset name of a table in memory, unless cfg.name says
 BUCKETS = ".bucket-plays"  # in the work folder: the usable plays, partitioned by bucket of listeners
 SHELF = ".bucket-arrays"  # in the work folder: each bucket's arrays between passes
-TRACK_NAMES = ".track-names.parquet"  # in the work folder: key, artist and title by track code, until items.parquet
+TRACK_NAMES = ".track-names.arrow"  # in the work folder: key, artist and title by track code, until items.parquet
 _GENERIC = re.compile(
     r"(my_?spotify_?data.*|my_?data|spotify.*(account|streaming).*|streaminghistory.*|streaming_history.*"
     r"|end_?(song|video|episode).*|data|dataset|export|history|listening_?history|input|raw"
@@ -402,8 +402,8 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         n_tracks = len(tracks)
         # the track names wait on disk for items.parquet: held through the play stream and the
         # bucket passes they were 0.3 GB of a 10M-track catalogue's peak, for a gather at the end
-        work.mkdir(parents=True, exist_ok=True)
-        tracks.drop("key_hash").write_parquet(work / TRACK_NAMES, compression="lz4")
+        with atomic_path(work / TRACK_NAMES) as tmp:
+            tracks.drop("key_hash").write_ipc(tmp)
         del tracks
         user_plays = users["plays"].to_numpy()
         bounds = buckets.plan(user_plays, int(memory_bytes(cfg.memory)))
@@ -517,7 +517,7 @@ def _write_items(ds: DatasetDir, asm: assemble.Assembled) -> tuple[np.ndarray, d
     returns the item id of each track code and the manifest's item counts (``items``,
     ``cold_items``, ``cold_events``), so the frame can go before the events are written."""
     id_of_code, code_of_item = item_ids(asm.track_plays)
-    items = _items_frame(asm, code_of_item, pl.read_parquet(ds.path / TRACK_NAMES))
+    items = _items_frame(asm, code_of_item, pl.read_ipc(ds.path / TRACK_NAMES))
     (ds.path / TRACK_NAMES).unlink()
     _write_parquet(items, ds.items)
     cold_item = items["train_plays"].to_numpy() == 0  # a track without train plays has none of its plays in train
