@@ -138,11 +138,12 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
         shutil.rmtree(work.path, ignore_errors=True)
         try:
             readers.register_raw(con, src, frames.relation(con, src) if src.frame is not None else None)
-            rows_in, dropped, stream_of, bounds, users, tracks, agreement = _read(con, src, cfg, work.path, say)
+            rows_in, dropped, stream_of, bounds, users, n_tracks, agreement = _read(con, src, cfg, work.path, say)
+            _release_arrow_pages()
             say("sessionizing")
             n_buckets = len(bounds) - 1
             shelf = buckets.Shelf(None if n_buckets == 1 else work.path / SHELF)
-            asm = assemble.assemble(con, stream_of, n_buckets, len(tracks), cfg, shelf)
+            asm = assemble.assemble(con, stream_of, n_buckets, n_tracks, cfg, shelf)
             del stream_of
             shutil.rmtree(work.path / BUCKETS, ignore_errors=True)
             for reason, n in asm.dropped.items():
@@ -151,7 +152,17 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
             if len(asm.length) == 0:
                 raise EmptyInputError(nothing_left(src.files[0].shown, rows_in, dropped))
             say("writing events")
-            summary = _write_dataset(con, work, src, cfg, asm, shelf, users, tracks, say)
+            work.path.mkdir(parents=True, exist_ok=True)
+            # the manifest is written last: without it a half-replaced dataset is never taken for whole
+            work.manifest.unlink(missing_ok=True)
+            id_of_code, items = _write_items(work, asm)
+            _release_arrow_pages()
+            summary = _write_dataset(con, work, src, cfg, asm, shelf, users, id_of_code, items, say)
+            # the checks read the written events back through DuckDB: the whole log's session and
+            # track arrays (13M sessions, 10M tracks: 0.8 GB) and a single bucket's plays held on
+            # the shelf are not needed for them
+            del asm, users, id_of_code, shelf
+            summary.update(_check_events(con, work, summary))
             shutil.rmtree(work.path / SHELF, ignore_errors=True)
             if n_buckets > 1:
                 notes.append(f"prepared in {n_buckets} buckets of listeners to stay within --memory {cfg.memory}")
@@ -181,6 +192,7 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
 FRAME_NAME = "dataframe"  # the dataset name of a table in memory, unless cfg.name says
 BUCKETS = ".bucket-plays"  # in the work folder: the usable plays, partitioned by bucket of listeners
 SHELF = ".bucket-arrays"  # in the work folder: each bucket's arrays between passes
+TRACK_NAMES = ".track-names.arrow"  # in the work folder: key, artist and title by track code, until items.parquet
 _GENERIC = re.compile(
     r"(my_?spotify_?data.*|my_?data|spotify.*(account|streaming).*|streaminghistory.*|streaming_history.*"
     r"|end_?(song|video|episode).*|data|dataset|export|history|listening_?history|input|raw"
@@ -298,6 +310,9 @@ def _connect(ws: Workspace, cfg: PrepConfig) -> duckdb.DuckDBPyConnection:
     con.execute("set memory_limit = $m", {"m": cfg.memory_limit})
     con.execute("set temp_directory = $t", {"t": str(ws.tmp / "duckdb")})
     con.execute("set preserve_insertion_order = true")
+    # DuckDB's allocator returns freed pages in the background instead of keeping them for reuse:
+    # 0.2 GB less held after the plays of 50M rows streamed out
+    con.execute("set allocator_background_threads = true")
     if cfg.threads:
         con.execute("set threads = $n", {"n": cfg.threads})
     return con
@@ -380,6 +395,16 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         dicts = sql.relation(con, "dictionaries").pl()
         agreement = _skip_agreement(con, cfg)
         users = dicts.filter(pl.col("is_user")).sort("key_hash")
+        tracks = dicts.filter(~pl.col("is_user")).sort("key").select(
+            pl.col("key").alias("track_key"), "artist", "title", "key_hash")
+        del dicts
+        track_table = tracks["key_hash"].to_numpy()
+        n_tracks = len(tracks)
+        # the track names wait on disk for items.parquet: held through the play stream and the
+        # bucket passes they were 0.3 GB of a 10M-track catalogue's peak, for a gather at the end
+        with atomic_path(work / TRACK_NAMES) as tmp:
+            tracks.drop("key_hash").write_ipc(tmp)
+        del tracks
         user_plays = users["plays"].to_numpy()
         bounds = buckets.plan(user_plays, int(memory_bytes(cfg.memory)))
         user_table = users["key_hash"].to_numpy()
@@ -394,9 +419,6 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
     except duckdb.Error as exc:
         raise _unreadable(src, exc) from exc
     con.execute(f"drop view kept; drop view cleaned; drop {'table' if text else 'view'} plays")
-    tracks = dicts.filter(~pl.col("is_user")).sort("key").select(
-        pl.col("key").alias("track_key"), "artist", "title", "key_hash")
-    track_table = tracks["key_hash"].to_numpy()
     plays_in = np.add.reduceat(user_plays, bounds[:-1]) if len(user_plays) else np.zeros(1, np.int64)
 
     def stream_of(bucket: int) -> dict[str, np.ndarray]:
@@ -411,7 +433,7 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         stream["track_code"] = ordering.track_codes(stream.pop("track_hash"), track_table)
         return stream
 
-    return rows_in, dropped, stream_of, bounds, users["key"], tracks.drop("key_hash"), agreement
+    return rows_in, dropped, stream_of, bounds, users["key"], n_tracks, agreement
 
 
 def _unreadable(src: readers.Source, exc: duckdb.Error) -> ToolkitError:
@@ -490,33 +512,41 @@ def _check_parseable(src: readers.Source, bad_ts: int, good_ts: int, bad_played:
         raise InputError(f"{shown}: every track id is empty; map the right column with --col track=<column>")
 
 
-def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, asm: assemble.Assembled,
-                   shelf: buckets.Shelf, users: pl.Series, tracks: pl.DataFrame, say: Progress) -> dict:
-    """items.parquet, events.parquet, the sequence arrays and the summary part of the manifest (its
-    fields by name: ``rows_kept``, ``splits``, ``skip_rule``, ...)."""
-    ds.path.mkdir(parents=True, exist_ok=True)
-    # the manifest is written last: without it a half-replaced dataset is never taken for whole
-    ds.manifest.unlink(missing_ok=True)
+def _write_items(ds: DatasetDir, asm: assemble.Assembled) -> tuple[np.ndarray, dict]:
+    """items.parquet, from the track names ``_read`` left in the work folder (deleted here);
+    returns the item id of each track code and the manifest's item counts (``items``,
+    ``cold_items``, ``cold_events``), so the frame can go before the events are written."""
     id_of_code, code_of_item = item_ids(asm.track_plays)
-    items = _items_frame(asm, code_of_item, tracks)
+    items = _items_frame(asm, code_of_item, pl.read_ipc(ds.path / TRACK_NAMES))
+    (ds.path / TRACK_NAMES).unlink()
     _write_parquet(items, ds.items)
+    cold_item = items["train_plays"].to_numpy() == 0  # a track without train plays has none of its plays in train
+    return id_of_code, {"items": len(items), "cold_items": int(cold_item.sum()),
+                        "cold_events": int(items["plays"].to_numpy()[cold_item].sum())}
+
+
+def _release_arrow_pages() -> None:
+    """Hand the pages Arrow's allocator keeps for reuse back to the system.  Batches streamed out
+    of DuckDB and frames converted through Arrow leave them behind: after spreading 50M plays over
+    buckets it held 0.9 GB that no live array used, which counted in prep's peak from then on."""
+    pa.default_memory_pool().release_unused()
+
+
+def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, asm: assemble.Assembled,
+                   shelf: buckets.Shelf, users: pl.Series, id_of_code: np.ndarray, items: dict,
+                   say: Progress) -> dict:
+    """events.parquet, the sequence arrays and the summary part of the manifest (its fields by
+    name: ``rows_kept``, ``splits``, ``skip_rule``, ...); ``items``: ``_write_items``' counts."""
     say("writing events and sequences")
     n_buckets = int(asm.bucket.max()) + 1
     arrays = assemble.write(ds, asm, shelf, n_buckets, users, id_of_code, cfg,
                             buckets.chunk_plays(int(memory_bytes(cfg.memory))))
-    _audit(con, ds.events)
-    cold_item = items["train_plays"].to_numpy() == 0
-    diag = splits.diagnostics(ds.events, con)
     summary = _summary(asm)
-    known = splits.users_known(summary["users"], summary["sessions"])
     return {
-        **summary, "items": len(items), "splits": arrays, "split_mode": asm.split_choice.mode,
-        "split_reason": asm.split_choice.reason, "split_diagnostics": diag,
-        "split_warnings": splits.warnings(diag, asm.split_choice.mode, known),
+        **summary, **items, "splits": arrays, "split_mode": asm.split_choice.mode,
+        "split_reason": asm.split_choice.reason,
         "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(asm.sources), int(asm.split_skips.sum())),
         "max_len": cfg.max_len,
-        # a track without train plays has none of its plays in train
-        "cold_items": int(cold_item.sum()), "cold_events": int(items["plays"].to_numpy()[cold_item].sum()),
     }
 
 
@@ -529,6 +559,15 @@ def _items_frame(asm: assemble.Assembled, code_of_item: np.ndarray, tracks: pl.D
         "title": names["title"], "plays": asm.track_plays[codes], "skips": asm.track_skips[codes],
         "train_plays": asm.track_train[codes],
     })
+
+
+def _check_events(con: duckdb.DuckDBPyConnection, ds: DatasetDir, summary: dict) -> dict:
+    """The audits of the written events, and the manifest's ``split_diagnostics`` and
+    ``split_warnings`` (``summary``: ``_write_dataset``'s)."""
+    _audit(con, ds.events)
+    diag = splits.diagnostics(ds.events, con)
+    known = splits.users_known(summary["users"], summary["sessions"])
+    return {"split_diagnostics": diag, "split_warnings": splits.warnings(diag, summary["split_mode"], known)}
 
 
 def _audit(con: duckdb.DuckDBPyConnection, events_file: Path) -> None:
