@@ -245,9 +245,11 @@ class SeqRec(nn.Module):
         listener's earlier plays, latest first (``history.row_successors``).  Returns (B, T, K): at the
         latest entry of each track, ``REPEAT_SCALE * (by_rank[k] + by_count[n - 1] + gate(hidden[b, t]))``
         with k its rank and n how often it is in the list; 0 at its older entries and at PAD.  With
-        ``follow`` (B, T), the queries' ``follow_codes``, each entry also adds ``by_follow[code, k]``.
-        With ``successor_mute``, the latest entry also takes ``sigmoid(10 m)`` of the track's dot-product
-        score off, so that the head's weights can order the successors without the network's scores.
+        ``successor_sum``, every entry adds its own ``by_rank[k]`` (as the repeat baseline sums recency)
+        and the rest comes once, at the latest entry.  With ``follow`` (B, T), the queries'
+        ``follow_codes``, the latest entry also adds ``by_follow[code, k]``; with ``successor_mute`` it
+        takes ``sigmoid(10 m)`` of the track's dot-product score off, so that the head's weights can
+        order the successors without the network's scores.
         Listeners return to albums and playlists in their order, so "what came after this track last
         time" is often next, the more so the more often it came; a dot product with track embeddings
         would have to memorise that track by track.
