@@ -461,7 +461,7 @@ class TrainConfig:
             problems.append(f"transitions={self.transitions}: use 0 (off) or how many frequent successors to read")
         if self.transitions and not self.repeat_head:
             problems.append("transitions extends the repeat head (sasrec, gru4rec): set repeat_head=true too, or leave transitions at 0")
-        for name in ("follow", "successor_sum", "successor_mute"):
+        for name in SUCCESSOR_OPTIONS:
             if getattr(self, name) and not (self.repeat_head and self.successors):
                 problems.append(f"{name} weighs the repeat head's successors: set successors above 0 (with repeat_head), "
                                 f"or leave {name} off")
@@ -615,6 +615,8 @@ def _date_ok(text: str) -> bool:
 # what the repeat head and the repeat baseline read by default (the study's choice on validation: 10
 # successors doubled both on the Spotify logs, 5 did almost as well; benchmarks/README.md)
 DEFAULT_SUCCESSORS = 10
+# the settings that change how the repeat head weighs the successors: each needs successors to read
+SUCCESSOR_OPTIONS = ("follow", "successor_sum", "successor_mute")
 
 
 def saved_config(saved: dict) -> TrainConfig:

@@ -29,7 +29,7 @@ from toolkit.artifacts import (
     RunDir, Workspace, append_metrics, atomic_path, load_torch, read_json, read_manifest,
     read_metrics, record_run, run_dir, run_lock, save_torch, write_json,
 )
-from toolkit.config import NEURAL, ModelConfig, TrainConfig
+from toolkit.config import NEURAL, SUCCESSOR_OPTIONS, ModelConfig, TrainConfig
 from toolkit.data import (
     Batch, SplitArrays, load_split, negatives_for, row_batches, train_counts,
 )
@@ -154,9 +154,8 @@ def model_config(manifest: Manifest, cfg: TrainConfig) -> ModelConfig:
         feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob, repeat_head=cfg.repeat_head,
         successors=cfg.successors if cfg.repeat_head else 0, history=cfg.history,
         transitions=cfg.transitions if cfg.repeat_head else 0,
-        follow=cfg.follow and cfg.repeat_head and bool(cfg.successors),
-        successor_sum=cfg.successor_sum and cfg.repeat_head and bool(cfg.successors),
-        successor_mute=cfg.successor_mute and cfg.repeat_head and bool(cfg.successors),
+        # TrainConfig refuses these without the head and its successors
+        **{name: getattr(cfg, name) for name in SUCCESSOR_OPTIONS},
     )
 
 
