@@ -71,7 +71,7 @@ def test_the_api_walkthrough_runs_as_written(tmp_path, monkeypatch, one_thread):
     assert ndcg["lo"][0] <= ndcg["diff"][0] <= ndcg["hi"][0]
     assert rep.runs["id"].sort().to_list() == sorted([markov.id, sasrec.id])
 
-    recs = toolkit.recommend(sasrec, ns["session"], k=5)
+    recs = toolkit.recommend(sasrec, ns["session"], k=5, listener=ns["plays"]["user_id"][0])
     assert recs.columns == ["rank", "artist", "title", "score", "track_key", "item_id"]
     assert recs["rank"].to_list() == [1, 2, 3, 4, 5]
     assert recs["score"].to_list() == sorted(recs["score"].to_list(), reverse=True)

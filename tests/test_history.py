@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolkit.history import ListenerOrder, row_history, row_successors
+from toolkit.history import ListenerOrder, prefix_context, row_history, row_listener, row_successors
 from toolkit.schema import PAD
 
 
@@ -129,3 +129,33 @@ def test_successors_come_from_the_listeners_past_only():
     # at the first 1 of session 2 only session 0 knew what follows 1 (2); at the second 1 also the 4
     # just played; at 4 and 5 nothing (never heard before); 9 (u1's) never appears
     assert succ[0].tolist() == [[2, 0], [0, 0], [4, 2], [0, 0]]
+
+
+@given(sessions_st, st.integers(1, 9).flatmap(
+    lambda n: st.tuples(st.lists(st.integers(1, 20), min_size=n, max_size=n),
+                        st.lists(st.integers(0, 1), min_size=n, max_size=n))),
+       st.integers(1, 4), st.integers(0, 5), st.integers(0, 3), st.sampled_from([0, 1, None]))
+def test_prefix_context_reads_what_a_session_after_the_listeners_plays_reads(drawn, prefix, width, length, k, who):
+    # recommend's context of a new session is the evaluation's context of that session appended to the log
+    ev = _log([(u, items, skips) for u, (items, skips) in drawn] + [(who, *prefix)])
+    order = ListenerOrder(ev)
+    last = len(drawn)  # the prefix's session
+    rows = _rows([last], {last: len(prefix[0])}, width)[-1:]  # its last row: the query's
+    before = ListenerOrder(_log([(u, items, skips) for u, (items, skips) in drawn]))
+    span = before.listener_plays(f"u{who}") if who is not None else None
+    past = (before.items[span[0]], before.skips[span[0]]) if span else (np.zeros(0, np.int32), np.zeros(0, np.int8))
+    hist, hist_skips, succ = prefix_context(*past, np.array(prefix[0]), np.array(prefix[1]), width, length, k)
+    want_items, want_skips = row_history(order, rows, width, length)
+    assert hist.tolist() == want_items[0].tolist() and hist_skips.tolist() == want_skips[0].tolist()
+    assert succ.tolist() == row_successors(order, rows, width, k)[0].tolist()
+    if span:  # the listener's code is the one the transition term was trained with
+        assert span[1] == row_listener(order, rows, width)[0]
+
+
+def test_listener_plays_and_codes():
+    ev = _log([(1, [5, 6], [0, 1]), (None, [7], [0]), (0, [1, 2], [0, 0]), (1, [3], [0])])
+    order = ListenerOrder(ev)
+    assert order.listener_names == ["u0", "u1"] and order.n_blocks == 3
+    span, code = order.listener_plays("u1")
+    assert order.items[span].tolist() == [5, 6, 3] and order.skips[span].tolist() == [0, 1, 0] and code == 1
+    assert order.listener_plays("u0")[1] == 0 and order.listener_plays("nobody") is None

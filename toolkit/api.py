@@ -227,8 +227,8 @@ def report(runs: str | Run | Iterable[str | Run] | None = None, *, dataset: str 
 
 
 def recommend(run: str | Run, plays, *, skipped: Iterable[bool] | None = None, k: int = 20,
-              workspace: str | Path | Workspace | None = None, device: str = "cpu", allow_unfinished: bool = False,
-              out: str | Path | None = None) -> pl.DataFrame:
+              listener: str | None = None, workspace: str | Path | Workspace | None = None, device: str = "cpu",
+              allow_unfinished: bool = False, out: str | Path | None = None) -> pl.DataFrame:
     """The top-``k`` next tracks after a session (``toolkit recommend``), best first.
 
     ``plays`` is the session so far, oldest first: a list of track keys (``Dataset.items()``'s
@@ -237,7 +237,10 @@ def recommend(run: str | Run, plays, *, skipped: Iterable[bool] | None = None, k
     artist, title, score, track_key, item_id``.  For many sessions at once pass a DataFrame with the
     command's columns (``session``, ``track_key`` or ``item_id``, optional ``skipped``, ``position``); the
     result then has a ``session`` column.  Tracks outside the run's catalogue are left out with a
-    warning; ``out`` also writes the result as parquet.
+    warning; ``out`` also writes the result as parquet.  ``listener`` (a ``user_id`` of the dataset; by
+    default its only listener, or a ``listener`` column of the DataFrame): the session follows that
+    listener's plays, which runs with successors or history read as in evaluation; with no listener
+    they read the session's own plays only, with a warning.
 
     Example::
 
@@ -259,7 +262,10 @@ def recommend(run: str | Run, plays, *, skipped: Iterable[bool] | None = None, k
     else:
         session = [plays] if isinstance(plays, str) else list(plays)  # one key, not its letters
         frame = _session_frame(ws, run_id, session, None if skipped is None else list(skipped), allow_unfinished)
-    recs, counts = top_k(ws, run_id, frame, k, device, allow_unfinished, "plays")
+    recs, counts = top_k(ws, run_id, frame, k, device, allow_unfinished, "plays", listener)
+    if counts.get("without_listener"):
+        warnings.warn(f"run {run_id} reads the listener's earlier plays, but {counts['without_listener']} "
+                      "sessions name no listener and read their own plays only; pass listener=", stacklevel=2)
     if counts["unknown_plays"]:
         warnings.warn(f"{counts['unknown_plays']} of {counts['plays']} plays are tracks outside the catalogue of "
                       f"run {run_id} and were left out", stacklevel=2)

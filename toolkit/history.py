@@ -41,12 +41,28 @@ class ListenerOrder:
         new_sess = np.r_[True, sess[1:] != sess[:-1]] if n else np.zeros(0, bool)
         block = (new_sess & user_null) | (np.r_[True, user[1:] != user[:-1]] if n else np.zeros(0, bool))
         self.block_start = np.maximum.accumulate(np.where(block, np.arange(n), 0)) if n else np.zeros(0, np.int64)
+        # each block's first play; the named listeners' blocks come first (nulls sort last), by name,
+        # so a listener's code (``row_listener``) is its rank among the names
+        blocks = np.flatnonzero(block)
+        self.n_blocks = len(blocks)  # listeners and sessions of no known listener: a code past them is no one's
+        named = ~user_null[blocks]
+        self.listener_names = [str(u) for u in user[blocks[named]]]
+        self._listener_index = {u: i for i, u in enumerate(self.listener_names)}
+        self._listener_bounds = np.r_[blocks, n][: int(named.sum()) + 1]
         first = np.flatnonzero(new_sess)
         self.sessions, at = np.unique(sess[first], return_index=True)
         if len(self.sessions) != len(first):
             raise ValueError("a session's plays are not contiguous in listener-time order")
         self.first = first[at]  # (S,) each session's first play
         self.lengths = np.diff(np.r_[first, n])[at]  # (S,)
+
+    def listener_plays(self, name: str) -> tuple[slice, int] | None:
+        """Where the named listener's plays lie in ``items`` / ``skips`` (oldest first), and the
+        listener's code (``row_listener``); None for a name not in the log."""
+        i = self._listener_index.get(name)
+        if i is None:
+            return None
+        return slice(int(self._listener_bounds[i]), int(self._listener_bounds[i + 1])), i
 
     def row_starts(self, row_session: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
         """For rows ``width`` wide aligned at their session's end (``kernels.build_sequences``): the index
@@ -105,27 +121,61 @@ def row_successors(order: ListenerOrder, row_session: np.ndarray, width: int, k:
         raise ValueError(f"successors must be >= 0, got {k}")
     rs = np.asarray(row_session, dtype=np.int64)
     out = np.full((len(rs), width, k), PAD, np.int32)
-    n = len(order.items)
-    if not len(rs) or not k or not n:
+    if not len(rs) or not k or not len(order.items):
         return out
-    # each play's previous play of the same track by the same listener (block), -1 if none
-    by = np.lexsort((np.arange(n), order.items, order.block_start))
-    same = np.r_[False, (order.items[by][1:] == order.items[by][:-1])
-                 & (order.block_start[by][1:] == order.block_start[by][:-1])]
-    prev = np.full(n, -1, np.int64)
-    prev[by[same]] = by[np.flatnonzero(same) - 1]
-    succ = np.full((n, k), PAD, np.int32)
-    p = prev.copy()
-    for j in range(k):
-        ok = p >= 0
-        succ[ok, j] = order.items[p[ok] + 1]  # p < the play, so p + 1 is at or before it, same listener
-        p = np.where(ok, prev[np.maximum(p, 0)], -1)
+    succ = play_successors(order.items, order.block_start, k)
     begin, count = order.row_starts(rs, width)
     col = np.arange(width)[None, :]
     real = col >= width - count[:, None]  # (R, width): rows are left-padded
     ev_idx = begin[:, None] + col - (width - count[:, None])
     out[real] = succ[ev_idx[real]]
     return out
+
+
+def play_successors(items: np.ndarray, block_start: np.ndarray, k: int) -> np.ndarray:
+    """int32 (n, k): at each of ``n`` plays in listener-time order, the last ``k`` tracks that followed
+    the same track earlier in the same block (listener), the latest first, PAD where fewer.
+    ``block_start`` (n,): the index of the first play of each play's block."""
+    n = len(items)
+    # each play's previous play of the same track in the same block, -1 if none
+    by = np.lexsort((np.arange(n), items, block_start))
+    same = np.r_[False, (items[by][1:] == items[by][:-1]) & (block_start[by][1:] == block_start[by][:-1])]
+    prev = np.full(n, -1, np.int64)
+    prev[by[same]] = by[np.flatnonzero(same) - 1]
+    succ = np.full((n, k), PAD, np.int32)
+    p = prev.copy()
+    for j in range(k):
+        ok = p >= 0
+        succ[ok, j] = items[p[ok] + 1]  # p < the play, so p + 1 is at or before it, same listener
+        p = np.where(ok, prev[np.maximum(p, 0)], -1)
+    return succ
+
+
+def prefix_context(past: np.ndarray, past_skips: np.ndarray, prefix: np.ndarray, prefix_skips: np.ndarray,
+                   width: int, history: int, successors: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a model reads of a listener's past for a session prefix that comes after it (``recommend``).
+
+    ``past``: int32 (P,) the listener's plays, oldest first (empty for an unknown listener), and
+    ``past_skips`` int8 (P,); ``prefix``, ``prefix_skips`` (n,): the session so far, oldest first, n >= 1.
+    The query row is the prefix's last ``min(n, width)`` plays, left-padded to ``width`` as
+    ``kernels.build_sequences`` aligns a session.  Returns ``(history int32 (history,), its skips int8
+    (history,), successors int32 (width, successors))``: the ``history`` plays before the row's first
+    column (the past, then the prefix's earlier plays; PAD-padded on the left), and at each column the
+    tracks that followed its track before it, the latest first: what ``row_history`` and
+    ``row_successors`` read for a session that follows the listener's plays."""
+    log = np.concatenate([np.asarray(past, np.int32), np.asarray(prefix, np.int32)])
+    log_skips = np.concatenate([np.asarray(past_skips, np.int8), np.asarray(prefix_skips, np.int8)])
+    shown = min(len(prefix), width)
+    start = len(log) - shown  # the row's first play
+    hist = np.full(history, PAD, np.int32)
+    hist_skips = np.zeros(history, np.int8)
+    lo = max(start - history, 0)
+    if history:
+        hist[history - (start - lo):], hist_skips[history - (start - lo):] = log[lo:start], log_skips[lo:start]
+    succ = np.full((width, successors), PAD, np.int32)
+    if successors:
+        succ[width - shown:] = play_successors(log, np.zeros(len(log), np.int64), successors)[start:]
+    return hist, hist_skips, succ
 
 
 def row_listener(order: ListenerOrder, row_session: np.ndarray, width: int) -> np.ndarray:

@@ -3,7 +3,8 @@
 Input: a parquet file with one row per play of each prefix: ``session`` (any id), and the track as
 ``track_key`` (the dataset's track identity, see ``items.parquet``) or ``item_id``; optional
 ``skipped`` (bool) for models that read feedback, optional ``position`` to order the plays (else
-file order).  Output: one row per (session, rank) with the item id, score, track key, artist and
+file order), optional ``listener`` (a ``user_id`` of the dataset) whose earlier plays the session
+follows, for runs that read them (``top_k``).  Output: one row per (session, rank) with the item id, score, track key, artist and
 title.  Plays of tracks outside the catalogue cannot be encoded: they are left out of the prefix
 and counted; a session left empty gets no recommendations and is counted too.
 
@@ -24,8 +25,9 @@ import torch
 
 from toolkit.artifacts import Workspace, atomic_path, read_frame, read_manifest
 from toolkit.errors import EmptyInputError, InputError
+from toolkit.history import ListenerOrder, prefix_context
 from toolkit.runs import scorer_for, select_runs
-from toolkit.schema import ITEM, PAD, TRACK
+from toolkit.schema import ITEM, SESSION, TRACK, TS, USER
 
 MAX_K = 1000
 PREVIEW_SESSIONS, PREVIEW_TRACKS = 3, 5  # what the command prints of the output file
@@ -34,16 +36,18 @@ NAMED = "named"  # the session id of a prefix given as --artist / --title
 
 
 def recommend(ws: Workspace, run_id: str, sessions: Path | None, k: int, out: Path, device: str = "cpu",
-              allow_unfinished: bool = False, named: list[tuple[str, str]] | None = None) -> dict:
+              allow_unfinished: bool = False, named: list[tuple[str, str]] | None = None,
+              listener: str | None = None) -> dict:
     """Write the top-``k`` tracks per session of ``sessions`` (or of the one prefix of ``named``
-    (artist, title) plays) to ``out``; return the counts and a preview."""
+    (artist, title) plays) to ``out``; return the counts and a preview.  ``listener``: whose earlier
+    plays the sessions follow (see ``top_k``)."""
     if (sessions is None) == (not named):
         raise InputError("pass either --sessions FILE or --artist NAME --title NAME (once per play)")
     if named:
         plays, shown = named_plays(ws, run_id, named, allow_unfinished), "the named plays"
     else:
         plays, shown = _read_parquet(sessions), str(sessions)
-    recs, counts = top_k(ws, run_id, plays, k, device, allow_unfinished, shown)
+    recs, counts = top_k(ws, run_id, plays, k, device, allow_unfinished, shown, listener)
     with atomic_path(out) as tmp:
         recs.write_parquet(tmp)
     return {**counts, "out": str(out), "preview": preview(recs)}
@@ -59,10 +63,17 @@ def named_plays(ws: Workspace, run_id: str, named: list[tuple[str, str]], allow_
 
 
 def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str = "cpu",
-          allow_unfinished: bool = False, shown: str = "the plays") -> tuple[pl.DataFrame, dict]:
+          allow_unfinished: bool = False, shown: str = "the plays",
+          listener: str | None = None) -> tuple[pl.DataFrame, dict]:
     """The top-``k`` tracks per session of ``plays`` (the sessions file's columns, see above) as a
     frame of ``session, rank, item_id, score, track_key, artist, title``; and the counts.
 
+    A run that reads the listener's earlier plays (successors, history columns, the transition
+    term: ``reads_the_past``) reads them here as for a test session of its dataset: each session
+    follows all of its listener's plays in the dataset.  The listener is the session's ``listener``
+    column, else ``listener``, else the dataset's only listener; with none, a session reads its own
+    plays only (as a session of no known listener does in evaluation).  The counts then name the
+    listeners read (``listeners``: name -> plays) and how many sessions had none.
     ``shown`` names the plays in messages (the file they came from)."""
     if not 1 <= k <= MAX_K:
         raise InputError(f"-k {k}: choose 1..{MAX_K}")
@@ -72,20 +83,23 @@ def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str =
     items = read_frame(ds.items, columns=[ITEM, TRACK, "artist", "title"])
     plays = _session_plays(plays, items, shown)
     known = plays.filter(pl.col(ITEM).is_not_null())
-    max_len = manifest.max_len
-    seqs, fb, keys = _prefix_arrays(known, max_len)
+    cfg = run.config
+    prefixes = _prefixes(known)
+    arrays, past = _query_rows(ds, cfg, prefixes, manifest.max_len, listener, shown)
+    keys = prefixes["session"].to_numpy()
+    width = arrays["seqs"].shape[1]
     dev = torch.device(device)
     scorer = scorer_for(ws, run, dev)
     rows_out = []
     for lo in range(0, len(keys), 256):
         hi = min(lo + 256, len(keys))
-        batch = {"seqs": torch.from_numpy(seqs[lo:hi]).to(dev), "fb": torch.from_numpy(fb[lo:hi]).to(dev)}
+        batch = {name: torch.from_numpy(v[lo:hi]).to(dev) for name, v in arrays.items()}
         rows = torch.arange(hi - lo, device=dev)
-        cols = torch.full((hi - lo,), max_len - 1, device=dev)
+        cols = torch.full((hi - lo,), width - 1, device=dev)
         with torch.no_grad():
             scores = scorer.scores(batch, rows, cols).float()
         if run.config.validation.exclude_played:  # the protocol the run was chosen under: no replays
-            scores.scatter_(1, batch["seqs"], float("-inf"))  # PAD's column is -inf already
+            scores.scatter_(1, batch["seqs"][:, cfg.history:], float("-inf"))  # PAD's column is -inf already
         top = torch.topk(scores, k=min(k, manifest.items), dim=1)
         rows_out.append(pl.DataFrame({
             "session": np.repeat(keys[lo:hi], top.indices.shape[1]),
@@ -101,7 +115,58 @@ def top_k(ws: Workspace, run_id: str, plays: pl.DataFrame, k: int, device: str =
     n_sessions = plays["session"].n_unique()
     return recs, {"run": run.id, "sessions": n_sessions, "recommended": len(keys),
                   "empty_sessions": n_sessions - len(keys), "plays": plays.height,
-                  "unknown_plays": plays.height - known.height, "rows": recs.height}
+                  "unknown_plays": plays.height - known.height, "rows": recs.height, **past}
+
+
+def reads_the_past(cfg) -> bool:
+    """Whether a run's scores read the listener's plays before the session (``toolkit/history.py``):
+    successors, history columns, or the transition term (which leaves the listener's own out)."""
+    return bool(cfg.successors or cfg.history or cfg.transitions)
+
+
+def _query_rows(ds, cfg, prefixes: pl.DataFrame, max_len: int, listener: str | None,
+                shown: str) -> tuple[dict[str, np.ndarray], dict]:
+    """The batch arrays of one query row per prefix, as evaluation reads a test session of the run's
+    dataset: ``seqs``, ``fb`` (S, history + max_len) and, where the run reads them, ``succ`` (S, width, K)
+    and ``user`` (S,); and what the rows read of the listeners' past, for the counts."""
+    S, H, K = prefixes.height, cfg.history, cfg.successors
+    seqs = np.zeros((S, H + max_len), np.int64)
+    fb = np.zeros((S, H + max_len), np.int64)
+    if not reads_the_past(cfg):
+        for i, (its, sk) in enumerate(zip(prefixes[ITEM].to_list(), prefixes["skipped"].to_list())):
+            n = min(len(its), max_len)
+            seqs[i, H + max_len - n:], fb[i, H + max_len - n:] = its[-n:], sk[-n:]
+        return {"seqs": seqs, "fb": fb}, {}
+    order = ListenerOrder(read_frame(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"]))
+    names = order.listener_names
+    if listener is None and len(names) == 1:
+        listener = names[0]  # one listener's export: the prefixes are that listener's
+    succ = np.zeros((S, H + max_len, K), np.int64)
+    users = np.full(S, order.n_blocks, np.int64)  # no one's code: the transition term leaves nothing out
+    given = prefixes["listener"].to_list() if "listener" in prefixes.columns else [None] * S
+    used: dict[str, int] = {}
+    for i, (its, sk, who) in enumerate(zip(prefixes[ITEM].to_list(), prefixes["skipped"].to_list(), given)):
+        who = who if who is not None else listener
+        past_items = past_skips = np.zeros(0, np.int32)
+        if who is not None:
+            found = order.listener_plays(who)
+            if found is None:
+                shown_names = ", ".join(names[:5]) + (f" (and {len(names) - 5:,} more)" if len(names) > 5 else "")
+                raise InputError(f"{shown}: listener {who!r} is not in dataset {cfg.dataset}; its listeners: "
+                                 f"{shown_names or 'none (the log has no user column)'}")
+            span, users[i] = found
+            past_items, past_skips = order.items[span], order.skips[span]
+            used[who] = len(past_items)
+        hist, hist_skips, s = prefix_context(past_items, past_skips, np.asarray(its, np.int32),
+                                             np.asarray(sk, np.int8), max_len, H, K)
+        n = min(len(its), max_len)
+        seqs[i, :H], fb[i, :H] = hist, hist_skips
+        seqs[i, H + max_len - n:], fb[i, H + max_len - n:] = its[-n:], sk[-n:]
+        succ[i, H:] = s
+    arrays = {"seqs": seqs, "fb": fb, "user": users}
+    if K:
+        arrays["succ"] = succ
+    return arrays, {"listeners": used, "without_listener": sum(1 for w in given if (w or listener) is None)}
 
 
 def track_names(key: str | None, artist: str | None, title: str | None) -> tuple[str, str]:
@@ -189,16 +254,14 @@ def _session_plays(raw: pl.DataFrame, items: pl.DataFrame, shown: str) -> pl.Dat
         frame = frame.with_columns(pl.when(known.is_between(1, items.height)).then(known).alias(ITEM))
     else:
         frame = frame.join(items.select(TRACK, ITEM), on=TRACK, how="left")
-    return frame.with_columns(skipped.alias("skipped")).sort(order).select("session", ITEM, "skipped")
+    keep = ["session", ITEM, "skipped"]
+    if "listener" in cols:
+        frame, keep = frame.with_columns(pl.col("listener").cast(pl.String)), keep + ["listener"]
+    return frame.with_columns(skipped.alias("skipped")).sort(order).select(keep)
 
 
-def _prefix_arrays(plays: pl.DataFrame, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Left-padded (S, max_len) item and feedback arrays of the last ``max_len`` plays per session."""
-    grouped = plays.group_by("session", maintain_order=True).agg(pl.col(ITEM).tail(max_len),
-                                                                 pl.col("skipped").tail(max_len))
-    seqs = np.full((grouped.height, max_len), PAD, np.int64)
-    fb = np.zeros((grouped.height, max_len), np.int64)
-    for i, (its, sk) in enumerate(zip(grouped[ITEM].to_list(), grouped["skipped"].to_list())):
-        seqs[i, max_len - len(its):] = its
-        fb[i, max_len - len(sk):] = sk
-    return seqs, fb, grouped["session"].to_numpy()
+def _prefixes(plays: pl.DataFrame) -> pl.DataFrame:
+    """One row per session: its plays' item ids and skip flags in listening order (lists), and its
+    listener where the plays name one."""
+    extra = [pl.col("listener").drop_nulls().first()] if "listener" in plays.columns else []
+    return plays.group_by("session", maintain_order=True).agg(pl.col(ITEM), pl.col("skipped"), *extra)

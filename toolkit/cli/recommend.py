@@ -25,6 +25,7 @@ def recommend(
     sessions: Optional[Path] = typer.Option(None, "--sessions", rich_help_panel=INPUT, help="Parquet of session plays: session, track_key or item_id, optional skipped, position."),
     artist: list[str] = typer.Option([], "--artist", rich_help_panel=INPUT, help="Instead of --sessions: the artist of a play of one session (case-insensitive; repeat with --title per play)."),
     title: list[str] = typer.Option([], "--title", rich_help_panel=INPUT, help="The title of that play (one --title per --artist)."),
+    listener: Optional[str] = typer.Option(None, "--listener", rich_help_panel=INPUT, help="Whose earlier plays the sessions follow (a user_id of the dataset; `toolkit datasets` counts them), for runs that read them; default: the dataset's only listener, else a 'listener' column of the sessions file."),
     allow_unfinished: bool = typer.Option(False, rich_help_panel=INPUT, help="Use an unfinished run's best checkpoint."),
     workspace: Optional[Path] = workspace_option(INPUT),
     k: int = typer.Option(20, "-k", rich_help_panel=OUTPUT, help="Tracks per session."),
@@ -40,8 +41,10 @@ def recommend(
         raise typer.BadParameter(f"{len(artist)} --artist and {len(title)} --title: give one of each per play",
                                  param_hint="'--artist' / '--title'")
     res = run_recommend(Workspace.at(workspace), run, sessions, k, out_file, device, allow_unfinished,
-                        list(zip(artist, title)))
+                        list(zip(artist, title)), listener)
     out.print(f"{res['recommended']:,} sessions → {res['rows']:,} rows in {res['out']} (run {res['run']})")
+    if "listeners" in res:
+        out.print(past_line(res), highlight=False)
     for p in res["preview"]:
         out.print(f"session {escape(str(p['session']))}:", highlight=False)
         for rank, name, score in p["tracks"]:
@@ -50,3 +53,15 @@ def recommend(
         out.print(f"[yellow]{res['unknown_plays']:,} of {res['plays']:,} plays are tracks outside the catalogue and "
                   f"were left out; {res['empty_sessions']:,} sessions had no known track and got no "
                   "recommendations[/yellow]")
+
+
+def past_line(res: dict) -> str:
+    """What the run read of the listeners' earlier plays, for a run that reads them."""
+    read = ", ".join(f"{name} ({plays:,} plays)" for name, plays in list(res["listeners"].items())[:3])
+    more = len(res["listeners"]) - 3
+    line = f"read the earlier plays of {read}{f' and {more:,} more listeners' if more > 0 else ''}" if read else ""
+    if res["without_listener"]:
+        alone = (f"{res['without_listener']:,} sessions had no listener and read their own plays only; "
+                 "name one with --listener or a 'listener' column to use their earlier plays")
+        line = f"{line}; {alone}" if line else alone
+    return line
