@@ -47,7 +47,9 @@ def test_listening_order_matches_a_plain_sort(rows, rnd):
     hashes = np.array([5, 11, 40, 90], np.uint64)
     rows = [(int(hashes[u]), t, p, r) for r, (u, t, p) in enumerate(rows)]
     rnd.shuffle(rows)
-    for listed in (rows, sorted(rows, key=lambda x: (x[0], x[3]))):  # shuffled, and each user in file order
+    # shuffled; each user in file order; and in time order with users interleaved (a service's log,
+    # which the stable sort by user takes without the full sort)
+    for listed in (rows, sorted(rows, key=lambda x: (x[0], x[3])), sorted(rows, key=lambda x: (x[1], x[2], x[3]))):
         want = sorted(listed, key=lambda x: (x[0], x[1], x[2], x[3]))
         out = listening_order(_stream(listed), hashes)
         assert out["track_hash"].tolist() == [r for *_, r in want]

@@ -30,38 +30,78 @@ def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray) -> d
 
     Logs usually list each user's plays together and in time order, so the stream is cut into
     runs of one user, the runs are ordered by user, and the full sort runs only when a run is out
-    of time order or two runs of one user overlap.  ``columns`` is consumed: each column is
-    released as soon as its sorted copy exists.
+    of time order or two runs of one user overlap.  A log in time order with users interleaved
+    (runs of a play or two) is put together by one stable sort by user instead, and checked.
+    ``columns`` is consumed: each column is released as soon as its sorted copy exists.
     """
     hashes = columns.pop("user_hash")
     n = len(hashes)
     if np.any(user_table[1:] == user_table[:-1]):
         raise RuntimeError("two distinct user ids share a 64-bit hash; please report this input")
     heads = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if n else np.zeros(0, np.int64)
-    run_user = np.searchsorted(user_table, hashes[heads]).astype(np.int32)  # one lookup per run
-    if len(heads) and (run_user.max() >= len(user_table) or np.any(user_table[run_user] != hashes[heads])):
-        raise RuntimeError("the plays and the user dictionary disagree; this is a bug, please report it")
+    run_user = _lookup(hashes[heads], user_table)  # one lookup per run
     del hashes
     lengths = np.diff(np.r_[heads, n])
-    runs = np.argsort(run_user, kind="stable")
     keys = [columns["order_us"], *([columns["position_key"]] if "position_key" in columns else []),
             columns.pop("src_row")]
-    if _runs_in_order(keys, heads[runs], lengths[runs], run_user[runs]):
-        take = _run_gather(heads[runs], lengths[runs])
-        user = np.repeat(run_user[runs], lengths[runs])
-    else:
+    if len(heads) * 64 > n:
+        # short runs: a log in time order with users interleaved.  Each user's plays are then
+        # usually in order already, and one stable sort by user (a radix sort on narrow codes)
+        # puts them together; checking per run would cost more than that sort.
         user = np.repeat(run_user, lengths)
-        perm = np.lexsort((*keys[::-1], user))
-        take, user = (lambda col: col[perm]), user[perm]
+        perm = _stable_by(user)
+        user = user[perm]
+        sorted_keys = [k[perm] for k in keys]
+        if not _ascending([k[:-1] for k in sorted_keys], [k[1:] for k in sorted_keys], user[1:] == user[:-1]):
+            perm = np.lexsort((*keys[::-1], np.repeat(run_user, lengths)))
+            user, sorted_keys = np.repeat(run_user, lengths)[perm], [keys[0][perm]]
+        done = {"order_us": sorted_keys[0]}  # gathered already (src_row is not an output)
+        if "position_key" in columns and len(sorted_keys) == 3:
+            done["position_key"] = sorted_keys[1]
+        del sorted_keys
+
+        def take(col: np.ndarray, name: str = "") -> np.ndarray:
+            return done.pop(name) if name in done else col[perm]
+    else:
+        runs = np.argsort(run_user, kind="stable")
+        if _runs_in_order(keys, heads[runs], lengths[runs], run_user[runs]):
+            take = _run_gather(heads[runs], lengths[runs])
+            user = np.repeat(run_user[runs], lengths[runs])
+        else:
+            user = np.repeat(run_user, lengths)
+            perm = np.lexsort((*keys[::-1], user))
+            take, user = (lambda col, name="": col[perm]), user[perm]
     del keys
     out = {"user_code": user}
     for name in list(columns):
-        out[name] = take(columns.pop(name))
+        out[name] = take(columns.pop(name), name)
     out.setdefault("start_us", out["order_us"])  # one array for both when they are the same times
     out.setdefault("hint", np.full(n, -1, np.int64))
     key = out.pop("position_key", None)
     out["position"] = np.where(key == LAST, -1, key) if key is not None else np.full(n, -1, np.int64)
     return out
+
+
+def _lookup(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """int32: the row of each of ``hashes`` in ``table`` (sorted, distinct); an error if one is absent."""
+    if not len(hashes):
+        return np.zeros(0, np.int32)
+    try:  # a hash join: several times faster than a binary search over millions of runs
+        codes = pl.Series(hashes).replace_strict(pl.Series(table), pl.Series(np.arange(len(table), dtype=np.int32)),
+                                                 return_dtype=pl.Int32)
+    except pl.exceptions.InvalidOperationError:
+        raise RuntimeError("the plays and the user dictionary disagree; this is a bug, please report it") from None
+    return codes.to_numpy().astype(np.int32, copy=False)
+
+
+def _stable_by(codes: np.ndarray) -> np.ndarray:
+    """The stable order of int32 ``codes``: a radix sort when their range fits 16 bits (a bucket's
+    listeners are a range of codes), else numpy's stable sort."""
+    lo = int(codes.min(initial=0))
+    span = int(codes.max(initial=0)) - lo
+    if span < 2**16:
+        return np.argsort((codes - lo).astype(np.int16 if span < 2**15 else np.uint16), kind="stable")
+    return np.argsort(codes, kind="stable")
 
 
 def _runs_in_order(keys: list[np.ndarray], starts: np.ndarray, lengths: np.ndarray, users: np.ndarray) -> bool:
@@ -94,9 +134,9 @@ def _run_gather(starts: np.ndarray, lengths: np.ndarray):
     if len(starts) * 64 > n:
         new_heads = np.r_[0, np.cumsum(lengths)[:-1]]
         perm = np.repeat(starts - new_heads, lengths) + np.arange(n)
-        return lambda col: col[perm]
+        return lambda col, name="": col[perm]
 
-    def copy(col: np.ndarray) -> np.ndarray:
+    def copy(col: np.ndarray, name: str = "") -> np.ndarray:
         out, at = np.empty(n, col.dtype), 0
         for start, length in zip(starts.tolist(), lengths.tolist()):
             out[at : at + length] = col[start : start + length]
