@@ -81,3 +81,13 @@ def test_track_codes_are_rows_of_the_dictionary():
     assert track_codes(np.zeros(0, np.uint64), table).dtype == np.int32
     with pytest.raises(RuntimeError, match="share a 64-bit hash"):
         track_codes(np.array([3], np.uint64), np.array([3, 3], np.uint64))
+
+
+@pytest.mark.parametrize("span", [3, 2**15 + 5, 2**16 + 5])
+def test_stable_order_by_listener_at_every_code_width(span):
+    """The radix sort on narrow codes (int16, uint16) and the wide fallback give numpy's stable order."""
+    from toolkit.ordering import _stable_by
+
+    codes = np.random.default_rng(span).integers(7, 7 + span, 5000).astype(np.int32)
+    codes[:2] = 7, 7 + span - 1  # the whole range
+    assert np.array_equal(_stable_by(codes), np.argsort(codes, kind="stable"))
