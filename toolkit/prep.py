@@ -408,13 +408,14 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         user_plays = users["plays"].to_numpy()
         bounds = buckets.plan(user_plays, int(memory_bytes(cfg.memory)))
         user_table = users["key_hash"].to_numpy()
+        stream, end_rule = _play_stream(con, rows_in)
         if len(bounds) == 2:
             say("reading plays")
-            columns = [_fetch_plays(_play_stream(con), int(user_plays.sum()))]
+            columns = [_fetch_plays(stream, int(user_plays.sum()))]
         else:
             say(f"spreading plays over {len(bounds) - 1} buckets of listeners")
             spread = buckets.Spread(work / BUCKETS, user_table, bounds)
-            for batch in _batches(_play_stream(con)):
+            for batch in _batches(stream):
                 spread.add(batch)
     except duckdb.Error as exc:
         raise _unreadable(src, exc) from exc
@@ -431,6 +432,10 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
                                    f"{plays_in[bucket]} counted; this is a bug, please report it")
         stream = ordering.listening_order(fetched, user_table)
         stream["track_code"] = ordering.track_codes(stream.pop("track_hash"), track_table)
+        if end_rule == "order":  # every play's order time is its end (Spotify: the end is what it records)
+            stream["end_us"] = stream["order_us"]
+        elif end_rule == "played":  # no play has an end: start + played time, as play_stream.sql estimates it
+            stream["end_us"] = stream["order_us"] + 1000 * np.maximum(stream["played"], 0)
         return stream
 
     return rows_in, dropped, stream_of, bounds, users["key"], n_tracks, agreement
@@ -448,15 +453,23 @@ def _unreadable(src: readers.Source, exc: duckdb.Error) -> ToolkitError:
 OPTIONAL_STREAM = {"start_us": "ts_end", "end_us": "ts_end", "hint": "session_hint", "position_key": "position_hint"}
 
 
-def _play_stream(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+def _play_stream(con: duckdb.DuckDBPyConnection, rows: int) -> tuple[duckdb.DuckDBPyRelation, str | None]:
     """play_stream.sql with only the columns worth fetching (a format's constant-null fields cost
-    one cheap scan to find)."""
+    one cheap scan to find), and how ``end_us`` follows from the others when it is not fetched:
+    "order" (every play has a source end, which is its order time), "played" (none has: start +
+    played time), None (fetched).  The plays leave DuckDB once, and where there are buckets they
+    are written out and read back, so every column left out saves its bytes twice.  ``rows``: the
+    source rows; below 2^31 the source row numbers travel as int32."""
     fields = sorted(set(OPTIONAL_STREAM.values()))
-    counts = dict(zip(fields, sql.one(con, "select " + ", ".join(f"count({f})" for f in fields) + " from plays")))
-    # without a source end, the end is start + played time: fetch end_us, the start is the order time
-    absent = {name for name, field in OPTIONAL_STREAM.items() if counts[field] == 0 and name != "end_us"}
+    counts = dict(zip(["rows", *fields], sql.one(
+        con, "select count(*), " + ", ".join(f"count({f})" for f in fields) + " from plays")))
+    absent = {name for name, field in OPTIONAL_STREAM.items() if counts[field] == 0}
+    end_rule = "played" if counts["ts_end"] == 0 else "order" if counts["ts_end"] == counts["rows"] else None
+    if end_rule is None:
+        absent.discard("end_us")
+    narrow = {"src_row": "src_row::integer as src_row"} if rows < 2**31 else {}
     rel = sql.relation(con, "play_stream")
-    return rel.project(", ".join(c for c in rel.columns if c not in absent))
+    return rel.project(", ".join(narrow.get(c, c) for c in rel.columns if c not in absent)), end_rule
 
 
 def _batches(rel: duckdb.DuckDBPyRelation, batch_rows: int = 1 << 20):
