@@ -4,9 +4,10 @@ Input: a parquet file with one row per play of each prefix: ``session`` (any id)
 ``track_key`` (the dataset's track identity, see ``items.parquet``) or ``item_id``; optional
 ``skipped`` (bool) for models that read feedback, optional ``position`` to order the plays (else
 file order), optional ``listener`` (a ``user_id`` of the dataset) whose earlier plays the session
-follows, for runs that read them (``top_k``).  Output: one row per (session, rank) with the item id, score, track key, artist and
-title.  Plays of tracks outside the catalogue cannot be encoded: they are left out of the prefix
-and counted; a session left empty gets no recommendations and is counted too.
+follows, for runs that read them (``top_k``).  Output: one row per (session, rank) with the item
+id, score, track key, artist and title.  Plays of tracks outside the catalogue cannot be encoded:
+they are left out of the prefix and counted; a session left empty gets no recommendations and is
+counted too.
 
 In place of the file, one prefix can be named by artist and title (``--artist ... --title ...``,
 matched case-insensitively; its plays count as listened to, not skipped).  The result carries a preview, "artist – title" per recommended
@@ -132,20 +133,21 @@ def _query_rows(ds, cfg, prefixes: pl.DataFrame, max_len: int, listener: str | N
     S, H, K = prefixes.height, cfg.history, cfg.successors
     seqs = np.zeros((S, H + max_len), np.int64)
     fb = np.zeros((S, H + max_len), np.int64)
-    if not reads_the_past(cfg):
-        for i, (its, sk) in enumerate(zip(prefixes[ITEM].to_list(), prefixes["skipped"].to_list())):
-            n = min(len(its), max_len)
-            seqs[i, H + max_len - n:], fb[i, H + max_len - n:] = its[-n:], sk[-n:]
-        return {"seqs": seqs, "fb": fb}, {}
-    order = ListenerOrder(read_frame(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"]))
-    names = order.listener_names
-    if listener is None and len(names) == 1:
-        listener = names[0]  # one listener's export: the prefixes are that listener's
     succ = np.zeros((S, H + max_len, K), np.int64)
-    users = np.full(S, order.n_blocks, np.int64)  # no one's code: the transition term leaves nothing out
+    order = None
+    if reads_the_past(cfg):
+        order = ListenerOrder(read_frame(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"]))
+        names = order.listener_names
+        if listener is None and len(names) == 1:
+            listener = names[0]  # one listener's export: the prefixes are that listener's
+    users = np.full(S, order.n_blocks if order else 0, np.int64)  # no one's code: nothing of the past is left out
     given = prefixes["listener"].to_list() if "listener" in prefixes.columns else [None] * S
     used: dict[str, int] = {}
     for i, (its, sk, who) in enumerate(zip(prefixes[ITEM].to_list(), prefixes["skipped"].to_list(), given)):
+        n = min(len(its), max_len)
+        seqs[i, H + max_len - n:], fb[i, H + max_len - n:] = its[-n:], sk[-n:]
+        if order is None:
+            continue
         who = who if who is not None else listener
         past_items = past_skips = np.zeros(0, np.int32)
         if who is not None:
@@ -157,12 +159,10 @@ def _query_rows(ds, cfg, prefixes: pl.DataFrame, max_len: int, listener: str | N
             span, users[i] = found
             past_items, past_skips = order.items[span], order.skips[span]
             used[who] = len(past_items)
-        hist, hist_skips, s = prefix_context(past_items, past_skips, np.asarray(its, np.int32),
-                                             np.asarray(sk, np.int8), max_len, H, K)
-        n = min(len(its), max_len)
-        seqs[i, :H], fb[i, :H] = hist, hist_skips
-        seqs[i, H + max_len - n:], fb[i, H + max_len - n:] = its[-n:], sk[-n:]
-        succ[i, H:] = s
+        seqs[i, :H], fb[i, :H], succ[i, H:] = prefix_context(past_items, past_skips, np.asarray(its, np.int32),
+                                                             np.asarray(sk, np.int8), max_len, H, K)
+    if order is None:
+        return {"seqs": seqs, "fb": fb}, {}
     arrays = {"seqs": seqs, "fb": fb, "user": users}
     if K:
         arrays["succ"] = succ
