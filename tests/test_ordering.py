@@ -91,3 +91,14 @@ def test_stable_order_by_listener_at_every_code_width(span):
     codes = np.random.default_rng(span).integers(7, 7 + span, 5000).astype(np.int32)
     codes[:2] = 7, 7 + span - 1  # the whole range
     assert np.array_equal(_stable_by(codes), np.argsort(codes, kind="stable"))
+
+
+def test_a_coder_checks_its_table_once_and_names_what_disagrees():
+    from toolkit.ordering import Coder
+
+    coder = Coder(np.array([70, 3, 15], np.uint64), "track")
+    assert coder(np.array([15, 70, 3], np.uint64)).tolist() == [2, 0, 1]
+    with pytest.raises(RuntimeError, match="track dictionary disagree"):
+        coder(np.array([4], np.uint64))
+    with pytest.raises(RuntimeError, match="two distinct user ids"):
+        Coder(np.array([1, 1], np.uint64), "user")

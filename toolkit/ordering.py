@@ -36,10 +36,8 @@ def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray) -> d
     """
     hashes = columns.pop("user_hash")
     n = len(hashes)
-    if np.any(user_table[1:] == user_table[:-1]):
-        raise RuntimeError("two distinct user ids share a 64-bit hash; please report this input")
     heads = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if n else np.zeros(0, np.int64)
-    run_user = _lookup(hashes[heads], user_table)  # one lookup per run
+    run_user = Coder(user_table, "user", is_sorted=True)(hashes[heads])  # one lookup per run
     del hashes
     lengths = np.diff(np.r_[heads, n])
     keys = [columns["order_us"], *([columns["position_key"]] if "position_key" in columns else []),
@@ -80,18 +78,6 @@ def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray) -> d
     key = out.pop("position_key", None)
     out["position"] = np.where(key == LAST, -1, key) if key is not None else np.full(n, -1, np.int64)
     return out
-
-
-def _lookup(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """int32: the row of each of ``hashes`` in ``table`` (sorted, distinct); an error if one is absent."""
-    if not len(hashes):
-        return np.zeros(0, np.int32)
-    try:  # a hash join: several times faster than a binary search over millions of runs
-        codes = pl.Series(hashes).replace_strict(pl.Series(table), pl.Series(np.arange(len(table), dtype=np.int32)),
-                                                 return_dtype=pl.Int32)
-    except pl.exceptions.InvalidOperationError:
-        raise RuntimeError("the plays and the user dictionary disagree; this is a bug, please report it") from None
-    return codes.to_numpy().astype(np.int32, copy=False)
 
 
 def _stable_by(codes: np.ndarray) -> np.ndarray:
@@ -146,12 +132,34 @@ def _run_gather(starts: np.ndarray, lengths: np.ndarray):
     return copy
 
 
+class Coder:
+    """The code of each 64-bit id hash: its row in a dictionary's ``table`` (the hashes of the
+    dictionary's keys), found by a hash join.  The table is checked once for two keys sharing a
+    hash (a sort of the whole table: at 10M tracks it cost about a second per bucket when it ran
+    per call); a hash not in it is a bug upstream (the dictionaries and the plays come from one log)."""
+
+    def __init__(self, table: np.ndarray, what: str, is_sorted: bool = False) -> None:
+        """``is_sorted``: the table is in hash order, so a shared hash is two equal neighbours."""
+        shared = np.any(table[1:] == table[:-1]) if is_sorted else len(np.unique(table)) != len(table)
+        if shared:
+            raise RuntimeError(f"two distinct {what} ids share a 64-bit hash; please report this input")
+        self.what = what
+        self._table = pl.Series(table)
+        self._codes = pl.Series(np.arange(len(table), dtype=np.int32))
+
+    def __call__(self, hashes: np.ndarray) -> np.ndarray:
+        """int32 (n,): the code of each of ``hashes``."""
+        if not len(hashes):
+            return np.zeros(0, np.int32)
+        try:
+            codes = pl.Series(hashes).replace_strict(self._table, self._codes, return_dtype=pl.Int32)
+        except pl.exceptions.InvalidOperationError:
+            raise RuntimeError(f"the plays and the {self.what} dictionary disagree; this is a bug, "
+                               "please report it") from None
+        # astype: polars hands back its input's dtype (uint64) when there is nothing to replace
+        return codes.to_numpy().astype(np.int32, copy=False)
+
+
 def track_codes(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:
     """int32 track code (the row of ``table``, which is in key order) of each play's track hash."""
-    if len(np.unique(table)) != len(table):
-        raise RuntimeError("two distinct track ids share a 64-bit hash; please report this input")
-    codes = pl.Series(hashes).replace_strict(
-        pl.Series(table), pl.Series(np.arange(len(table), dtype=np.int32)), return_dtype=pl.Int32
-    )
-    # astype: polars hands back its input's dtype (uint64) when there is nothing to replace
-    return codes.to_numpy().astype(np.int32, copy=False)
+    return Coder(table, "track")(hashes)

@@ -405,6 +405,7 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         with atomic_path(work / TRACK_NAMES) as tmp:
             tracks.drop("key_hash").write_ipc(tmp)
         del tracks
+        tracks_of = ordering.Coder(track_table, "track")  # its check runs once, not per bucket
         user_plays = users["plays"].to_numpy()
         bounds = buckets.plan(user_plays, int(memory_bytes(cfg.memory)))
         user_table = users["key_hash"].to_numpy()
@@ -431,7 +432,7 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
                 raise RuntimeError(f"bucket {bucket} holds {len(fetched['user_hash'])} plays, not the "
                                    f"{plays_in[bucket]} counted; this is a bug, please report it")
         stream = ordering.listening_order(fetched, user_table)
-        stream["track_code"] = ordering.track_codes(stream.pop("track_hash"), track_table)
+        stream["track_code"] = tracks_of(stream.pop("track_hash"))
         if end_rule == "order":  # every play's order time is its end (Spotify: the end is what it records)
             stream["end_us"] = stream["order_us"]
         elif end_rule == "played":  # no play has an end: start + played time, as play_stream.sql estimates it
