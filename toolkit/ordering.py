@@ -40,23 +40,23 @@ def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray) -> d
     run_user = Coder(user_table, "user", is_sorted=True)(hashes[heads])  # one lookup per run
     del hashes
     lengths = np.diff(np.r_[heads, n])
-    keys = [columns["order_us"], *([columns["position_key"]] if "position_key" in columns else []),
-            columns.pop("src_row")]
+    key_names = ["order_us", *(["position_key"] if "position_key" in columns else []), "src_row"]
+    keys = [columns[name] for name in key_names]
+    del columns["src_row"]  # a sort key only, not an output
     if len(heads) * 64 > n:
         # short runs: a log in time order with users interleaved.  Each user's plays are then
         # usually in order already, and one stable sort by user (a radix sort on narrow codes)
         # puts them together; checking per run would cost more than that sort.
-        user = np.repeat(run_user, lengths)
-        perm = _stable_by(user)
-        user = user[perm]
+        by_play = np.repeat(run_user, lengths)
+        perm = _stable_by(by_play)
+        user = by_play[perm]
         sorted_keys = [k[perm] for k in keys]
-        if not _ascending([k[:-1] for k in sorted_keys], [k[1:] for k in sorted_keys], user[1:] == user[:-1]):
-            perm = np.lexsort((*keys[::-1], np.repeat(run_user, lengths)))
-            user, sorted_keys = np.repeat(run_user, lengths)[perm], [keys[0][perm]]
-        done = {"order_us": sorted_keys[0]}  # gathered already (src_row is not an output)
-        if "position_key" in columns and len(sorted_keys) == 3:
-            done["position_key"] = sorted_keys[1]
-        del sorted_keys
+        if _ascending([k[:-1] for k in sorted_keys], [k[1:] for k in sorted_keys], user[1:] == user[:-1]):
+            done = dict(zip(key_names[:-1], sorted_keys))  # the output keys are gathered already (not src_row)
+        else:
+            perm = np.lexsort((*keys[::-1], by_play))
+            user, done = by_play[perm], {}
+        del sorted_keys, by_play
 
         def take(col: np.ndarray, name: str = "") -> np.ndarray:
             return done.pop(name) if name in done else col[perm]
