@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from toolkit import buckets
+from toolkit import buckets, splits
 from toolkit.artifacts import Workspace
 from toolkit.cli import app
 from toolkit.config import PrepConfig
@@ -101,6 +101,8 @@ def _prep_both(log: Path, root: Path, **options) -> tuple[dict, tuple[str, ...]]
         ws = Workspace.at(root / memory)
         prepared = prep([log], ws, PrepConfig(name="b", memory=memory, **options))
         m = prepared.manifest
+        # prep counts the split diagnostics as it writes; the query over the written events is the reference
+        assert m.split_diagnostics == splits.diagnostics(ws.dataset("b").events)
         out.append((_dataset_bytes(ws, "b"), {k: getattr(m, k) for k in SUMMARY}, prepared.notes))
     one, one_m, one_notes = out[0]
     assert one_notes == ()

@@ -181,11 +181,22 @@ def chunks(asm: Assembled, shelf: Shelf, n_buckets: int, max_plays: int) -> Iter
         i = j
 
 
+@dataclass(frozen=True)
+class Written:
+    """What ``write`` counted on the way: the manifest's ``splits`` and the plays the split
+    diagnostics need (``splits.tally``)."""
+
+    splits: dict[str, SplitCounts]
+    targets: np.ndarray  # int64[3], per split: kept plays after a session's first (what a query asks for)
+    cold_targets: np.ndarray  # int64[3], of which the track has no train play
+
+
 def write(ds: DatasetDir, asm: Assembled, shelf: Shelf, n_buckets: int, users: pl.Series, id_of_code: np.ndarray,
-          cfg: PrepConfig, max_plays: int) -> dict[str, SplitCounts]:
-    """events.parquet (row groups of 2^20 plays) and the sequence arrays, a chunk at a time;
-    returns the manifest's ``splits`` part."""
+          cfg: PrepConfig, max_plays: int) -> Written:
+    """events.parquet (row groups of 2^20 plays) and the sequence arrays, a chunk at a time."""
     rows = {code: int(((asm.in_split[code] + cfg.max_len - 1) // cfg.max_len).sum()) for code in range(len(SPLITS))}
+    targets, cold = np.zeros(len(SPLITS), np.int64), np.zeros(len(SPLITS), np.int64)
+    warm = asm.track_train > 0
     with ExitStack() as stack:
         arrays = {code: _open_arrays(stack, ds, split, rows[code], cfg.max_len) for code, split in enumerate(SPLITS)}
         at = dict.fromkeys(rows, 0)
@@ -193,6 +204,10 @@ def write(ds: DatasetDir, asm: Assembled, shelf: Shelf, n_buckets: int, users: p
         def frames(with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
             for chunk in chunks(asm, shelf, n_buckets, max_plays):
                 frame, item = _events_frame(chunk, users, id_of_code)
+                p = chunk.plays
+                target = (frame["position"].to_numpy() > 0) & (p["is_skip"] == 0)
+                targets[:] += np.bincount(p["split"][target], minlength=len(SPLITS))
+                cold[:] += np.bincount(p["split"][target & ~warm[p["track_code"]]], minlength=len(SPLITS))
                 for code in range(len(SPLITS)):
                     at[code] = _fill_rows(arrays[code], at[code], chunk, chunk.in_split[code], item, cfg.max_len)
                 yield frame
@@ -207,8 +222,9 @@ def write(ds: DatasetDir, asm: Assembled, shelf: Shelf, n_buckets: int, users: p
         for files in arrays.values():
             for fh in files.values():
                 fh.close()  # before the renames of the ExitStack
-    return {split: SplitCounts(sessions=int((asm.in_split[code] > 0).sum()), events=int(asm.split_plays[code]),
-                               rows=rows[code], skips=int(asm.split_skips[code])) for code, split in enumerate(SPLITS)}
+    counts = {split: SplitCounts(sessions=int((asm.in_split[code] > 0).sum()), events=int(asm.split_plays[code]),
+                                 rows=rows[code], skips=int(asm.split_skips[code])) for code, split in enumerate(SPLITS)}
+    return Written(splits=counts, targets=targets, cold_targets=cold)
 
 
 EVENTS_FRAME = {SPLIT: pl.String, SESSION: pl.Int64, "position": pl.Int32, USER: pl.String, ITEM: pl.Int32,

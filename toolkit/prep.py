@@ -158,11 +158,11 @@ def _prep(logs: list[Path] | pa.Table, ws: Workspace, cfg: PrepConfig, name: str
             id_of_code, items = _write_items(work, asm)
             _release_arrow_pages()
             summary = _write_dataset(con, work, src, cfg, asm, shelf, users, id_of_code, items, say)
-            # the checks read the written events back through DuckDB: the whole log's session and
+            # the audits read the written events back through DuckDB: the whole log's session and
             # track arrays (13M sessions, 10M tracks: 0.8 GB) and a single bucket's plays held on
             # the shelf are not needed for them
             del asm, users, id_of_code, shelf
-            summary.update(_check_events(con, work, summary))
+            _audit(con, work.events)
             shutil.rmtree(work.path / SHELF, ignore_errors=True)
             if n_buckets > 1:
                 notes.append(f"prepared in {n_buckets} buckets of listeners to stay within --memory {cfg.memory}")
@@ -395,9 +395,12 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         dicts = sql.relation(con, "dictionaries").pl()
         agreement = _skip_agreement(con, cfg)
         users = dicts.filter(pl.col("is_user")).sort("key_hash")
-        tracks = dicts.filter(~pl.col("is_user")).sort("key").select(
+        # one step at a time, each dropping what it read: chained, the whole dictionary, the tracks and
+        # the sorted tracks were alive at once (three copies of a 10M-track catalogue's names)
+        tracks = dicts.filter(~pl.col("is_user")).select(
             pl.col("key").alias("track_key"), "artist", "title", "key_hash")
         del dicts
+        tracks = tracks.sort("track_key")
         track_table = tracks["key_hash"].to_numpy()
         n_tracks = len(tracks)
         # the track names wait on disk for items.parquet: held through the play stream and the
@@ -553,12 +556,16 @@ def _write_dataset(con, ds: DatasetDir, src: readers.Source, cfg: PrepConfig, as
     name: ``rows_kept``, ``splits``, ``skip_rule``, ...); ``items``: ``_write_items``' counts."""
     say("writing events and sequences")
     n_buckets = int(asm.bucket.max()) + 1
-    arrays = assemble.write(ds, asm, shelf, n_buckets, users, id_of_code, cfg,
-                            buckets.chunk_plays(int(memory_bytes(cfg.memory))))
+    written = assemble.write(ds, asm, shelf, n_buckets, users, id_of_code, cfg,
+                             buckets.chunk_plays(int(memory_bytes(cfg.memory))))
     summary = _summary(asm)
+    # a session has a play of a split exactly where that split's arrays hold some of it (in every mode)
+    diag = splits.tally(asm.in_split > 0, asm.user_code, len(users), written.targets, written.cold_targets)
+    known = splits.users_known(summary["users"], summary["sessions"])
     return {
-        **summary, **items, "splits": arrays, "split_mode": asm.split_choice.mode,
-        "split_reason": asm.split_choice.reason,
+        **summary, **items, "splits": written.splits, "split_mode": asm.split_choice.mode,
+        "split_reason": asm.split_choice.reason, "split_diagnostics": diag,
+        "split_warnings": splits.warnings(diag, asm.split_choice.mode, known),
         "skip_rule": _skip_rule(cfg, src.format, skip_rule_counts(asm.sources), int(asm.split_skips.sum())),
         "max_len": cfg.max_len,
     }
@@ -573,15 +580,6 @@ def _items_frame(asm: assemble.Assembled, code_of_item: np.ndarray, tracks: pl.D
         "title": names["title"], "plays": asm.track_plays[codes], "skips": asm.track_skips[codes],
         "train_plays": asm.track_train[codes],
     })
-
-
-def _check_events(con: duckdb.DuckDBPyConnection, ds: DatasetDir, summary: dict) -> dict:
-    """The audits of the written events, and the manifest's ``split_diagnostics`` and
-    ``split_warnings`` (``summary``: ``_write_dataset``'s)."""
-    _audit(con, ds.events)
-    diag = splits.diagnostics(ds.events, con)
-    known = splits.users_known(summary["users"], summary["sessions"])
-    return {"split_diagnostics": diag, "split_warnings": splits.warnings(diag, summary["split_mode"], known)}
 
 
 def _audit(con: duckdb.DuckDBPyConnection, events_file: Path) -> None:
