@@ -33,7 +33,7 @@ import torch
 
 
 def synthetic_split(sessions: int, length: int, n_items: int, seed: int):
-    from toolkit.data import SplitArrays, next_skip
+    from toolkit.data import SplitArrays
 
     rng = np.random.default_rng(seed)
     # Zipf-like popularity so the catalogue is used unevenly, like real listening
@@ -43,8 +43,7 @@ def synthetic_split(sessions: int, length: int, n_items: int, seed: int):
     nxt = np.zeros_like(seqs)
     nxt[:, :-1] = seqs[:, 1:]
     rs = np.arange(sessions, dtype=np.int64)
-    return SplitArrays(seqs=seqs, skips=skips, next_item=nxt, next_pos=nxt.copy(), next_skip=next_skip(skips, rs),
-                       row_session=rs)
+    return SplitArrays(seqs=seqs, skips=skips, next_item=nxt, next_pos=nxt.copy(), row_session=rs)
 
 
 def child(args) -> dict:

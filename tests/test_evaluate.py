@@ -7,9 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import kernels
 from toolkit import evaluate as ev
-from toolkit.data import SplitArrays, next_skip
+from toolkit.data import SplitArrays, next_skip, next_skip_rows, with_history
 
 
 class TableScorer:
@@ -32,8 +35,7 @@ def split_arrays(seqs, skips, row_session):
     nxt[seqs == 0] = 0
     npos = np.zeros_like(seqs)  # not used by the evaluation
     rs = np.asarray(row_session, np.int64)
-    return SplitArrays(seqs=seqs, skips=skips, next_item=nxt, next_pos=npos, next_skip=next_skip(skips, rs),
-                       row_session=rs)
+    return SplitArrays(seqs=seqs, skips=skips, next_item=nxt, next_pos=npos, row_session=rs)
 
 
 # catalogue of 4 tracks; after track i the scorer ranks: 1 -> [2, 3, 4, 1]; 2 -> [3, 1, 4, 2]; 3 -> [4, 3, 2, 1]
@@ -149,7 +151,7 @@ def test_excluding_played_tracks_reaches_back_into_earlier_rows():
     # one session over two rows: [1, 2] then [3, 2]; the query after 3 targets 2, already played
     a = split_arrays([[1, 2], [3, 2]], [[0, 0], [0, 0]], [0, 0])
     a = SplitArrays(seqs=a.seqs, skips=a.skips, next_item=np.array([[2, 3], [2, 0]], np.int32),
-                    next_pos=a.next_pos, next_skip=a.next_skip, row_session=a.row_session)
+                    next_pos=a.next_pos, row_session=a.row_session)
     plain = ev.run_queries(TableScorer(TABLE), a, torch.device("cpu"), n_items=4)
     # after 3 the table ranks 4, 3, 2, 1: target 2 is third; with 1, 2, 3 removed it ranks last (4) as a miss
     assert plain.rank.tolist() == [1, 1, 3]
@@ -225,3 +227,24 @@ def test_summarize_reports_the_overlap_of_positive_queries_only():
                         top=np.r_[OVERLAP_TOP, [[1, 2, 3, 4]]], auc_seen=np.full(5, np.nan))
     # the skipped query's list (equal to A's) stays out
     assert ev.summarize(q, 12)["overlap@10"] == pytest.approx((2 / 4 + 0 + 1 / 4 + 0 + 1 / 4) / 5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=8), st.integers(2, 5), st.integers(0, 3), st.data())
+def test_a_batchs_next_skip_is_the_splits_at_its_rows(lengths, max_len, history, data):
+    """``next_skip_rows`` reads a batch's rows and the row after each; it must agree with the whole
+    split's ``next_skip`` (history columns: 0) on any rows, across window and session edges."""
+    n = sum(lengths)
+    items = np.array(data.draw(st.lists(st.integers(1, 6), min_size=n, max_size=n)), np.int32)
+    flags = np.array(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), np.int8)
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    seqs, fb, nxt, npos, rs = kernels.build_sequences(items, flags, offsets, max_len)
+    a = SplitArrays(seqs=seqs, skips=fb, next_item=nxt, next_pos=npos, row_session=rs.astype(np.int64))
+    want = next_skip(fb, a.row_session)
+    if history:
+        past = np.array(data.draw(st.lists(st.integers(1, 6), min_size=len(a) * history,
+                                           max_size=len(a) * history)), np.int32).reshape(len(a), history)
+        a = with_history(a, past, (past % 2).astype(np.int8))  # history skips that must not leak
+        want = np.concatenate([np.zeros((len(a), history), np.int8), want], axis=1)
+    idx = np.sort(np.array(data.draw(st.lists(st.integers(0, len(a) - 1), min_size=1, unique=True)), np.int64))
+    assert np.array_equal(next_skip_rows(a, idx), want[idx])

@@ -170,8 +170,7 @@ def test_sampled_candidates_inflate_what_full_ranking_reports():
     target = 50
     seqs = np.array([[7, target]], np.int32)
     a = ev.SplitArrays(seqs=seqs, skips=np.zeros_like(seqs, np.int8), next_item=np.array([[target, 0]], np.int32),
-                       next_pos=np.zeros_like(seqs), next_skip=np.zeros_like(seqs, np.int8),
-                       row_session=np.array([0]))
+                       next_pos=np.zeros_like(seqs), row_session=np.array([0]))
     full = ev.run_queries(FixedScores(scores), a, torch.device("cpu"), n_items=n_items)
     assert full.rank.tolist() == [50] and ev.summarize(full, n_items)["hr@10"] == 0.0
     # the protocol of the reference code: the target among 100 random negatives

@@ -10,7 +10,7 @@ import torch
 
 from toolkit import evaluate, metrics, topk
 from toolkit.config import ModelConfig
-from toolkit.data import SplitArrays, next_skip
+from toolkit.data import SplitArrays
 from toolkit.evaluate import run_queries
 from toolkit.model import SeqRec
 from toolkit.schema import PAD
@@ -112,8 +112,7 @@ def split(sessions: int, length: int, n_items: int, seed: int) -> SplitArrays:
     nxt[:, :-1] = seqs[:, 1:]
     nxt[seqs == PAD] = PAD
     rs = np.arange(sessions, dtype=np.int64)
-    return SplitArrays(seqs=seqs, skips=skips, next_item=nxt, next_pos=nxt.copy(), next_skip=next_skip(skips, rs),
-                       row_session=rs)
+    return SplitArrays(seqs=seqs, skips=skips, next_item=nxt, next_pos=nxt.copy(), row_session=rs)
 
 
 MODELS = {

@@ -1,7 +1,10 @@
 """Batches for training and evaluation, read from the memory-mapped sequence arrays of ``prep``.
 
 Shapes (see ``toolkit/schema.py``): every array is ``[rows, max_len]``, left-padded with PAD = 0.
-``next_skip`` is derived here: 1 where the next play of the session was skipped.
+``next_skip`` is derived here, a batch at a time (``next_skip_rows``): 1 where the next play of the
+session was skipped.  Nothing of a split is held in memory whole but what a run asks for on top
+(successors, history, listeners): the arrays stay memory-maps, so training a log of any length needs
+the pages of its batches, not a copy of the split.
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ class SplitArrays:
     skips: np.ndarray  # int8 (R, L) 1 = skipped
     next_item: np.ndarray  # int32 (R, L) next play of the session, PAD if none
     next_pos: np.ndarray  # int32 (R, L) next non-skipped play of the session, PAD if none
-    next_skip: np.ndarray  # int8 (R, L) 1 = the next play was skipped
     row_session: np.ndarray  # int64 (R,) session_idx of each row
     # the first ``history`` columns of seqs / skips hold the listener's plays before the session
     # (toolkit/history.py); their next_* are PAD, so they are context, never a query or a target
@@ -63,8 +65,7 @@ class SplitArrays:
             return self
         h = self.history
         return SplitArrays(seqs=self.seqs[:, h:], skips=self.skips[:, h:], next_item=self.next_item[:, h:],
-                           next_pos=self.next_pos[:, h:], next_skip=self.next_skip[:, h:],
-                           row_session=self.row_session, succ=None if self.succ is None else self.succ[:, h:],
+                           next_pos=self.next_pos[:, h:], row_session=self.row_session, succ=None if self.succ is None else self.succ[:, h:],
                            row_user=self.row_user)
 
 
@@ -74,12 +75,10 @@ def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0
     ``successors`` > 0 each play carries what followed its track before (both held in memory), with
     ``listeners`` each row carries its listener's code."""
     seqs = read_array(ds.array(split, "seqs"))
-    skips = read_array(ds.array(split, "skips"))
     row_session = read_array(ds.array(split, "row_session"))
     a = SplitArrays(
-        seqs=seqs, skips=skips, next_item=read_array(ds.array(split, "next_item")),
-        next_pos=read_array(ds.array(split, "next_pos")), next_skip=next_skip(np.asarray(skips), np.asarray(row_session)),
-        row_session=row_session,
+        seqs=seqs, skips=read_array(ds.array(split, "skips")), next_item=read_array(ds.array(split, "next_item")),
+        next_pos=read_array(ds.array(split, "next_pos")), row_session=row_session,
     )
     if history <= 0 and successors <= 0 and not listeners:
         return a
@@ -104,7 +103,6 @@ def with_history(a: SplitArrays, items: np.ndarray, skips: np.ndarray) -> SplitA
         skips=np.concatenate([skips, np.asarray(a.skips)], axis=1),
         next_item=np.concatenate([pad, np.asarray(a.next_item)], axis=1),
         next_pos=np.concatenate([pad, np.asarray(a.next_pos)], axis=1),
-        next_skip=np.concatenate([pad.astype(np.int8), np.asarray(a.next_skip)], axis=1),
         row_session=a.row_session, history=a.history + h, row_user=a.row_user,
         succ=None if a.succ is None else np.concatenate(
             [np.zeros((len(a), h, a.succ.shape[2]), np.int32), a.succ], axis=1),
@@ -125,29 +123,31 @@ def next_skip(skips: np.ndarray, row_session: np.ndarray) -> np.ndarray:
     return out
 
 
-def positives_only(a: SplitArrays) -> SplitArrays:
-    """Skipped plays become padding in the input; every target is the next non-skipped play.
-
-    Positions are counted over real plays only (``SeqEncoder``), so interior padding acts as if
-    the skipped plays had never been in the session.
-    """
-    seqs = np.where(a.skips == 1, PAD, a.seqs).astype(np.int32)
-    nxt = np.where(seqs != PAD, a.next_pos, PAD).astype(np.int32)
-    return replace(a, seqs=seqs, skips=np.zeros_like(a.skips), next_item=nxt, next_pos=nxt.copy())
+def next_skip_rows(a: SplitArrays, idx: np.ndarray) -> np.ndarray:
+    """int8 (len(idx), L): ``next_skip`` of the split's rows ``idx`` only, read from those rows and
+    the row after each (a split's whole ``next_skip`` would be one byte per position in memory).
+    History columns are never followed by a play of theirs: 0 there, as the session's first column
+    follows the last history column."""
+    h = a.history
+    skips = np.asarray(a.skips[idx])  # (B, L)
+    out = np.zeros_like(skips)
+    out[:, h:-1] = skips[:, h + 1:]
+    after = idx + 1
+    has = after < len(a)
+    if has.any():
+        same = np.asarray(a.row_session[after[has]]) == np.asarray(a.row_session[idx[has]])
+        out[has, -1] = np.where(same, np.asarray(a.skips[after[has], h]), 0)
+    return out
 
 
 def to_batch(a: SplitArrays, idx: np.ndarray, device: torch.device) -> Batch:
     """Rows ``idx`` as int64 tensors on ``device``: seqs, fb, next_item, next_pos, next_skip (B, T), and
     succ (B, T, K) when the split carries successors."""
     idx = np.sort(idx)  # sorted reads are sequential in the memory map
-    take = {
-        "seqs": a.seqs, "fb": a.skips, "next_item": a.next_item, "next_pos": a.next_pos, "next_skip": a.next_skip,
-    }
-    if a.succ is not None:
-        take["succ"] = a.succ
-    if a.row_user is not None:
-        take["user"] = a.row_user
-    return {k: torch.from_numpy(np.asarray(v[idx], dtype=np.int64)).to(device) for k, v in take.items()}
+    rows = {k: v[idx] for k, v in (("seqs", a.seqs), ("fb", a.skips), ("next_item", a.next_item),
+                                   ("next_pos", a.next_pos), ("succ", a.succ), ("user", a.row_user)) if v is not None}
+    rows["next_skip"] = next_skip_rows(a, idx)
+    return {k: torch.from_numpy(np.asarray(v, dtype=np.int64)).to(device) for k, v in rows.items()}  # type: ignore[return-value]
 
 
 def row_batches(n_rows: int, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
@@ -165,9 +165,17 @@ def negatives_for(batch_seqs: torch.Tensor, targets: torch.Tensor, n_items: int,
     return torch.from_numpy(neg.astype(np.int64)).to(batch_seqs.device)
 
 
-def train_counts(a: SplitArrays, n_items: int) -> np.ndarray:
-    """int64 (n_items + 1,): plays of each track in the train rows (PAD counted as 0)."""
-    seqs = np.asarray(a.seqs)[:, getattr(a, "history", 0):]  # the session's own plays, each counted once
-    counts = np.bincount(seqs[seqs != PAD].ravel(), minlength=n_items + 1).astype(np.int64)
+def train_counts(a: SplitArrays, n_items: int, hide_skips: bool = False, chunk_rows: int = 1 << 16) -> np.ndarray:
+    """int64 (n_items + 1,): plays of each track in the train rows (PAD counted as 0); with
+    ``hide_skips``, its plays that were not skipped (what a positives-only run sees).  A chunk of
+    rows at a time, so the split is never copied whole."""
+    counts = np.zeros(n_items + 1, np.int64)
+    h = a.history  # the session's own plays, each counted once
+    for at in range(0, len(a), chunk_rows):
+        seqs = np.asarray(a.seqs[at:at + chunk_rows, h:])
+        real = seqs != PAD
+        if hide_skips:
+            real &= np.asarray(a.skips[at:at + chunk_rows, h:]) == 0
+        counts += np.bincount(seqs[real], minlength=n_items + 1)
     counts[PAD] = 0
     return counts

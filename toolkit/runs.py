@@ -14,7 +14,7 @@ import torch
 
 from toolkit.artifacts import RunDir, Workspace, damaged, list_datasets, load_torch, read_json, read_manifest, run_dir
 from toolkit.config import NEURAL, ModelConfig, TrainConfig, saved_config
-from toolkit.data import load_split, positives_only, train_counts
+from toolkit.data import load_split, train_counts
 from toolkit.errors import ArtifactMissingError, ConfigError, ToolkitError
 from toolkit.identity import BadNameError, StaleRunError, check_name, run_is_stale, stale_message
 from toolkit.manifest import Manifest
@@ -129,7 +129,7 @@ def build_baseline(ds, manifest: Manifest, cfg: TrainConfig):
     """Most-popular, transition, session-kNN or repeat scorer counted from the train rows."""
     tr = load_split(ds, "train")
     hide = "positives-only" in cfg.modes
-    counts = train_counts(positives_only(tr) if hide else tr, manifest.items)
+    counts = train_counts(tr, manifest.items, hide_skips=hide)
     if cfg.model == "pop":
         return PopScorer(counts)
     if cfg.model == "sknn":
