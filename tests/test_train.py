@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from toolkit.artifacts import Workspace, load_torch, read_metrics, run_dir
 from toolkit.cli import app
 from toolkit.config import TrainConfig
-from toolkit.data import load_split, next_skip
+from toolkit.data import SplitArrays, load_split, next_skip
 from toolkit.errors import ConfigError
 from toolkit.prep import prep
 from toolkit.config import PrepConfig
@@ -375,14 +375,14 @@ def test_shared_loss_resumes_exactly_mid_epoch(ws, tmp_path, tiny_logs):
 
 @pytest.mark.parametrize("sampler", ["popularity", "uniform"])
 def test_shared_negatives_are_seeded_by_seed_and_step(sampler):
-    from types import SimpleNamespace
-
     import numpy as np
 
     from toolkit.train import Sampler
 
     # tracks 1..6 with plays; 7 is never played, so popularity never draws it
-    rows = SimpleNamespace(seqs=np.array([[0, 1, 2, 3], [4, 5, 6, 1]], dtype=np.int32))
+    seqs = np.array([[0, 1, 2, 3], [4, 5, 6, 1]], dtype=np.int32)
+    rows = SplitArrays(seqs=seqs, skips=np.zeros_like(seqs, np.int8), next_item=np.zeros_like(seqs),
+                       next_pos=np.zeros_like(seqs), row_session=np.arange(2))
     cfg = TrainConfig(loss="shared", negatives=500, sampler=sampler)
     draw = Sampler(rows, 7, cfg, torch.device("cpu")).draw_shared
     first = draw(3)
