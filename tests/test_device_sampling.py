@@ -20,6 +20,7 @@ import kernels
 from toolkit import sampling
 from toolkit.artifacts import Workspace, run_dir
 from toolkit.config import PrepConfig, TrainConfig
+from toolkit.data import SplitArrays
 from toolkit.distributed import ShardSampler, World
 from toolkit.errors import ConfigError
 from toolkit.prep import prep
@@ -141,7 +142,9 @@ def test_a_row_without_any_allowed_track_is_refused():
 
 
 def test_the_sampler_draws_on_the_device_by_choice_and_on_gpus():
-    rows = SimpleNamespace(seqs=np.array([[0, 1, 2, 3], [4, 5, 6, 1]], dtype=np.int32))
+    seqs = np.array([[0, 1, 2, 3], [4, 5, 6, 1]], dtype=np.int32)
+    rows = SplitArrays(seqs=seqs, skips=np.zeros_like(seqs, np.int8), next_item=np.zeros_like(seqs),
+                       next_pos=np.zeros_like(seqs), row_session=np.arange(2))
     cpu = torch.device("cpu")
     assert not Sampler(rows, 7, TrainConfig(), cpu).on_device  # the numba kernel stays the CPU default
     assert Sampler(rows, 7, TrainConfig(negatives_on="device"), cpu).on_device
