@@ -169,3 +169,8 @@ def serve_tracks(new_session, on_mood, skipped, mood, fresh, off_taste, u_action
         steps = [s for s in range(-radius, radius + 1) if s != 0]
         out.append(lo + (anchor - lo + steps[int(u_pick[i] * len(steps))]) % size)
     return out
+
+
+def stable_order(codes):
+    """Reference for ``kernels.ordering.stable_order``: Python's sort is stable."""
+    return np.array(sorted(range(len(codes)), key=lambda i: int(codes[i])), np.int64)

@@ -438,3 +438,27 @@ def test_every_kernel_core_has_a_reference():
     assert len(cores) >= 5
     missing = [c for c in cores if not hasattr(ref, REFERENCE_OF.get(c[1:-7], c[1:-7]))]
     assert not missing, f"add a plain-Python reference to tests/reference.py for {missing}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(-5, 40), max_size=200), st.integers(0, 3))
+def test_stable_order_matches_the_reference(values, slack):
+    import reference
+    from kernels.ordering import stable_order
+
+    codes = np.array(values, np.int32)
+    lo = int(codes.min(initial=0)) - slack  # any range that covers the codes
+    span = int(codes.max(initial=0)) - lo + slack
+    got = stable_order(codes, lo, span)
+    assert got.dtype == np.int64
+    assert np.array_equal(got, reference.stable_order(codes))
+    assert np.array_equal(got, np.argsort(codes, kind="stable"))
+
+
+def test_stable_order_refuses_codes_outside_its_range():
+    from kernels.ordering import stable_order
+
+    with pytest.raises(ValueError, match="codes must lie in 0 .. 3"):
+        stable_order(np.array([0, 4], np.int32), 0, 3)
+    with pytest.raises(TypeError, match="dtype int32"):
+        stable_order(np.array([0, 1], np.int64), 0, 3)

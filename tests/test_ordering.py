@@ -85,7 +85,7 @@ def test_track_codes_are_rows_of_the_dictionary():
 
 @pytest.mark.parametrize("span", [3, 2**15 + 5, 2**16 + 5])
 def test_stable_order_by_listener_at_every_code_width(span):
-    """The radix sort on narrow codes (int16, uint16) and the wide fallback give numpy's stable order."""
+    """The counting sort on a narrow range of codes and numpy's sort past it give the same stable order."""
     from toolkit.ordering import _stable_by
 
     codes = np.random.default_rng(span).integers(7, 7 + span, 5000).astype(np.int32)

@@ -40,7 +40,7 @@ class Assembled:
     bucket: np.ndarray  # int32[S], the bucket of each session (S: kept sessions, in dataset order)
     length: np.ndarray  # int64[S], its plays
     user_code: np.ndarray  # int32[S], its listener
-    in_split: np.ndarray  # int64[3, S], its plays the arrays of each split hold (a prefix of the session)
+    in_split: np.ndarray  # int32[3, S], its plays the arrays of each split hold (a prefix of the session)
     track_plays: np.ndarray  # int64[n_tracks], kept plays per track code
     track_skips: np.ndarray  # int64[n_tracks], of which skipped
     track_train: np.ndarray  # int64[n_tracks], of which in train
@@ -151,7 +151,7 @@ class Chunk:
     first: int  # session_idx of the first session
     length: np.ndarray  # int64[s], plays per session
     user_code: np.ndarray  # int32[s]
-    in_split: np.ndarray  # int64[3, s]
+    in_split: np.ndarray  # int32[3, s]
     plays: dict[str, np.ndarray]  # track_code, order_us, played, is_skip, split: one entry per play
 
 

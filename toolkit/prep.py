@@ -434,7 +434,7 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
             if len(fetched["user_hash"]) != plays_in[bucket]:
                 raise RuntimeError(f"bucket {bucket} holds {len(fetched['user_hash'])} plays, not the "
                                    f"{plays_in[bucket]} counted; this is a bug, please report it")
-        stream = ordering.listening_order(fetched, user_table)
+        stream = ordering.listening_order(fetched, user_table[bounds[bucket]:bounds[bucket + 1]], int(bounds[bucket]))
         stream["track_code"] = tracks_of(stream.pop("track_hash"))
         if end_rule == "order":  # every play's order time is its end (Spotify: the end is what it records)
             stream["end_us"] = stream["order_us"]
