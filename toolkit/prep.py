@@ -392,7 +392,13 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
             raise EmptyInputError(f"{src.files[0].shown}: holds no rows; check the file or the --format")
         _check_parseable(src, *[sum(r[i] for r in per_reason) for i in range(2, 7)])
         dropped = {r[0]: r[1] for r in per_reason if r[0] is not None}
-        dicts = sql.relation(con, "dictionaries").pl()
+        # the rows are sorted below, so DuckDB may group in any order: at 10M tracks it then spills
+        # less (49 s instead of 58 s at 200M plays)
+        con.execute("set preserve_insertion_order = false")
+        try:
+            dicts = sql.relation(con, "dictionaries").pl()
+        finally:
+            con.execute("set preserve_insertion_order = true")
         agreement = _skip_agreement(con, cfg)
         users = dicts.filter(pl.col("is_user")).sort("key_hash")
         # one step at a time, each dropping what it read: chained, the whole dictionary, the tracks and
