@@ -174,3 +174,14 @@ def serve_tracks(new_session, on_mood, skipped, mood, fresh, off_taste, u_action
 def stable_order(codes):
     """Reference for ``kernels.ordering.stable_order``: Python's sort is stable."""
     return np.array(sorted(range(len(codes)), key=lambda i: int(codes[i])), np.int64)
+
+
+def next_skip(skips, row_session):
+    """Reference for ``toolkit.data.next_skip_rows`` over every row: the whole split shifted by one
+    play, the last column taking the next row's first when it is the same session."""
+    out = np.zeros_like(skips)
+    out[:, :-1] = skips[:, 1:]
+    if len(skips) > 1:
+        same = row_session[1:] == row_session[:-1]
+        out[:-1, -1] = np.where(same, skips[1:, 0], 0)
+    return out

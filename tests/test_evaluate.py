@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels
+import reference
 from toolkit import evaluate as ev
-from toolkit.data import SplitArrays, next_skip, next_skip_rows, with_history
+from toolkit.data import SplitArrays, next_skip_rows, with_history
 
 
 class TableScorer:
@@ -240,7 +241,7 @@ def test_a_batchs_next_skip_is_the_splits_at_its_rows(lengths, max_len, history,
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     seqs, fb, nxt, npos, rs = kernels.build_sequences(items, flags, offsets, max_len)
     a = SplitArrays(seqs=seqs, skips=fb, next_item=nxt, next_pos=npos, row_session=rs.astype(np.int64))
-    want = next_skip(fb, a.row_session)
+    want = reference.next_skip(fb, a.row_session)
     if history:
         past = np.array(data.draw(st.lists(st.integers(1, 6), min_size=len(a) * history,
                                            max_size=len(a) * history)), np.int32).reshape(len(a), history)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import reference
 from toolkit.artifacts import Workspace, load_torch, read_metrics, run_dir
 from toolkit.cli import app
 from toolkit.config import TrainConfig
-from toolkit.data import SplitArrays, load_split, next_skip
+from toolkit.data import SplitArrays, load_split
 from toolkit.errors import ConfigError
 from toolkit.prep import prep
 from toolkit.config import PrepConfig
@@ -54,7 +55,7 @@ def test_every_model_and_mode_trains(ws, model, feedback):
     # every validation query was scored: the positive ones are the plays after a session's first whose
     # next play was kept, counted here from the split's own arrays
     valid = load_split(ws.dataset("tiny"), "valid")
-    kept_next = (np.asarray(valid.next_item) != 0) & (next_skip(np.asarray(valid.skips), np.asarray(valid.row_session)) == 0)
+    kept_next = (np.asarray(valid.next_item) != 0) & (reference.next_skip(np.asarray(valid.skips), np.asarray(valid.row_session)) == 0)
     assert v["n_pos"] == int(kept_next.sum())
     rows = read_metrics(run_dir(ws, result.id))
     # the result reports the best epoch's validation, and every recorded loss is a finite number

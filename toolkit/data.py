@@ -65,8 +65,8 @@ class SplitArrays:
             return self
         h = self.history
         return SplitArrays(seqs=self.seqs[:, h:], skips=self.skips[:, h:], next_item=self.next_item[:, h:],
-                           next_pos=self.next_pos[:, h:], row_session=self.row_session, succ=None if self.succ is None else self.succ[:, h:],
-                           row_user=self.row_user)
+                           next_pos=self.next_pos[:, h:], row_session=self.row_session,
+                           succ=None if self.succ is None else self.succ[:, h:], row_user=self.row_user)
 
 
 def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0, listeners: bool = False) -> SplitArrays:
@@ -109,25 +109,12 @@ def with_history(a: SplitArrays, items: np.ndarray, skips: np.ndarray) -> SplitA
     )
 
 
-def next_skip(skips: np.ndarray, row_session: np.ndarray) -> np.ndarray:
-    """int8 (R, L): the skip flag of the play after each position, looking into the next window.
-
-    Windows are aligned at the session end, so every window but a session's earliest is full and
-    the play after column L-1 of a row is column 0 of the next row of the same session.
-    """
-    out = np.zeros_like(skips)
-    out[:, :-1] = skips[:, 1:]
-    if len(skips) > 1:
-        same = row_session[1:] == row_session[:-1]
-        out[:-1, -1] = np.where(same, skips[1:, 0], 0)
-    return out
-
-
 def next_skip_rows(a: SplitArrays, idx: np.ndarray) -> np.ndarray:
-    """int8 (len(idx), L): ``next_skip`` of the split's rows ``idx`` only, read from those rows and
-    the row after each (a split's whole ``next_skip`` would be one byte per position in memory).
-    History columns are never followed by a play of theirs: 0 there, as the session's first column
-    follows the last history column."""
+    """int8 (len(idx), L): for the split's rows ``idx`` (sorted), the skip flag of the play after each
+    position, read from those rows and the row after each (a whole split's would be one byte per
+    position in memory).  Windows are aligned at the session end, so every window but a session's
+    earliest is full and the play after a row's last column is the first session column of the
+    next row of the same session.  History columns are never followed by a play of theirs: 0 there."""
     h = a.history
     skips = np.asarray(a.skips[idx])  # (B, L)
     out = np.zeros_like(skips)
@@ -144,8 +131,9 @@ def to_batch(a: SplitArrays, idx: np.ndarray, device: torch.device) -> Batch:
     """Rows ``idx`` as int64 tensors on ``device``: seqs, fb, next_item, next_pos, next_skip (B, T), and
     succ (B, T, K) when the split carries successors."""
     idx = np.sort(idx)  # sorted reads are sequential in the memory map
-    rows = {k: v[idx] for k, v in (("seqs", a.seqs), ("fb", a.skips), ("next_item", a.next_item),
-                                   ("next_pos", a.next_pos), ("succ", a.succ), ("user", a.row_user)) if v is not None}
+    columns = {"seqs": a.seqs, "fb": a.skips, "next_item": a.next_item, "next_pos": a.next_pos, "succ": a.succ,
+               "user": a.row_user}
+    rows = {k: v[idx] for k, v in columns.items() if v is not None}
     rows["next_skip"] = next_skip_rows(a, idx)
     return {k: torch.from_numpy(np.asarray(v, dtype=np.int64)).to(device) for k, v in rows.items()}  # type: ignore[return-value]
 

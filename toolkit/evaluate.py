@@ -15,7 +15,7 @@ import torch
 
 from toolkit import distributed, metrics, topk
 from toolkit.config import POSITIONS
-from toolkit.data import SplitArrays, next_skip, to_batch
+from toolkit.data import SplitArrays, next_skip_rows, to_batch
 from toolkit.schema import PAD
 from toolkit.scorers import Scorer
 
@@ -77,8 +77,7 @@ def query_mask(a: SplitArrays, positions: str = "all", leave_last_out: bool = Fa
         keep[last_row, -2] = True
         return mask & keep
     if positions == "last":
-        kept = np.ones_like(mask)  # the next play was not skipped (history columns are never queries)
-        kept[:, a.history:] = next_skip(np.asarray(a.skips)[:, a.history:], rs) == 0
+        kept = next_skip_rows(a, np.arange(len(a))) == 0  # the next play was not skipped
         flat = np.flatnonzero(mask & kept)  # row-major: time order in a session
         sess = rs[flat // mask.shape[1]]
         last = flat[np.r_[sess[1:] != sess[:-1], True]] if len(flat) else flat

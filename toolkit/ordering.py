@@ -49,7 +49,7 @@ def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray, firs
     del columns["src_row"]  # a sort key only, not an output
     if len(heads) * 64 > n:
         # short runs: a log in time order with users interleaved.  Each user's plays are then
-        # usually in order already, and one stable sort by user (a radix sort on narrow codes)
+        # usually in order already, and one stable sort by user (a counting sort on narrow codes)
         # puts them together; checking per run would cost more than that sort.
         by_play = np.repeat(run_user, lengths)
         perm = _stable_by(by_play)

@@ -104,12 +104,14 @@ def diagnostics(events: Path, con: duckdb.DuckDBPyConnection | None = None) -> d
         con.read_parquet(str(events)).create_view("events")
         rel = sql.relation(con, "split_diagnostics")
         rows = [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-    out = {}
-    for r in rows:
-        name = r.pop("split")
-        share = r["cold_targets"] / r["targets"] if r["targets"] else 0.0
-        out[name] = {**{k: int(v) for k, v in r.items()}, "cold_share": share, "hr_ceiling": 1.0 - share}
-    return out
+    return {r.pop("split"): _with_shares({k: int(v) for k, v in r.items()}) for r in rows}
+
+
+def _with_shares(counts: dict[str, int]) -> SplitDiagnostics:
+    """One split's counts (every field of ``SplitDiagnostics`` but the shares) with its cold share and
+    the HR@k ceiling it implies."""
+    share = counts["cold_targets"] / counts["targets"] if counts["targets"] else 0.0
+    return {**counts, "cold_share": share, "hr_ceiling": 1.0 - share}  # type: ignore[typeddict-item]
 
 
 def tally(has: np.ndarray, user_code: np.ndarray, n_users: int, targets: np.ndarray,
@@ -131,12 +133,11 @@ def tally(has: np.ndarray, user_code: np.ndarray, n_users: int, targets: np.ndar
         sessions = int(has[code].sum())
         if not sessions:
             continue
-        n, cold = int(targets[code]), int(cold_targets[code])
-        share = cold / n if n else 0.0
-        out[name] = {"sessions": sessions, "listeners": int(present[code].sum()),
-                     "listeners_without_train": int((present[code] & ~trained).sum()),
-                     "sessions_without_train": int((has[code] & ~trained[user_code]).sum()),
-                     "targets": n, "cold_targets": cold, "cold_share": share, "hr_ceiling": 1.0 - share}
+        out[name] = _with_shares({
+            "sessions": sessions, "listeners": int(present[code].sum()),
+            "listeners_without_train": int((present[code] & ~trained).sum()),
+            "sessions_without_train": int((has[code] & ~trained[user_code]).sum()),
+            "targets": int(targets[code]), "cold_targets": int(cold_targets[code])})
     return out
 
 
