@@ -171,9 +171,12 @@ def serve_tracks(new_session, on_mood, skipped, mood, fresh, off_taste, u_action
     return out
 
 
-def stable_order(codes):
-    """Reference for ``kernels.ordering.stable_order``: Python's sort is stable."""
-    return np.array(sorted(range(len(codes)), key=lambda i: int(codes[i])), np.int64)
+def stable_places(codes):
+    """Reference for ``kernels.ordering.stable_places``: a play goes after every smaller code and
+    after the earlier plays of its own code."""
+    codes = [int(c) for c in codes]
+    return np.array([sum(c < mine for c in codes) + sum(c == mine for c in codes[:i])
+                     for i, mine in enumerate(codes)], np.int64)
 
 
 def next_skip(skips, row_session):
@@ -185,3 +188,11 @@ def next_skip(skips, row_session):
         same = row_session[1:] == row_session[:-1]
         out[:-1, -1] = np.where(same, skips[1:, 0], 0)
     return out
+
+
+def look_up(table, hashes):
+    """Reference for ``kernels.lookup``: a Python dict from each value to its first row; -1 when absent."""
+    row_of = {}
+    for row, value in enumerate(table):
+        row_of.setdefault(int(value), row)
+    return np.array([row_of.get(int(h), -1) for h in hashes], np.int32)

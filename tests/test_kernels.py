@@ -442,23 +442,58 @@ def test_every_kernel_core_has_a_reference():
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.integers(-5, 40), max_size=200), st.integers(0, 3))
-def test_stable_order_matches_the_reference(values, slack):
+def test_stable_places_match_the_reference(values, slack):
     import reference
-    from kernels.ordering import stable_order
+    from kernels.ordering import stable_places
 
     codes = np.array(values, np.int32)
     lo = int(codes.min(initial=0)) - slack  # any range that covers the codes
     span = int(codes.max(initial=0)) - lo + slack
-    got = stable_order(codes, lo, span)
+    got = stable_places(codes, lo, span)
     assert got.dtype == np.int64
-    assert np.array_equal(got, reference.stable_order(codes))
-    assert np.array_equal(got, np.argsort(codes, kind="stable"))
+    assert np.array_equal(got, reference.stable_places(codes))
+    sorted_codes = np.empty_like(codes)
+    sorted_codes[got] = codes  # placed, the codes come out sorted, and each play once
+    assert np.array_equal(sorted_codes, np.sort(codes)) and np.array_equal(np.sort(got), np.arange(len(codes)))
 
 
-def test_stable_order_refuses_codes_outside_its_range():
-    from kernels.ordering import stable_order
+def test_stable_places_refuse_codes_outside_their_range():
+    from kernels.ordering import stable_places
 
     with pytest.raises(ValueError, match="codes must lie in 0 .. 3"):
-        stable_order(np.array([0, 4], np.int32), 0, 3)
+        stable_places(np.array([0, 4], np.int32), 0, 3)
     with pytest.raises(TypeError, match="dtype int32"):
-        stable_order(np.array([0, 1], np.int64), 0, 3)
+        stable_places(np.array([0, 1], np.int64), 0, 3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=120, unique=True), st.lists(st.integers(0, 2**64 - 1), max_size=40),
+       st.data())
+def test_hash_lookup_matches_the_reference(keys, strangers, data):
+    """Rows of present hashes, EMPTY for absent ones, for any 64-bit values (also ones whose low
+    bits collide, which force long probe runs)."""
+    import reference
+    from kernels.lookup import EMPTY, build_index, look_up
+
+    if data.draw(st.booleans()):  # keys differing only in their top 12 bits: every one has home slot 0
+        keys = sorted({(k % 4096) << 52 for k in keys})
+    table = np.array(keys, np.uint64)
+    slots, shared = build_index(table)
+    assert shared == -1 and slots.dtype == np.int32
+    assert sorted(slots[slots != EMPTY].tolist()) == list(range(len(keys)))  # every row in one slot
+    present = data.draw(st.lists(st.sampled_from(keys), max_size=60)) if keys else []
+    hashes = np.array(present + strangers, np.uint64)
+    got = look_up(table, slots, hashes)
+    assert got.dtype == np.int32
+    assert np.array_equal(got, reference.look_up(table, hashes))
+
+
+def test_hash_index_finds_a_shared_hash_and_refuses_a_foreign_index():
+    from kernels.lookup import build_index, look_up
+
+    assert build_index(np.array([5, 9, 5, 7], np.uint64))[1] == 2  # row 2 repeats row 0
+    slots, _ = build_index(np.array([5, 9], np.uint64))
+    with pytest.raises(ValueError, match="build it from this table"):
+        look_up(np.arange(40, dtype=np.uint64), slots, np.array([5], np.uint64))
+    with pytest.raises(TypeError, match="dtype uint64"):
+        look_up(np.array([5, 9], np.uint64), slots, np.array([5], np.int64))

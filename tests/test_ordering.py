@@ -84,13 +84,14 @@ def test_track_codes_are_rows_of_the_dictionary():
 
 
 @pytest.mark.parametrize("span", [3, 2**15 + 5, 2**16 + 5])
-def test_stable_order_by_listener_at_every_code_width(span):
+def test_stable_places_by_listener_at_every_code_width(span):
     """The counting sort on a narrow range of codes and numpy's sort past it give the same stable order."""
-    from toolkit.ordering import _stable_by
+    from toolkit.ordering import _placed, _stable_places
 
     codes = np.random.default_rng(span).integers(7, 7 + span, 5000).astype(np.int32)
     codes[:2] = 7, 7 + span - 1  # the whole range
-    assert np.array_equal(_stable_by(codes), np.argsort(codes, kind="stable"))
+    values = np.arange(len(codes)) * 3
+    assert np.array_equal(_placed(values, _stable_places(codes)), values[np.argsort(codes, kind="stable")])
 
 
 def test_a_coder_checks_its_table_once_and_names_what_disagrees():

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.ordering import stable_places
+
 # Peak bytes per play of a bucket's passes (the sorted stream, its sessions and the copies the
 # filters take): prep at 10M plays in one bucket peaked at 1.78 GB.  A bucket holds at most
 # budget / PLAY_BYTES plays.
@@ -85,10 +87,12 @@ class Spread:
         heads = np.r_[0, np.cumsum(np.bincount(bucket, minlength=len(self.blocks)))]
         if np.all(bucket[1:] >= bucket[:-1]):  # a log listing each user's plays together: in order already
             cols = {k: batch[k] for k in self.dtypes}
-        else:  # numpy's stable sort of 16-bit integers is a radix sort: linear in the batch
-            narrow = bucket.astype(np.uint16) if len(self.blocks) <= 1 << 16 else bucket
-            order = np.argsort(narrow, kind="stable")
-            cols = {k: batch[k][order] for k in self.dtypes}
+        else:  # a counting sort by bucket, each column scattered to its place (kernels/ordering.py)
+            places = stable_places(bucket.astype(np.int32), 0, len(self.blocks) - 1)
+            cols = {}
+            for k in self.dtypes:
+                cols[k] = np.empty_like(batch[k])
+                cols[k][places] = batch[k]
         for b in np.flatnonzero(np.diff(heads)).tolist():
             with open(self._path(b), "ab") as fh:
                 for col in cols.values():

@@ -17,9 +17,9 @@ wide SQL sort per step cost several times a plain read-sort-write (see benchmark
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 
-from kernels.ordering import stable_order
+from kernels.lookup import EMPTY, build_index, look_up
+from kernels.ordering import stable_places
 
 LAST = np.iinfo(np.int64).max  # play_stream.sql's position_key of a play without a source position
 
@@ -35,36 +35,43 @@ def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray, firs
     Logs usually list each user's plays together and in time order, so the stream is cut into
     runs of one user, the runs are ordered by user, and the full sort runs only when a run is out
     of time order or two runs of one user overlap.  A log in time order with users interleaved
-    (runs of a play or two) is put together by one stable sort by user instead, and checked.
+    (runs of a play or two) is put together by one stable counting sort by user instead (each
+    column scattered to its place), and checked.
     ``columns`` is consumed: each column is released as soon as its sorted copy exists.
     """
     hashes = columns.pop("user_hash")
     n = len(hashes)
-    heads = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if n else np.zeros(0, np.int64)
-    run_user = Coder(user_table, "user", is_sorted=True)(hashes[heads]) + np.int32(first)  # one lookup per run
-    del hashes
-    lengths = np.diff(np.r_[heads, n])
+    code_of = Coder(user_table, "user")
+    change = hashes[1:] != hashes[:-1]  # where a run of one user's plays ends
     key_names = ["order_us", *(["position_key"] if "position_key" in columns else []), "src_row"]
     keys = [columns[name] for name in key_names]
     del columns["src_row"]  # a sort key only, not an output
-    if len(heads) * 64 > n:
+    if n and (np.count_nonzero(change) + 1) * 64 > n:
         # short runs: a log in time order with users interleaved.  Each user's plays are then
         # usually in order already, and one stable sort by user (a counting sort on narrow codes)
         # puts them together; checking per run would cost more than that sort.
-        by_play = np.repeat(run_user, lengths)
-        perm = _stable_by(by_play)
-        user = by_play[perm]
-        sorted_keys = [k[perm] for k in keys]
+        by_play = code_of(hashes) + np.int32(first)
+        del hashes, change
+        places = _stable_places(by_play)
+        sorted_keys = [_placed(k, places) for k in keys]
+        user = _placed(by_play, places)
         if _ascending([k[:-1] for k in sorted_keys], [k[1:] for k in sorted_keys], user[1:] == user[:-1]):
-            done = dict(zip(key_names[:-1], sorted_keys))  # the output keys are gathered already (not src_row)
+            done = dict(zip(key_names[:-1], sorted_keys))  # the output keys are placed already (not src_row)
+
+            def take(col: np.ndarray, name: str = "") -> np.ndarray:
+                return done.pop(name) if name in done else _placed(col, places)
         else:
             perm = np.lexsort((*keys[::-1], by_play))
-            user, done = by_play[perm], {}
-        del sorted_keys, by_play
+            user = by_play[perm]
 
-        def take(col: np.ndarray, name: str = "") -> np.ndarray:
-            return done.pop(name) if name in done else col[perm]
+            def take(col: np.ndarray, name: str = "") -> np.ndarray:
+                return col[perm]
+        del sorted_keys, by_play
     else:
+        heads = np.flatnonzero(np.r_[True, change]) if n else np.zeros(0, np.int64)
+        run_user = code_of(hashes[heads]) + np.int32(first)  # one lookup per run
+        lengths = np.diff(np.r_[heads, n])
+        del hashes, change
         runs = np.argsort(run_user, kind="stable")
         if _runs_in_order(keys, heads[runs], lengths[runs], run_user[runs]):
             take = _run_gather(heads[runs], lengths[runs])
@@ -84,15 +91,26 @@ def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray, firs
     return out
 
 
-def _stable_by(codes: np.ndarray) -> np.ndarray:
-    """The stable order of int32 ``codes``: a counting sort when their range is narrow (a bucket's
-    listeners are a range of codes, so the count table is at most one entry per listener of the
-    bucket's), else numpy's stable sort."""
+def _stable_places(codes: np.ndarray) -> np.ndarray:
+    """Where each of the int32 ``codes`` goes in their stable order: a counting sort when their range
+    is narrow (a bucket's listeners are a range of codes, so the count table is at most one entry per
+    listener of the bucket's), else the inverse of numpy's stable sort."""
     lo = int(codes.min(initial=0))
     span = int(codes.max(initial=0)) - lo
     if span <= max(len(codes), 2**16):
-        return stable_order(codes, lo, span)
-    return np.argsort(codes, kind="stable")
+        return stable_places(codes, lo, span)
+    places = np.empty(len(codes), np.int64)
+    places[np.argsort(codes, kind="stable")] = np.arange(len(codes))
+    return places
+
+
+def _placed(col: np.ndarray, places: np.ndarray) -> np.ndarray:
+    """``col`` scattered to ``places`` (``out[places[i]] = col[i]``): read in order, written to
+    one running position per code, which is much kinder to the cache than a gather by the sorted
+    indices when the codes are interleaved (see kernels/ordering.py)."""
+    out = np.empty_like(col)
+    out[places] = col
+    return out
 
 
 def _runs_in_order(keys: list[np.ndarray], starts: np.ndarray, lengths: np.ndarray, users: np.ndarray) -> bool:
@@ -139,30 +157,23 @@ def _run_gather(starts: np.ndarray, lengths: np.ndarray):
 
 class Coder:
     """The code of each 64-bit id hash: its row in a dictionary's ``table`` (the hashes of the
-    dictionary's keys), found by a hash join.  The table is checked once for two keys sharing a
-    hash (a sort of the whole table: at 10M tracks it cost about a second per bucket when it ran
-    per call); a hash not in it is a bug upstream (the dictionaries and the plays come from one log)."""
+    dictionary's keys), through a hash index built once (``kernels/lookup.py``), which also finds
+    two keys sharing a hash.  A hash not in the table is a bug upstream (the dictionaries and the
+    plays come from one log)."""
 
-    def __init__(self, table: np.ndarray, what: str, is_sorted: bool = False) -> None:
-        """``is_sorted``: the table is in hash order, so a shared hash is two equal neighbours."""
-        shared = np.any(table[1:] == table[:-1]) if is_sorted else len(np.unique(table)) != len(table)
-        if shared:
-            raise RuntimeError(f"two distinct {what} ids share a 64-bit hash; please report this input")
+    def __init__(self, table: np.ndarray, what: str) -> None:
         self.what = what
-        self._table = pl.Series(table)
-        self._codes = pl.Series(np.arange(len(table), dtype=np.int32))
+        self._table = np.ascontiguousarray(table, np.uint64)
+        self._slots, shared = build_index(self._table)
+        if shared >= 0:
+            raise RuntimeError(f"two distinct {what} ids share a 64-bit hash; please report this input")
 
     def __call__(self, hashes: np.ndarray) -> np.ndarray:
         """int32 (n,): the code of each of ``hashes``."""
-        if not len(hashes):
-            return np.zeros(0, np.int32)
-        try:
-            codes = pl.Series(hashes).replace_strict(self._table, self._codes, return_dtype=pl.Int32)
-        except pl.exceptions.InvalidOperationError:
-            raise RuntimeError(f"the plays and the {self.what} dictionary disagree; this is a bug, "
-                               "please report it") from None
-        # astype: polars hands back its input's dtype (uint64) when there is nothing to replace
-        return codes.to_numpy().astype(np.int32, copy=False)
+        codes = look_up(self._table, self._slots, np.ascontiguousarray(hashes, np.uint64))
+        if len(codes) and int(codes.min()) == EMPTY:
+            raise RuntimeError(f"the plays and the {self.what} dictionary disagree; this is a bug, please report it")
+        return codes
 
 
 def track_codes(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:
