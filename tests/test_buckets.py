@@ -50,33 +50,40 @@ def test_a_log_without_usable_plays_is_refused_in_one_line(tmp_path, memory):
 @pytest.mark.parametrize("on_disk", [False, True])
 def test_shelf_hands_back_what_was_put(tmp_path, on_disk):
     shelf = buckets.Shelf(tmp_path / "shelf" if on_disk else None)
-    arrays = {"track_code": np.arange(5, dtype=np.int32), "order_us": np.arange(5, dtype=np.int64) * 7}
+    # int64 columns narrow to int32 on disk when their values fit, and come back int64 either way
+    arrays = {"track_code": np.arange(5, dtype=np.int32), "order_us": np.arange(5, dtype=np.int64) * 7,
+              "wide": np.array([-1, 2**31, 0, 7, -2**31 - 1], np.int64), "narrow": np.array([-1, 2**31 - 1, 0, 7, -2**31])}
     shelf.put(3, "kept", arrays)
+    if on_disk:
+        assert (tmp_path / "shelf" / "3.kept.narrow.bin").stat().st_size == 5 * 4
+        assert (tmp_path / "shelf" / "3.kept.wide.bin").stat().st_size == 5 * 8
     part = shelf.read(3, "kept", 1, 4)
     assert part["order_us"].tolist() == [7, 14, 21] and part["track_code"].dtype == np.int32
+    assert part["wide"].tolist() == [2**31, 0, 7] and part["order_us"].dtype == np.int64
     back = shelf.take(3, "kept")
     assert set(back) == set(arrays) and back["track_code"].dtype == np.int32
     assert back["track_code"].tolist() == [0, 1, 2, 3, 4]
+    for name in ("wide", "narrow", "order_us"):
+        assert back[name].dtype == np.int64 and back[name].tolist() == arrays[name].tolist()
     with pytest.raises(KeyError):
         shelf.take(3, "kept")
     assert not on_disk or not list((tmp_path / "shelf").iterdir())
 
 
 def test_spread_puts_every_play_in_its_users_bucket(tmp_path):
-    users = np.array([3, 8, 20, 21, 40], np.uint64)  # the user dictionary's hashes, sorted
-    spread = buckets.Spread(tmp_path / "spread", users, np.array([0, 2, 3, 5]))  # {3, 8}, {20}, {21, 40}
+    spread = buckets.Spread(tmp_path / "spread", np.array([0, 2, 3, 5]))  # users {0, 1}, {2}, {3, 4}
     rng = np.random.default_rng(0)
     plays = []
     for start in (0, 7):  # two batches: a bucket's plays keep the stream's order across them
-        hashes = users[rng.integers(0, 5, 7)]
+        users = rng.integers(0, 5, 7).astype(np.int32)
         row = np.arange(start, start + 7, dtype=np.int64)
-        spread.add({"user_hash": hashes, "src_row": row, "flag": (row % 3).astype(np.int8)})
-        plays += list(zip(hashes.tolist(), row.tolist()))
-    for b, members in enumerate(({3, 8}, {20}, {21, 40})):
+        spread.add({"user_code": users, "src_row": row, "flag": (row % 3).astype(np.int8)})
+        plays += list(zip(users.tolist(), row.tolist()))
+    for b, members in enumerate(({0, 1}, {2}, {3, 4})):
         got = spread.take(b)
-        want = [r for h, r in plays if h in members]
+        want = [r for u, r in plays if u in members]
         assert got["src_row"].tolist() == want and got["flag"].tolist() == [r % 3 for r in want]
-        assert set(got["user_hash"].tolist()) <= members and got["flag"].dtype == np.int8
+        assert set(got["user_code"].tolist()) <= members and got["flag"].dtype == np.int8
     assert not list((tmp_path / "spread").iterdir())
 
 

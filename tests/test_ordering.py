@@ -7,14 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.ordering import LAST, listening_order, track_codes
+from toolkit.ordering import LAST, Coder, listening_order
 
 
 def _stream(rows: list[tuple], optional: bool = True) -> dict[str, np.ndarray]:
-    """play_stream.sql columns as numpy from (user_hash, order_us, position_key, src_row) rows;
-    track_hash is the src_row, so the result's order can be read off it."""
+    """play_stream.sql columns as numpy, users and tracks coded, from (user_code, order_us,
+    position_key, src_row) rows; track_code is the src_row, so the result's order can be read off it."""
     u, t, p, r = (np.array(c) for c in zip(*rows)) if rows else ([],) * 4
-    cols = {"user_hash": np.asarray(u, np.uint64), "track_hash": np.asarray(r, np.uint64),
+    cols = {"user_code": np.asarray(u, np.int32), "track_code": np.asarray(r, np.int32),
             "order_us": np.asarray(t, np.int64), "end_us": np.asarray(t, np.int64) + 5,
             "played": np.zeros(len(rows), np.int64), "duration": np.full(len(rows), -1, np.int64),
             "flag": np.zeros(len(rows), np.int8), "src_row": np.asarray(r, np.int64)}
@@ -24,42 +24,38 @@ def _stream(rows: list[tuple], optional: bool = True) -> dict[str, np.ndarray]:
     return cols
 
 def test_listening_order_by_hand():
-    """listening_order: user (by hash rank), then order time, then the source's position
+    """listening_order: user (by code), then order time, then the source's position
     (missing = LAST, so last), then source row; constant columns a format lacks come back filled."""
-    table = np.array([2, 9], np.uint64)  # the user dictionary's hashes, sorted
     rows = [(9, 50, LAST, 0), (2, 70, LAST, 1), (9, 10, LAST, 5), (9, 10, 1, 3), (9, 0, LAST, 4), (9, 10, 0, 2)]
-    out = listening_order(_stream(rows), table)
-    assert out["track_hash"].tolist() == [1, 4, 2, 3, 5, 0] and out["user_code"].tolist() == [0, 1, 1, 1, 1, 1]
+    out = listening_order(_stream(rows))
+    assert out["track_code"].tolist() == [1, 4, 2, 3, 5, 0] and out["user_code"].tolist() == [2, 9, 9, 9, 9, 9]
     assert out["order_us"].tolist() == [70, 0, 10, 10, 10, 50] and out["start_us"].tolist() == [69, -1, 9, 9, 9, 49]
     assert out["position"].tolist() == [-1, -1, 0, 1, -1, -1] and out["hint"].tolist() == [1, 0, 0, 1, 1, 0]
-    bare = listening_order(_stream(rows, optional=False), table)  # no positions: ties by source row
-    assert bare["track_hash"].tolist() == [1, 4, 2, 3, 5, 0]
+    bare = listening_order(_stream(rows, optional=False))  # no positions: ties by source row
+    assert bare["track_code"].tolist() == [1, 4, 2, 3, 5, 0]
     assert bare["start_us"] is bare["order_us"] and set(bare["hint"]) == set(bare["position"]) == {-1}
-    with pytest.raises(RuntimeError, match="disagree"):
-        listening_order(_stream([(3, 0, LAST, 0)]), table)
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4), st.sampled_from([0, 1, 2, np.iinfo(np.int64).max])),
                 min_size=0, max_size=40), st.randoms())
 def test_listening_order_matches_a_plain_sort(rows, rnd):
-    """Whatever the input order, the result is Python's sort by (user hash, order time, position
+    """Whatever the input order, the result is Python's sort by (user code, order time, position
     key, source row): both the stable-by-user fast path and the full sort."""
-    hashes = np.array([5, 11, 40, 90], np.uint64)
-    rows = [(int(hashes[u]), t, p, r) for r, (u, t, p) in enumerate(rows)]
+    codes = [5, 11, 40, 90]  # a bucket's users need not start at code 0
+    rows = [(codes[u], t, p, r) for r, (u, t, p) in enumerate(rows)]
     rnd.shuffle(rows)
     # shuffled; each user in file order; and in time order with users interleaved (a service's log,
     # which the stable sort by user takes without the full sort)
     for listed in (rows, sorted(rows, key=lambda x: (x[0], x[3])), sorted(rows, key=lambda x: (x[1], x[2], x[3]))):
         want = sorted(listed, key=lambda x: (x[0], x[1], x[2], x[3]))
-        out = listening_order(_stream(listed), hashes)
-        assert out["track_hash"].tolist() == [r for *_, r in want]
-        assert out["user_code"].tolist() == np.searchsorted(hashes, [u for u, *_ in want]).tolist()
+        out = listening_order(_stream(listed))
+        assert out["track_code"].tolist() == [r for *_, r in want]
+        assert out["user_code"].tolist() == [u for u, *_ in want]
 
 @pytest.mark.parametrize("overlap", [False, True])
 def test_listening_order_of_long_runs(overlap):
     """Long runs of one user (the usual log) take the run-copy path; a user split into two runs
     whose times interleave needs the full sort.  Both must equal a plain sort."""
-    hashes = np.array([3, 7, 8], np.uint64)
     rng = np.random.default_rng(1)
     blocks = [(7, np.arange(0, 400)), (3, np.arange(0, 300)), (8, np.arange(0, 200)),
               (7, np.arange(200, 600) if overlap else np.arange(400, 700))]
@@ -68,19 +64,19 @@ def test_listening_order_of_long_runs(overlap):
         for t in times:
             rows.append((user, int(t) * 10 + int(rng.integers(0, 2)), LAST, r))
             r += 1
-    out = listening_order(_stream(rows), hashes)
+    out = listening_order(_stream(rows))
     want = sorted(rows, key=lambda x: (x[0], x[1], x[2], x[3]))
-    assert out["track_hash"].tolist() == [x[3] for x in want]
+    assert out["track_code"].tolist() == [x[3] for x in want]
     assert out["order_us"].tolist() == [x[1] for x in want]
 
 
-def test_track_codes_are_rows_of_the_dictionary():
+def test_codes_are_rows_of_the_dictionary():
     table = np.array([70, 3, 15], np.uint64)  # the track dictionary's hashes, in key order
-    codes = track_codes(np.array([15, 70, 15, 3], np.uint64), table)
+    codes = Coder(table, "track")(np.array([15, 70, 15, 3], np.uint64))
     assert codes.dtype == np.int32 and codes.tolist() == [2, 0, 2, 1]
-    assert track_codes(np.zeros(0, np.uint64), table).dtype == np.int32
+    assert Coder(table, "track")(np.zeros(0, np.uint64)).dtype == np.int32
     with pytest.raises(RuntimeError, match="share a 64-bit hash"):
-        track_codes(np.array([3], np.uint64), np.array([3, 3], np.uint64))
+        Coder(np.array([3, 3], np.uint64), "track")
 
 
 @pytest.mark.parametrize("span", [3, 2**15 + 5, 2**16 + 5])
@@ -95,8 +91,6 @@ def test_stable_places_by_listener_at_every_code_width(span):
 
 
 def test_a_coder_checks_its_table_once_and_names_what_disagrees():
-    from toolkit.ordering import Coder
-
     coder = Coder(np.array([70, 3, 15], np.uint64), "track")
     assert coder(np.array([15, 70, 3], np.uint64)).tolist() == [2, 0, 1]
     with pytest.raises(RuntimeError, match="track dictionary disagree"):

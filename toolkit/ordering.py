@@ -1,12 +1,11 @@
 """Listening order: the usable plays of one bucket, as numpy columns, sorted the way the session
-pass reads them, and their tracks numbered.
+pass reads them; and the coder that numbers their users and tracks.
 
 Public interface
-    ``listening_order(columns, user_table, first)``: the columns of ``sql/play_stream.sql`` (as
-    numpy, one array per column) sorted by (user, order time, source position, source row), users
-    numbered by the rank of their id hash in the user dictionary; columns a format leaves
-    constant come back filled.
-    ``track_codes(hashes, table)``: each play's track code (row of the track dictionary).
+    ``listening_order(columns)``: the columns of ``sql/play_stream.sql`` (as numpy, one array per
+    column, users and tracks coded) sorted by (user, order time, source position, source row);
+    columns a format leaves constant come back filled.
+    ``Coder(table, what)``: the code (row of a dictionary) of each 64-bit id hash.
     ``LAST``: the position key ``play_stream.sql`` gives a play without a source position.
 
 Why numpy and not SQL: logs nearly always list each listener's plays together and in time order,
@@ -24,13 +23,12 @@ from kernels.ordering import stable_places
 LAST = np.iinfo(np.int64).max  # play_stream.sql's position_key of a play without a source position
 
 
-def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray, first: int = 0) -> dict[str, np.ndarray]:
-    """The plays (play_stream.sql columns as numpy) sorted by (user, order time, source position,
-    source row), with users numbered by the rank of their id hash in the user dictionary;
-    ``user_table`` holds the sorted hashes of its users ``first, first + 1, ...`` (a bucket's
-    range: looking 8M plays up in a bucket's 40k users took 0.08 s, in all 1M users 0.38 s).
-    Columns a format leaves constant may be absent; they come back filled (start = order time,
-    hint and position -1).
+def listening_order(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The plays (play_stream.sql columns as numpy, users and tracks already coded: ``user_code``,
+    ``track_code``) sorted by (user code, order time, source position, source row).  Users are
+    numbered by the rank of their id hash in the user dictionary, so a bucket's users are a range
+    of codes.  Columns a format leaves constant may be absent; they come back filled (start = order
+    time, hint and position -1).
 
     Logs usually list each user's plays together and in time order, so the stream is cut into
     runs of one user, the runs are ordered by user, and the full sort runs only when a run is out
@@ -39,10 +37,9 @@ def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray, firs
     column scattered to its place), and checked.
     ``columns`` is consumed: each column is released as soon as its sorted copy exists.
     """
-    hashes = columns.pop("user_hash")
-    n = len(hashes)
-    code_of = Coder(user_table, "user")
-    change = hashes[1:] != hashes[:-1]  # where a run of one user's plays ends
+    codes = columns.pop("user_code")
+    n = len(codes)
+    change = codes[1:] != codes[:-1]  # where a run of one user's plays ends
     key_names = ["order_us", *(["position_key"] if "position_key" in columns else []), "src_row"]
     keys = [columns[name] for name in key_names]
     del columns["src_row"]  # a sort key only, not an output
@@ -50,8 +47,8 @@ def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray, firs
         # short runs: a log in time order with users interleaved.  Each user's plays are then
         # usually in order already, and one stable sort by user (a counting sort on narrow codes)
         # puts them together; checking per run would cost more than that sort.
-        by_play = code_of(hashes) + np.int32(first)
-        del hashes, change
+        by_play = codes
+        del codes, change
         places = _stable_places(by_play)
         sorted_keys = [_placed(k, places) for k in keys]
         user = _placed(by_play, places)
@@ -69,9 +66,9 @@ def listening_order(columns: dict[str, np.ndarray], user_table: np.ndarray, firs
         del sorted_keys, by_play
     else:
         heads = np.flatnonzero(np.r_[True, change]) if n else np.zeros(0, np.int64)
-        run_user = code_of(hashes[heads]) + np.int32(first)  # one lookup per run
+        run_user = codes[heads]
         lengths = np.diff(np.r_[heads, n])
-        del hashes, change
+        del codes, change
         runs = np.argsort(run_user, kind="stable")
         if _runs_in_order(keys, heads[runs], lengths[runs], run_user[runs]):
             take = _run_gather(heads[runs], lengths[runs])
@@ -174,8 +171,3 @@ class Coder:
         if len(codes) and int(codes.min()) == EMPTY:
             raise RuntimeError(f"the plays and the {self.what} dictionary disagree; this is a bug, please report it")
         return codes
-
-
-def track_codes(hashes: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """int32 track code (the row of ``table``, which is in key order) of each play's track hash."""
-    return Coder(table, "track")(hashes)

@@ -414,18 +414,21 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
         with atomic_path(work / TRACK_NAMES) as tmp:
             tracks.drop("key_hash").write_ipc(tmp)
         del tracks
-        tracks_of = ordering.Coder(track_table, "track")  # its check runs once, not per bucket
         user_plays = users["plays"].to_numpy()
         bounds = buckets.plan(user_plays, int(memory_bytes(cfg.memory)))
-        user_table = users["key_hash"].to_numpy()
+        # users and tracks are numbered as they leave DuckDB: 4 bytes a play each instead of an
+        # 8-byte hash through the buckets' files, and one index per dictionary, built once
+        coders = {"user": ordering.Coder(users["key_hash"].to_numpy(), "user"),
+                  "track": ordering.Coder(track_table, "track")}
+        del track_table
         stream, end_rule = _play_stream(con, rows_in)
         if len(bounds) == 2:
             say("reading plays")
-            columns = [_fetch_plays(stream, int(user_plays.sum()))]
+            columns = [_fetch_plays(stream, int(user_plays.sum()), coders)]
         else:
             say(f"spreading plays over {len(bounds) - 1} buckets of listeners")
-            spread = buckets.Spread(work / BUCKETS, user_table, bounds)
-            for batch in _batches(stream):
+            spread = buckets.Spread(work / BUCKETS, bounds)
+            for batch in _batches(stream, coders):
                 spread.add(batch)
     except duckdb.Error as exc:
         raise _unreadable(src, exc) from exc
@@ -437,11 +440,12 @@ def _read(con: duckdb.DuckDBPyConnection, src: readers.Source, cfg: PrepConfig, 
             fetched = columns.pop()  # handed over whole, so the sort frees each column as it goes
         else:
             fetched = spread.take(bucket)
-            if len(fetched["user_hash"]) != plays_in[bucket]:
-                raise RuntimeError(f"bucket {bucket} holds {len(fetched['user_hash'])} plays, not the "
+            if len(fetched["user_code"]) != plays_in[bucket]:
+                raise RuntimeError(f"bucket {bucket} holds {len(fetched['user_code'])} plays, not the "
                                    f"{plays_in[bucket]} counted; this is a bug, please report it")
-        stream = ordering.listening_order(fetched, user_table[bounds[bucket]:bounds[bucket + 1]], int(bounds[bucket]))
-        stream["track_code"] = tracks_of(stream.pop("track_hash"))
+        stream = ordering.listening_order(fetched)
+        for name in NARROW_STREAM:  # int32 on their way (``_play_stream``), int64 for the session pass
+            stream[name] = stream[name].astype(np.int64, copy=False)
         if end_rule == "order":  # every play's order time is its end (Spotify: the end is what it records)
             stream["end_us"] = stream["order_us"]
         elif end_rule == "played":  # no play has an end: start + played time, as play_stream.sql estimates it
@@ -463,38 +467,56 @@ def _unreadable(src: readers.Source, exc: duckdb.Error) -> ToolkitError:
 OPTIONAL_STREAM = {"start_us": "ts_end", "end_us": "ts_end", "hint": "session_hint", "position_key": "position_hint"}
 
 
+# play_stream.sql columns that travel as int32 when every value fits (lengths in ms: 24 days fit)
+NARROW_STREAM = {"played": "played_ms", "duration": "duration_ms"}
+
+
 def _play_stream(con: duckdb.DuckDBPyConnection, rows: int) -> tuple[duckdb.DuckDBPyRelation, str | None]:
     """play_stream.sql with only the columns worth fetching (a format's constant-null fields cost
     one cheap scan to find), and how ``end_us`` follows from the others when it is not fetched:
     "order" (every play has a source end, which is its order time), "played" (none has: start +
     played time), None (fetched).  The plays leave DuckDB once, and where there are buckets they
     are written out and read back, so every column left out saves its bytes twice.  ``rows``: the
-    source rows; below 2^31 the source row numbers travel as int32."""
+    source rows; below 2^31 the source row numbers travel as int32, and so do the lengths in ms
+    where they fit (``NARROW_STREAM``)."""
     fields = sorted(set(OPTIONAL_STREAM.values()))
-    counts = dict(zip(["rows", *fields], sql.one(
-        con, "select count(*), " + ", ".join(f"count({f})" for f in fields) + " from plays")))
+    ranges = [f"{agg}({field})" for field in NARROW_STREAM.values() for agg in ("min", "max")]
+    counts = dict(zip(["rows", *fields, *ranges], sql.one(
+        con, "select count(*), " + ", ".join([*(f"count({f})" for f in fields), *ranges]) + " from plays")))
     absent = {name for name, field in OPTIONAL_STREAM.items() if counts[field] == 0}
     end_rule = "played" if counts["ts_end"] == 0 else "order" if counts["ts_end"] == counts["rows"] else None
     if end_rule is None:
         absent.discard("end_us")
     narrow = {"src_row": "src_row::integer as src_row"} if rows < 2**31 else {}
+    for name, field in NARROW_STREAM.items():  # -1 stands for a missing value
+        if -1 <= (counts[f"min({field})"] or 0) and (counts[f"max({field})"] or 0) < 2**31:
+            narrow[name] = f"{name}::integer as {name}"
     rel = sql.relation(con, "play_stream")
     return rel.project(", ".join(narrow.get(c, c) for c in rel.columns if c not in absent)), end_rule
 
 
-def _batches(rel: duckdb.DuckDBPyRelation, batch_rows: int = 1 << 20):
-    """The rows of ``play_stream.sql`` a batch at a time, as numpy views of each batch's columns."""
+def _batches(rel: duckdb.DuckDBPyRelation, coders: dict[str, ordering.Coder], batch_rows: int = 1 << 20):
+    """The rows of ``play_stream.sql`` a batch at a time, as numpy columns (views of each batch's
+    buffers), users and tracks coded (``_coded``)."""
     for batch in rel.to_arrow_reader(batch_rows):
-        yield {name: _values(col) for name, col in zip(batch.schema.names, batch.columns)}
+        yield _coded({name: _values(col) for name, col in zip(batch.schema.names, batch.columns)}, coders)
 
 
-def _fetch_plays(rel: duckdb.DuckDBPyRelation, n: int) -> dict[str, np.ndarray]:
-    """The ``n`` rows of ``play_stream.sql`` as numpy columns, copied batch by batch into arrays
-    allocated once, so the whole result never exists twice (neither in DuckDB nor here)."""
+def _coded(batch: dict[str, np.ndarray], coders: dict[str, ordering.Coder]) -> dict[str, np.ndarray]:
+    """``batch`` with its user and track hashes replaced by their codes (``user_code``, ``track_code``)."""
+    for what in ("user", "track"):
+        batch[f"{what}_code"] = coders[what](batch.pop(f"{what}_hash"))
+    return batch
+
+
+def _fetch_plays(rel: duckdb.DuckDBPyRelation, n: int, coders: dict[str, ordering.Coder]) -> dict[str, np.ndarray]:
+    """The ``n`` rows of ``play_stream.sql`` as numpy columns (users and tracks coded), copied
+    batch by batch into arrays allocated once, so the whole result never exists twice (neither in
+    DuckDB nor here)."""
     out: dict[str, np.ndarray] = {}
     at = 0
-    for batch in _batches(rel):
-        rows = len(batch["user_hash"])
+    for batch in _batches(rel, coders):
+        rows = len(batch["user_code"])
         if not out:
             out = {name: np.empty(n, dtype=col.dtype) for name, col in batch.items()}
         if at + rows > n:
@@ -505,7 +527,8 @@ def _fetch_plays(rel: duckdb.DuckDBPyRelation, n: int) -> dict[str, np.ndarray]:
     if at != n:
         raise RuntimeError(f"the usable plays number {at}, not the {n} counted; this is a bug, please report it")
     if not out:  # nothing usable: empty columns of the right types
-        out = {f.name: np.empty(0, f.type.to_pandas_dtype()) for f in rel.limit(0).to_arrow_table().schema}
+        out = _coded({f.name: np.empty(0, f.type.to_pandas_dtype())
+                      for f in rel.limit(0).to_arrow_table().schema}, coders)
     return out
 
 
