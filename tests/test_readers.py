@@ -145,3 +145,27 @@ def test_prep_command_prints_the_files_it_left_out(tmp_path):
     result = CliRunner().invoke(app, ["prep", str(export), "--workspace", str(tmp_path / "ws")])
     assert result.exit_code == 0, result.output
     assert "1 file(s) not read: notes.csv (its columns (a, b) are not spotify-extended data)" in result.output
+
+
+def test_normalised_plays_leave_duckdb_in_source_order(tmp_path):
+    """The play stream must come out in the source's row order: the listening order's fast paths
+    count on it (a time-ordered log sorted by listener with a counting sort, a grouped one copied
+    run by run) and fall back to a full sort, far slower, when it does not.  A skip column's value
+    list once became a hash join, whose output order is the threads', not the file's."""
+    import numpy as np
+
+    from toolkit import prep as prep_module, readers, sql
+
+    n = 400_000
+    log = tmp_path / "plays.parquet"
+    pl.DataFrame({"user_id": [f"u{i % 97}" for i in range(n)], "ts": np.arange(n) * 1000,
+                  "track_id": [f"t{i % 1009}" for i in range(n)], "played_ms": np.full(n, 60_000),
+                  "skipped": ["true", "false", "yes", "0", "n"] * (n // 5)}).write_parquet(log, row_group_size=25_000)
+    ws = Workspace.at(tmp_path / "ws")
+    cfg = PrepConfig(threads=2)
+    con = prep_module._connect(ws, cfg)
+    src = readers.resolve(con, [log], "auto", {"ts": "ts"}, None, ws.unpacked)
+    readers.register_raw(con, src)
+    rel = sql.relation(con, "normalize_generic", ts_unit=readers.ts_unit(con))
+    rows = np.concatenate([b.column(0).to_numpy() for b in rel.project("src_row").to_arrow_reader(1 << 16)])
+    assert len(rows) == n and np.all(rows[1:] > rows[:-1])
