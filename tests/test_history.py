@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.history import ListenerOrder, prefix_context, row_history, row_listener, row_successors
+from toolkit.history import (ListenerOrder, SuccessorLinks, prefix_context, row_history, row_listener,
+                             row_successors)
 from toolkit.schema import PAD
 
 
@@ -120,6 +123,25 @@ def test_row_successors_match_the_reference(drawn, width, k, data):
     chosen = data.draw(st.lists(st.sampled_from(sorted(lengths)), unique=True, min_size=1).map(sorted))
     rows = _rows(chosen, lengths, width)
     assert np.array_equal(row_successors(ListenerOrder(ev), rows, width, k), _successors_reference(ev, rows, width, k))
+
+
+@settings(max_examples=40, deadline=None)
+@given(sessions_st, st.integers(1, 4), st.integers(0, 3), st.data())
+def test_successor_links_read_what_row_successors_hold(drawn, width, k, data):
+    """The links (DuckDB over events.parquet, read a batch of rows at a time) give the whole split's
+    successors of the same rows, for any batch of them."""
+    ev = _log([(u, items, skips) for u, (items, skips) in drawn])
+    lengths = {s: len(items) for s, (_, (items, _)) in enumerate(drawn)}
+    chosen = data.draw(st.lists(st.sampled_from(sorted(lengths)), unique=True, min_size=1).map(sorted))
+    rows = _rows(chosen, lengths, width)
+    batch = np.array(sorted(data.draw(st.sets(st.integers(0, len(rows) - 1), min_size=1))), np.int64)
+    with tempfile.TemporaryDirectory() as tmp:
+        events = Path(tmp) / "events.parquet"
+        ev.write_parquet(events, row_group_size=7)  # several row groups, as a large log has
+        links = SuccessorLinks(events, Path(tmp) / "scratch")
+        assert not list((Path(tmp) / "scratch").iterdir())  # nothing left behind
+        got = links.rows(rows, batch, width, k)
+    assert np.array_equal(got, row_successors(ListenerOrder(ev), rows, width, k)[batch])
 
 
 def test_successors_come_from_the_listeners_past_only():

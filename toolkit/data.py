@@ -17,7 +17,7 @@ import torch
 
 import kernels
 from toolkit.artifacts import DatasetDir, read_array, read_frame
-from toolkit.history import ListenerOrder, row_history, row_listener, row_successors
+from toolkit.history import ListenerOrder, SuccessorLinks, row_history, row_listener
 from toolkit.schema import ITEM, PAD, SESSION, TS, USER
 
 
@@ -50,8 +50,9 @@ class SplitArrays:
     # (toolkit/history.py); their next_* are PAD, so they are context, never a query or a target
     history: int = 0
     # int32 (R, L, K) or None: at each play, the tracks that followed the same track in the listener's
-    # earlier plays, latest first (history.row_successors; PAD in history columns and at padding)
-    succ: np.ndarray | None = None
+    # earlier plays, latest first (history.row_successors; PAD in history columns and at padding);
+    # load_split hands a LazySuccessors, which reads them a batch of rows at a time
+    succ: "np.ndarray | LazySuccessors | None" = None
     # int64 (R,) or None: a code of each row's listener (history.row_listener), for the transition
     # term, which leaves the listener's own transitions out
     row_user: np.ndarray | None = None
@@ -71,26 +72,77 @@ class SplitArrays:
 
 def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0, listeners: bool = False) -> SplitArrays:
     """The arrays of one split, memory-mapped (nothing is copied until a batch is taken); with
-    ``history`` > 0 each row is prefixed by its listener's last ``history`` plays before the row, with
-    ``successors`` > 0 each play carries what followed its track before (both held in memory), with
-    ``listeners`` each row carries its listener's code."""
+    ``successors`` > 0 each play carries what followed its track before (read a batch at a time from
+    links DuckDB builds once, out of core), with ``history`` > 0 each row is prefixed by its
+    listener's last ``history`` plays before the row, with ``listeners`` each row carries its
+    listener's code (these two held in memory)."""
     seqs = read_array(ds.array(split, "seqs"))
     row_session = read_array(ds.array(split, "row_session"))
     a = SplitArrays(
         seqs=seqs, skips=read_array(ds.array(split, "skips")), next_item=read_array(ds.array(split, "next_item")),
         next_pos=read_array(ds.array(split, "next_pos")), row_session=row_session,
     )
-    if history <= 0 and successors <= 0 and not listeners:
+    if successors > 0:  # read a batch at a time from links built once (history.SuccessorLinks)
+        a = replace(a, succ=LazySuccessors(_links(ds), row_session, seqs.shape[1], successors))
+    if history <= 0 and not listeners:
         return a
     # one listener-time ordering of the whole log serves both views
     order = ListenerOrder(read_frame(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"]))
-    if successors > 0:
-        a = replace(a, succ=row_successors(order, np.asarray(row_session), seqs.shape[1], successors))
     if listeners:
         a = replace(a, row_user=row_listener(order, np.asarray(row_session), seqs.shape[1]))
     if history > 0:
         a = with_history(a, *row_history(order, np.asarray(row_session), seqs.shape[1], history))
     return a
+
+
+@dataclass(frozen=True)
+class LazySuccessors:
+    """A split's successors (``history.row_successors``: int32 (R, L, K)) without holding them: rows
+    indexed by an array of row numbers come from the dataset's links, a batch at a time; the first
+    ``pad`` columns (history columns, which have no successors) are PAD."""
+
+    links: SuccessorLinks
+    row_session: np.ndarray  # int64 (R,), the split's
+    width: int  # the session's columns
+    k: int
+    pad: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.row_session), self.pad + self.width, self.k
+
+    def __len__(self) -> int:
+        return len(self.row_session)
+
+    def __getitem__(self, key) -> "np.ndarray | LazySuccessors":
+        if isinstance(key, tuple):  # [:, pad:]: the session's columns alone (SplitArrays.session_part)
+            rows, cols = key
+            if rows != slice(None) or cols != slice(self.pad, None):
+                raise IndexError(f"successors index rows by an array, or drop the history columns; not {key!r}")
+            return replace(self, pad=0)
+        idx = np.asarray(key, np.int64)
+        succ = self.links.rows(self.row_session, idx, self.width, self.k)
+        return np.concatenate([np.zeros((len(idx), self.pad, self.k), np.int32), succ], axis=1) if self.pad else succ
+
+    def padded(self, h: int) -> "LazySuccessors":
+        """The same with ``h`` more PAD columns on the left (``with_history``)."""
+        return replace(self, pad=self.pad + h)
+
+
+_LINKS: dict[tuple, SuccessorLinks] = {}
+
+
+def _links(ds: DatasetDir) -> SuccessorLinks:
+    """The successor links of ``ds``'s events, built once per process and events file (a run loads
+    train and valid; both read the same links)."""
+    stat = ds.events.stat()
+    key = (str(ds.events.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _LINKS:
+        _LINKS.clear()  # one dataset's links at a time
+        # the workspace's tmp/ when the dataset sits in a workspace, else the dataset's own folder
+        scratch = ds.path.parent.parent / "tmp" if ds.path.parent.name == "datasets" else ds.path
+        _LINKS[key] = SuccessorLinks(ds.events, scratch)
+    return _LINKS[key]
 
 
 def with_history(a: SplitArrays, items: np.ndarray, skips: np.ndarray) -> SplitArrays:
@@ -104,7 +156,7 @@ def with_history(a: SplitArrays, items: np.ndarray, skips: np.ndarray) -> SplitA
         next_item=np.concatenate([pad, np.asarray(a.next_item)], axis=1),
         next_pos=np.concatenate([pad, np.asarray(a.next_pos)], axis=1),
         row_session=a.row_session, history=a.history + h, row_user=a.row_user,
-        succ=None if a.succ is None else np.concatenate(
+        succ=None if a.succ is None else a.succ.padded(h) if isinstance(a.succ, LazySuccessors) else np.concatenate(
             [np.zeros((len(a), h, a.succ.shape[2]), np.int32), a.succ], axis=1),
     )
 

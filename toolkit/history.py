@@ -16,9 +16,14 @@ references (tests/test_history.py).
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+import duckdb
 import numpy as np
 import polars as pl
 
+from toolkit import sql
 from toolkit.schema import ITEM, PAD, SESSION, TS, USER
 
 SKIP = "is_skip"
@@ -130,6 +135,87 @@ def row_successors(order: ListenerOrder, row_session: np.ndarray, width: int, k:
     ev_idx = begin[:, None] + col - (width - count[:, None])
     out[real] = succ[ev_idx[real]]
     return out
+
+
+class SuccessorLinks:
+    """What ``row_successors`` gives, for any rows and any K, read a batch at a time.
+
+    ``row_successors`` holds (R, L, K) int32 of a whole split and ``ListenerOrder`` the whole log's
+    events: about 20 GB at 200M plays and K = 10.  Here DuckDB links every play of events.parquet to
+    its listener's previous play of the same track and to the track that followed that play
+    (``sql/successor_links.sql``, out of core); the links wait in two memory-mapped files (12 bytes
+    a play, their names unlinked at once, so nothing is left behind), and a batch's K successors
+    are read by following the links K - 1 times: the latest successor of a play is the track after
+    its previous play of the track, the next one the track after the play before that, and so on.
+    """
+
+    def __init__(self, events: Path, scratch: Path, memory_limit: str = "1GB") -> None:
+        """``scratch``: a folder inside the workspace for the link files and DuckDB's spill."""
+        scratch.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="successor-links-", dir=scratch))
+        with duckdb.connect() as con:
+            con.execute("set memory_limit = $m", {"m": memory_limit})
+            con.execute("set temp_directory = $t", {"t": str(folder / "spill")})
+            con.execute("set preserve_insertion_order = false")  # the rows are put in place by index
+            n = sql.one(con, "select count(*) from read_parquet($f)", {"f": str(events)})[0]
+            sizes = con.execute("select session_idx, min(file_row_number) as first, count(*) as plays "
+                                "from read_parquet($f, file_row_number = true) group by session_idx "
+                                "order by session_idx", {"f": str(events)}).fetchnumpy()
+            # a view cannot take a parameter: the path goes in as a quoted literal
+            con.execute(f"create view events as select * from read_parquet('{_quoted(events)}', "
+                        "file_row_number = true)")
+            self.prev = np.lib.format.open_memmap(folder / "prev.npy", "w+", np.int64, (n,))
+            self.after = np.lib.format.open_memmap(folder / "after.npy", "w+", np.int32, (n,))
+            for batch in sql.relation(con, "successor_links").to_arrow_reader(1 << 20):
+                at = batch.column(0).to_numpy()
+                self.prev[at] = batch.column(1).to_numpy()
+                self.after[at] = batch.column(2).to_numpy()
+        self.prev.flush()
+        self.after.flush()
+        for f in folder.rglob("*"):
+            if f.is_file():
+                f.unlink()  # the maps keep the pages; the names go now
+        for d in sorted(folder.rglob("*"), reverse=True):
+            d.rmdir()
+        folder.rmdir()
+        self.sessions = np.asarray(sizes["session_idx"], np.int64)
+        self.first = np.asarray(sizes["first"], np.int64)
+        self.lengths = np.asarray(sizes["plays"], np.int64)
+
+    def rows(self, row_session: np.ndarray, idx: np.ndarray, width: int, k: int) -> np.ndarray:
+        """int32 (len(idx), width, k): ``row_successors`` of the split's rows ``idx`` (``row_session``:
+        the whole split's, rows of a session adjacent, ``width`` columns aligned at the session's end)."""
+        idx = np.asarray(idx, np.int64)
+        rs = np.asarray(row_session[idx], np.int64)
+        out = np.full((len(idx), width, k), PAD, np.int32)
+        if not len(idx) or not k:
+            return out
+        where = np.searchsorted(self.sessions, rs)
+        if (where >= len(self.sessions)).any() or not np.array_equal(self.sessions[np.minimum(where, len(self.sessions) - 1)], rs):
+            raise ValueError("a row's session is not in the events")
+        # rows of a session are adjacent and sorted by session: its last row is where the next session begins - 1
+        last = np.searchsorted(row_session, rs, side="right") - 1
+        from_end = last - idx
+        end = self.lengths[where] - from_end * width
+        start = np.maximum(end - width, 0)
+        count = end - start
+        col = np.arange(width)[None, :]
+        real = col >= width - count[:, None]
+        event = np.where(real, (self.first[where] + start)[:, None] + col - (width - count[:, None]), -1)
+        at = event[real]  # the play at each real column, then its earlier plays of the same track
+        for j in range(k):
+            ok = at >= 0
+            found = np.zeros(len(at), np.int32)
+            found[ok] = self.after[at[ok]]
+            out[..., j][real] = found
+            earlier = np.full(len(at), -1, np.int64)
+            earlier[ok] = self.prev[at[ok]]
+            at = earlier
+        return out
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def play_successors(items: np.ndarray, block_start: np.ndarray, k: int) -> np.ndarray:
