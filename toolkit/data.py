@@ -2,8 +2,9 @@
 
 Shapes (see ``toolkit/schema.py``): every array is ``[rows, max_len]``, left-padded with PAD = 0.
 ``next_skip`` is derived here, a batch at a time (``next_skip_rows``): 1 where the next play of the
-session was skipped.  Nothing of a split is held in memory whole but what a run asks for on top
-(successors, history, listeners): the arrays stay memory-maps, so training a log of any length needs
+session was skipped, and the successors of a batch's plays are read from links built once on disk
+(``LazySuccessors``).  Nothing of a split is held in memory whole but what a run asks for on top
+(history columns, listener codes): the arrays stay memory-maps, so training a log of any length needs
 the pages of its batches, not a copy of the split.
 """
 
