@@ -11,7 +11,9 @@ the query's time), never a later play.  Two views of that past:
   (``SplitArrays.history`` of them); they are context, never queries or targets.
 
 Both are computed from ``events.parquet`` in listener-time order and tested against plain-Python
-references (tests/test_history.py).
+references (tests/test_history.py).  Training and evaluation read successors through
+``SuccessorLinks`` instead, a batch of rows at a time from links DuckDB builds once on disk, so a
+split's (rows, positions, K) never sits in memory; ``row_successors`` is what they are tested against.
 """
 
 from __future__ import annotations

@@ -310,8 +310,8 @@ def _connect(ws: Workspace, cfg: PrepConfig) -> duckdb.DuckDBPyConnection:
     con.execute("set memory_limit = $m", {"m": cfg.memory_limit})
     con.execute("set temp_directory = $t", {"t": str(ws.tmp / "duckdb")})
     con.execute("set preserve_insertion_order = true")
-    # DuckDB plans a value list of five or more (a skip column's 'true', 't', 'yes', ...) as a hash
-    # join, whose output comes in the threads' order, not the file's.  The play stream must leave in
+    # DuckDB may plan a list of values (a skip column's '1', 'true', 't', 'yes', 'y') as a hash join
+    # against the list, whose output comes in the threads' order, not the file's.  The play stream must leave in
     # the source's order: the listening order's fast paths count on it, and fell back to a full sort
     # on every bucket of a time-ordered log (tests/test_readers.py)
     con.execute("set disabled_optimizers = 'in_clause'")
