@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -181,3 +182,26 @@ def test_listener_plays_and_codes():
     span, code = order.listener_plays("u1")
     assert order.items[span].tolist() == [5, 6, 3] and order.skips[span].tolist() == [0, 1, 0] and code == 1
     assert order.listener_plays("u0")[1] == 0 and order.listener_plays("nobody") is None
+
+
+def test_a_loaded_split_reads_successors_a_batch_at_a_time(tmp_path):
+    """load_split's successors equal the whole split's, with history columns (PAD there) and without."""
+    from toolkit.artifacts import Workspace, read_frame
+    from toolkit.config import PrepConfig
+    from toolkit.data import LazySuccessors, load_split, to_batch
+    from toolkit.prep import prep
+
+    ws = Workspace.at(tmp_path / "ws")
+    prep([Path(__file__).parent / "data" / "pinned_log.parquet"], ws, PrepConfig(name="p", max_len=4))
+    ds = ws.dataset("p")
+    a = load_split(ds, "train", history=2, successors=3)
+    assert isinstance(a.succ, LazySuccessors) and a.succ.shape == (len(a), 6, 3)
+    order = ListenerOrder(read_frame(ds.events, columns=["session_idx", "position", "user_id", "item_id", "ts", "is_skip"]))
+    whole = row_successors(order, np.asarray(a.row_session), 4, 3)
+    assert whole.any()  # the log's listeners come back to tracks, so there is something to read
+    idx = np.arange(0, len(a), 3)
+    assert np.array_equal(a.succ[idx], np.concatenate([np.zeros((len(idx), 2, 3), np.int32), whole[idx]], axis=1))
+    assert np.array_equal(a.session_part().succ[idx], whole[idx])
+    assert np.array_equal(to_batch(a, idx, torch.device("cpu"))["succ"].numpy(), a.succ[idx])
+    with pytest.raises(IndexError):
+        a.succ[:, 1:]
