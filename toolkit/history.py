@@ -18,6 +18,7 @@ split's (rows, positions, K) never sits in memory; ``row_successors`` is what th
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -75,15 +76,8 @@ class ListenerOrder:
         """For rows ``width`` wide aligned at their session's end (``kernels.build_sequences``): the index
         of each row's first play in listener-time order, and how many plays the row holds."""
         rs = np.asarray(row_session, dtype=np.int64)
-        where = np.searchsorted(self.sessions, rs)
-        if len(rs) and ((where >= len(self.sessions)).any()
-                        or not np.array_equal(self.sessions[np.minimum(where, len(self.sessions) - 1)], rs)):
-            raise ValueError("a row's session is not in the events")
         last_row = np.r_[rs[1:] != rs[:-1], True] if len(rs) else np.zeros(0, bool)
-        from_end = _rows_from_end(last_row)
-        end = self.lengths[where] - from_end * width  # the k-th row from the last ends k * width earlier
-        start = np.maximum(end - width, 0)
-        return self.first[where] + start, end - start
+        return _row_windows(self.sessions, self.first, self.lengths, rs, _rows_from_end(last_row), width)
 
 
 def row_history(order: ListenerOrder, row_session: np.ndarray, width: int,
@@ -159,13 +153,13 @@ class SuccessorLinks:
             con.execute("set memory_limit = $m", {"m": memory_limit})
             con.execute("set temp_directory = $t", {"t": str(folder / "spill")})
             con.execute("set preserve_insertion_order = false")  # the rows are put in place by index
-            n = sql.one(con, "select count(*) from read_parquet($f)", {"f": str(events)})[0]
             sizes = con.execute("select session_idx, min(file_row_number) as first, count(*) as plays "
                                 "from read_parquet($f, file_row_number = true) group by session_idx "
                                 "order by session_idx", {"f": str(events)}).fetchnumpy()
             # a view cannot take a parameter: the path goes in as a quoted literal
             con.execute(f"create view events as select * from read_parquet('{_quoted(events)}', "
                         "file_row_number = true)")
+            n = int(sizes["plays"].sum())
             self.prev = np.lib.format.open_memmap(folder / "prev.npy", "w+", np.int64, (n,))
             self.after = np.lib.format.open_memmap(folder / "after.npy", "w+", np.int32, (n,))
             for batch in sql.relation(con, "successor_links").to_arrow_reader(1 << 20):
@@ -174,12 +168,7 @@ class SuccessorLinks:
                 self.after[at] = batch.column(2).to_numpy()
         self.prev.flush()
         self.after.flush()
-        for f in folder.rglob("*"):
-            if f.is_file():
-                f.unlink()  # the maps keep the pages; the names go now
-        for d in sorted(folder.rglob("*"), reverse=True):
-            d.rmdir()
-        folder.rmdir()
+        shutil.rmtree(folder)  # the maps keep the pages; the names go now
         self.sessions = np.asarray(sizes["session_idx"], np.int64)
         self.first = np.asarray(sizes["first"], np.int64)
         self.lengths = np.asarray(sizes["plays"], np.int64)
@@ -192,19 +181,12 @@ class SuccessorLinks:
         out = np.full((len(idx), width, k), PAD, np.int32)
         if not len(idx) or not k:
             return out
-        where = np.searchsorted(self.sessions, rs)
-        if (where >= len(self.sessions)).any() or not np.array_equal(self.sessions[np.minimum(where, len(self.sessions) - 1)], rs):
-            raise ValueError("a row's session is not in the events")
         # rows of a session are adjacent and sorted by session: its last row is where the next session begins - 1
-        last = np.searchsorted(row_session, rs, side="right") - 1
-        from_end = last - idx
-        end = self.lengths[where] - from_end * width
-        start = np.maximum(end - width, 0)
-        count = end - start
+        from_end = np.searchsorted(row_session, rs, side="right") - 1 - idx
+        begin, count = _row_windows(self.sessions, self.first, self.lengths, rs, from_end, width)
         col = np.arange(width)[None, :]
-        real = col >= width - count[:, None]
-        event = np.where(real, (self.first[where] + start)[:, None] + col - (width - count[:, None]), -1)
-        at = event[real]  # the play at each real column, then its earlier plays of the same track
+        real = col >= width - count[:, None]  # rows are left-padded
+        at = (begin[:, None] + col - (width - count[:, None]))[real]  # each real column's play, then its earlier ones
         for j in range(k):
             ok = at >= 0
             found = np.zeros(len(at), np.int32)
@@ -214,6 +196,19 @@ class SuccessorLinks:
             earlier[ok] = self.prev[at[ok]]
             at = earlier
         return out
+
+
+def _row_windows(sessions: np.ndarray, first: np.ndarray, lengths: np.ndarray, rs: np.ndarray, from_end: np.ndarray,
+                 width: int) -> tuple[np.ndarray, np.ndarray]:
+    """For rows ``width`` wide aligned at the end of their session ``rs`` (``kernels.build_sequences``),
+    ``from_end`` rows of the same session after each: the index of each row's first play (``first``:
+    each session's first play, ``sessions`` sorted, ``lengths`` their plays) and how many plays it holds."""
+    where = np.searchsorted(sessions, rs)
+    if len(rs) and ((where >= len(sessions)).any() or not np.array_equal(sessions[np.minimum(where, len(sessions) - 1)], rs)):
+        raise ValueError("a row's session is not in the events")
+    end = lengths[where] - from_end * width  # the k-th row from the last ends k * width earlier
+    start = np.maximum(end - width, 0)
+    return first[where] + start, end - start
 
 
 def _quoted(path: Path) -> str:
