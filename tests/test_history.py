@@ -145,6 +145,27 @@ def test_successor_links_read_what_row_successors_hold(drawn, width, k, data):
     assert np.array_equal(got, row_successors(ListenerOrder(ev), rows, width, k)[batch])
 
 
+def test_successor_links_clear_the_scratch_of_a_killed_build_only(tmp_path):
+    """A build killed before it removed its scratch folder leaves it behind; the next build removes
+    it, and never the folder of a build still running."""
+    import os
+    import subprocess
+    import sys
+
+    from toolkit.history import LINKS_PREFIX
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / "scratch" / f"{LINKS_PREFIX}{int(gone.stdout)}-abc"
+    alive = tmp_path / "scratch" / f"{LINKS_PREFIX}{os.getppid()}-def"
+    for folder in (dead, alive):
+        (folder / "spill").mkdir(parents=True)
+        (folder / "prev.npy").write_bytes(b"half written")
+    events = tmp_path / "events.parquet"
+    _log([(0, [1, 2, 1], [0, 0, 0])]).write_parquet(events)
+    SuccessorLinks(events, tmp_path / "scratch")
+    assert not dead.exists() and (alive / "prev.npy").exists()
+
+
 def test_successors_come_from_the_listeners_past_only():
     # u0 plays 1 2 3, then later 1 4 1 5; u1 plays 1 9 (someone else's successor of 1)
     ev = _log([(0, [1, 2, 3], [0, 0, 0]), (1, [1, 9], [0, 0]), (0, [1, 4, 1, 5], [0, 0, 0, 0])])

@@ -18,6 +18,7 @@ split's (rows, positions, K) never sits in memory; ``row_successors`` is what th
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from toolkit import sql
+from toolkit.artifacts import pid_alive
 from toolkit.schema import ITEM, PAD, SESSION, TS, USER
 
 SKIP = "is_skip"
@@ -133,6 +135,9 @@ def row_successors(order: ListenerOrder, row_session: np.ndarray, width: int, k:
     return out
 
 
+LINKS_PREFIX = "successor-links-"  # + the building process's id: a scratch folder of SuccessorLinks
+
+
 class SuccessorLinks:
     """What ``row_successors`` gives, for any rows and any K, read a batch at a time.
 
@@ -148,7 +153,11 @@ class SuccessorLinks:
     def __init__(self, events: Path, scratch: Path, memory_limit: str = "1GB") -> None:
         """``scratch``: a folder inside the workspace for the link files and DuckDB's spill."""
         scratch.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix="successor-links-", dir=scratch))
+        for old in scratch.glob(f"{LINKS_PREFIX}*"):  # left by a build that was killed (its process is gone)
+            pid = old.name[len(LINKS_PREFIX):].split("-")[0]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{LINKS_PREFIX}{os.getpid()}-", dir=scratch))
         with duckdb.connect() as con:
             con.execute("set memory_limit = $m", {"m": memory_limit})
             con.execute("set temp_directory = $t", {"t": str(folder / "spill")})
