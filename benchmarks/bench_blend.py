@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from toolkit import metrics  # noqa: E402
 from toolkit.artifacts import Workspace, read_manifest  # noqa: E402
+from toolkit.config import SUCCESSOR_OPTIONS  # noqa: E402
 from toolkit.data import load_split, to_batch  # noqa: E402
 from toolkit.evaluate import QueryResults, query_mask  # noqa: E402
 from toolkit.report import (  # noqa: E402
@@ -161,7 +162,9 @@ def main() -> None:
     ds = ws.dataset(cfg.dataset)
     manifest = read_manifest(ds)
     scorer = scorer_for(ws, run, device)
-    markov = build_baseline(ds, manifest, dataclasses.replace(cfg, model="repeat", repeat_head=False)).markov
+    count_cfg = dataclasses.replace(cfg, model="repeat", repeat_head=False, transitions=0,
+                                    **dict.fromkeys(SUCCESSOR_OPTIONS, False))
+    markov = build_baseline(ds, manifest, count_cfg).markov
     split_feats = {}
     for split in ("valid", "test"):
         t0 = time.perf_counter()

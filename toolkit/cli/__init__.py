@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from toolkit import __version__
-from toolkit.cli import demo, prep, recommend, report, study, train, workspace
+from toolkit.cli import demo, prep, recommend, report, study, train, tune, workspace
 from toolkit.cli.common import Commands
 
 app = typer.Typer(
@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 
 COMMANDS = (prep.prep, workspace.synth, demo.demo, train.train, workspace.runs, workspace.datasets, workspace.clean,
-            workspace.version, report.report, recommend.recommend, study.study)
+            workspace.version, report.report, recommend.recommend, study.study, tune.tune)
 for _command in COMMANDS:
     app.command(epilog=_command.epilog)(_command)
 

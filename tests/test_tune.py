@@ -1,0 +1,135 @@
+"""``toolkit tune``: trials are ordinary runs, the first is the study's defaults, the budget is kept,
+the search resumes by reusing its runs, and its printed command trains the best trial again."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.artifacts import Workspace
+from toolkit.cli import app
+from toolkit.config import PrepConfig, TrainConfig
+from toolkit.errors import ConfigError
+from toolkit.prep import prep
+from toolkit.study import SMALL
+from toolkit.tune import SPACE, TuneConfig, base_config, parse_budget, searched, tune
+
+runner = CliRunner()
+# tiny trials: each trains two steps on the hand-written log
+TINY = ["--set", "epochs=1", "--set", "d_model=16", "--set", "batch_size=4", "--set", "n_layers=1",
+        "--set", "valid_sessions=0"]
+TINY_FIXED = {"epochs": 1, "d_model": 16, "batch_size": 4, "n_layers": 1, "valid_sessions": 0}
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def ws(tmp_path, tiny_logs) -> Workspace:
+    w = Workspace.at(tmp_path / "ws")
+    prep([tiny_logs], w, PrepConfig(name="tiny"))
+    return w
+
+
+def test_tune_trains_trials_from_the_defaults_and_resumes_by_reusing_them(ws):
+    res = invoke("tune", "--workspace", ws.root, "--trials", 3, *TINY)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "count baselines on the same validation sessions: repeat" in text and "(defaults)" in text
+    record = json.loads((ws.root / "tunes" / "tiny-sasrec-all-s0.json").read_text())
+    assert len(record["trials"]) == 3 and set(record["baselines"]) == {"repeat", "markov"}
+    first = record["trials"][0]["params"]
+    # trial 0 is the study's settings for every searched dimension; the fixed ones are not searched
+    assert first == {k: SMALL.get(k, getattr(TrainConfig(), k)) for k in first}
+    assert not set(first) & set(TINY_FIXED) and "lr" in first and "follow" in first
+    runs = sorted(p.name for p in (ws.root / "runs").iterdir())
+    assert len(runs) == 3 + 2  # three trials (all different settings) and the two count baselines
+    assert {t["run"] for t in record["trials"]} <= set(runs)
+
+    # the same command with a larger cap: the first three are reused as they were, then the search goes on
+    res = invoke("tune", "--workspace", ws.root, "--trials", 5, *TINY)
+    assert res.exit_code == 0, res.output
+    again = json.loads((ws.root / "tunes" / "tiny-sasrec-all-s0.json").read_text())
+    assert [t["params"] for t in again["trials"][:3]] == [t["params"] for t in record["trials"]]
+    assert [t["reused"] for t in again["trials"][:3]] == [True] * 3
+    assert [t["wall_s"] for t in again["trials"][:3]] == [t["wall_s"] for t in record["trials"]]
+    assert len(again["trials"]) == 5
+
+    # the printed command trains the best trial's run again: the same id, reused
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("train it:"))
+    argv = shlex.split(line.removeprefix("train it:"))[1:]  # drop the program name
+    best = again["trials"][again["best"]]
+    out = invoke(*argv, "--workspace", ws.root)
+    assert out.exit_code == 0, out.output
+    assert best["run"] in out.output and "already trained: reused" in out.output
+
+
+def test_the_budget_stops_the_search_before_a_trial_that_would_not_fit(ws, monkeypatch):
+    import toolkit.tune as tune_module
+
+    real_train = tune_module.train
+
+    def slow_train(ws, cfg, progress=None):  # every neural run is recorded as 100 s of training
+        res = real_train(ws, cfg, progress)
+        return dataclasses.replace(res, wall_s=100.0) if cfg.model == "sasrec" else res
+
+    monkeypatch.setattr(tune_module, "train", slow_train)
+    result = tune(ws, TuneConfig(budget_s=150, fixed=TINY_FIXED))
+    assert len(result.trials) == 1 and result.stopped == "no time left for another trial"
+    assert result.spent_s == pytest.approx(100)
+    result = tune(ws, TuneConfig(budget_s=250, fixed=TINY_FIXED))
+    assert len(result.trials) == 2 and result.spent_s == pytest.approx(200)
+    assert result.trials[0].reused and not result.trials[1].reused
+    result = tune(ws, TuneConfig(budget_s=10, fixed=TINY_FIXED))  # the first trial always runs
+    assert len(result.trials) == 1 and result.stopped == "budget spent"
+
+
+def test_the_space_leaves_out_fixed_settings_and_those_a_model_does_not_read(ws):
+    names = {d.name for d in searched(base_config(ws, TuneConfig(fixed={"d_model": 16})), {"d_model": 16})}
+    assert "d_model" not in names and {"lr", "transitions", "follow", "successor_sum"} <= names
+    assert "alpha" not in names  # no contrastive term to weigh
+    bert = {d.name for d in searched(base_config(ws, TuneConfig(model="bert4rec")), {})}
+    assert not bert & {"transitions", "follow", "successor_sum"}  # no repeat head
+    contrastive = {d.name for d in searched(base_config(ws, TuneConfig(feedback="contrastive")), {})}
+    assert "alpha" in contrastive
+    assert len({d.name for d in SPACE}) == len(SPACE)
+    for d in SPACE:  # every searched name is a training setting
+        assert hasattr(TrainConfig(), d.name), d.name
+
+
+@pytest.mark.parametrize("text, seconds", [("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("90s", 90),
+                                           ("600", 600), ("1.5h", 5400), ("45min", 2700)])
+def test_budgets_read_as_people_write_them(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--budget", "soon"], "--budget soon"),
+    (["--budget", "0"], "--budget 0"),
+    (["--model", "markov"], "--model markov"),
+    (["--trials", "0"], "--trials 0"),
+    (["--set", "colour=blue"], "--set colour=blue"),
+])
+def test_bad_options_are_one_line_errors(ws, args, names):
+    res = invoke("tune", "--workspace", ws.root, *args)
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and names in lines[0] and "Traceback" not in res.output, res.output
+
+
+def test_a_missing_dataset_fails_before_any_training(tmp_path):
+    res = invoke("tune", "--workspace", tmp_path / "empty", "--dataset", "nothing")
+    assert res.exit_code == 1 and "nothing" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "empty" / "runs").exists() or not any((tmp_path / "empty" / "runs").iterdir())
+
+
+def test_bad_config_values_raise_config_errors():
+    with pytest.raises(ConfigError, match="--budget"):
+        TuneConfig(budget_s=-1)
+    with pytest.raises(ConfigError, match="--model pop"):
+        TuneConfig(model="pop")

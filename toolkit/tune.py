@@ -1,0 +1,282 @@
+"""``toolkit tune``: training settings chosen on validation, within a time budget.
+
+Every trial is an ordinary ``toolkit train`` run (the study's settings, the searched ones over
+them), so it is listed by ``toolkit runs``, reused when asked for again, and its validation
+NDCG@10 is the one ``train`` recorded. Optuna's TPE sampler (Bergstra et al., NeurIPS 2011)
+proposes each trial from the values of the trials before; it is used rather than a hand-written
+random search because with a handful of trials a model of which settings did well finds better
+ones sooner, and its ask-and-tell interface lets the toolkit keep its own training loop.
+
+- The first trial is the study's defaults, so the search reports how far it moved from them.
+- A count baseline (``repeat`` and ``markov``, the ones the neural runs must beat) is scored on
+  the same validation sessions, so the table shows the bar as well as the winner.
+- Nothing here reads the test split: choosing settings on test would make every test number
+  after it optimistic.
+- Resuming: the sampler is seeded and each trial's value is read back from its run, so the same
+  command asks for the same settings in the same order, reuses the finished runs (each charged at
+  its recorded training time) and continues where an interrupted search stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from toolkit.artifacts import Workspace, read_manifest, write_json
+from toolkit.config import NEURAL, TrainConfig
+from toolkit.errors import ConfigError
+from toolkit.progress import TrainProgress
+from toolkit.runs import latest_dataset
+from toolkit.study import SMALL
+from toolkit.train import train
+
+Progress = Callable[[TrainProgress | str], None]
+METRIC = "ndcg@10"
+BASELINES = ("repeat", "markov")
+REPEATS_IN_A_ROW = 20  # proposals that only repeat earlier trials before the space counts as exhausted
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched setting: categorical ``choices``, or a range ``low``..``high`` (``log``: on a log
+    scale; ``step``: a grid), and which runs it applies to."""
+
+    name: str
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    needs: Callable[[TrainConfig], bool] = lambda cfg: True
+
+    def suggest(self, trial):
+        if self.choices:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if isinstance(self.low, int) and isinstance(self.high, int):
+            return trial.suggest_int(self.name, self.low, self.high)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+
+
+def _copies(cfg: TrainConfig) -> bool:
+    return cfg.repeat_head
+
+
+def _successors(cfg: TrainConfig) -> bool:
+    return cfg.repeat_head and cfg.successors > 0
+
+
+def _sampled(cfg: TrainConfig) -> bool:
+    return cfg.loss in ("shared", "sampled", "auto")
+
+
+# the settings that moved validation NDCG@10 in the sweeps of benchmarks/README.md, in ranges around
+# the study's defaults (d 32, 2 layers, 2 epochs, lr 3e-3, dropout 0.1, 2,048 shared negatives)
+SPACE = (
+    Dimension("d_model", choices=(32, 64)),
+    Dimension("n_layers", choices=(1, 2)),
+    Dimension("epochs", low=1, high=4),
+    Dimension("lr", low=1e-3, high=1e-2, log=True),
+    Dimension("dropout", low=0.0, high=0.3, step=0.05),
+    Dimension("batch_size", choices=(64, 128, 256)),
+    Dimension("negatives", choices=(512, 1024, 2048, 4096), needs=_sampled),
+    Dimension("transitions", choices=(0, 20), needs=_copies),
+    Dimension("follow", choices=(False, True), needs=_successors),
+    Dimension("successor_sum", choices=(False, True), needs=_successors),
+    Dimension("alpha", low=0.01, high=1.0, log=True, needs=lambda cfg: "contrastive" in cfg.modes),
+)
+
+
+@dataclass
+class TuneConfig:
+    dataset: str | None = None  # prepared dataset (default: the latest)
+    budget_s: float = 1800.0  # training time the trials may take together
+    trials: int | None = None  # at most this many trials (default: as many as the budget allows)
+    model: str = "sasrec"
+    feedback: str = "all"
+    seed: int = 0  # the runs' seed, and the sampler's
+    fixed: dict = field(default_factory=dict)  # settings over the study's, never searched
+
+    def __post_init__(self) -> None:
+        if self.model not in NEURAL:
+            raise ConfigError(f"--model {self.model}: tune searches the settings of a neural model "
+                              f"({', '.join(NEURAL)}); the count baselines have none")
+        if not self.budget_s > 0:
+            raise ConfigError(f"--budget {self.budget_s:g} s: give a positive time, e.g. 30m or 2h")
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"--trials {self.trials}: use at least 1")
+
+
+@dataclass(frozen=True)
+class Trial:
+    number: int  # from 0; 0 is the study's defaults
+    run: str
+    params: dict  # the searched settings of this trial
+    value: float  # validation NDCG@10 of the run's best epoch
+    best_epoch: int
+    epochs_done: int
+    wall_s: float  # training time charged to the budget (the recorded one for a reused run)
+    reused: bool
+    repeat_of: int | None = None  # an earlier trial with the same settings (nothing trained)
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    dataset: str
+    model: str
+    feedback: str
+    seed: int
+    budget_s: float
+    spent_s: float
+    stopped: str  # why no further trial started
+    valid_sessions: int
+    trials: list[Trial]
+    baselines: dict  # model -> {"run", "value"}
+    base: dict  # the settings every trial shares (the study's, then --set)
+    path: str  # the record written under the workspace
+
+    @property
+    def best(self) -> Trial:
+        return max(self.trials, key=lambda t: (t.value, -t.number))
+
+    @property
+    def default(self) -> Trial:
+        return self.trials[0]
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["best"] = self.best.number
+        return out
+
+
+def base_config(ws: Workspace, cfg: TuneConfig) -> TrainConfig:
+    """What every trial shares: the study's settings for the model, then ``fixed``; checked once."""
+    dataset = cfg.dataset or latest_dataset(ws)
+    read_manifest(ws.dataset(dataset))  # a one-line error for a missing or damaged dataset, before any training
+    settings = {**SMALL, **cfg.fixed}
+    if cfg.model == "bert4rec":  # no 'before' for the repeat head to read (as in the study)
+        settings.update(repeat_head=False, successors=0, transitions=0, follow=False, successor_sum=False)
+    return TrainConfig(dataset=dataset, model=cfg.model, feedback=cfg.feedback, seed=cfg.seed, **settings)
+
+
+def searched(base: TrainConfig, fixed: dict) -> tuple[Dimension, ...]:
+    """The dimensions that apply to ``base`` and that ``fixed`` leaves open."""
+    return tuple(d for d in SPACE if d.name not in fixed and d.needs(base))
+
+
+def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> TuneResult:
+    """Train trials until the budget or ``cfg.trials`` is spent; write and return the record."""
+    import optuna
+
+    say = progress or (lambda _event: None)
+    base = base_config(ws, cfg)
+    space = searched(base, cfg.fixed)
+    baselines = {}
+    for model in BASELINES:  # seconds each; the same validation sessions as every trial
+        reads = {"successors": base.successors} if model == "repeat" else {}  # what the repeat head reads too
+        ref = TrainConfig(dataset=base.dataset, model=model, seed=base.seed, history=base.history,
+                          valid_sessions=base.valid_sessions, **reads)
+        res = train(ws, ref)
+        baselines[model] = {"run": res.id, "value": float(res.valid[METRIC])}
+    say(f"count baselines on the same validation sessions: "
+        + ", ".join(f"{m} {b['value']:.4f}" for m, b in baselines.items()))
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=4, multivariate=True)
+    search = optuna.create_study(direction="maximize", sampler=sampler)
+    search.enqueue_trial({d.name: getattr(base, d.name) for d in space})  # trial 0: the defaults
+    trials: list[Trial] = []
+    seen: dict[tuple, int] = {}
+    spent, repeats, stopped = 0.0, 0, ""
+    while True:
+        if cfg.trials is not None and len(trials) >= cfg.trials:
+            stopped = f"{cfg.trials} trial{'s' if cfg.trials != 1 else ''} done"
+            break
+        charged = [t.wall_s for t in trials if t.repeat_of is None]
+        if spent >= cfg.budget_s or (charged and spent + sum(charged) / len(charged) > cfg.budget_s):
+            stopped = "budget spent" if spent >= cfg.budget_s else "no time left for another trial"
+            break
+        if repeats >= REPEATS_IN_A_ROW:
+            stopped = "the search proposed only settings already tried"
+            break
+        trial = search.ask()
+        # floats to 3 significant digits: a trial's command line then names its run exactly
+        params = {d.name: _round(d.suggest(trial)) for d in space}
+        key = tuple(sorted(params.items()))
+        if key in seen:  # nothing to train: the earlier trial's value again, at no cost
+            earlier = trials[seen[key]]
+            search.tell(trial, earlier.value)
+            trials.append(replace(earlier, number=len(trials), wall_s=0.0, reused=True, repeat_of=earlier.number))
+            repeats += 1
+            continue
+        repeats = 0
+        run_cfg = replace(base, **params)
+        say(f"trial {len(trials) + 1}: " + ", ".join(f"{k}={show_setting(v)}" for k, v in params.items())
+            + f" ({_minutes(max(cfg.budget_s - spent, 0))} of the budget left)")
+        res = train(ws, run_cfg, say)
+        wall = float(res.wall_s)  # recorded, so a resumed search charges a reused trial what it cost then
+        value = float(res.valid[METRIC])
+        if not math.isfinite(value):
+            value = 0.0
+        search.tell(trial, value)
+        seen[key] = len(trials)
+        trials.append(Trial(number=len(trials), run=res.id, params=params, value=value, best_epoch=res.best_epoch,
+                            epochs_done=res.epochs_done, wall_s=wall, reused=res.reused))
+        spent += wall
+        say(f"trial {len(trials)}: valid NDCG@10 {value:.4f} (best so far "
+            f"{max(t.value for t in trials):.4f})" + (", already trained: reused" if res.reused else ""))
+    path = record_path(ws, base)
+    result = TuneResult(dataset=base.dataset, model=base.model, feedback=base.feedback, seed=base.seed,
+                        budget_s=cfg.budget_s, spent_s=spent, stopped=stopped, valid_sessions=base.valid_sessions,
+                        trials=trials, baselines=baselines,
+                        base={k: v for k, v in {**SMALL, **cfg.fixed}.items() if k not in {d.name for d in space}},
+                        path=str(path))
+    write_json(path, result.to_json())
+    return result
+
+
+def record_path(ws: Workspace, base: TrainConfig) -> Path:
+    return ws.root / "tunes" / f"{base.dataset}-{base.model}-{base.feedback.replace('+', '_')}-s{base.seed}.json"
+
+
+def command_for(result: TuneResult, trial: Trial, command: str = "train") -> str:
+    """The ``toolkit train`` (or ``study``) command line with a trial's settings."""
+    if command == "study":  # the study sets model, feedback and seed itself
+        head = f"toolkit study --dataset {result.dataset}"
+        settings = {**{k: v for k, v in result.base.items() if k not in SMALL or SMALL[k] != v}, **trial.params}
+    else:
+        head = f"toolkit train --dataset {result.dataset} --model {result.model} --feedback {result.feedback}"
+        settings = {**result.base, **trial.params}
+        if result.seed:
+            head += f" --seed {result.seed}"
+    return head + "".join(f" --set {k}={show_setting(v)}" for k, v in settings.items())
+
+
+def _round(value):
+    return float(f"{value:.3g}") if isinstance(value, float) else value
+
+
+def show_setting(value) -> str:
+    """A setting as ``--set`` reads it back (floats are already rounded to 3 significant digits)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def parse_budget(text: str) -> float:
+    """'90s', '30m', '2h', '1h30m' or plain seconds, as seconds; a one-line error otherwise."""
+    import re
+
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?", t)
+    if not t or parts is None or not any(parts.groups()):
+        raise ConfigError(f"--budget {text}: give a time such as 30m, 2h, 1h30m or 600s")
+    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+    return h * 3600 + m * 60 + s
