@@ -179,7 +179,7 @@ def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> Tu
                           valid_sessions=base.valid_sessions, **reads)
         res = train(ws, ref)
         baselines[model] = {"run": res.id, "value": float(res.valid[METRIC])}
-    say(f"count baselines on the same validation sessions: "
+    say("count baselines on the same validation sessions: "
         + ", ".join(f"{m} {b['value']:.4f}" for m, b in baselines.items()))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

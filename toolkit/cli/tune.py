@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from toolkit.artifacts import Workspace
-from toolkit.cli.common import GRID, INPUT, MODEL, OUTPUT, command, err, friendly, out, workspace_option
+from toolkit.cli.common import GRID, INPUT, MODEL, command, err, friendly, out, workspace_option
 from toolkit.cli.output import print_table
 
 
