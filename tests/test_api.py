@@ -135,7 +135,7 @@ def test_each_verb_documents_and_signs_its_command_options():
     assert prep_params["split"].kind is inspect.Parameter.KEYWORD_ONLY
     train_params = inspect.signature(toolkit.train).parameters
     assert train_params["model"].default == TrainConfig().model and "dataset" in train_params
-    for verb in (toolkit.prep, toolkit.train, toolkit.report, toolkit.recommend):
+    for verb in (toolkit.prep, toolkit.train, toolkit.report, toolkit.recommend, toolkit.tune):
         doc = inspect.getdoc(verb)
         assert doc and "Example::" in doc and "toolkit." in doc.split("Example::")[1]
 

@@ -368,3 +368,28 @@ def test_transition_term_scores_the_current_tracks_frequent_successors_and_leave
     assert torch.equal(again.trans_own_keys, model.trans_own_keys) and len(again.trans_own_keys) == 2
     with pytest.raises(ValueError, match="transitions"):
         ModelConfig(n_items=5, transitions=2)
+
+
+def test_artist_embeddings_add_to_every_tracks_own_and_tracks_of_one_artist_share_them():
+    cfg = replace(CFG, artists=3)
+    model = make_model(cfg)
+    artist = torch.zeros(N_ITEMS + 2, dtype=torch.int64)
+    artist[1:6], artist[6:9] = 1, 2  # tracks 1-5 by artist 1, 6-8 by artist 2, the rest unknown (0)
+    model.set_artists(artist)
+    enc = model.encoder
+    ids = torch.arange(N_ITEMS + 2)
+    by_hand = enc.item_emb.weight + torch.stack([enc.artist_emb.weight[a] for a in artist.tolist()])
+    torch.testing.assert_close(enc.embed(ids), by_hand)
+    torch.testing.assert_close(enc.table(), by_hand)
+    torch.testing.assert_close(model.item_embeddings(), by_hand[: N_ITEMS + 1])
+    assert torch.equal(enc.embed(ids)[PAD], torch.zeros(cfg.d_model))  # PAD has no track and no artist row
+    # track 1's score alone moves artist 1's row, which every track of that artist reads, and no other
+    (torch.randn(cfg.d_model) * model.item_embeddings()[1]).sum().backward()
+    grad = enc.artist_emb.weight.grad
+    assert grad[1].abs().sum() > 0 and grad[[0, 2, 3]].abs().sum() == 0
+    enc.artist_emb.weight.grad = None  # the full softmax reaches every artist, never the "no artist" row
+    full_cross_entropy(torch.randn(1, cfg.d_model) @ model.item_embeddings().T, torch.tensor([1])).backward()
+    assert enc.artist_emb.weight.grad[0].abs().sum() == 0 and enc.artist_emb.weight.grad[2].abs().sum() > 0
+    with pytest.raises(ValueError, match="item_artist"):
+        model.set_artists(torch.full((N_ITEMS + 2,), 4))  # a code beyond the artists the model has
+    assert not hasattr(make_model().encoder, "item_artist") and make_model().encoder.artist_emb is None

@@ -489,3 +489,42 @@ def test_successor_settings_train_and_score_and_need_successors(ws):
         TrainConfig(follow=True, successors=0)
     with pytest.raises(ConfigError, match="successor_sum weighs"):
         TrainConfig(model="bert4rec", successor_sum=True)
+
+
+@pytest.mark.parametrize("model", ["sasrec", "bert4rec", "gru4rec"])
+def test_artist_embeddings_train_carry_each_tracks_artist_and_score(ws, model):
+    from toolkit.data import item_artists
+    from toolkit.report import Protocol, score_run
+    from toolkit.runs import select_runs
+
+    result = train(ws, TrainConfig(model=model, artists=True, **SMALL))
+    assert result.status == "finished" and result.valid["n_pos"] > 0
+    best = load_torch(run_dir(ws, result.id).best)
+    codes, n = item_artists(ws.dataset("tiny"), best["model_config"]["n_items"])
+    assert best["model_config"]["artists"] == n == 5  # the fixture's artists A to E
+    assert torch.equal(best["model"]["encoder.item_artist"], torch.from_numpy(codes))
+    q = score_run(ws, select_runs(ws, [result.id], None, False)[0], Protocol(split="test"), torch.device("cpu"))
+    assert len(q.session) > 0 and np.isfinite(q.rank).all()
+    assert result.id != train(ws, TrainConfig(model=model, **SMALL)).id
+
+
+def test_artist_codes_number_the_names_in_order_and_leave_tracks_without_one_at_zero(tmp_path):
+    import polars as pl
+
+    from toolkit.data import item_artists
+
+    ds = Workspace.at(tmp_path / "ws").dataset("x")
+    ds.path.mkdir(parents=True)
+    pl.DataFrame({"item_id": [1, 2, 3, 4, 5], "artist": ["b", "a", None, "b", "  "]}).write_parquet(ds.items)
+    codes, n = item_artists(ds, 5)
+    assert n == 2 and codes.tolist() == [0, 2, 1, 0, 2, 0, 0]  # PAD, tracks 1-5 ("a" = 1, "b" = 2), MASK
+
+
+def test_artists_on_a_dataset_without_artist_names_is_refused(tmp_path):
+    logs = tmp_path / "plays.csv"
+    logs.write_text("user_id,ts,track_id\n" + "".join(f"u1,2024-01-0{d}T10:0{m}:00Z,t{m}\n"
+                                                          for d in range(1, 8) for m in range(4)))
+    ws = Workspace.at(tmp_path / "ws")
+    prep([logs], ws, PrepConfig(name="bare", max_len=4))
+    with pytest.raises(ConfigError, match="has no artist names"):
+        train(ws, TrainConfig(artists=True, **SMALL))

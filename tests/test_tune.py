@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -133,3 +134,14 @@ def test_bad_config_values_raise_config_errors():
         TuneConfig(budget_s=-1)
     with pytest.raises(ConfigError, match="--model pop"):
         TuneConfig(model="pop")
+
+
+def test_the_python_verb_searches_as_the_command_does(ws):
+    import toolkit
+
+    search = toolkit.tune("tiny", workspace=ws.root, trials=2, **TINY_FIXED)
+    assert len(search.trials) == 2 and search.default.params["lr"] == SMALL["lr"]
+    assert search.best.value == max(t.value for t in search.trials) and "repeat" in search.baselines
+    assert Path(search.path).is_file() and callable(toolkit.tune)
+    with pytest.raises(ConfigError, match="did you mean d_model"):
+        toolkit.tune("tiny", workspace=ws.root, d_modle=16)

@@ -21,7 +21,7 @@ import types
 
 __version__ = "0.1.0"
 
-VERBS = ("prep", "train", "report", "recommend")
+VERBS = ("prep", "train", "report", "recommend", "tune")
 
 
 class _Verb:

@@ -1,4 +1,4 @@
-"""The toolkit from Python (notebooks, scripts): ``prep``, ``train``, ``report`` and ``recommend``.
+"""The toolkit from Python (notebooks, scripts): ``prep``, ``train``, ``report``, ``recommend`` and ``tune``.
 
 Each function is its command: it takes the command's options as keyword arguments named like the
 fields of the stage's config (``PrepConfig``, ``TrainConfig``, ``report.Protocol``; their defaults are
@@ -226,6 +226,35 @@ def report(runs: str | Run | Iterable[str | Run] | None = None, *, dataset: str 
     return result
 
 
+def tune(dataset: str | Dataset | None = None, *, workspace: str | Path | Workspace | None = None,
+         budget: str | float = "30m", trials: int | None = None, model: str = "sasrec", feedback: str = "all",
+         seed: int = 0, progress: Callable | None = None, **settings):
+    """Search training settings on validation within a time budget (``toolkit tune``); return the search.
+
+    ``budget`` is seconds or a time such as ``"30m"`` or ``"2h"``: the training time of all trials
+    together. The first trial is the study's defaults, each further one is proposed by Optuna's TPE
+    sampler (seeded by ``seed``) from the validation NDCG@10 of the trials before; every trial is an
+    ordinary run, so the same call again reuses them and continues the search. ``settings`` are
+    ``TrainConfig`` fields fixed for every trial (they are not searched). The returned
+    ``toolkit.tune.TuneResult`` holds every trial (``trials``, ``best``, ``default``), the count
+    baselines scored on the same validation sessions (``baselines``) and the record's ``path``.
+
+    Example::
+
+        search = toolkit.tune(ds, budget="20m")
+        search.best.params, search.best.value, search.baselines["repeat"]["value"]
+    """
+    from toolkit.tune import TuneConfig, parse_budget
+    from toolkit.tune import tune as run_tune
+
+    name, ws = _dataset(dataset, workspace)
+    _config(TrainConfig, dict(settings), "tune")  # an unknown or mistyped setting fails as in `toolkit train`
+    seconds = parse_budget(budget) if isinstance(budget, str) else float(budget)
+    cfg = TuneConfig(dataset=name, budget_s=seconds, trials=trials, model=model, feedback=feedback, seed=seed,
+                     fixed=dict(settings))
+    return run_tune(ws, cfg, progress)
+
+
 def recommend(run: str | Run, plays, *, skipped: Iterable[bool] | None = None, k: int = 20,
               listener: str | None = None, workspace: str | Path | Workspace | None = None, device: str = "cpu",
               allow_unfinished: bool = False, out: str | Path | None = None) -> pl.DataFrame:
@@ -427,4 +456,4 @@ _show_options(prep, PrepConfig)
 _show_options(train, TrainConfig, leave_out=("dataset",))
 # report's options stay **protocol: report.Protocol lives beside the scoring code, which loads torch
 
-__all__ = ["Dataset", "Report", "Run", "prep", "recommend", "report", "train"]
+__all__ = ["Dataset", "Report", "Run", "prep", "recommend", "report", "train", "tune"]

@@ -113,6 +113,10 @@ class ModelConfig:
     # leading columns of a full row that hold the listener's plays before the session (toolkit/history.py):
     # the last max_len - history columns are the session; a narrower row is all session
     history: int = 0
+    # artists in the catalogue (0: off): each track's embedding is its own plus its artist's (the
+    # encoder's ``item_artist`` buffer maps tracks to artists 1..artists, 0 for none), so a track with a
+    # handful of plays, or none, is placed by what its artist's other tracks learned
+    artists: int = 0
     init_std: float = 0.02  # std of the normal init of linear and embedding weights
 
     def __post_init__(self) -> None:
@@ -145,6 +149,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.transitions must be >= 0 and needs repeat_head, got {self.transitions}")
         if self.follow and not self.successors:
             raise ValueError("ModelConfig.follow weighs the successors: set successors > 0 too")
+        if self.artists < 0:
+            raise ValueError(f"ModelConfig.artists must be >= 0, got {self.artists}")
         if not (_finite(self.init_std) and self.init_std > 0):
             raise ValueError(f"ModelConfig.init_std must be a finite number > 0, got {self.init_std}")
 
@@ -410,6 +416,10 @@ class TrainConfig:
     # head's weights can order them alone where the network's scores only add noise
     successor_mute: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
                                    help="Let the repeat head take a learned share of the track score off the successors.")
+    # each track's embedding is its own plus one per artist (the dataset's items table), so rare and
+    # new tracks share what their artist's other tracks learned; the count baselines have no such input
+    artists: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
+                            help="Add an embedding per artist to every track's embedding.")
 
     @property
     def modes(self) -> tuple[str, ...]:

@@ -220,3 +220,17 @@ def train_counts(a: SplitArrays, n_items: int, hide_skips: bool = False, chunk_r
         counts += np.bincount(seqs[real], minlength=n_items + 1)
     counts[PAD] = 0
     return counts
+
+
+def item_artists(ds: DatasetDir, n_items: int) -> tuple[np.ndarray, int]:
+    """Each track's artist as a code, int64 (n_items + 2,) indexed by track id (PAD and MASK: 0), and
+    how many artists there are. Codes number the distinct artist names in sorted order from 1, so
+    they depend on the catalogue only; a track without an artist name gets 0 (no artist embedding)."""
+    items = read_frame(ds.items, ["item_id", "artist"])
+    ids = items["item_id"].to_numpy().astype(np.int64)
+    names = items["artist"].fill_null("").to_numpy().astype(str)
+    known = np.char.str_len(np.char.strip(names)) > 0
+    distinct, inverse = np.unique(names[known], return_inverse=True)
+    codes = np.zeros(n_items + 2, np.int64)
+    codes[ids[known]] = inverse + 1
+    return codes, len(distinct)

@@ -81,6 +81,9 @@ class SeqEncoder(nn.Module):
         gru = cfg.encoder == "gru"
         # rows: PAD, items 1..n_items, MASK; PAD row stays zero (padding_idx)
         self.item_emb = nn.Embedding(cfg.n_items + 2, cfg.d_model, padding_idx=PAD)
+        self.artist_emb = nn.Embedding(cfg.artists + 1, cfg.d_model, padding_idx=0) if cfg.artists else None
+        if cfg.artists:  # each track's artist (0: none, also PAD and MASK); set_artists fills it from the data
+            self.register_buffer("item_artist", torch.zeros(cfg.n_items + 2, dtype=torch.int64))
         self.pos_emb = None if gru else nn.Embedding(cfg.max_len, cfg.d_model)
         self.fb_emb = nn.Embedding(2, cfg.d_model) if cfg.feedback_input else None
         # which block a play is in: the listener's history before the session, or the session itself
@@ -99,7 +102,7 @@ class SeqEncoder(nn.Module):
         valid = seqs != PAD  # (B, T)
         # count positions from the oldest real play, so left padding does not shift them
         pos = (valid.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
-        x = self.item_emb(seqs)  # (B, T, D)
+        x = self.embed(seqs)  # (B, T, D)
         if self.pos_emb is not None:
             x = x + self.pos_emb(pos)
         if self.fb_emb is not None:
@@ -123,6 +126,17 @@ class SeqEncoder(nn.Module):
         for block in self.blocks:
             x = block(x, allowed)  # (B, T, D)
         return self.ln_f(x)  # (B, T, D)
+
+    def embed(self, ids: Tensor) -> Tensor:
+        """Input embeddings of track ids (any shape): the track's own, plus its artist's when the model has artists."""
+        x = self.item_emb(ids)
+        return x if self.artist_emb is None else x + self.artist_emb(self.item_artist[ids])
+
+    def table(self) -> Tensor:
+        """Every row's embedding, PAD and MASK included: (n_items + 2, D), ``embed`` of each id."""
+        if self.artist_emb is None:
+            return self.item_emb.weight
+        return self.item_emb.weight + self.artist_emb(self.item_artist)  # the lookup keeps row 0 (no artist) at zero
 
     def _recur(self, x: Tensor, valid: Tensor) -> Tensor:
         """The GRU over each row's real plays only: a recurrent state would otherwise carry the left
@@ -211,7 +225,7 @@ class SeqRec(nn.Module):
 
     def item_embeddings(self) -> Tensor:
         """The tied output table, rows PAD and 1..n_items: (n_items + 1, D). MASK is excluded."""
-        return self.encoder.item_emb.weight[: self.cfg.n_items + 1]
+        return self.encoder.table()[: self.cfg.n_items + 1]
 
     def scores(self, hidden: Tensor) -> Tensor:
         """hidden: (..., D) -> catalogue scores (..., n_items + 1); the PAD column is -inf."""
@@ -292,6 +306,13 @@ class SeqRec(nn.Module):
                            torch.where((before != PAD).any(1), 2, 1))
         real_prev = (cols > 0) & (seqs[rows, prev] != PAD)
         return torch.where(real_prev, code, torch.zeros_like(code))
+
+    def set_artists(self, item_artist: Tensor) -> None:
+        """Each track's artist code, int64 (n_items + 2,): 1..artists, 0 for none (PAD and MASK too)."""
+        if item_artist.shape != self.encoder.item_artist.shape or int(item_artist.max()) > self.cfg.artists:
+            raise ValueError(f"item_artist must have shape {tuple(self.encoder.item_artist.shape)} and codes "
+                             f"<= {self.cfg.artists}")
+        self.encoder.item_artist.copy_(item_artist)
 
     def set_transitions(self, items: Tensor, counts: Tensor, own_keys: Tensor | None = None,
                         own_counts: Tensor | None = None) -> None:

@@ -31,7 +31,7 @@ from toolkit.artifacts import (
 )
 from toolkit.config import NEURAL, SUCCESSOR_OPTIONS, ModelConfig, TrainConfig
 from toolkit.data import (
-    Batch, SplitArrays, load_split, negatives_for, row_batches, train_counts,
+    Batch, SplitArrays, item_artists, load_split, negatives_for, row_batches, train_counts,
 )
 from toolkit.errors import ConfigError, RunInterrupted, TrainingDiverged
 from toolkit.identity import StaleRunError, build_of, run_id, run_ids_before, run_is_stale
@@ -146,14 +146,14 @@ def _fit_baseline(ds, manifest: Manifest, cfg: TrainConfig, device) -> dict:
     return {"valid": metrics, "best_epoch": 0, "epochs_done": 0}
 
 
-def model_config(manifest: Manifest, cfg: TrainConfig) -> ModelConfig:
+def model_config(manifest: Manifest, cfg: TrainConfig, artists: int = 0) -> ModelConfig:
     return ModelConfig(
         n_items=manifest.items, max_len=manifest.max_len + cfg.history, d_model=cfg.d_model, n_heads=cfg.n_heads,
         n_layers=cfg.n_layers, dropout=cfg.dropout, causal=cfg.model != "bert4rec",
         encoder="gru" if cfg.model == "gru4rec" else "transformer",
         feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob, repeat_head=cfg.repeat_head,
         successors=cfg.successors if cfg.repeat_head else 0, history=cfg.history,
-        transitions=cfg.transitions if cfg.repeat_head else 0,
+        transitions=cfg.transitions if cfg.repeat_head else 0, artists=artists,
         # TrainConfig refuses these without the head and its successors
         **{name: getattr(cfg, name) for name in SUCCESSOR_OPTIONS},
     )
@@ -167,7 +167,13 @@ def _fit_neural(run: RunDir, ds, manifest: Manifest, cfg: TrainConfig, device, s
     valid = load_split(ds, "valid", cfg.history, cfg.successors, listeners=cfg.transitions > 0)
     last_only = manifest.last_only
     valid_subset = session_subset(valid, cfg.valid_sessions, cfg.seed)
-    model = SeqRec(model_config(manifest, cfg))
+    codes, n_artists = item_artists(ds, n_items) if cfg.artists else (None, 0)
+    if cfg.artists and not n_artists:
+        raise ConfigError(f"dataset {manifest.name} has no artist names, so --set artists=true has nothing to "
+                          "share; leave it off")
+    model = SeqRec(model_config(manifest, cfg, n_artists))
+    if codes is not None:
+        model.set_artists(torch.from_numpy(codes))
     if cfg.transitions:
         h = cfg.history  # the history columns repeat other rows' plays: count each transition once
         table = top_transitions(np.asarray(train_rows.seqs)[:, h:], np.asarray(train_rows.skips)[:, h:], n_items,
@@ -385,7 +391,7 @@ def train_step(step_fn, model: SeqRec, batch: Batch, cfg: TrainConfig, sampler: 
     hidden = step_fn(inputs, in_fb)  # (B, T, D)
     # the whole table (MASK row too, never a target or negative) rather than item_embeddings()'s
     # slice, whose backward would allocate and copy one more catalogue-sized gradient every step
-    emb = model.encoder.item_emb.weight
+    emb = model.encoder.table()
     terms = {}
     counts["next"] = (targets != PAD).sum()
     negatives = None
@@ -412,7 +418,7 @@ def train_step(step_fn, model: SeqRec, batch: Batch, cfg: TrainConfig, sampler: 
         # (the session's own columns: the listener's history is another session's skips)
         h = model.cfg.history
         plays, skips = batch["seqs"][:, h:], batch["fb"][:, h:]
-        context = model.encoder.item_emb(plays) if cfg.context == "input" else hidden[:, h:]
+        context = model.encoder.embed(plays) if cfg.context == "input" else hidden[:, h:]
         term, counts["contrastive"] = losses.contrastive_skip_loss(context, emb, plays, skips, batch["next_pos"][:, h:], cfg.tau,
                                                cosine=cfg.context != "score", seen_only=cfg.skip_negatives == "seen")
         terms["contrastive"] = cfg.alpha * term
