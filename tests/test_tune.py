@@ -70,6 +70,19 @@ def test_tune_trains_trials_from_the_defaults_and_resumes_by_reusing_them(ws):
     assert best["run"] in out.output and "already trained: reused" in out.output
 
 
+@pytest.mark.parametrize("model", ["bert4rec", "gru4rec"])
+def test_the_printed_command_trains_the_best_trial_of_any_model(ws, model):
+    res = invoke("tune", "--workspace", ws.root, "--model", model, "--trials", 2, *TINY)
+    assert res.exit_code == 0, res.output
+    record = json.loads((ws.root / "tunes" / f"tiny-{model}-all-s0.json").read_text())
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("train it:"))
+    out = invoke(*shlex.split(line.removeprefix("train it:"))[1:], "--workspace", ws.root)
+    assert out.exit_code == 0, out.output
+    assert record["trials"][record["best"]]["run"] in out.output and "already trained: reused" in out.output
+    study_line = next(ln for ln in res.output.splitlines() if ln.startswith("study it:"))
+    assert "--set d_model=16" in study_line and "--set lr=0.003 " not in study_line + " "  # the study's own lr
+
+
 def test_the_budget_stops_the_search_before_a_trial_that_would_not_fit(ws, monkeypatch):
     import toolkit.tune as tune_module
 

@@ -133,7 +133,8 @@ class TuneResult:
     valid_sessions: int
     trials: list[Trial]
     baselines: dict  # model -> {"run", "value"}
-    base: dict  # the settings every trial shares (the study's, then --set)
+    base: dict  # the settings every trial shares and the search leaves alone (the study's, then --set)
+    fixed: dict  # the settings given with --set
     path: str  # the record written under the workspace
 
     @property
@@ -150,14 +151,19 @@ class TuneResult:
         return out
 
 
-def base_config(ws: Workspace, cfg: TuneConfig) -> TrainConfig:
-    """What every trial shares: the study's settings for the model, then ``fixed``; checked once."""
-    dataset = cfg.dataset or latest_dataset(ws)
-    read_manifest(ws.dataset(dataset))  # a one-line error for a missing or damaged dataset, before any training
+def base_settings(cfg: TuneConfig) -> dict:
+    """What every trial shares before the search: the study's settings for the model, then ``fixed``."""
     settings = {**SMALL, **cfg.fixed}
     if cfg.model == "bert4rec":  # no 'before' for the repeat head to read (as in the study)
         settings.update(repeat_head=False, successors=0, transitions=0, follow=False, successor_sum=False)
-    return TrainConfig(dataset=dataset, model=cfg.model, feedback=cfg.feedback, seed=cfg.seed, **settings)
+    return settings
+
+
+def base_config(ws: Workspace, cfg: TuneConfig) -> TrainConfig:
+    """``base_settings`` as the run config of the dataset (default: the latest); checked once."""
+    dataset = cfg.dataset or latest_dataset(ws)
+    read_manifest(ws.dataset(dataset))  # a one-line error for a missing or damaged dataset, before any training
+    return TrainConfig(dataset=dataset, model=cfg.model, feedback=cfg.feedback, seed=cfg.seed, **base_settings(cfg))
 
 
 def searched(base: TrainConfig, fixed: dict) -> tuple[Dimension, ...]:
@@ -229,8 +235,8 @@ def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> Tu
     path = record_path(ws, base)
     result = TuneResult(dataset=base.dataset, model=base.model, feedback=base.feedback, seed=base.seed,
                         budget_s=cfg.budget_s, spent_s=spent, stopped=stopped, valid_sessions=base.valid_sessions,
-                        trials=trials, baselines=baselines,
-                        base={k: v for k, v in {**SMALL, **cfg.fixed}.items() if k not in {d.name for d in space}},
+                        trials=trials, baselines=baselines, fixed=dict(cfg.fixed),
+                        base={k: v for k, v in base_settings(cfg).items() if k not in {d.name for d in space}},
                         path=str(path))
     write_json(path, result.to_json())
     return result
@@ -242,9 +248,10 @@ def record_path(ws: Workspace, base: TrainConfig) -> Path:
 
 def command_for(result: TuneResult, trial: Trial, command: str = "train") -> str:
     """The ``toolkit train`` (or ``study``) command line with a trial's settings."""
-    if command == "study":  # the study sets model, feedback and seed itself
+    if command == "study":  # the study sets model, feedback and seed itself, over its own settings
         head = f"toolkit study --dataset {result.dataset}"
-        settings = {**{k: v for k, v in result.base.items() if k not in SMALL or SMALL[k] != v}, **trial.params}
+        plain = TrainConfig()
+        settings = {**result.fixed, **{k: v for k, v in trial.params.items() if SMALL.get(k, getattr(plain, k)) != v}}
     else:
         head = f"toolkit train --dataset {result.dataset} --model {result.model} --feedback {result.feedback}"
         settings = {**result.base, **trial.params}
