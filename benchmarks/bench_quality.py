@@ -115,9 +115,15 @@ def main() -> None:
     device = torch.device("cpu")
     ds = Workspace.at(args.workspace).dataset(args.dataset)
     manifest = read_manifest(ds)
-    train_rows, valid = load_split(ds, "train"), load_split(ds, "valid")
+    configs = [parse_config(c, args.dataset) for c in args.config]
+    # the repeat head's successors come with the batches; every config that reads them must read as many
+    reads = {cfg.successors for _, cfg in configs if cfg.repeat_head and cfg.successors}
+    if len(reads) > 1 or any(cfg.transitions or cfg.history for _, cfg in configs):
+        sys.exit("the configs must read one number of successors, and no transitions or history columns")
+    k = reads.pop() if reads else 0
+    train_rows, valid = load_split(ds, "train", 0, k), load_split(ds, "valid", 0, k)
     last_only = manifest.last_only
-    runs = [Run(*parse_config(c, args.dataset), manifest, train_rows, device) for c in args.config]
+    runs = [Run(name, cfg, manifest, train_rows, device) for name, cfg in configs]
     for r in runs:
         print(f"{r.name:>10}: loss {r.sampler.loss}, {r.per_epoch} steps/epoch, "
               f"{json.dumps({k: v for k, v in asdict(r.cfg).items() if v != getattr(TrainConfig(), k)})}", flush=True)

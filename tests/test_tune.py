@@ -158,3 +158,51 @@ def test_the_python_verb_searches_as_the_command_does(ws):
     assert Path(search.path).is_file() and callable(toolkit.tune)
     with pytest.raises(ConfigError, match="did you mean d_model"):
         toolkit.tune("tiny", workspace=ws.root, d_modle=16)
+
+
+def test_trials_below_the_median_are_pruned_and_a_resumed_search_repeats_the_same_stops(ws, monkeypatch):
+    import toolkit.tune as tune_module
+    from toolkit.artifacts import append_metrics, run_dir
+    from toolkit.progress import TrainProgress
+    from toolkit.run_result import TrainResult
+
+    real_train = tune_module.train
+    finished: dict[str, TrainResult] = {}
+    trained: list[str] = []
+
+    def fake_train(ws, cfg, progress=None):  # a neural run whose validation is its lr x 10 after every epoch
+        if cfg.model != "sasrec":
+            return real_train(ws, cfg, progress)
+        run = tune_module.run_of(ws, tune_module.read_manifest(ws.dataset(cfg.dataset)), cfg)
+        if run.id in finished:
+            return dataclasses.replace(finished[run.id], reused=True)
+        trained.append(run.id)
+        run.path.mkdir(parents=True, exist_ok=True)
+        done = len(tune_module.read_metrics(run)) if run.metrics.exists() else 0
+        for epoch in range(done, cfg.epochs):
+            append_metrics(run_dir(ws, run.id), {"epoch": epoch, "valid_ndcg@10": cfg.lr * 10})
+            progress(TrainProgress(phase="epoch", run=run.id, epoch=epoch, epochs=cfg.epochs, step=epoch + 1,
+                                   steps=cfg.epochs, batches=1, patience=cfg.patience, valid={"ndcg@10": cfg.lr * 10}))
+        finished[run.id] = TrainResult(id=run.id, status="finished", dataset=cfg.dataset, model=cfg.model,
+                                       feedback=cfg.feedback, seed=cfg.seed, epochs_done=cfg.epochs, best_epoch=0,
+                                       valid={"ndcg@10": cfg.lr * 10}, wall_s=10.0, git_commit=None, path=str(run.path))
+        return finished[run.id]
+
+    monkeypatch.setattr(tune_module, "train", fake_train)
+    cfg = TuneConfig(trials=12, fixed={**TINY_FIXED, "epochs": 3, "patience": 3})
+    first = tune(ws, cfg)
+    states = [t.state for t in first.trials]
+    assert states[:tune_module.PRUNE_AFTER] == ["complete"] * tune_module.PRUNE_AFTER  # no median to compare yet
+    pruned = [t for t in first.trials if t.state == "pruned"]
+    assert pruned, states
+    for t in pruned:  # stopped after its first epoch, below the median of the trials before it
+        assert t.epochs_done == 1 and t.reports == {0: pytest.approx(t.params["lr"] * 10)}
+        before = sorted(x.reports[0] for x in first.trials[:t.number] if x.state == "complete")
+        assert t.value < before[len(before) // 2] + 1e-12
+    assert first.best.state == "complete" and first.best.value == max(t.value for t in first.trials)
+    # the same search again trains nothing: the same settings in the same order, the same stops
+    trained.clear()
+    again = tune(ws, cfg)
+    assert trained == []
+    assert [(t.params, t.state, t.value) for t in again.trials] == [(t.params, t.state, t.value) for t in first.trials]
+    assert all(t.reused for t in again.trials)

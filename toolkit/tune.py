@@ -20,21 +20,23 @@ ones sooner, and its ask-and-tell interface lets the toolkit keep its own traini
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from toolkit.artifacts import Workspace, read_manifest, write_json
+from toolkit.artifacts import Workspace, read_json, read_manifest, read_metrics, write_json
 from toolkit.config import NEURAL, TrainConfig
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, DamagedArtifactError, TrainingDiverged
 from toolkit.progress import TrainProgress
 from toolkit.runs import latest_dataset
 from toolkit.study import SMALL
-from toolkit.train import train
+from toolkit.train import run_of, train
 
 Progress = Callable[[TrainProgress | str], None]
 METRIC = "ndcg@10"
 BASELINES = ("repeat", "markov")
+PRUNE_AFTER = 4  # complete trials before the pruner may stop one
 REPEATS_IN_A_ROW = 20  # proposals that only repeat earlier trials before the space counts as exhausted
 
 
@@ -119,6 +121,8 @@ class Trial:
     wall_s: float  # training time charged to the budget (the recorded one for a reused run)
     reused: bool
     repeat_of: int | None = None  # an earlier trial with the same settings (nothing trained)
+    state: str = "complete"  # complete, pruned (stopped early by the pruner) or failed (the loss diverged)
+    reports: dict = field(default_factory=dict)  # validation NDCG@10 after each epoch trained, by epoch
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,9 @@ class TuneResult:
 
     @property
     def best(self) -> Trial:
-        return max(self.trials, key=lambda t: (t.value, -t.number))
+        """The complete trial with the best validation NDCG@10 (the earliest of equals)."""
+        pool = [t for t in self.trials if t.state == "complete"] or self.trials
+        return max(pool, key=lambda t: (t.value, -t.number))
 
     @property
     def default(self) -> Trial:
@@ -147,7 +153,7 @@ class TuneResult:
 
     def to_json(self) -> dict:
         out = asdict(self)
-        out["best"] = self.best.number
+        out["best"] = self.best.number if self.trials else None
         return out
 
 
@@ -190,8 +196,13 @@ def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> Tu
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=4, multivariate=True)
-    search = optuna.create_study(direction="maximize", sampler=sampler)
+    # a trial whose validation after an epoch is below the median of the earlier trials' after the same
+    # epoch stops there: more trials in the budget, and the ones stopped are rarely the best
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER)
+    search = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     search.enqueue_trial({d.name: getattr(base, d.name) for d in space})  # trial 0: the defaults
+    path = record_path(ws, base)
+    stopped_before = _stopped_trials(path)  # pruned or diverged trials of an earlier search, by run id
     trials: list[Trial] = []
     seen: dict[tuple, int] = {}
     spent, repeats, stopped = 0.0, 0, ""
@@ -210,29 +221,25 @@ def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> Tu
         # floats to 3 significant digits: a trial's command line then names its run exactly
         params = {d.name: _round(d.suggest(trial)) for d in space}
         key = tuple(sorted(params.items()))
-        if key in seen:  # nothing to train: the earlier trial's value again, at no cost
+        if key in seen:  # nothing to train: the earlier trial's outcome again, at no cost
             earlier = trials[seen[key]]
-            search.tell(trial, earlier.value)
+            _tell(search, trial, earlier)
             trials.append(replace(earlier, number=len(trials), wall_s=0.0, reused=True, repeat_of=earlier.number))
             repeats += 1
             continue
         repeats = 0
-        run_cfg = replace(base, **params)
         say(f"trial {len(trials) + 1}: " + ", ".join(f"{k}={show_setting(v)}" for k, v in params.items())
             + f" ({_minutes(max(cfg.budget_s - spent, 0))} of the budget left)")
-        res = train(ws, run_cfg, say)
-        wall = float(res.wall_s)  # recorded, so a resumed search charges a reused trial what it cost then
-        value = float(res.valid[METRIC])
-        if not math.isfinite(value):
-            value = 0.0
-        search.tell(trial, value)
+        done = _run_trial(ws, replace(base, **params), trial, len(trials), params, stopped_before, say)
+        _tell(search, trial, done)
         seen[key] = len(trials)
-        trials.append(Trial(number=len(trials), run=res.id, params=params, value=value, best_epoch=res.best_epoch,
-                            epochs_done=res.epochs_done, wall_s=wall, reused=res.reused))
-        spent += wall
-        say(f"trial {len(trials)}: valid NDCG@10 {value:.4f} (best so far "
-            f"{max(t.value for t in trials):.4f})" + (", already trained: reused" if res.reused else ""))
-    path = record_path(ws, base)
+        trials.append(done)
+        spent += done.wall_s
+        write_json(path, _partial(cfg, base, trials, baselines, spent, path))  # an interrupted search keeps its stops
+        how = {"pruned": f", stopped after epoch {done.epochs_done}: below the median", "failed": ", diverged"}
+        say(f"trial {len(trials)}: valid NDCG@10 {done.value:.4f} (best so far "
+            f"{max(t.value for t in trials):.4f})" + how.get(done.state, "")
+            + (", already trained: reused" if done.reused else ""))
     result = TuneResult(dataset=base.dataset, model=base.model, feedback=base.feedback, seed=base.seed,
                         budget_s=cfg.budget_s, spent_s=spent, stopped=stopped, valid_sessions=base.valid_sessions,
                         trials=trials, baselines=baselines, fixed=dict(cfg.fixed),
@@ -240,6 +247,73 @@ def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> Tu
                         path=str(path))
     write_json(path, result.to_json())
     return result
+
+
+class _Pruned(Exception):
+    """Raised from a trial's progress when the pruner stops it (the run stays checkpointed)."""
+
+
+def _run_trial(ws: Workspace, run_cfg: TrainConfig, trial, number: int, params: dict, stopped_before: dict,
+               say: Progress) -> Trial:
+    """Train one trial (or take its stop from an earlier search), reporting each epoch to the pruner."""
+    run = run_of(ws, read_manifest(ws.dataset(run_cfg.dataset)), run_cfg)
+    if run.id in stopped_before:  # stopped by an earlier search: the same stop, without training on
+        return replace(Trial(**stopped_before[run.id]), number=number, reused=True)
+    reports = {row["epoch"]: row[f"valid_{METRIC}"] for row in read_metrics(run)} if run.metrics.exists() else {}
+    for epoch, value in reports.items():  # a finished or resumed run's epochs, as a live run reports them
+        trial.report(value, epoch)
+
+    def watch(ev) -> None:
+        say(ev)
+        if isinstance(ev, TrainProgress) and ev.phase == "epoch" and ev.epoch not in reports:
+            reports[ev.epoch] = ev.valid[METRIC]
+            trial.report(ev.valid[METRIC], ev.epoch)
+            if ev.epoch + 1 < ev.epochs and ev.bad_epochs < ev.patience and trial.should_prune():
+                raise _Pruned()
+
+    t0 = time.perf_counter()
+    try:
+        res = train(ws, run_cfg, watch)
+    except (_Pruned, TrainingDiverged) as exc:
+        state = "pruned" if isinstance(exc, _Pruned) else "failed"
+        best = max(reports.values(), default=0.0) if state == "pruned" else 0.0
+        return Trial(number=number, run=run.id, params=params, value=best, best_epoch=max(reports, key=reports.get, default=0),
+                     epochs_done=len(reports), wall_s=time.perf_counter() - t0, reused=False, state=state,
+                     reports=reports)
+    value = float(res.valid[METRIC])
+    return Trial(number=number, run=res.id, params=params, value=value if math.isfinite(value) else 0.0,
+                 best_epoch=res.best_epoch, epochs_done=res.epochs_done,
+                 wall_s=float(res.wall_s),  # recorded, so a resumed search charges a reused trial what it cost then
+                 reused=res.reused, reports=reports)
+
+
+def _tell(search, trial, done: Trial) -> None:
+    from optuna.trial import TrialState
+
+    if done.state == "complete":
+        search.tell(trial, done.value)
+    else:
+        if done.repeat_of is not None or done.reused:  # a stop taken from before: its epochs, as they were
+            for epoch, value in done.reports.items():
+                trial.report(value, int(epoch))
+        search.tell(trial, state=TrialState.PRUNED if done.state == "pruned" else TrialState.FAIL)
+
+
+def _stopped_trials(path: Path) -> dict[str, dict]:
+    """The pruned and diverged trials of the search recorded at ``path`` (none if absent or unreadable)."""
+    try:
+        data = read_json(path)
+        return {t["run"]: {**t, "reports": {int(k): v for k, v in t["reports"].items()}}
+                for t in data["trials"] if t.get("state") in ("pruned", "failed") and t.get("repeat_of") is None}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, DamagedArtifactError):
+        return {}
+
+
+def _partial(cfg: TuneConfig, base: TrainConfig, trials: list[Trial], baselines: dict, spent: float, path: Path) -> dict:
+    """The record of a search still going (written after each trial)."""
+    return TuneResult(dataset=base.dataset, model=base.model, feedback=base.feedback, seed=base.seed,
+                      budget_s=cfg.budget_s, spent_s=spent, stopped="", valid_sessions=base.valid_sessions,
+                      trials=list(trials), baselines=baselines, fixed=dict(cfg.fixed), base={}, path=str(path)).to_json()
 
 
 def record_path(ws: Workspace, base: TrainConfig) -> Path:

@@ -74,12 +74,15 @@ def print_tune(result) -> None:
             continue
         mark = " (defaults)" if tr.number == 0 else ""
         mark += " best" if tr is best else ""
+        epochs = {"pruned": f"{tr.best_epoch + 1} of {tr.epochs_done}, pruned", "failed": "diverged"}.get(
+            tr.state, f"{tr.best_epoch + 1} of {tr.epochs_done}")
         t.add_row(f"{tr.number + 1}{mark}", *(show_setting(tr.params[n]) for n in names), f"{tr.value:.4f}",
-                  f"{tr.best_epoch + 1} of {tr.epochs_done}", f"{tr.wall_s / 60:.1f}", tr.run)
+                  epochs, f"{tr.wall_s / 60:.1f}", tr.run)
     print_table(out, t)
     bar = max(result.baselines.items(), key=lambda kv: kv[1]["value"])
     gain = best.value - result.default.value
-    out.print(f"{len(result.trials)} trials, {result.spent_s / 60:.1f} of {result.budget_s / 60:.1f} min of training "
+    early = sum(t.state != "complete" and t.repeat_of is None for t in result.trials)
+    out.print(f"{len(result.trials)} trials ({early} stopped early), {result.spent_s / 60:.1f} of {result.budget_s / 60:.1f} min of training "
               f"({result.stopped}). Best trial {best.number + 1}: valid NDCG@10 {best.value:.4f}, "
               f"{gain:+.4f} over the defaults; best count baseline ({bar[0]}) {bar[1]['value']:.4f} on the same "
               f"sessions.", soft_wrap=True, highlight=False)
