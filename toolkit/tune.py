@@ -8,13 +8,16 @@ random search because with a handful of trials a model of which settings did wel
 ones sooner, and its ask-and-tell interface lets the toolkit keep its own training loop.
 
 - The first trial is the study's defaults, so the search reports how far it moved from them.
+- From the fifth trial on, a trial below the median of the earlier ones after the same epoch stops
+  there (Optuna's median pruner); its run stays checkpointed for ``toolkit train`` to finish.
 - A count baseline (``repeat`` and ``markov``, the ones the neural runs must beat) is scored on
   the same validation sessions, so the table shows the bar as well as the winner.
 - Nothing here reads the test split: choosing settings on test would make every test number
   after it optimistic.
 - Resuming: the sampler is seeded and each trial's value is read back from its run, so the same
   command asks for the same settings in the same order, reuses the finished runs (each charged at
-  its recorded training time) and continues where an interrupted search stopped.
+  its recorded training time), takes the stopped trials from the record it wrote after each trial
+  and continues where an interrupted search stopped.
 """
 
 from __future__ import annotations
