@@ -122,16 +122,16 @@ def test_budgets_read_as_people_write_them(text, seconds):
     assert parse_budget(text) == seconds
 
 
-@pytest.mark.parametrize("args, names", [
-    (["--budget", "soon"], "--budget soon"),
-    (["--budget", "0"], "--budget 0"),
-    (["--model", "markov"], "--model markov"),
-    (["--trials", "0"], "--trials 0"),
-    (["--set", "colour=blue"], "--set colour=blue"),
+@pytest.mark.parametrize("args, names, code", [
+    (["--budget", "soon"], "--budget soon", 1),
+    (["--budget", "0"], "--budget 0", 1),
+    (["--model", "markov"], "'markov'", 2),  # not one of the choices: a usage error
+    (["--trials", "0"], "--trials 0", 1),
+    (["--set", "colour=blue"], "--set colour=blue", 1),
 ])
-def test_bad_options_are_one_line_errors(ws, args, names):
+def test_bad_options_are_one_line_errors(ws, args, names, code):
     res = invoke("tune", "--workspace", ws.root, *args)
-    assert res.exit_code == 1
+    assert res.exit_code == code
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and names in lines[0] and "Traceback" not in res.output, res.output
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from rich.table import Table
 
 from toolkit.artifacts import Workspace
-from toolkit.cli.common import GRID, INPUT, MODEL, command, err, friendly, out, workspace_option
+from toolkit.cli.common import INPUT, MODEL, command, err, friendly, out, workspace_option
 from toolkit.cli.output import print_table
+from toolkit.config import NEURAL
+
+SEARCH = "Search"
 
 
 @command("""Examples:
@@ -19,19 +22,17 @@ from toolkit.cli.output import print_table
 
   toolkit tune --dataset spotify --budget 2h --feedback contrastive --set d_model=64
 
-Each trial is an ordinary run (see `toolkit runs`); the same command again reuses the finished trials
-and continues an interrupted search. Only validation data is read: score the chosen settings on test
-with `toolkit report` or `toolkit study`.""")
+Each trial is an ordinary run (see `toolkit runs`); the same command again reuses the finished trials and continues an interrupted search. Only validation data is read: score the chosen settings on test with `toolkit report` or `toolkit study`.""")
 @friendly
 def tune(
     dataset: Optional[str] = typer.Option(None, rich_help_panel=INPUT, help="Prepared dataset (default: the latest)."),
     workspace: Optional[Path] = workspace_option(INPUT),
-    model: str = typer.Option("sasrec", rich_help_panel=MODEL, help="Neural model whose settings to search: sasrec, gru4rec or bert4rec."),
+    model: Literal[tuple(NEURAL)] = typer.Option("sasrec", rich_help_panel=MODEL, help="Neural model whose settings to search."),
     feedback: str = typer.Option("all", rich_help_panel=MODEL, help="What the model learns from skips (as in `toolkit train`)."),
-    budget: str = typer.Option("30m", rich_help_panel=GRID, help="Training time for all trials together: 30m, 2h, 1h30m, 600s. A trial starts only while the mean trial so far still fits."),
-    trials: Optional[int] = typer.Option(None, rich_help_panel=GRID, help="At most this many trials (default: as many as the budget allows)."),
-    seed: int = typer.Option(0, rich_help_panel=GRID, help="Seed of every trial's run and of the search."),
-    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", rich_help_panel=GRID, help="A training setting for every trial, key=value; a setting given here is not searched."),
+    budget: str = typer.Option("30m", rich_help_panel=SEARCH, help="Training time for all trials together: 30m, 2h, 1h30m, 600s. A trial starts only while the mean trial so far still fits."),
+    trials: Optional[int] = typer.Option(None, rich_help_panel=SEARCH, help="At most this many trials (default: as many as the budget allows)."),
+    seed: int = typer.Option(0, rich_help_panel=SEARCH, help="Seed of every trial's run and of the search."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", rich_help_panel=SEARCH, help="A training setting for every trial, key=value; a setting given here is not searched."),
 ) -> None:
     """Search training settings on validation within a time budget (Optuna's TPE), starting from the study's defaults."""
     from toolkit.cli.progress import TrainView
