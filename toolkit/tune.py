@@ -238,16 +238,13 @@ def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> Tu
         seen[key] = len(trials)
         trials.append(done)
         spent += done.wall_s
-        write_json(path, _partial(cfg, base, trials, baselines, spent, path))  # an interrupted search keeps its stops
+        # an interrupted search keeps its stops (pruned trials are not finished runs)
+        write_json(path, _record(cfg, base, space, trials, baselines, spent, "", path).to_json())
         how = {"pruned": f", stopped after epoch {done.epochs_done}: below the median", "failed": ", diverged"}
         say(f"trial {len(trials)}: valid NDCG@10 {done.value:.4f} (best so far "
             f"{max(t.value for t in trials):.4f})" + how.get(done.state, "")
             + (", already trained: reused" if done.reused else ""))
-    result = TuneResult(dataset=base.dataset, model=base.model, feedback=base.feedback, seed=base.seed,
-                        budget_s=cfg.budget_s, spent_s=spent, stopped=stopped, valid_sessions=base.valid_sessions,
-                        trials=trials, baselines=baselines, fixed=dict(cfg.fixed),
-                        base={k: v for k, v in base_settings(cfg).items() if k not in {d.name for d in space}},
-                        path=str(path))
+    result = _record(cfg, base, space, trials, baselines, spent, stopped, path)
     write_json(path, result.to_json())
     return result
 
@@ -312,11 +309,14 @@ def _stopped_trials(path: Path) -> dict[str, dict]:
         return {}
 
 
-def _partial(cfg: TuneConfig, base: TrainConfig, trials: list[Trial], baselines: dict, spent: float, path: Path) -> dict:
-    """The record of a search still going (written after each trial)."""
+def _record(cfg: TuneConfig, base: TrainConfig, space, trials: list[Trial], baselines: dict, spent: float,
+            stopped: str, path: Path) -> TuneResult:
+    """The search as it stands (written after each trial, and at the end with why it stopped)."""
     return TuneResult(dataset=base.dataset, model=base.model, feedback=base.feedback, seed=base.seed,
-                      budget_s=cfg.budget_s, spent_s=spent, stopped="", valid_sessions=base.valid_sessions,
-                      trials=list(trials), baselines=baselines, fixed=dict(cfg.fixed), base={}, path=str(path)).to_json()
+                      budget_s=cfg.budget_s, spent_s=spent, stopped=stopped, valid_sessions=base.valid_sessions,
+                      trials=list(trials), baselines=baselines, fixed=dict(cfg.fixed),
+                      base={k: v for k, v in base_settings(cfg).items() if k not in {d.name for d in space}},
+                      path=str(path))
 
 
 def record_path(ws: Workspace, base: TrainConfig) -> Path:
