@@ -206,3 +206,24 @@ def test_trials_below_the_median_are_pruned_and_a_resumed_search_repeats_the_sam
     assert trained == []
     assert [(t.params, t.state, t.value) for t in again.trials] == [(t.params, t.state, t.value) for t in first.trials]
     assert all(t.reused for t in again.trials)
+
+
+def test_ctrl_c_keeps_the_finished_trials_and_says_how_to_go_on(ws, monkeypatch):
+    import toolkit.tune as tune_module
+    from toolkit.errors import RunInterrupted
+
+    real_train, neural = tune_module.train, []
+
+    def interrupted_train(ws, cfg, progress=None):  # Ctrl-C during the second neural trial
+        if cfg.model == "sasrec":
+            neural.append(cfg)
+            if len(neural) == 2:
+                raise RunInterrupted("sasrec-all-s0-00000000")
+        return real_train(ws, cfg, progress)
+
+    monkeypatch.setattr(tune_module, "train", interrupted_train)
+    res = invoke("tune", "--workspace", ws.root, "--trials", 3, *TINY)
+    assert res.exit_code == 130 and "run the same command again to continue" in " ".join(res.output.split())
+    assert "Traceback" not in res.output
+    record = json.loads((ws.root / "tunes" / "tiny-sasrec-all-s0.json").read_text())
+    assert len(record["trials"]) == 1 and record["trials"][0]["state"] == "complete"
