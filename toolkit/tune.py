@@ -137,7 +137,7 @@ class TuneResult:
     budget_s: float
     spent_s: float
     stopped: str  # why no further trial started
-    valid_sessions: int
+    valid_sessions: int  # the validation sessions every trial and baseline was scored on
     trials: list[Trial]
     baselines: dict  # model -> {"run", "value"}
     base: dict  # the settings every trial shares and the search leaves alone (the study's, then --set)
@@ -193,7 +193,8 @@ def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> Tu
         ref = TrainConfig(dataset=base.dataset, model=model, seed=base.seed, history=base.history,
                           valid_sessions=base.valid_sessions, **reads)
         res = train(ws, ref)
-        baselines[model] = {"run": res.id, "value": float(res.valid[METRIC])}
+        baselines[model] = {"run": res.id, "value": float(res.valid[METRIC]),
+                            "sessions": int(res.valid.get("n_sessions", 0))}
     say("count baselines on the same validation sessions: "
         + ", ".join(f"{m} {b['value']:.4f}" for m, b in baselines.items()))
 
@@ -313,7 +314,8 @@ def _record(cfg: TuneConfig, base: TrainConfig, space, trials: list[Trial], base
             stopped: str, path: Path) -> TuneResult:
     """The search as it stands (written after each trial, and at the end with why it stopped)."""
     return TuneResult(dataset=base.dataset, model=base.model, feedback=base.feedback, seed=base.seed,
-                      budget_s=cfg.budget_s, spent_s=spent, stopped=stopped, valid_sessions=base.valid_sessions,
+                      budget_s=cfg.budget_s, spent_s=spent, stopped=stopped,
+                      valid_sessions=max((b["sessions"] for b in baselines.values()), default=0),
                       trials=list(trials), baselines=baselines, fixed=dict(cfg.fixed),
                       base={k: v for k, v in base_settings(cfg).items() if k not in {d.name for d in space}},
                       path=str(path))

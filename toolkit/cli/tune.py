@@ -67,7 +67,7 @@ def print_tune(result) -> None:
     best = result.best
     names = list(result.trials[0].params) if result.trials else []
     t = Table(title=f"tune {result.dataset}: {result.model} / {result.feedback}, validation NDCG@10 on "
-                    f"{result.valid_sessions or 'every'} validation sessions", title_justify="left")
+                    f"{result.valid_sessions:,} validation sessions", title_justify="left")
     for col in ("trial", *names, "valid NDCG@10", "best epoch", "minutes", "run"):
         t.add_column(col, overflow="fold")
     for tr in sorted(result.trials, key=lambda x: (-x.value, x.number)):
