@@ -278,9 +278,9 @@ def _run_trial(ws: Workspace, run_cfg: TrainConfig, trial, number: int, params: 
     except (_Pruned, TrainingDiverged) as exc:
         state = "pruned" if isinstance(exc, _Pruned) else "failed"
         best = max(reports.values(), default=0.0) if state == "pruned" else 0.0
-        return Trial(number=number, run=run.id, params=params, value=best, best_epoch=max(reports, key=reports.get, default=0),
-                     epochs_done=len(reports), wall_s=time.perf_counter() - t0, reused=False, state=state,
-                     reports=reports)
+        return Trial(number=number, run=run.id, params=params, value=best,
+                     best_epoch=max(reports, key=reports.get, default=0), epochs_done=len(reports),
+                     wall_s=time.perf_counter() - t0, reused=False, state=state, reports=reports)
     value = float(res.valid[METRIC])
     return Trial(number=number, run=res.id, params=params, value=value if math.isfinite(value) else 0.0,
                  best_epoch=res.best_epoch, epochs_done=res.epochs_done,
