@@ -120,8 +120,8 @@ def main() -> None:
     reads = {cfg.successors for _, cfg in configs if cfg.repeat_head and cfg.successors}
     if len(reads) > 1 or any(cfg.transitions or cfg.history for _, cfg in configs):
         sys.exit("the configs must read one number of successors, and no transitions or history columns")
-    k = reads.pop() if reads else 0
-    train_rows, valid = load_split(ds, "train", 0, k), load_split(ds, "valid", 0, k)
+    n_succ = reads.pop() if reads else 0
+    train_rows, valid = load_split(ds, "train", 0, n_succ), load_split(ds, "valid", 0, n_succ)
     last_only = manifest.last_only
     runs = [Run(name, cfg, manifest, train_rows, device) for name, cfg in configs]
     for r in runs:

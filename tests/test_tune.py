@@ -104,12 +104,12 @@ def test_the_budget_stops_the_search_before_a_trial_that_would_not_fit(ws, monke
 
 
 def test_the_space_leaves_out_fixed_settings_and_those_a_model_does_not_read(ws):
-    names = {d.name for d in searched(base_config(ws, TuneConfig(fixed={"d_model": 16})), {"d_model": 16})}
+    names = {d.name for d in searched(base_config(ws, TuneConfig(fixed={"d_model": 16}))[0], {"d_model": 16})}
     assert "d_model" not in names and {"lr", "transitions", "follow", "successor_sum"} <= names
     assert "alpha" not in names  # no contrastive term to weigh
-    bert = {d.name for d in searched(base_config(ws, TuneConfig(model="bert4rec")), {})}
+    bert = {d.name for d in searched(base_config(ws, TuneConfig(model="bert4rec"))[0], {})}
     assert not bert & {"transitions", "follow", "successor_sum"}  # no repeat head
-    contrastive = {d.name for d in searched(base_config(ws, TuneConfig(feedback="contrastive")), {})}
+    contrastive = {d.name for d in searched(base_config(ws, TuneConfig(feedback="contrastive"))[0], {})}
     assert "alpha" in contrastive
     assert len({d.name for d in SPACE}) == len(SPACE)
     for d in SPACE:  # every searched name is a training setting
@@ -178,7 +178,7 @@ def test_trials_below_the_median_are_pruned_and_a_resumed_search_repeats_the_sam
             return dataclasses.replace(finished[run.id], reused=True)
         trained.append(run.id)
         run.path.mkdir(parents=True, exist_ok=True)
-        done = len(tune_module.read_metrics(run)) if run.metrics.exists() else 0
+        done = len(tune_module.read_metrics(run))
         for epoch in range(done, cfg.epochs):
             append_metrics(run_dir(ws, run.id), {"epoch": epoch, "valid_ndcg@10": cfg.lr * 10})
             progress(TrainProgress(phase="epoch", run=run.id, epoch=epoch, epochs=cfg.epochs, step=epoch + 1,

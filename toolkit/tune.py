@@ -31,6 +31,7 @@ from typing import Callable
 from toolkit.artifacts import Workspace, read_json, read_manifest, read_metrics, write_json
 from toolkit.config import NEURAL, TrainConfig
 from toolkit.errors import ConfigError, DamagedArtifactError, TrainingDiverged
+from toolkit.manifest import Manifest
 from toolkit.progress import TrainProgress
 from toolkit.runs import latest_dataset
 from toolkit.study import SMALL
@@ -168,11 +169,13 @@ def base_settings(cfg: TuneConfig) -> dict:
     return settings
 
 
-def base_config(ws: Workspace, cfg: TuneConfig) -> TrainConfig:
-    """``base_settings`` as the run config of the dataset (default: the latest); checked once."""
+def base_config(ws: Workspace, cfg: TuneConfig) -> tuple[TrainConfig, Manifest]:
+    """``base_settings`` as the run config of the dataset (default: the latest), and its manifest (read
+    once: a one-line error for a missing or damaged dataset before any training, and every trial's run id)."""
     dataset = cfg.dataset or latest_dataset(ws)
-    read_manifest(ws.dataset(dataset))  # a one-line error for a missing or damaged dataset, before any training
-    return TrainConfig(dataset=dataset, model=cfg.model, feedback=cfg.feedback, seed=cfg.seed, **base_settings(cfg))
+    manifest = read_manifest(ws.dataset(dataset))
+    return TrainConfig(dataset=dataset, model=cfg.model, feedback=cfg.feedback, seed=cfg.seed,
+                       **base_settings(cfg)), manifest
 
 
 def searched(base: TrainConfig, fixed: dict) -> tuple[Dimension, ...]:
@@ -185,7 +188,7 @@ def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> Tu
     import optuna
 
     say = progress or (lambda _event: None)
-    base = base_config(ws, cfg)
+    base, manifest = base_config(ws, cfg)
     space = searched(base, cfg.fixed)
     baselines = {}
     for model in BASELINES:  # seconds each; the same validation sessions as every trial
@@ -234,7 +237,7 @@ def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> Tu
         repeats = 0
         say(f"trial {len(trials) + 1}: " + ", ".join(f"{k}={show_setting(v)}" for k, v in params.items())
             + f" ({_minutes(max(cfg.budget_s - spent, 0))} of the budget left)")
-        done = _run_trial(ws, replace(base, **params), trial, len(trials), params, stopped_before, say)
+        done = _run_trial(ws, manifest, replace(base, **params), trial, len(trials), params, stopped_before, say)
         _tell(search, trial, done)
         seen[key] = len(trials)
         trials.append(done)
@@ -254,13 +257,13 @@ class _Pruned(Exception):
     """Raised from a trial's progress when the pruner stops it (the run stays checkpointed)."""
 
 
-def _run_trial(ws: Workspace, run_cfg: TrainConfig, trial, number: int, params: dict, stopped_before: dict,
-               say: Progress) -> Trial:
+def _run_trial(ws: Workspace, manifest: Manifest, run_cfg: TrainConfig, trial, number: int, params: dict,
+               stopped_before: dict, say: Progress) -> Trial:
     """Train one trial (or take its stop from an earlier search), reporting each epoch to the pruner."""
-    run = run_of(ws, read_manifest(ws.dataset(run_cfg.dataset)), run_cfg)
+    run = run_of(ws, manifest, run_cfg)
     if run.id in stopped_before:  # stopped by an earlier search: the same stop, without training on
         return replace(Trial(**stopped_before[run.id]), number=number, reused=True)
-    reports = {row["epoch"]: row[f"valid_{METRIC}"] for row in read_metrics(run)} if run.metrics.exists() else {}
+    reports = {row["epoch"]: row[f"valid_{METRIC}"] for row in read_metrics(run)}
     for epoch, value in reports.items():  # a finished or resumed run's epochs, as a live run reports them
         trial.report(value, epoch)
 

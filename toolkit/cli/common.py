@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+from contextlib import contextmanager
+from typing import Callable
 import sys
 import time
 import traceback
@@ -90,6 +92,17 @@ def command(epilog: str):
         return fn
 
     return mark
+
+
+@contextmanager
+def on_interrupt(message: str | Callable[[KeyboardInterrupt], str]):
+    """Ctrl-C inside the block: one line on stderr saying what is kept and how to go on (``message``,
+    or made from the interrupt), exit status 130.  Training checkpoints before the interrupt gets here."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        err.print(message(exc) if callable(message) else message, soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(130) from None
 
 
 DEBUG_ENV = "TOOLKIT_DEBUG"  # set to 1: every error also prints its traceback

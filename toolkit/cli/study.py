@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from toolkit.artifacts import Workspace
-from toolkit.cli.common import GRID, INPUT, OUTPUT, command, err, friendly, out, workspace_option
+from toolkit.cli.common import GRID, INPUT, OUTPUT, command, friendly, on_interrupt, out, workspace_option
 from toolkit.cli.output import print_table
 from toolkit.cli.report import print_report
 from toolkit.grids import DEFAULT_GRID, GRIDS, cell_name
@@ -66,13 +66,9 @@ def study(
     cfg = StudyConfig(dataset=dataset or prepared, grid=grid, seeds=seeds, overrides=overrides, results=results,
                       out=out_file, check=check,  # study reads a --check document before it trains anything
                       command=command_line(sys.argv[1:]) if sys.argv[1:2] == ["study"] else "toolkit study")
-    with GridView(out) as show:
-        try:
-            res = run_study(ws, cfg, show)
-        except KeyboardInterrupt:
-            err.print("interrupted: finished runs are kept and the current one is checkpointed; run the same "
-                      "command again to continue")
-            raise typer.Exit(130) from None
+    with GridView(out) as show, on_interrupt("interrupted: finished runs are kept and the current one is "
+                                             "checkpointed; run the same command again to continue"):
+        res = run_study(ws, cfg, show)
     print_report(res["report"])
     for path in res["written"]:
         out.print(f"wrote {path}")

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from toolkit.artifacts import Workspace
-from toolkit.cli.common import INPUT, OUTPUT, RUNTIME, TRAINING, command, err, friendly, out, workspace_option
+from toolkit.cli.common import INPUT, OUTPUT, RUNTIME, TRAINING, command, friendly, on_interrupt, out, workspace_option
 from toolkit.config import TrainConfig, settings
 from toolkit.resume import resume_config
 from toolkit.settings import with_options
@@ -57,12 +57,8 @@ def train(
     if not distributed.main_process():  # the other ranks of a torchrun train quietly; rank 0 reports
         run_train(ws, cfg)
         return
-    with TrainView(out) as show:
-        try:
-            result = run_train(ws, cfg, show)
-        except KeyboardInterrupt as exc:
-            err.print(interrupted(exc), soft_wrap=True, highlight=False, markup=False)
-            raise typer.Exit(130) from None
+    with TrainView(out) as show, on_interrupt(interrupted):
+        result = run_train(ws, cfg, show)
     print_trained(result)
 
 

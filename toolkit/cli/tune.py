@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from toolkit.artifacts import Workspace
-from toolkit.cli.common import INPUT, MODEL, command, err, friendly, out, workspace_option
+from toolkit.cli.common import INPUT, MODEL, command, friendly, on_interrupt, out, workspace_option
 from toolkit.cli.output import print_table
 from toolkit.config import NEURAL
 
@@ -51,12 +51,9 @@ def tune(
             else:
                 view.hide()
                 out.print(ev, markup=False, highlight=False, soft_wrap=True)
-        try:
+        with on_interrupt("interrupted: finished trials are kept and the current run is checkpointed; run the "
+                          "same command again to continue"):
             result = run_tune(ws, cfg, show)
-        except KeyboardInterrupt:
-            err.print("interrupted: finished trials are kept and the current run is checkpointed; run the same "
-                      "command again to continue")
-            raise typer.Exit(130) from None
     print_tune(result)
 
 
