@@ -2,7 +2,8 @@
 --          track that followed that earlier play (what history.row_successors reads, a batch at a time)
 -- input views: events (events.parquet with file_row_number: a play's index in the file)
 -- output columns: event_idx (bigint), prev_idx (bigint, -1: the track is new to the listener),
---                 after_prev (integer, the item that followed prev_idx; 0 = PAD when there is none)
+--                 after_prev (integer, the item that followed prev_idx; 0 = PAD when there is none),
+--                 next_idx (bigint, the listener's next play; -1 after the last), item_id (integer)
 -- grain: one row per play of events.parquet, in no particular order
 -- parameters: none
 -- notes: listener-time order is (user_id, ts, session_idx, position), as toolkit/history.py's
@@ -24,17 +25,19 @@ with events as (
 followed as (
     select
         *,
-        lead(item_id) over (
-            partition by user_id, own_session order by ts, session_idx, position
-        ) as next_item
+        lead(item_id) over listener as next_item,
+        lead(event_idx) over listener as next_idx
     from events
+    window listener as (partition by user_id, own_session order by ts, session_idx, position)
 ),
 
 final as (
     select
         event_idx,
         coalesce(lag(event_idx) over same_track, -1) as prev_idx,
-        coalesce(lag(next_item) over same_track, 0)::integer as after_prev
+        coalesce(lag(next_item) over same_track, 0)::integer as after_prev,
+        coalesce(next_idx, -1) as next_idx,
+        item_id
     from followed
     window same_track as (partition by user_id, own_session, item_id order by ts, session_idx, position)
 )

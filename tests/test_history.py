@@ -94,11 +94,12 @@ def test_history_holds_only_the_listeners_past():
         row_history(ListenerOrder(ev), np.array([9]), width=3, length=2)
 
 
-def _successors_reference(ev: pl.DataFrame, rows: np.ndarray, width: int, k: int) -> np.ndarray:
+def _successors_reference(ev: pl.DataFrame, rows: np.ndarray, width: int, k: int, w: int = 0) -> np.ndarray:
     """Column by column: walk the listener's plays before this one, newest first, and collect what
-    followed each earlier play of the same track."""
+    followed each earlier play of the same track; with ``w``, then the w plays after each of those,
+    as far as the play itself."""
     plays = ev.sort("user_id", "ts", "session_idx", "position").to_dicts()
-    out = np.full((len(rows), width, k), PAD, np.int32)
+    out = np.full((len(rows), width, k * (1 + w)), PAD, np.int32)
     for r, s in enumerate(rows):
         mine = [i for i, p in enumerate(plays) if p["session_idx"] == s]
         later_rows = sum(1 for q in rows[r + 1:] if q == s)
@@ -112,23 +113,25 @@ def _successors_reference(ev: pl.DataFrame, rows: np.ndarray, width: int, k: int
                 p = plays[j]
                 same_listener = p["user_id"] == me["user_id"] and (me["user_id"] is not None or p["session_idx"] == s)
                 if same_listener and p["item_id"] == me["item_id"] and len(found) < k:
+                    out[r, col, k + len(found) * w:k + (len(found) + 1) * w] = [
+                        plays[j + o]["item_id"] if j + o <= i else PAD for o in range(2, w + 2)]
                     found.append(plays[j + 1]["item_id"])
             out[r, col, :len(found)] = found
     return out
 
 
-@given(sessions_st, st.integers(1, 4), st.integers(0, 3), st.data())
-def test_row_successors_match_the_reference(drawn, width, k, data):
+@given(sessions_st, st.integers(1, 4), st.integers(0, 3), st.integers(0, 3), st.data())
+def test_row_successors_match_the_reference(drawn, width, k, w, data):
     ev = _log([(u, items, skips) for u, (items, skips) in drawn])
     lengths = {s: len(items) for s, (_, (items, _)) in enumerate(drawn)}
     chosen = data.draw(st.lists(st.sampled_from(sorted(lengths)), unique=True, min_size=1).map(sorted))
     rows = _rows(chosen, lengths, width)
-    assert np.array_equal(row_successors(ListenerOrder(ev), rows, width, k), _successors_reference(ev, rows, width, k))
+    assert np.array_equal(row_successors(ListenerOrder(ev), rows, width, k, w), _successors_reference(ev, rows, width, k, w))
 
 
 @settings(max_examples=40, deadline=None)
-@given(sessions_st, st.integers(1, 4), st.integers(0, 3), st.data())
-def test_successor_links_read_what_row_successors_hold(drawn, width, k, data):
+@given(sessions_st, st.integers(1, 4), st.integers(0, 3), st.integers(0, 2), st.data())
+def test_successor_links_read_what_row_successors_hold(drawn, width, k, w, data):
     """The links (DuckDB over events.parquet, read a batch of rows at a time) give the whole split's
     successors of the same rows, for any batch of them."""
     ev = _log([(u, items, skips) for u, (items, skips) in drawn])
@@ -139,10 +142,10 @@ def test_successor_links_read_what_row_successors_hold(drawn, width, k, data):
     with tempfile.TemporaryDirectory() as tmp:
         events = Path(tmp) / "events.parquet"
         ev.write_parquet(events, row_group_size=7)  # several row groups, as a large log has
-        links = SuccessorLinks(events, Path(tmp) / "scratch")
+        links = SuccessorLinks(events, Path(tmp) / "scratch", window=w > 0)
         assert not list((Path(tmp) / "scratch").iterdir())  # nothing left behind
-        got = links.rows(rows, batch, width, k)
-    assert np.array_equal(got, row_successors(ListenerOrder(ev), rows, width, k)[batch])
+        got = links.rows(rows, batch, width, k, w)
+    assert np.array_equal(got, row_successors(ListenerOrder(ev), rows, width, k, w)[batch])
 
 
 def test_successor_links_clear_the_scratch_of_a_killed_build_only(tmp_path):
@@ -166,6 +169,23 @@ def test_successor_links_clear_the_scratch_of_a_killed_build_only(tmp_path):
     assert not dead.exists() and (alive / "prev.npy").exists()
 
 
+def test_windows_read_on_after_the_successors_and_stop_at_the_play():
+    # u0 plays 1 2 3 4, then later 7 8 7 9 1 5
+    ev = _log([(0, [1, 2, 3, 4], [0] * 4), (0, [7, 8, 7, 9, 1, 5], [0] * 6)])
+    succ = row_successors(ListenerOrder(ev), np.array([1]), width=6, k=1, window=2)
+    # at the second 7: its successor last time was 8, then came the 7 itself; the play after it (9)
+    # is later than the query, so it is not read
+    assert succ[0, 2].tolist() == [8, 7, 0]
+    # at the 1: the 2 that followed it last time, then 3 and 4
+    assert succ[0, 4].tolist() == [2, 3, 4]
+    assert succ[0, 0].tolist() == [0, 0, 0]  # a new track: nothing
+    events = _log([(0, [1, 2, 3, 4], [0] * 4), (0, [7, 8, 7, 9, 1, 5], [0] * 6)])
+    with tempfile.TemporaryDirectory() as tmp:
+        events.write_parquet(Path(tmp) / "events.parquet")
+        with pytest.raises(ValueError, match="window=True"):
+            SuccessorLinks(Path(tmp) / "events.parquet", Path(tmp) / "scratch").rows(np.array([1]), np.array([0]), 6, 1, 2)
+
+
 def test_successors_come_from_the_listeners_past_only():
     # u0 plays 1 2 3, then later 1 4 1 5; u1 plays 1 9 (someone else's successor of 1)
     ev = _log([(0, [1, 2, 3], [0, 0, 0]), (1, [1, 9], [0, 0]), (0, [1, 4, 1, 5], [0, 0, 0, 0])])
@@ -178,8 +198,8 @@ def test_successors_come_from_the_listeners_past_only():
 @given(sessions_st, st.integers(1, 9).flatmap(
     lambda n: st.tuples(st.lists(st.integers(1, 20), min_size=n, max_size=n),
                         st.lists(st.integers(0, 1), min_size=n, max_size=n))),
-       st.integers(1, 4), st.integers(0, 5), st.integers(0, 3), st.sampled_from([0, 1, None]))
-def test_prefix_context_reads_what_a_session_after_the_listeners_plays_reads(drawn, prefix, width, length, k, who):
+       st.integers(1, 4), st.integers(0, 5), st.integers(0, 3), st.sampled_from([0, 1, None]), st.integers(0, 2))
+def test_prefix_context_reads_what_a_session_after_the_listeners_plays_reads(drawn, prefix, width, length, k, who, w):
     # recommend's context of a new session is the evaluation's context of that session appended to the log
     ev = _log([(u, items, skips) for u, (items, skips) in drawn] + [(who, *prefix)])
     order = ListenerOrder(ev)
@@ -188,10 +208,10 @@ def test_prefix_context_reads_what_a_session_after_the_listeners_plays_reads(dra
     before = ListenerOrder(_log([(u, items, skips) for u, (items, skips) in drawn]))
     span = before.listener_plays(f"u{who}") if who is not None else None
     past = (before.items[span[0]], before.skips[span[0]]) if span else (np.zeros(0, np.int32), np.zeros(0, np.int8))
-    hist, hist_skips, succ = prefix_context(*past, np.array(prefix[0]), np.array(prefix[1]), width, length, k)
+    hist, hist_skips, succ = prefix_context(*past, np.array(prefix[0]), np.array(prefix[1]), width, length, k, w)
     want_items, want_skips = row_history(order, rows, width, length)
     assert hist.tolist() == want_items[0].tolist() and hist_skips.tolist() == want_skips[0].tolist()
-    assert succ.tolist() == row_successors(order, rows, width, k)[0].tolist()
+    assert succ.tolist() == row_successors(order, rows, width, k, w)[0].tolist()
     if span:  # the listener's code is the one the transition term was trained with
         assert span[1] == row_listener(order, rows, width)[0]
 

@@ -216,6 +216,46 @@ def test_successor_term_scores_what_followed_the_current_track_before():
         ModelConfig(n_items=5, successors=2)
 
 
+def test_window_term_sums_what_came_around_the_current_track_before():
+    model = make_model(replace(CFG, repeat_head=True, successors=2, window=2, dropout=0.0)).eval()
+    with torch.no_grad():
+        model.window_by_rank.copy_(torch.tensor([2.0, 1.0]) / REPEAT_SCALE)  # the latest earlier play counts most
+        model.window_by_offset.copy_(torch.tensor([0.5, 0.0]) / REPEAT_SCALE)  # and the nearer play after it
+        model.window_gate.bias.fill_(0.25 / REPEAT_SCALE)  # once per track
+    seqs = torch.tensor([[PAD, 3, 5, 3]])
+    succ = torch.zeros(1, 4, 2 + 2 * 2, dtype=torch.long)
+    # at the last 3: successors 5 (latest) and 6; after the latest 5 came 7 then 8, after the 6 came 7
+    succ[0, 3] = torch.tensor([5, 6, 7, 8, 7, PAD])
+    hidden = torch.zeros(1, 4, CFG.d_model)
+    w = model.window_weights(hidden[0, 3:4], succ[0, 3:4, 2:])[0]
+    # 7: rank 0 offset 0 (2.5) + the gate once (0.25), then rank 1 offset 0 (1.5); 8: rank 0 offset 1 (2) + gate
+    assert w.tolist() == pytest.approx([2.75, 2.25, 1.5, 0.0])
+    items, weights, available = model.copy_terms(hidden, seqs, succ, torch.tensor([0]), torch.tensor([3]))
+    assert items.tolist() == [[PAD, 3, 5, 3, 5, 6, 7, 8, 7, PAD]]
+    scores = model.scores_with_repeats(torch.zeros(1, CFG.d_model), weights * available, items)
+    assert scores[0, 7].item() == pytest.approx(4.25) and scores[0, 8].item() == pytest.approx(2.25)
+    assert scores[0, 5].item() == 0.0  # successor weights at zero: the window adds only to its own tracks
+    fresh = make_model(replace(CFG, repeat_head=True, successors=2, window=2))
+    assert torch.count_nonzero(fresh.window_weights(hidden[0, 3:4], succ[0, 3:4, 2:])) == 0  # starts at zero
+    with pytest.raises(ValueError, match="window"):
+        ModelConfig(n_items=5, repeat_head=True, window=2)
+
+
+def test_a_rule_start_ranks_as_the_repeat_baseline_before_any_training():
+    cfg = replace(CFG, repeat_head=True, successors=2, window=1, rule_start=True, dropout=0.0)
+    model = make_model(cfg).eval()
+    seqs = torch.tensor([[PAD, 3, 5, 4]])
+    succ = torch.zeros(1, 4, 2 + 2, dtype=torch.long)
+    succ[0, 3] = torch.tensor([6, 7, 8, PAD])  # successors 6 (latest), 7; after the 6 came 8
+    hidden = torch.zeros(1, 4, CFG.d_model)
+    items, weights, available = model.copy_terms(hidden, seqs, succ, torch.tensor([0]), torch.tensor([3]))
+    scores = model.scores_with_repeats(torch.zeros(1, CFG.d_model), weights * available, items)[0]
+    # successors (the latest first) above the session's plays (the latest first) above the window
+    assert scores[6] > scores[7] > scores[4] > scores[5] > scores[3] > scores[8] > scores[2] == 0.0
+    with pytest.raises(ValueError, match="rule_start"):
+        ModelConfig(n_items=5, rule_start=True)
+
+
 def test_summed_successor_weights_add_every_entrys_rank_as_the_repeat_baseline_does():
     model = make_model(replace(CFG, repeat_head=True, successors=3, successor_sum=True, dropout=0.0)).eval()
     with torch.no_grad():

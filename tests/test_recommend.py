@@ -59,7 +59,7 @@ def test_recommend_without_a_listener_reads_the_session_alone_and_says_so(repeat
 
 def test_a_network_with_successors_history_and_transitions_reads_the_listener(repeat_run):
     ws, _ = repeat_run
-    run = toolkit.train("two", model="sasrec", successors=2, history=3, transitions=2, d_model=8, n_heads=1,
+    run = toolkit.train("two", model="sasrec", successors=2, history=3, transitions=2, window=2, d_model=8, n_heads=1,
                         n_layers=1, epochs=1, batch_size=8, negatives=16, workspace=ws)
     recs = {who: toolkit.recommend(run, [("Band", "Hub")], k=5, listener=who, workspace=ws) for who in ("ann", "bob")}
     assert all(r.height == 5 for r in recs.values())

@@ -189,6 +189,22 @@ def test_repeat_ranks_the_listeners_earlier_successors_above_replays():
     assert np.argsort(-s[1:]).tolist() == [3, 2, 1, 0]  # 4, 3, then the replays 2 and 1
 
 
+def test_repeat_ranks_the_windows_below_the_replays_and_above_the_transitions():
+    markov = MarkovScorer(SEQS, SKIPS, COUNTS, hide=False)
+    scorer = RepeatScorer(markov, window=1)
+    b = batch([[0, 2, 1, 2]])
+    b["succ"] = torch.zeros(1, 4, 2, dtype=torch.int64)
+    b["succ"][0, 3] = torch.tensor([4, 3])  # before, 2 was followed by 4, and then came 3
+    s = scorer.scores(b, torch.tensor([0]), torch.tensor([3]))[0].numpy()
+    back = markov.scores(b, torch.tensor([0]), torch.tensor([3]))[0].numpy()
+    back = back / (back[1:].max() + 1.0)  # the back-off, in [0, 1)
+    tier = 1 * 2 // 2 * 1 + 1  # one unit above the largest window sum (K = 1, W = 1)
+    unit = (4 * 5 // 2 + 1) * tier
+    # replays 1 (position 2) and 2 (positions 1 + 3) in tiers, 3 from the window, 4 the successor
+    assert np.allclose(s[1:], back[1:] + np.array([2 * tier, 4 * tier, 1, unit]), atol=1e-4)
+    assert np.argsort(-s[1:]).tolist() == [3, 1, 0, 2]  # 4, 2, 1, then 3
+
+
 def _transitions_reference(seqs, skips, n_items, m, hide):
     """Counter over consecutive real plays of each row, sorted by (-count, track) per source."""
     from collections import Counter

@@ -444,6 +444,26 @@ def test_listener_history_and_successors_train_and_score(ws, loss, feedback):
     assert q.session.tolist() == plain.session.tolist() and q.skipped.tolist() == plain.skipped.tolist()
 
 
+def test_windows_after_the_successors_train_score_and_recommend(ws):
+    from toolkit.report import Protocol, score_run
+    from toolkit.runs import select_runs
+
+    cfg = TrainConfig(repeat_head=True, successors=2, window=2, **{**SMALL, "epochs": 3})
+    result = train(ws, cfg)
+    assert result.status == "finished" and result.valid["n_pos"] > 0
+    best = load_torch(run_dir(ws, result.id).best)
+    assert best["model_config"]["window"] == 2
+    assert torch.count_nonzero(best["model"]["window_by_rank"]) > 0  # the window term moved
+    q = score_run(ws, select_runs(ws, [result.id], None, False)[0], Protocol(split="test"), torch.device("cpu"))
+    assert len(q.session) > 0
+    rule = train(ws, TrainConfig(model="repeat", successors=2, window=2))  # the count rule reads them too
+    assert rule.status == "finished" and rule.valid["n_pos"] > 0
+    with pytest.raises(ConfigError, match="window"):
+        TrainConfig(model="markov", window=2)
+    with pytest.raises(ConfigError, match="window"):
+        TrainConfig(window=-1)
+
+
 def test_repeat_baseline_ranks_the_listeners_successors_first(ws):
     result = train(ws, TrainConfig(model="repeat", successors=2))
     assert result.status == "finished"

@@ -110,6 +110,11 @@ class ModelConfig:
     # repeat head: a learned share of the network's own track score is taken off each successor, so
     # that the head's weights alone can order them (SeqRec.successor_weights)
     successor_mute: bool = False
+    # repeat head: also score the ``window`` plays after each earlier successor (the batch's ``succ``
+    # holds them after the successors, ``history.play_successors``; SeqRec.window_weights); 0: off
+    window: int = 0
+    # repeat head: start its weights where the repeat baseline ranks (SeqRec._start_as_rule), not at zero
+    rule_start: bool = False
     # leading columns of a full row that hold the listener's plays before the session (toolkit/history.py):
     # the last max_len - history columns are the session; a narrower row is all session
     history: int = 0
@@ -149,6 +154,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.transitions must be >= 0 and needs repeat_head, got {self.transitions}")
         if self.follow and not self.successors:
             raise ValueError("ModelConfig.follow weighs the successors: set successors > 0 too")
+        if self.window < 0 or (self.window and not self.successors):
+            raise ValueError(f"ModelConfig.window must be >= 0 and needs successors > 0, got {self.window}")
+        if self.rule_start and not self.repeat_head:
+            raise ValueError("ModelConfig.rule_start sets the repeat head's start: set repeat_head too")
         if self.artists < 0:
             raise ValueError(f"ModelConfig.artists must be >= 0, got {self.artists}")
         if not (_finite(self.init_std) and self.init_std > 0):
@@ -416,6 +425,14 @@ class TrainConfig:
     # head's weights can order them alone where the network's scores only add noise
     successor_mute: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
                                    help="Let the repeat head take a learned share of the track score off the successors.")
+    # with successors, also score the N plays that came after each earlier successor of the current
+    # track (the rest of the album or playlist around it last times; SeqRec.window_weights; the repeat
+    # baseline ranks them below the replays, RepeatScorer)
+    window: int = setting(0, role=EXPERIMENT, earlier=0, panel=MODEL,
+                          help="Plays after each earlier successor that the repeat head also reads (0: none).")
+    # the repeat head starts ranking as the repeat baseline does (SeqRec._start_as_rule), not at zero
+    rule_start: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
+                               help="Start the repeat head's weights where the repeat baseline ranks.")
     # each track's embedding is its own plus one per artist (the dataset's items table), so rare and
     # new tracks share what their artist's other tracks learned; the count baselines have no such input
     artists: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
@@ -475,6 +492,13 @@ class TrainConfig:
             if getattr(self, name) and not (self.repeat_head and self.successors):
                 problems.append(f"{name} weighs the repeat head's successors: set successors above 0 (with repeat_head), "
                                 f"or leave {name} off")
+        if self.window < 0:
+            problems.append(f"window={self.window}: use 0 (off) or how many plays after each earlier successor to read")
+        elif self.window and not ((self.repeat_head or self.model == "repeat") and self.successors):
+            problems.append("window reads on after the successors: set successors above 0 (with repeat_head, or "
+                            "--model repeat), or leave window at 0")
+        if self.rule_start and not self.repeat_head:
+            problems.append("rule_start sets where the repeat head starts: set repeat_head=true too, or leave it off")
         if self.history < 0:
             problems.append(f"history={self.history}: use 0 (the session alone) or the number of earlier plays to read")
         if self.history and self.model in ("pop", "markov", "sknn"):

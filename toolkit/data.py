@@ -71,10 +71,12 @@ class SplitArrays:
                            succ=None if self.succ is None else self.succ[:, h:], row_user=self.row_user)
 
 
-def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0, listeners: bool = False) -> SplitArrays:
+def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0, listeners: bool = False,
+               window: int = 0) -> SplitArrays:
     """The arrays of one split, memory-mapped (nothing is copied until a batch is taken); with
     ``successors`` > 0 each play carries what followed its track before (read a batch at a time from
-    links DuckDB builds once, out of core), with ``history`` > 0 each row is prefixed by its
+    links DuckDB builds once, out of core; with ``window`` also the plays after those successors,
+    ``history.play_successors``), with ``history`` > 0 each row is prefixed by its
     listener's last ``history`` plays before the row, with ``listeners`` each row carries its
     listener's code (these two held in memory)."""
     seqs = read_array(ds.array(split, "seqs"))
@@ -84,7 +86,7 @@ def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0
         next_pos=read_array(ds.array(split, "next_pos")), row_session=row_session,
     )
     if successors > 0:  # read a batch at a time from links built once (history.SuccessorLinks)
-        a = replace(a, succ=LazySuccessors(_links(ds), row_session, seqs.shape[1], successors))
+        a = replace(a, succ=LazySuccessors(_links(ds, window > 0), row_session, seqs.shape[1], successors, window))
     if history <= 0 and not listeners:
         return a
     # one listener-time ordering of the whole log serves both views
@@ -98,7 +100,7 @@ def load_split(ds: DatasetDir, split: str, history: int = 0, successors: int = 0
 
 @dataclass(frozen=True)
 class LazySuccessors:
-    """A split's successors (``history.row_successors``: int32 (R, L, K)) without holding them: rows
+    """A split's successors (``history.row_successors``: int32 (R, L, K (1 + window))) without holding them: rows
     indexed by an array of row numbers come from the dataset's links, a batch at a time; the first
     ``pad`` columns (history columns, which have no successors) are PAD."""
 
@@ -106,11 +108,12 @@ class LazySuccessors:
     row_session: np.ndarray  # int64 (R,), the split's
     width: int  # the session's columns
     k: int
+    window: int = 0
     pad: int = 0
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return len(self.row_session), self.pad + self.width, self.k
+        return len(self.row_session), self.pad + self.width, self.k * (1 + self.window)
 
     def __len__(self) -> int:
         return len(self.row_session)
@@ -122,8 +125,8 @@ class LazySuccessors:
                 raise IndexError(f"successors index rows by an array, or drop the history columns; not {key!r}")
             return replace(self, pad=0)
         idx = np.asarray(key, np.int64)
-        succ = self.links.rows(self.row_session, idx, self.width, self.k)
-        return np.concatenate([np.zeros((len(idx), self.pad, self.k), np.int32), succ], axis=1) if self.pad else succ
+        succ = self.links.rows(self.row_session, idx, self.width, self.k, self.window)
+        return np.concatenate([np.zeros((len(idx), self.pad, succ.shape[2]), np.int32), succ], axis=1) if self.pad else succ
 
     def padded(self, h: int) -> "LazySuccessors":
         """The same with ``h`` more PAD columns on the left (``with_history``)."""
@@ -133,16 +136,16 @@ class LazySuccessors:
 _LINKS: dict[tuple, SuccessorLinks] = {}
 
 
-def _links(ds: DatasetDir) -> SuccessorLinks:
+def _links(ds: DatasetDir, window: bool = False) -> SuccessorLinks:
     """The successor links of ``ds``'s events, built once per process and events file (a run loads
-    train and valid; both read the same links)."""
+    train and valid; both read the same links); with ``window``, links that also read windows."""
     stat = ds.events.stat()
     key = (str(ds.events.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _LINKS:
+    if key not in _LINKS or (window and not _LINKS[key].window):
         _LINKS.clear()  # one dataset's links at a time
         # the workspace's tmp/ when the dataset sits in a workspace, else the dataset's own folder
         scratch = ds.path.parent.parent / "tmp" if ds.path.parent.name == "datasets" else ds.path
-        _LINKS[key] = SuccessorLinks(ds.events, scratch)
+        _LINKS[key] = SuccessorLinks(ds.events, scratch, window=window)
     return _LINKS[key]
 
 

@@ -110,23 +110,24 @@ def row_history(order: ListenerOrder, row_session: np.ndarray, width: int,
     return np.where(ok, order.items[src], PAD).astype(np.int32), np.where(ok, order.skips[src], 0).astype(np.int8)
 
 
-def row_successors(order: ListenerOrder, row_session: np.ndarray, width: int, k: int) -> np.ndarray:
-    """int32 (R, width, k): at each play of each row, the tracks that followed the same track in the
-    listener's earlier plays, the latest first, PAD where fewer than ``k`` (or at padding).
+def row_successors(order: ListenerOrder, row_session: np.ndarray, width: int, k: int, window: int = 0) -> np.ndarray:
+    """int32 (R, width, k * (1 + window)): at each play of each row, the tracks that followed the same
+    track in the listener's earlier plays, the latest first, PAD where fewer than ``k`` (or at padding);
+    with ``window``, then the ``window`` plays after each of those successors (``play_successors``).
 
-    "Earlier" is strictly before the play itself, so a successor is always a play at or before it:
-    nothing later than the query enters.  Listeners return to albums and playlists in their order,
-    so "what came after this track last time" is often what comes next; a model scores these
-    tracks through its copy term (``SeqRec.successor_weights``), the count baseline ``repeat`` ranks
-    them first.
+    "Earlier" is strictly before the play itself, and a window stops at the play, so every entry is a
+    play at or before it: nothing later than the query enters.  Listeners return to albums and
+    playlists in their order, so "what came after this track last time" is often what comes next; a
+    model scores these tracks through its copy term (``SeqRec.successor_weights``), the count baseline
+    ``repeat`` ranks them first.
     """
-    if k < 0:
-        raise ValueError(f"successors must be >= 0, got {k}")
+    if k < 0 or window < 0:
+        raise ValueError(f"successors and window must be >= 0, got {k} and {window}")
     rs = np.asarray(row_session, dtype=np.int64)
-    out = np.full((len(rs), width, k), PAD, np.int32)
+    out = np.full((len(rs), width, k * (1 + window)), PAD, np.int32)
     if not len(rs) or not k or not len(order.items):
         return out
-    succ = play_successors(order.items, order.block_start, k)
+    succ = play_successors(order.items, order.block_start, k, window)
     begin, count = order.row_starts(rs, width)
     col = np.arange(width)[None, :]
     real = col >= width - count[:, None]  # (R, width): rows are left-padded
@@ -148,9 +149,11 @@ class SuccessorLinks:
     a play, their names unlinked at once, so nothing is left behind), and a batch's K successors
     are read by following the links K - 1 times: the latest successor of a play is the track after
     its previous play of the track, the next one the track after the play before that, and so on.
+    With ``window`` the links also hold each play's next play and its track (12 bytes a play more),
+    which the windows after the successors walk along.
     """
 
-    def __init__(self, events: Path, scratch: Path, memory_limit: str = "1GB") -> None:
+    def __init__(self, events: Path, scratch: Path, memory_limit: str = "1GB", window: bool = False) -> None:
         """``scratch``: a folder inside the workspace for the link files and DuckDB's spill."""
         scratch.mkdir(parents=True, exist_ok=True)
         for old in scratch.glob(f"{LINKS_PREFIX}*"):  # left by a build that was killed (its process is gone)
@@ -171,23 +174,33 @@ class SuccessorLinks:
             n = int(sizes["plays"].sum())
             self.prev = np.lib.format.open_memmap(folder / "prev.npy", "w+", np.int64, (n,))
             self.after = np.lib.format.open_memmap(folder / "after.npy", "w+", np.int32, (n,))
+            self.window = window
+            if window:
+                self.next = np.lib.format.open_memmap(folder / "next.npy", "w+", np.int64, (n,))
+                self.item = np.lib.format.open_memmap(folder / "item.npy", "w+", np.int32, (n,))
             for batch in sql.relation(con, "successor_links").to_arrow_reader(1 << 20):
                 at = batch.column(0).to_numpy()
                 self.prev[at] = batch.column(1).to_numpy()
                 self.after[at] = batch.column(2).to_numpy()
-        self.prev.flush()
-        self.after.flush()
+                if window:
+                    self.next[at] = batch.column(3).to_numpy()
+                    self.item[at] = batch.column(4).to_numpy()
+        for links in (self.prev, self.after, *((self.next, self.item) if window else ())):
+            links.flush()
         shutil.rmtree(folder)  # the maps keep the pages; the names go now
         self.sessions = np.asarray(sizes["session_idx"], np.int64)
         self.first = np.asarray(sizes["first"], np.int64)
         self.lengths = np.asarray(sizes["plays"], np.int64)
 
-    def rows(self, row_session: np.ndarray, idx: np.ndarray, width: int, k: int) -> np.ndarray:
-        """int32 (len(idx), width, k): ``row_successors`` of the split's rows ``idx`` (``row_session``:
-        the whole split's, rows of a session adjacent, ``width`` columns aligned at the session's end)."""
+    def rows(self, row_session: np.ndarray, idx: np.ndarray, width: int, k: int, window: int = 0) -> np.ndarray:
+        """int32 (len(idx), width, k * (1 + window)): ``row_successors`` of the split's rows ``idx``
+        (``row_session``: the whole split's, rows of a session adjacent, ``width`` columns aligned at
+        the session's end)."""
+        if window and not self.window:
+            raise ValueError("these links were built without window=True; they cannot read windows")
         idx = np.asarray(idx, np.int64)
         rs = np.asarray(row_session[idx], np.int64)
-        out = np.full((len(idx), width, k), PAD, np.int32)
+        out = np.full((len(idx), width, k * (1 + window)), PAD, np.int32)
         if not len(idx) or not k:
             return out
         # rows of a session are adjacent and sorted by session: its last row is where the next session begins - 1
@@ -196,15 +209,35 @@ class SuccessorLinks:
         col = np.arange(width)[None, :]
         real = col >= width - count[:, None]  # rows are left-padded
         at = (begin[:, None] + col - (width - count[:, None]))[real]  # each real column's play, then its earlier ones
-        for j in range(k):
+        play = at
+        for j in range(k):  # ``at``: the j-th play of the track back from each column's (j = 0: the play)
             ok = at >= 0
             found = np.zeros(len(at), np.int32)
-            found[ok] = self.after[at[ok]]
+            found[ok] = self.after[at[ok]]  # what followed the play before ``at``
             out[..., j][real] = found
             earlier = np.full(len(at), -1, np.int64)
             earlier[ok] = self.prev[at[ok]]
+            if window:
+                self._window(out[..., k + j * window:k + (j + 1) * window], real, earlier, play)
             at = earlier
         return out
+
+    def _window(self, out: np.ndarray, real: np.ndarray, earlier: np.ndarray, play: np.ndarray) -> None:
+        """Write into ``out`` (.., width, window), at the ``real`` columns, the tracks 2 .. window + 1
+        plays after each play's ``earlier`` play of its track (-1: none), stopping at the ``play``
+        itself: one step along the next-play links at a time, so nothing after the play is read."""
+        node = earlier.copy()
+        walking = node >= 0
+        node[walking] = self.next[node[walking]]  # the successor's play (o = 1)
+        for o in range(out.shape[-1]):
+            walking &= (node >= 0) & (node != play)  # the play itself was reached: what follows is later
+            nxt = np.full(len(node), -1, np.int64)
+            nxt[walking] = self.next[node[walking]]
+            walking &= nxt >= 0
+            found = np.zeros(len(node), np.int32)
+            found[walking] = self.item[nxt[walking]]
+            out[..., o][real] = found
+            node = nxt
 
 
 def _row_windows(sessions: np.ndarray, first: np.ndarray, lengths: np.ndarray, rs: np.ndarray, from_end: np.ndarray,
@@ -224,34 +257,43 @@ def _quoted(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def play_successors(items: np.ndarray, block_start: np.ndarray, k: int) -> np.ndarray:
-    """int32 (n, k): at each of ``n`` plays in listener-time order, the last ``k`` tracks that followed
-    the same track earlier in the same block (listener), the latest first, PAD where fewer.
-    ``block_start`` (n,): the index of the first play of each play's block."""
+def play_successors(items: np.ndarray, block_start: np.ndarray, k: int, window: int = 0) -> np.ndarray:
+    """int32 (n, k * (1 + window)): at each of ``n`` plays in listener-time order, the last ``k`` tracks
+    that followed the same track earlier in the same block (listener), the latest first, PAD where
+    fewer.  ``block_start`` (n,): the index of the first play of each play's block.
+
+    With ``window``, entry ``k + j * window + (o - 2)`` is the track ``o`` plays after the j-th latest
+    earlier play of the track (o = 2 .. window + 1; o = 1 is its successor), PAD where that would be
+    after the play itself: what else of the album or playlist came around the track last times,
+    which on the Spotify logs holds the next track where neither a successor nor a replay does."""
     n = len(items)
     # each play's previous play of the same track in the same block, -1 if none
     by = np.lexsort((np.arange(n), items, block_start))
     same = np.r_[False, (items[by][1:] == items[by][:-1]) & (block_start[by][1:] == block_start[by][:-1])]
     prev = np.full(n, -1, np.int64)
     prev[by[same]] = by[np.flatnonzero(same) - 1]
-    succ = np.full((n, k), PAD, np.int32)
+    succ = np.full((n, k * (1 + window)), PAD, np.int32)
+    at = np.arange(n)
     p = prev.copy()
     for j in range(k):
         ok = p >= 0
         succ[ok, j] = items[p[ok] + 1]  # p < the play, so p + 1 is at or before it, same listener
+        for o in range(2, window + 2):
+            seen = ok & (p + o <= at)  # at or before the play: the same listener, never later
+            succ[seen, k + j * window + o - 2] = items[p[seen] + o]
         p = np.where(ok, prev[np.maximum(p, 0)], -1)
     return succ
 
 
 def prefix_context(past: np.ndarray, past_skips: np.ndarray, prefix: np.ndarray, prefix_skips: np.ndarray,
-                   width: int, history: int, successors: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   width: int, history: int, successors: int, window: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What a model reads of a listener's past for a session prefix that comes after it (``recommend``).
 
     ``past``: int32 (P,) the listener's plays, oldest first (empty for an unknown listener), and
     ``past_skips`` int8 (P,); ``prefix``, ``prefix_skips`` (n,): the session so far, oldest first, n >= 1.
     The query row is the prefix's last ``min(n, width)`` plays, left-padded to ``width`` as
     ``kernels.build_sequences`` aligns a session.  Returns ``(history int32 (history,), its skips int8
-    (history,), successors int32 (width, successors))``: the ``history`` plays before the row's first
+    (history,), successors int32 (width, successors * (1 + window)))``: the ``history`` plays before the row's first
     column (the past, then the prefix's earlier plays; PAD-padded on the left), and at each column the
     tracks that followed its track before it, the latest first: what ``row_history`` and
     ``row_successors`` read for a session that follows the listener's plays."""
@@ -264,9 +306,9 @@ def prefix_context(past: np.ndarray, past_skips: np.ndarray, prefix: np.ndarray,
     lo = max(start - history, 0)
     if history:
         hist[history - (start - lo):], hist_skips[history - (start - lo):] = log[lo:start], log_skips[lo:start]
-    succ = np.full((width, successors), PAD, np.int32)
+    succ = np.full((width, successors * (1 + window)), PAD, np.int32)
     if successors:
-        succ[width - shown:] = play_successors(log, np.zeros(len(log), np.int64), successors)[start:]
+        succ[width - shown:] = play_successors(log, np.zeros(len(log), np.int64), successors, window)[start:]
     return hist, hist_skips, succ
 
 

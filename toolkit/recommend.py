@@ -128,12 +128,12 @@ def reads_the_past(cfg) -> bool:
 def _query_rows(ds, cfg, prefixes: pl.DataFrame, max_len: int, listener: str | None,
                 shown: str) -> tuple[dict[str, np.ndarray], dict]:
     """The batch arrays of one query row per prefix, as evaluation reads a test session of the run's
-    dataset: ``seqs``, ``fb`` (S, history + max_len) and, where the run reads them, ``succ`` (S, width, K)
+    dataset: ``seqs``, ``fb`` (S, history + max_len) and, where the run reads them, ``succ`` (S, width, K (1 + window))
     and ``user`` (S,); and what the rows read of the listeners' past, for the counts."""
-    S, H, K = prefixes.height, cfg.history, cfg.successors
+    S, H, K, W = prefixes.height, cfg.history, cfg.successors, cfg.window
     seqs = np.zeros((S, H + max_len), np.int64)
     fb = np.zeros((S, H + max_len), np.int64)
-    succ = np.zeros((S, H + max_len, K), np.int64)
+    succ = np.zeros((S, H + max_len, K * (1 + W)), np.int64)
     order = None
     if reads_the_past(cfg):
         order = ListenerOrder(read_frame(ds.events, columns=[SESSION, "position", USER, ITEM, TS, "is_skip"]))
@@ -160,7 +160,7 @@ def _query_rows(ds, cfg, prefixes: pl.DataFrame, max_len: int, listener: str | N
             past_items, past_skips = order.items[span], order.skips[span]
             used[who] = len(past_items)
         seqs[i, :H], fb[i, :H], succ[i, H:] = prefix_context(past_items, past_skips, np.asarray(its, np.int32),
-                                                             np.asarray(sk, np.int8), max_len, H, K)
+                                                             np.asarray(sk, np.int8), max_len, H, K, W)
     if order is None:
         return {"seqs": seqs, "fb": fb}, {}
     arrays = {"seqs": seqs, "fb": fb, "user": users}

@@ -136,7 +136,7 @@ def build_baseline(ds, manifest: Manifest, cfg: TrainConfig):
         return SessionKNNScorer(np.asarray(tr.seqs), np.asarray(tr.skips), np.asarray(tr.row_session), counts, hide)
     # the repeat baseline reads whatever the rows hold: with history, the listener's earlier plays too
     markov = MarkovScorer(np.asarray(tr.seqs), np.asarray(tr.skips), counts, hide)
-    return RepeatScorer(markov) if cfg.model == "repeat" else markov
+    return RepeatScorer(markov, cfg.window) if cfg.model == "repeat" else markov
 
 
 def scorer_for(ws: Workspace, run: RunRecord, device: torch.device):

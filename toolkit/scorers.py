@@ -303,22 +303,37 @@ class RepeatScorer:
     When the batch carries successors (``history.row_successors``: the K tracks that followed the
     query's track in the listener's earlier plays, latest first), they rank above everything: the
     k-th latest adds ``K - k`` (k from 0), in units larger than any replay score.
+
+    With ``window`` (the batch's successors then hold, after the K, the ``window`` plays after each,
+    ``history.play_successors``), those tracks rank between the replays and the Markov scores: an
+    entry after the k-th latest earlier play adds ``K - k``, and every tier above is scaled past the
+    largest window sum.
     """
 
-    def __init__(self, markov: MarkovScorer) -> None:
+    def __init__(self, markov: MarkovScorer, window: int = 0) -> None:
         self.markov = markov
+        self.window = window
 
     def scores(self, batch: Batch, rows: Tensor, cols: Tensor) -> Tensor:
         back = self.markov.scores(batch, rows, cols).cpu()  # (N, V) >= 0, PAD -inf
         out = back / (back[:, PAD + 1 :].max(dim=1, keepdim=True).values + 1.0)
         seqs = hide_skips(batch["seqs"], batch["fb"])[0] if self.markov.hide else batch["seqs"]
-        q, item, pos, _ = prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
-        out.index_put_((torch.from_numpy(q), torch.from_numpy(item)), torch.from_numpy(pos).float(), accumulate=True)
         succ = batch.get("succ")
+        W = self.window if succ is not None else 0
+        K = succ.shape[2] // (1 + W) if succ is not None else 0
+        # one window unit above the largest window sum (every entry the same track); 1 without windows
+        tier = K * (K + 1) // 2 * W + 1
+        if W:
+            s = succ[rows, cols, K:].cpu()  # (N, K * W)
+            by_rank = torch.arange(K, 0, -1, dtype=torch.float32).repeat_interleave(W).expand_as(s)
+            out.scatter_add_(1, s, torch.where(s != PAD, by_rank, torch.zeros_like(by_rank)))
+        q, item, pos, _ = prefix_plays(seqs[rows].cpu().numpy(), cols.cpu().numpy())
+        out.index_put_((torch.from_numpy(q), torch.from_numpy(item)), torch.from_numpy(pos).float() * tier,
+                       accumulate=True)
         if succ is not None:
-            s = succ[rows, cols].cpu()  # (N, K)
-            K, T = s.shape[1], seqs.shape[1]
-            unit = T * (T + 1) // 2 + 1  # above the largest replay score (every column the same track)
+            s = succ[rows, cols, :K].cpu()  # (N, K)
+            T = seqs.shape[1]
+            unit = (T * (T + 1) // 2 + 1) * tier  # above the largest replay score (every column the same track)
             rank_w = (torch.arange(K, 0, -1, dtype=torch.float32) * unit).expand_as(s)  # (N, K)
             out.scatter_add_(1, s, torch.where(s != PAD, rank_w, torch.zeros_like(rank_w)))
             out[:, PAD] = float("-inf")

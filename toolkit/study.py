@@ -86,7 +86,8 @@ def labelled_cells(cfg: StudyConfig, dataset: str) -> list[tuple[str, TrainConfi
         if model == "bert4rec" or "negative-target" in feedback:
             # the repeat head reads the plays before each position and adds to the next-item softmax:
             # a masked model has no "before", the unlikelihood term has no copy candidates
-            settings.update(repeat_head=False, successors=0, transitions=0, **dict.fromkeys(SUCCESSOR_OPTIONS, False))
+            settings.update(repeat_head=False, successors=0, transitions=0, window=0, rule_start=False,
+                            **dict.fromkeys(SUCCESSOR_OPTIONS, False))
         for seed in range(cfg.seeds):
             out.append((f"{label}, seed {seed}",
                         TrainConfig(dataset=dataset, model=model, feedback=feedback, seed=seed, **settings)))

@@ -139,7 +139,7 @@ def seed_everything(seed: int) -> None:
 
 def _fit_baseline(ds, manifest: Manifest, cfg: TrainConfig, device) -> dict:
     scorer = build_baseline(ds, manifest, cfg)
-    valid = load_split(ds, "valid", cfg.history, cfg.successors)
+    valid = load_split(ds, "valid", cfg.history, cfg.successors, window=cfg.window)
     metrics = evaluate(scorer, valid, manifest.items, device, last_only=manifest.last_only,
                        sessions=session_subset(valid, cfg.valid_sessions, cfg.seed),
                        exclude_played=cfg.validation.exclude_played)
@@ -153,7 +153,8 @@ def model_config(manifest: Manifest, cfg: TrainConfig, artists: int = 0) -> Mode
         encoder="gru" if cfg.model == "gru4rec" else "transformer",
         feedback_input="feedback-input" in cfg.modes, mask_prob=cfg.mask_prob, repeat_head=cfg.repeat_head,
         successors=cfg.successors if cfg.repeat_head else 0, history=cfg.history,
-        transitions=cfg.transitions if cfg.repeat_head else 0, artists=artists,
+        transitions=cfg.transitions if cfg.repeat_head else 0, artists=artists, window=cfg.window,
+        rule_start=cfg.rule_start and cfg.repeat_head,
         # TrainConfig refuses these without the head and its successors
         **{name: getattr(cfg, name) for name in SUCCESSOR_OPTIONS},
     )
@@ -163,8 +164,8 @@ def _fit_neural(run: RunDir, ds, manifest: Manifest, cfg: TrainConfig, device, s
                 world: distributed.World = distributed.World()) -> dict:
     n_items = manifest.items
     keep_freed_memory()
-    train_rows = load_split(ds, "train", cfg.history, cfg.successors, listeners=cfg.transitions > 0)
-    valid = load_split(ds, "valid", cfg.history, cfg.successors, listeners=cfg.transitions > 0)
+    train_rows = load_split(ds, "train", cfg.history, cfg.successors, cfg.transitions > 0, cfg.window)
+    valid = load_split(ds, "valid", cfg.history, cfg.successors, cfg.transitions > 0, cfg.window)
     last_only = manifest.last_only
     valid_subset = session_subset(valid, cfg.valid_sessions, cfg.seed)
     codes, n_artists = item_artists(ds, n_items) if cfg.artists else (None, 0)

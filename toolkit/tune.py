@@ -165,7 +165,8 @@ def base_settings(cfg: TuneConfig) -> dict:
     """What every trial shares before the search: the study's settings for the model, then ``fixed``."""
     settings = {**SMALL, **cfg.fixed}
     if cfg.model == "bert4rec":  # no 'before' for the repeat head to read (as in the study)
-        settings.update(repeat_head=False, successors=0, transitions=0, follow=False, successor_sum=False)
+        settings.update(repeat_head=False, successors=0, transitions=0, window=0, rule_start=False, follow=False,
+                        successor_sum=False)
     return settings
 
 

@@ -70,7 +70,7 @@ def score_run(ws: Workspace, run: RunRecord, protocol: Protocol, device: torch.d
         with np.load(cache) as z:
             if str(z["stamp"]) == stamp and all(fld.name in z.files for fld in fields(QueryResults)):
                 return QueryResults(**{fld.name: z[fld.name] for fld in fields(QueryResults)})
-    split = load_split(ds, protocol.split, cfg.history, cfg.successors, listeners=cfg.transitions > 0)
+    split = load_split(ds, protocol.split, cfg.history, cfg.successors, cfg.transitions > 0, cfg.window)
     if len(split) == 0:
         raise ArtifactMissingError(f"dataset {cfg.dataset} has an empty {protocol.split} split; prepare it with "
                                    "a larger --test-frac / --valid-frac")
