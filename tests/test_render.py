@@ -359,6 +359,10 @@ def test_verdict_when_a_neural_model_wins_names_both_margins_and_warns_of_nothin
     # a lead whose interval reaches below zero is no win over the count baseline
     report["verdict"]["neural_vs_count"] = {"diff": 0.002, "lo": -0.001, "hi": 0.005}
     assert any("no neural model beats" in text for _, text in signals.signal_lines(report))
+    # a report of the valid split says so, not "test"
+    report["protocol"] = {**(report.get("protocol") or {}), "split": "valid"}
+    assert signals.verdict_line(report).startswith("Best by valid NDCG@10: sasrec / all")
+    assert any("count baseline pop / all on valid NDCG@10" in text for _, text in signals.signal_lines(report))
 
 
 def test_cold_targets_and_last_epoch_are_flagged():

@@ -428,7 +428,7 @@ class TrainConfig:
     # with successors, also score the N plays that came after each earlier successor of the current
     # track (the rest of the album or playlist around it last times; SeqRec.window_weights; the repeat
     # baseline ranks them below the replays, RepeatScorer)
-    window: int = setting(0, role=EXPERIMENT, earlier=0, panel=MODEL,
+    window: int = setting(0, role=EXPERIMENT, labels="repeat-or-neural", earlier=0, panel=MODEL,
                           help="Plays after each earlier successor that the repeat head also reads (0: none).")
     # the repeat head starts ranking as the repeat baseline does (SeqRec._start_as_rule), not at zero
     rule_start: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,

@@ -39,7 +39,8 @@ def verdict_line(report: dict) -> str | None:
     if not v.get("best"):
         return None
     metric, level = str(v.get("metric", "ndcg@10")).upper(), interval_level(report)
-    parts = [f"Best by test {metric}: {v['best']} ({fmt_num(v.get('best_mean'))})"]
+    split = (report.get("protocol") or {}).get("split", "test")  # a report may score the valid split
+    parts = [f"Best by {split} {metric}: {v['best']} ({fmt_num(v.get('best_mean'))})"]
     if v.get("vs_runner_up"):
         c = v["vs_runner_up"]
         parts.append(f"{_interval(c)} over the runner-up {v['runner_up']} (the {level} paired interval {_zero(c)})")
@@ -63,7 +64,8 @@ def signal_lines(report: dict) -> list[tuple[str, str]]:
     v = report.get("verdict") or {}
     c = v.get("neural_vs_count")
     if c and not as_float(c.get("lo")) > 0:
-        out.append(("warning", f"no neural model beats the best count baseline {v['best_count']} on test "
+        split = (report.get("protocol") or {}).get("split", "test")
+        out.append(("warning", f"no neural model beats the best count baseline {v['best_count']} on {split} "
                                f"{str(v.get('metric', 'ndcg@10')).upper()}: the best neural group, {v['best_neural']}, "
                                f"differs from it by {_interval(c)} (the paired interval {_zero(c)})."))
     cold = cold_line(report)
