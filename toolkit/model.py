@@ -321,9 +321,9 @@ class SeqRec(nn.Module):
         came around the current one often and closely sums most, and a track's first entry also adds
         ``REPEAT_SCALE * gate(hidden)`` once; 0 at PAD.
         In shuffle mode, or after a skip, the next track is rarely the successor itself but often
-        another track of the same album or playlist: on the Spotify extended histories, ranking the
-        tracks of these windows after the successors and the replays (and before the transition
-        counts) raised a count rule's validation NDCG@10 by 0.008 (W = 2; benchmarks/README.md).
+        another track of the same album or playlist: ranked after the successors and the replays (and
+        before the transition counts), they raised the ``repeat`` baseline's validation NDCG@10 on
+        both Spotify logs by 0.002 (W = 2; benchmarks/README.md, "Windows after the successors").
         """
         K, W = self.cfg.successors, self.cfg.window
         per_entry = (self.window_by_rank.unsqueeze(1) + self.window_by_offset.unsqueeze(0)).reshape(K * W)  # (K W,)
