@@ -189,7 +189,7 @@ def test_every_setting_that_separates_groups_labels_them():
     assert labelled == separating
     assert {"skip_negatives", "lr_schedule", "amp", "exclude_played", "grad_clip", "loss_memory_mb"} <= labelled
     assert group_labels(TrainConfig(model="pop")) == []
-    assert group_labels(TrainConfig(model="repeat")) == ["history", "successors"]
+    assert group_labels(TrainConfig(model="repeat")) == ["history", "successors", "window"]
     assert "alpha" not in group_labels(TrainConfig()) and "mask_prob" not in group_labels(TrainConfig())
 
 
