@@ -240,6 +240,11 @@ def test_study_gives_the_baselines_the_protocol_and_nothing_else():
     runs = cells(StudyConfig(overrides={"exclude_played": True, "epochs": 1}), "d")
     assert all(c.exclude_played for c in runs)
     assert {c.epochs for c in runs if c.model == "pop"} == {TrainConfig().epochs}
+    # windows after the successors: the repeat rule that reads the successors reads them too
+    runs = cells(StudyConfig(overrides={"window": 2}), "d")
+    assert {(c.successors, c.window) for c in runs if c.model == "repeat"} == {(0, 0), (10, 2)}
+    assert all(c.window == 2 for c in runs if c.model == "sasrec" and c.repeat_head)
+    assert all(c.window == 0 for c in runs if c.model in ("pop", "markov", "sknn"))
 
 
 def test_choices_offered_are_the_checked_ones():

@@ -158,6 +158,10 @@ def test_the_python_verb_searches_as_the_command_does(ws):
     assert Path(search.path).is_file() and callable(toolkit.tune)
     with pytest.raises(ConfigError, match="did you mean d_model"):
         toolkit.tune("tiny", workspace=ws.root, d_modle=16)
+    # a window fixed for the trials is read by the repeat baseline they are measured against too
+    windowed = toolkit.tune("tiny", workspace=ws.root, trials=1, window=1, **TINY_FIXED)
+    rule = json.loads((ws.root / "runs" / windowed.baselines["repeat"]["run"] / "config.json").read_text())["train"]
+    assert rule["model"] == "repeat" and rule["window"] == 1 and rule["successors"] == windowed.base["successors"] > 0
 
 
 def test_trials_below_the_median_are_pruned_and_a_resumed_search_repeats_the_same_stops(ws, monkeypatch):

@@ -80,6 +80,9 @@ def labelled_cells(cfg: StudyConfig, dataset: str) -> list[tuple[str, TrainConfi
         label = cell_name(model, feedback, extra)
         if model not in NEURAL:  # the baselines share the neural runs' evaluation protocol, no other setting
             protocol = {k: v for k, v in cfg.overrides.items() if k in PROTOCOL_SETTINGS}
+            if model == "repeat" and extra.get("successors") and "window" in cfg.overrides:
+                # the repeat head's windows come with the rule that reads the same successors
+                protocol["window"] = cfg.overrides["window"]
             out.append((label, TrainConfig(dataset=dataset, model=model, feedback=feedback, **protocol, **extra)))
             continue
         settings = {**SMALL, **cfg.overrides, **extra}

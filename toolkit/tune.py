@@ -193,7 +193,8 @@ def tune(ws: Workspace, cfg: TuneConfig, progress: Progress | None = None) -> Tu
     space = searched(base, cfg.fixed)
     baselines = {}
     for model in BASELINES:  # seconds each; the same validation sessions as every trial
-        reads = {"successors": base.successors} if model == "repeat" else {}  # what the repeat head reads too
+        # what the repeat head reads too: the rule the trials must beat reads the same past
+        reads = {"successors": base.successors, "window": base.window} if model == "repeat" else {}
         ref = TrainConfig(dataset=base.dataset, model=model, seed=base.seed, history=base.history,
                           valid_sessions=base.valid_sessions, **reads)
         res = train(ws, ref)
