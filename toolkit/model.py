@@ -223,11 +223,10 @@ class SeqRec(nn.Module):
         transition counts, each tier a few score units above the next, while the untrained dot
         products are near zero.  Training then corrects a ranking that is already the count rule's
         instead of building it from zero in the one or two epochs before the track embeddings overfit."""
-        with torch.no_grad():
-            T = self.cfg.max_len
+        T, K = self.cfg.max_len, self.cfg.successors
+        with torch.no_grad():  # in REPEAT_SCALE units: successors 8-8.5, replays 4-5, windows 2-2.5
             self.repeat_by_distance.copy_(0.4 + 0.1 * (1 - torch.arange(T) / max(T - 1, 1)))
-            if self.cfg.successors:
-                K = self.cfg.successors
+            if K:
                 self.successor_by_rank.copy_(0.8 + 0.05 * (1 - torch.arange(K) / max(K - 1, 1)))
             if self.cfg.window:
                 self.window_by_rank.copy_(0.2 + 0.05 * (1 - torch.arange(K) / max(K - 1, 1)))
@@ -432,9 +431,10 @@ class SeqRec(nn.Module):
 
         hidden: (B, T, D), seqs: (B, T), succ: (B, T, K) or None, targets: (N,) in training and users:
         (B,) the rows' listeners, or None (see ``transition_weights``).  Returns items (N, C), weights
-        (N, C) and available (N, C), C = T (+ K (+ K W)) (+ M): the row's plays (available up to the query column),
-        the query's successors and their windows (available where not PAD), then the current track's train transitions.  A track may appear more than once;
-        its repeat term is the sum of its weights (``repeat_bonus``).
+        (N, C) and available (N, C), C = T (+ K (+ K W)) (+ M): the row's plays (available up to the
+        query column), the query's successors and their windows (available where not PAD), then the
+        current track's train transitions.  A track may appear more than once; its repeat term is the
+        sum of its weights (``repeat_bonus``).
         """
         items = seqs[rows]  # (N, T)
         T = seqs.shape[1]
