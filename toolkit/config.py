@@ -651,6 +651,10 @@ def _date_ok(text: str) -> bool:
 DEFAULT_SUCCESSORS = 10
 # the settings that change how the repeat head weighs the successors: each needs successors to read
 SUCCESSOR_OPTIONS = ("follow", "successor_sum", "successor_mute")
+# every setting of the repeat head, off: what a run without "before" to read gets (bert4rec, and the
+# negative-target mode, whose unlikelihood term has no copy candidates), in the study and in tune alike
+NO_REPEAT_HEAD = {"repeat_head": False, "successors": 0, "transitions": 0, "window": 0, "rule_start": False,
+                  **dict.fromkeys(SUCCESSOR_OPTIONS, False)}
 
 
 def saved_config(saved: dict) -> TrainConfig:

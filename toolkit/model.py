@@ -157,6 +157,15 @@ class SeqEncoder(nn.Module):
 REPEAT_SCALE = 10.0  # the repeat head's parameters act at this scale (see SeqRec.repeat_weights)
 
 
+def repeated_entries(items: Tensor) -> tuple[Tensor, Tensor]:
+    """For lists of tracks ``items`` (..., L): ``same`` (..., L, L), entry i and entry j hold the same
+    track, and ``repeated`` (..., L), an earlier entry of the list holds the track already (the
+    successors and the windows count a track once, at its first entry, the latest one)."""
+    j = torch.arange(items.shape[-1], device=items.device)
+    same = items.unsqueeze(-1) == items.unsqueeze(-2)
+    return same, (same & (j < j.unsqueeze(-1))).any(-1)
+
+
 def own_key(users: Tensor | np.ndarray, current, nxt, n_items: int):
     """The int64 key of a (listener, track, next track) transition, in torch or numpy alike."""
     v = n_items + 1
@@ -292,11 +301,8 @@ class SeqRec(nn.Module):
         time" is often next, the more so the more often it came; a dot product with track embeddings
         would have to memorise that track by track.
         """
-        K = succ.shape[-1]
-        k = torch.arange(K, device=succ.device)
-        same = succ.unsqueeze(-1) == succ.unsqueeze(-2)  # (B, T, K, K)
+        same, newer = repeated_entries(succ)  # newer: not the track's latest entry
         count = same.sum(-1)  # (B, T, K): entries of the same track, itself included
-        newer = (same & (k.view(1, 1, 1, -1) < k.view(1, 1, -1, 1))).any(-1)  # (B, T, K): not its latest entry
         once = self.successor_by_count[count - 1] + self.successor_gate(hidden)  # (B, T, K)
         if follow is not None and self.cfg.follow:
             once = once + self.successor_by_follow[follow]
@@ -326,9 +332,7 @@ class SeqRec(nn.Module):
         """
         K, W = self.cfg.successors, self.cfg.window
         per_entry = (self.window_by_rank.unsqueeze(1) + self.window_by_offset.unsqueeze(0)).reshape(K * W)  # (K W,)
-        j = torch.arange(K * W, device=window.device)
-        same = window.unsqueeze(-1) == window.unsqueeze(-2)  # (N, KW, KW)
-        later = (same & (j.view(1, 1, -1) < j.view(1, -1, 1))).any(-1)  # (N, KW): not the track's first entry
+        later = repeated_entries(window)[1]  # (N, KW): not the track's first entry
         real = window != PAD
         zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
         once = torch.where(real & ~later, self.window_gate(hidden).expand(-1, K * W), zero)  # (N, KW)

@@ -19,7 +19,7 @@ from typing import Callable
 
 from toolkit import splits
 from toolkit.artifacts import Workspace, read_json, read_manifest, run_dir
-from toolkit.config import NEURAL, PROTOCOL_SETTINGS, SUCCESSOR_OPTIONS, TrainConfig
+from toolkit.config import NEURAL, NO_REPEAT_HEAD, PROTOCOL_SETTINGS, TrainConfig
 from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.grids import DEFAULT_GRID, GRIDS, SUCCESSORS, cell_name
 from toolkit.manifest import Manifest
@@ -89,8 +89,7 @@ def labelled_cells(cfg: StudyConfig, dataset: str) -> list[tuple[str, TrainConfi
         if model == "bert4rec" or "negative-target" in feedback:
             # the repeat head reads the plays before each position and adds to the next-item softmax:
             # a masked model has no "before", the unlikelihood term has no copy candidates
-            settings.update(repeat_head=False, successors=0, transitions=0, window=0, rule_start=False,
-                            **dict.fromkeys(SUCCESSOR_OPTIONS, False))
+            settings.update(NO_REPEAT_HEAD)
         for seed in range(cfg.seeds):
             out.append((f"{label}, seed {seed}",
                         TrainConfig(dataset=dataset, model=model, feedback=feedback, seed=seed, **settings)))

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from toolkit.artifacts import Workspace, read_json, read_manifest, read_metrics, write_json
-from toolkit.config import NEURAL, TrainConfig
+from toolkit.config import NEURAL, NO_REPEAT_HEAD, TrainConfig
 from toolkit.errors import ConfigError, DamagedArtifactError, TrainingDiverged
 from toolkit.manifest import Manifest
 from toolkit.progress import TrainProgress
@@ -165,8 +165,7 @@ def base_settings(cfg: TuneConfig) -> dict:
     """What every trial shares before the search: the study's settings for the model, then ``fixed``."""
     settings = {**SMALL, **cfg.fixed}
     if cfg.model == "bert4rec":  # no 'before' for the repeat head to read (as in the study)
-        settings.update(repeat_head=False, successors=0, transitions=0, window=0, rule_start=False, follow=False,
-                        successor_sum=False)
+        settings.update(NO_REPEAT_HEAD)
     return settings
 
 
