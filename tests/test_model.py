@@ -13,7 +13,7 @@ import torch
 
 from toolkit.config import ModelConfig
 from toolkit.losses import full_cross_entropy
-from toolkit.model import REPEAT_SCALE, SeqRec, cloze_mask
+from toolkit.model import REPEAT_SCALE, RULE_PLACE_START, SeqRec, cloze_mask, rule_places
 from toolkit.schema import PAD, mask_id
 
 N_ITEMS = 20
@@ -254,6 +254,51 @@ def test_a_rule_start_ranks_as_the_repeat_baseline_before_any_training():
     assert scores[6] > scores[7] > scores[4] > scores[5] > scores[3] > scores[8] > scores[2] == 0.0
     with pytest.raises(ValueError, match="rule_start"):
         ModelConfig(n_items=5, rule_start=True)
+
+
+def test_rule_places_compare_tier_by_tier_and_count_each_track_once():
+    items = torch.tensor([[5, 7, 5, 9, 3, PAD], [4, 6, 4, 6, PAD, PAD]])
+    available = torch.tensor([[True, True, True, True, False, False], [True, True, True, True, False, False]])
+    successors = torch.tensor([[0.0, 2.0, 0.0, 0.0, 9.0, 0.0], [0.0] * 6])  # 3 would lead, but is not available
+    replays = torch.tensor([[1.0, 0.0, 3.0, 2.0, 0.0, 0.0], [1.0, 2.0, 2.0, 1.0, 0.0, 0.0]])
+    place, first = rule_places(items, available, [successors, replays])
+    # row 0: 7 (a successor) above 5 (replays 1 + 3) above 9 (2); row 1: 4 and 6 tie at 3
+    assert first.tolist() == [[True, True, False, True, False, False], [True, True, False, False, False, False]]
+    assert place[0, [1, 0, 3]].tolist() == [0, 1, 2]
+    assert place[1, [0, 1]].tolist() == [0, 0]
+
+
+def test_rule_rank_starts_at_the_repeat_baselines_order_to_the_place():
+    cfg = replace(CFG, repeat_head=True, successors=2, window=1, rule_rank=True, dropout=0.0)
+    model = make_model(cfg).eval()
+    seqs = torch.tensor([[PAD, 3, 5, 4, 5]])
+    succ = torch.zeros(1, 5, 2 + 2, dtype=torch.long)
+    succ[0, 4] = torch.tensor([6, 4, 8, 3])  # before, 5 was followed by 6 (latest) and by 4; after them came 8 and 3
+    hidden = torch.zeros(1, 5, CFG.d_model)  # no dot products: the head alone
+    items, weights, available = model.copy_terms(hidden, seqs, succ, torch.tensor([0]), torch.tensor([4]))
+    scores = model.scores_with_repeats(torch.zeros(1, CFG.d_model), weights * available, items)[0]
+    # the rule: successors 6 (2) and 4 (1); replays 5 (positions 2 + 4) and 3 (1); the window's 8 last
+    a, b = RULE_PLACE_START
+    for place, track in enumerate([6, 4, 5, 3, 8]):
+        assert scores[track].item() == pytest.approx(REPEAT_SCALE * (a - b * math.log1p(place)), abs=1e-5)
+    assert scores[[1, 2, 7]].tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="rule_rank"):
+        ModelConfig(n_items=5, rule_rank=True)
+
+
+def test_frozen_track_embeddings_stay_at_their_start_while_the_rest_trains():
+    model = make_model(replace(CFG, freeze_items=True, dropout=0.0)).train()
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)  # as train.py builds it
+    for _ in range(3):
+        hidden = model(SEQS, FB)
+        loss = full_cross_entropy(model.scores(hidden[:, :-1]).reshape(-1, N_ITEMS + 1), SEQS[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p, start[name])}
+    assert "encoder.item_emb.weight" not in moved and not model.encoder.item_emb.weight.requires_grad
+    assert {"encoder.pos_emb.weight", "head.0.weight"} <= moved
 
 
 def test_summed_successor_weights_add_every_entrys_rank_as_the_repeat_baseline_does():

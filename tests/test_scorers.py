@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from toolkit.artifacts import Workspace
@@ -203,6 +205,32 @@ def test_repeat_ranks_the_windows_below_the_replays_and_above_the_transitions():
     # replays 1 (position 2) and 2 (positions 1 + 3) in tiers, 3 from the window, 4 the successor
     assert np.allclose(s[1:], back[1:] + np.array([2 * tier, 4 * tier, 1, unit]), atol=1e-4)
     assert np.argsort(-s[1:]).tolist() == [3, 1, 0, 2]  # 4, 2, 1, then 3
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_the_rule_rank_start_orders_tracks_as_the_repeat_baseline_does(data):
+    """The head's rule places (SeqRec, rule_rank) against RepeatScorer's tiers, on any row and successors:
+    before training, with no dot products, the network ranks every track as the rule's integer tiers do."""
+    from toolkit.config import ModelConfig
+    from toolkit.model import SeqRec
+
+    T, K, W = 5, 2, 1
+    row = data.draw(st.lists(st.integers(0, 4), min_size=T, max_size=T), label="row")
+    col = data.draw(st.integers(0, T - 1), label="col")
+    succ_q = data.draw(st.lists(st.integers(0, 4), min_size=K + K * W, max_size=K + K * W), label="succ")
+    b = batch([row])
+    b["succ"] = torch.zeros(1, T, K + K * W, dtype=torch.int64)
+    b["succ"][0, col] = torch.tensor(succ_q)
+    rule = RepeatScorer(MarkovScorer(SEQS, SKIPS, COUNTS, hide=False), window=W)
+    tiers = np.floor(rule.scores(b, torch.tensor([0]), torch.tensor([col]))[0, 1:].numpy())  # the back-off is < 1
+    torch.manual_seed(0)
+    model = SeqRec(ModelConfig(n_items=4, max_len=T, d_model=8, n_heads=2, n_layers=1, dropout=0.0,
+                               repeat_head=True, successors=K, window=W, rule_rank=True)).eval()
+    items, weights, available = model.copy_terms(torch.zeros(1, T, 8), b["seqs"], b["succ"], torch.tensor([0]),
+                                                 torch.tensor([col]))
+    net = model.scores_with_repeats(torch.zeros(1, 8), weights * available, items)[0, 1:].detach().numpy()
+    assert (np.sign(net[:, None] - net[None, :]) == np.sign(tiers[:, None] - tiers[None, :])).all()
 
 
 def _transitions_reference(seqs, skips, n_items, m, hide):

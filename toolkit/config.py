@@ -115,6 +115,10 @@ class ModelConfig:
     window: int = 0
     # repeat head: start its weights where the repeat baseline ranks (SeqRec._start_as_rule), not at zero
     rule_start: bool = False
+    # repeat head: a learned weight per place in the repeat rule's order of its candidates (SeqRec.copy_terms)
+    rule_rank: bool = False
+    # the track embedding table keeps its random start (SeqRec.__init__)
+    freeze_items: bool = False
     # leading columns of a full row that hold the listener's plays before the session (toolkit/history.py):
     # the last max_len - history columns are the session; a narrower row is all session
     history: int = 0
@@ -158,6 +162,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.window must be >= 0 and needs successors > 0, got {self.window}")
         if self.rule_start and not self.repeat_head:
             raise ValueError("ModelConfig.rule_start sets the repeat head's start: set repeat_head too")
+        if self.rule_rank and not self.repeat_head:
+            raise ValueError("ModelConfig.rule_rank weighs the repeat head's candidates: set repeat_head too")
         if self.artists < 0:
             raise ValueError(f"ModelConfig.artists must be >= 0, got {self.artists}")
         if not (_finite(self.init_std) and self.init_std > 0):
@@ -433,6 +439,14 @@ class TrainConfig:
     # the repeat head starts ranking as the repeat baseline does (SeqRec._start_as_rule), not at zero
     rule_start: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
                                help="Start the repeat head's weights where the repeat baseline ranks.")
+    # a learned weight per place in the repeat baseline's order of the head's candidates, started so
+    # that the network ranks as the rule does to the place (SeqRec.copy_terms)
+    rule_rank: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
+                              help="Add a learned weight per place in the repeat baseline's order to the repeat head.")
+    # the track embeddings keep their random start: on personal logs, trained ones memorise the train
+    # sessions track by track, and the network trusts them more than later sessions bear out
+    freeze_items: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
+                                 help="Keep the track embeddings at their random start (do not train them).")
     # each track's embedding is its own plus one per artist (the dataset's items table), so rare and
     # new tracks share what their artist's other tracks learned; the count baselines have no such input
     artists: bool = setting(False, role=EXPERIMENT, earlier=False, panel=MODEL,
@@ -499,6 +513,8 @@ class TrainConfig:
                             "--model repeat), or leave window at 0")
         if self.rule_start and not self.repeat_head:
             problems.append("rule_start sets where the repeat head starts: set repeat_head=true too, or leave it off")
+        if self.rule_rank and not self.repeat_head:
+            problems.append("rule_rank weighs the repeat head's candidates: set repeat_head=true too, or leave it off")
         if self.history < 0:
             problems.append(f"history={self.history}: use 0 (the session alone) or the number of earlier plays to read")
         if self.history and self.model in ("pop", "markov", "sknn"):
@@ -654,6 +670,7 @@ SUCCESSOR_OPTIONS = ("follow", "successor_sum", "successor_mute")
 # every setting of the repeat head, off: what a run without "before" to read gets (bert4rec, and the
 # negative-target mode, whose unlikelihood term has no copy candidates), in the study and in tune alike
 NO_REPEAT_HEAD = {"repeat_head": False, "successors": 0, "transitions": 0, "window": 0, "rule_start": False,
+                  "rule_rank": False,
                   **dict.fromkeys(SUCCESSOR_OPTIONS, False)}
 
 

@@ -155,6 +155,10 @@ class SeqEncoder(nn.Module):
 
 
 REPEAT_SCALE = 10.0  # the repeat head's parameters act at this scale (see SeqRec.repeat_weights)
+# rule_rank's start, in REPEAT_SCALE units: place p in the rule's order adds a - b * log(1 + p), so
+# the first place starts 12 score units up, 1.3 above the second and 2.4 above the tenth, far above the
+# untrained dot products (~0.1), and the network starts ranking as the rule does
+RULE_PLACE_START = (1.2, 0.19)
 
 
 def repeated_entries(items: Tensor) -> tuple[Tensor, Tensor]:
@@ -164,6 +168,29 @@ def repeated_entries(items: Tensor) -> tuple[Tensor, Tensor]:
     j = torch.arange(items.shape[-1], device=items.device)
     same = items.unsqueeze(-1) == items.unsqueeze(-2)
     return same, (same & (j < j.unsqueeze(-1))).any(-1)
+
+
+def rule_places(items: Tensor, available: Tensor, tiers: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Each candidate track's place in the ``repeat`` rule's order (scorers.RepeatScorer).
+
+    items, available: (N, C) candidate tracks and which of them count; tiers: (N, C) tensors, what
+    each entry adds to its track's score in each tier, the most significant first (the rule: earlier
+    successors, replays, windows, transition counts).  A track's score in a tier is the sum over its
+    available entries, and tracks compare tier by tier, so no sum has to fit in one float.  Returns
+    ``place`` (N, C), int64: at each track's first available entry, how many distinct candidate
+    tracks rank strictly above it (ties share a place); and ``first`` (N, C), bool, those entries."""
+    same = (items.unsqueeze(-1) == items.unsqueeze(-2)) & available.unsqueeze(-1) & available.unsqueeze(-2)
+    j = torch.arange(items.shape[-1], device=items.device)
+    first = available & ~(same & (j < j.unsqueeze(-1))).any(-1)
+    above = torch.zeros(same.shape, dtype=torch.bool, device=items.device)  # [n, i, j]: j ranks above i
+    tied = first.unsqueeze(-2) & first.unsqueeze(-1)  # compare first entries only
+    for values in tiers:
+        v = torch.where(available, values, torch.zeros((), dtype=values.dtype, device=values.device))
+        score = (same.to(v.dtype) @ v.unsqueeze(-1)).squeeze(-1)  # (N, C): the track's sum in this tier
+        a, b = score.unsqueeze(-2), score.unsqueeze(-1)  # [n, 0, j], [n, i, 0]
+        above |= tied & (a > b)
+        tied &= a == b
+    return above.sum(-1), first
 
 
 def own_key(users: Tensor | np.ndarray, current, nxt, n_items: int):
@@ -225,6 +252,20 @@ class SeqRec(nn.Module):
             nn.init.zeros_(self.trans_gate.bias)
         if cfg.rule_start:
             self._start_as_rule()
+        if cfg.rule_rank:  # the rule's order from the start: see copy_terms and RULE_PLACE_START
+            places = torch.arange(self.candidates(), dtype=torch.float32)
+            self.rule_by_place = nn.Parameter(RULE_PLACE_START[0] - RULE_PLACE_START[1] * torch.log1p(places))
+        if cfg.freeze_items:
+            # the track vectors keep their random start (they still tell tracks apart in the input):
+            # trained, they memorise the train sessions' transitions track by track, and the head
+            # learns to trust them more than they deserve on a listener's later sessions
+            self.encoder.item_emb.weight.requires_grad_(False)
+
+    def candidates(self) -> int:
+        """How many tracks the repeat head scores per query at most: the row's plays, the successors,
+        their windows and the transitions (``copy_terms``)."""
+        K = self.cfg.successors
+        return self.cfg.max_len + K + K * self.cfg.window + self.cfg.transitions
 
     def _start_as_rule(self) -> None:
         """Start the repeat head where the ``repeat`` baseline ranks: earlier successors (the latest
@@ -416,17 +457,27 @@ class SeqRec(nn.Module):
         network ranked the tracks outside the session and its successors below ``markov``); as a
         learned term the model keeps what the counts know and learns when to trust them.
         """
+        items, n = self.transition_counts(current, targets, users)
+        return (items, *self._weigh_transitions(hidden, items, n))
+
+    def transition_counts(self, current: Tensor, targets: Tensor | None = None,
+                          users: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The current track's (N,) most frequent successors, items int64 (N, M), and how often the
+        other listeners (``users``), or the other rows (``targets``), played them after it, (N, M) >= 0;
+        see ``transition_weights``."""
         items = self.trans_items[current].long()  # (N, M)
         n = self.trans_counts[current]  # (N, M)
         if users is not None:
             n = n - self._own_counts(users, current, items)
         elif targets is not None:
             n = n - (items == targets.unsqueeze(1)).to(n.dtype)
+        return items, n.clamp(min=0)
+
+    def _weigh_transitions(self, hidden: Tensor, items: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
         available = (items != PAD) & (n > 0)
-        n = n.clamp(min=0)
         share = n / n.sum(1, keepdim=True).clamp(min=1)
         w = REPEAT_SCALE * (self.trans_by_count * torch.log1p(n) + self.trans_by_share * share + self.trans_gate(hidden))
-        return items, torch.where(available, w, torch.zeros((), dtype=w.dtype, device=w.device)), available
+        return torch.where(available, w, torch.zeros((), dtype=w.dtype, device=w.device)), available
 
     def copy_terms(self, hidden: Tensor, seqs: Tensor, succ: Tensor | None, rows: Tensor,
                    cols: Tensor, targets: Tensor | None = None,
@@ -439,27 +490,45 @@ class SeqRec(nn.Module):
         query column), the query's successors and their windows (available where not PAD), then the
         current track's train transitions.  A track may appear more than once; its repeat term is the
         sum of its weights (``repeat_bonus``).
+
+        With ``rule_rank``, each track's first entry also adds ``REPEAT_SCALE * by_place[p]``, p its
+        place among the candidates in the ``repeat`` rule's order (``rule_places``; the transition tier
+        leaves the listener's own counts out, as the transition term does).  The head then starts where
+        the rule ranks, to the place, and training learns how far to trust each place in context.
         """
         items = seqs[rows]  # (N, T)
         T = seqs.shape[1]
         weights = self.repeat_weights(hidden, seqs)[rows, cols]  # (N, T)
         available = (torch.arange(T, device=seqs.device)[None, :] <= cols[:, None]) & (items != PAD)
-        parts = [(items, weights, available)]
+        # what each part adds to the repeat rule's score (rule_places), from its most significant tier
+        replays = torch.cumsum(available, 1).float()  # a play's position among the row's real plays
+        parts = [(items, weights, available, {1: replays})]
         if succ is not None and self.cfg.successors:
             K = self.cfg.successors  # succ holds the successors, then their windows (K * window)
+            latest = torch.arange(K, 0, -1, dtype=torch.float32, device=seqs.device)  # K - k for the k-th latest
             s_items = succ[rows, cols, :K]  # (N, K)
             follow = self.follow_codes(seqs, succ[..., :K], rows, cols).unsqueeze(1) if self.cfg.follow else None
             s_weights = self.successor_weights(hidden[rows, cols].unsqueeze(1), s_items.unsqueeze(1), follow).squeeze(1)
-            parts.append((s_items, s_weights, s_items != PAD))
+            parts.append((s_items, s_weights, s_items != PAD, {0: latest.expand(s_items.shape)}))
             if self.cfg.window:
                 w_items = succ[rows, cols, K:]  # (N, K * window)
-                parts.append((w_items, self.window_weights(hidden[rows, cols], w_items), w_items != PAD))
+                w_rank = latest.repeat_interleave(self.cfg.window).expand(w_items.shape)
+                parts.append((w_items, self.window_weights(hidden[rows, cols], w_items), w_items != PAD, {2: w_rank}))
         if self.cfg.transitions:
-            parts.append(self.transition_weights(hidden[rows, cols], seqs[rows, cols], targets,
-                                                 None if users is None else users[rows]))
-        if len(parts) == 1:
-            return parts[0]
-        return tuple(torch.cat(p, 1) for p in zip(*parts))  # type: ignore[return-value]
+            t_items, n = self.transition_counts(seqs[rows, cols], targets, None if users is None else users[rows])
+            t_weights, t_available = self._weigh_transitions(hidden[rows, cols], t_items, n)
+            counts = n / (n.max(1, keepdim=True).values + 1)  # below any window entry, as the rule squashes them
+            parts.append((t_items, t_weights, t_available, {3: counts.float()}))
+        items, weights, available = (torch.cat(p, 1) for p in zip(*(part[:3] for part in parts)))
+        if self.cfg.rule_rank:
+            # float32 whatever the autocast: the sums are small integers (and the squashed counts), exact there
+            tiers = [torch.cat([part[3].get(tier, torch.zeros(part[0].shape, device=seqs.device))
+                                for part in parts], 1) for tier in range(4)]
+            place, first = rule_places(items, available, tiers)
+            bonus = REPEAT_SCALE * self.rule_by_place[place.clamp(max=len(self.rule_by_place) - 1)]
+            weights = weights + torch.where(first, bonus.to(weights.dtype), torch.zeros((), dtype=weights.dtype,
+                                                                                       device=weights.device))
+        return items, weights, available
 
     def repeat_bonus(self, weights: Tensor, row_items: Tensor, candidates: Tensor) -> Tensor:
         """weights: (N, T) repeat weights of N queries over their rows' plays, row_items: (N, T) those

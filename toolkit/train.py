@@ -155,6 +155,7 @@ def model_config(manifest: Manifest, cfg: TrainConfig, artists: int = 0) -> Mode
         successors=cfg.successors if cfg.repeat_head else 0, history=cfg.history,
         transitions=cfg.transitions if cfg.repeat_head else 0, artists=artists, window=cfg.window,
         rule_start=cfg.rule_start and cfg.repeat_head,
+        rule_rank=cfg.rule_rank and cfg.repeat_head, freeze_items=cfg.freeze_items,
         # TrainConfig refuses these without the head and its successors
         **{name: getattr(cfg, name) for name in SUCCESSOR_OPTIONS},
     )
