@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 import reference
 from toolkit.artifacts import Workspace, load_torch, read_metrics, run_dir
 from toolkit.cli import app
-from toolkit.config import TrainConfig
+from toolkit.config import ModelConfig, TrainConfig
 from toolkit.data import SplitArrays, load_split
 from toolkit.errors import ConfigError
 from toolkit.prep import prep
 from toolkit.config import PrepConfig
+from toolkit.model import SeqRec
 from toolkit.train import train
 
 TIMING = ("seconds", "rows_per_s")
@@ -462,6 +463,26 @@ def test_windows_after_the_successors_train_score_and_recommend(ws):
         TrainConfig(model="markov", window=2)
     with pytest.raises(ConfigError, match="window"):
         TrainConfig(window=-1)
+
+
+def test_rule_rank_with_frozen_track_embeddings_trains_and_scores(ws):
+    from toolkit.report import Protocol, score_run
+    from toolkit.runs import select_runs
+
+    cfg = TrainConfig(repeat_head=True, successors=2, window=1, transitions=3, rule_rank=True, freeze_items=True,
+                      loss="shared", **{**SMALL, "epochs": 2})
+    result = train(ws, cfg)
+    assert result.status == "finished" and result.valid["n_pos"] > 0
+    best = load_torch(run_dir(ws, result.id).best)
+    assert best["model_config"]["rule_rank"] and best["model_config"]["freeze_items"]
+    torch.manual_seed(cfg.seed)  # the run's own start: its seed, then the model
+    start = SeqRec(ModelConfig(**best["model_config"]))
+    assert not torch.equal(best["model"]["rule_by_place"], start.rule_by_place)  # the places' weights were learned
+    assert torch.equal(best["model"]["encoder.item_emb.weight"], start.encoder.item_emb.weight)  # the tracks' were not
+    q = score_run(ws, select_runs(ws, [result.id], None, False)[0], Protocol(split="test"), torch.device("cpu"))
+    assert len(q.session) > 0
+    with pytest.raises(ConfigError, match="rule_rank"):
+        TrainConfig(repeat_head=False, rule_rank=True)
 
 
 def test_repeat_baseline_ranks_the_listeners_successors_first(ws):
