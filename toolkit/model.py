@@ -156,8 +156,8 @@ class SeqEncoder(nn.Module):
 
 REPEAT_SCALE = 10.0  # the repeat head's parameters act at this scale (see SeqRec.repeat_weights)
 # rule_rank's start, in REPEAT_SCALE units: place p in the rule's order adds a - b * log(1 + p), so
-# the first place starts 12 score units up, 1.3 above the second and 2.4 above the tenth, far above the
-# untrained dot products (~0.1), and the network starts ranking as the rule does
+# the first place starts 12 score units up, 1.3 above the second and 4.4 above the tenth, far apart next
+# to the untrained dot products (~0.1), and the network starts ranking as the rule does
 RULE_PLACE_START = (1.2, 0.19)
 
 
@@ -184,9 +184,10 @@ def rule_places(items: Tensor, available: Tensor, tiers: list[Tensor]) -> tuple[
     first = available & ~(same & (j < j.unsqueeze(-1))).any(-1)
     above = torch.zeros(same.shape, dtype=torch.bool, device=items.device)  # [n, i, j]: j ranks above i
     tied = first.unsqueeze(-2) & first.unsqueeze(-1)  # compare first entries only
+    sums = same.to(tiers[0].dtype)  # (float matmul: TF32, if someone turned it on, would round these sums)
     for values in tiers:
         v = torch.where(available, values, torch.zeros((), dtype=values.dtype, device=values.device))
-        score = (same.to(v.dtype) @ v.unsqueeze(-1)).squeeze(-1)  # (N, C): the track's sum in this tier
+        score = (sums @ v.unsqueeze(-1)).squeeze(-1)  # (N, C): the track's sum in this tier
         a, b = score.unsqueeze(-2), score.unsqueeze(-1)  # [n, 0, j], [n, i, 0]
         above |= tied & (a > b)
         tied &= a == b
