@@ -501,27 +501,29 @@ class SeqRec(nn.Module):
         T = seqs.shape[1]
         weights = self.repeat_weights(hidden, seqs)[rows, cols]  # (N, T)
         available = (torch.arange(T, device=seqs.device)[None, :] <= cols[:, None]) & (items != PAD)
-        # what each part adds to the repeat rule's score (rule_places), from its most significant tier
-        replays = torch.cumsum(available, 1).float()  # a play's position among the row's real plays
-        parts = [(items, weights, available, {1: replays})]
+        # with rule_rank, what each part adds to the repeat rule's score by tier (rule_places); else nothing
+        rank = self.cfg.rule_rank
+        # a play's position among the row's real plays
+        parts = [(items, weights, available, {1: torch.cumsum(available, 1).float()} if rank else {})]
         if succ is not None and self.cfg.successors:
             K = self.cfg.successors  # succ holds the successors, then their windows (K * window)
             latest = torch.arange(K, 0, -1, dtype=torch.float32, device=seqs.device)  # K - k for the k-th latest
             s_items = succ[rows, cols, :K]  # (N, K)
             follow = self.follow_codes(seqs, succ[..., :K], rows, cols).unsqueeze(1) if self.cfg.follow else None
             s_weights = self.successor_weights(hidden[rows, cols].unsqueeze(1), s_items.unsqueeze(1), follow).squeeze(1)
-            parts.append((s_items, s_weights, s_items != PAD, {0: latest.expand(s_items.shape)}))
+            parts.append((s_items, s_weights, s_items != PAD, {0: latest.expand(s_items.shape)} if rank else {}))
             if self.cfg.window:
                 w_items = succ[rows, cols, K:]  # (N, K * window)
-                w_rank = latest.repeat_interleave(self.cfg.window).expand(w_items.shape)
-                parts.append((w_items, self.window_weights(hidden[rows, cols], w_items), w_items != PAD, {2: w_rank}))
+                w_rank = {2: latest.repeat_interleave(self.cfg.window).expand(w_items.shape)} if rank else {}
+                parts.append((w_items, self.window_weights(hidden[rows, cols], w_items), w_items != PAD, w_rank))
         if self.cfg.transitions:
             t_items, n = self.transition_counts(seqs[rows, cols], targets, None if users is None else users[rows])
             t_weights, t_available = self._weigh_transitions(hidden[rows, cols], t_items, n)
-            counts = n / (n.max(1, keepdim=True).values + 1)  # below any window entry, as the rule squashes them
-            parts.append((t_items, t_weights, t_available, {3: counts.float()}))
+            # squashed below any window entry, as the rule does
+            counts = {3: (n / (n.max(1, keepdim=True).values + 1)).float()} if rank else {}
+            parts.append((t_items, t_weights, t_available, counts))
         items, weights, available = (torch.cat(p, 1) for p in zip(*(part[:3] for part in parts)))
-        if self.cfg.rule_rank:
+        if rank:
             # float32 whatever the autocast: the sums are small integers (and the squashed counts), exact there
             tiers = [torch.cat([part[3].get(tier, torch.zeros(part[0].shape, device=seqs.device))
                                 for part in parts], 1) for tier in range(4)]

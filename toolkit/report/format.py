@@ -68,6 +68,11 @@ def interval_level(report: dict) -> str:
     return f"{level * 100:g} %" if math.isfinite(level) else "95 %"
 
 
+def scored_split(report: dict) -> str:
+    """The split the report scored: "test", or "valid" for ``report --split valid``."""
+    return (report.get("protocol") or {}).get("split", "test")
+
+
 def group_name(group: dict) -> str:
     """The group's key, else "model / feedback"."""
     return str(group.get("key") or f"{group.get('model', '?')} / {group.get('feedback', '?')}")

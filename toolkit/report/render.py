@@ -25,7 +25,7 @@ from toolkit.artifacts import atomic_path
 from toolkit.errors import ConfigError
 from toolkit.report.format import (
     DASH, MARK, as_float, baselines, comparisons_against, fmt_count, fmt_duration, fmt_num, group_name,
-    group_stat, interval_level, is_number, n_seeds,
+    group_stat, interval_level, is_number, n_seeds, scored_split,
 )
 
 GLOSSARY = (
@@ -263,7 +263,7 @@ def _blocks(report: dict) -> list[tuple]:
     from toolkit.report.signals import signal_lines
 
     level = interval_level(report)
-    split = (report.get("protocol") or {}).get("split", "test")
+    split = scored_split(report)
     out = [("h1", _title(report)),
            ("p", f"Generated {report.get('generated', DASH)} by toolkit {report.get('toolkit_version', DASH)}."),
            *[(kind, text) for kind, text in signal_lines(report)],

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from toolkit.config import NEURAL
-from toolkit.report.format import DASH, as_float, fmt_count, fmt_num, interval_level
+from toolkit.report.format import DASH, as_float, fmt_count, fmt_num, interval_level, scored_split
 
 if TYPE_CHECKING:
     from toolkit.splits import SplitDiagnostics
@@ -39,8 +39,7 @@ def verdict_line(report: dict) -> str | None:
     if not v.get("best"):
         return None
     metric, level = str(v.get("metric", "ndcg@10")).upper(), interval_level(report)
-    split = (report.get("protocol") or {}).get("split", "test")  # a report may score the valid split
-    parts = [f"Best by {split} {metric}: {v['best']} ({fmt_num(v.get('best_mean'))})"]
+    parts = [f"Best by {scored_split(report)} {metric}: {v['best']} ({fmt_num(v.get('best_mean'))})"]
     if v.get("vs_runner_up"):
         c = v["vs_runner_up"]
         parts.append(f"{_interval(c)} over the runner-up {v['runner_up']} (the {level} paired interval {_zero(c)})")
@@ -64,10 +63,9 @@ def signal_lines(report: dict) -> list[tuple[str, str]]:
     v = report.get("verdict") or {}
     c = v.get("neural_vs_count")
     if c and not as_float(c.get("lo")) > 0:
-        split = (report.get("protocol") or {}).get("split", "test")
-        out.append(("warning", f"no neural model beats the best count baseline {v['best_count']} on {split} "
-                               f"{str(v.get('metric', 'ndcg@10')).upper()}: the best neural group, {v['best_neural']}, "
-                               f"differs from it by {_interval(c)} (the paired interval {_zero(c)})."))
+        out.append(("warning", f"no neural model beats the best count baseline {v['best_count']} on "
+                               f"{scored_split(report)} {str(v.get('metric', 'ndcg@10')).upper()}: the best neural group, "
+                               f"{v['best_neural']}, differs from it by {_interval(c)} (the paired interval {_zero(c)})."))
     cold = cold_line(report)
     if cold:
         out.append(("notice", cold))
@@ -96,7 +94,7 @@ def best_is_last(report: dict, run: dict) -> bool:
 def cold_line(report: dict) -> str | None:
     """The share of the scored split's targets whose track never occurs in train, and what it means."""
     d = report.get("dataset") or {}
-    split = (report.get("protocol") or {}).get("split", "test")
+    split = scored_split(report)
     g = (d.get("split_diagnostics") or {}).get(split)
     if not g or not math.isfinite(as_float(g.get("cold_share"))):
         return None
