@@ -105,10 +105,11 @@ def test_the_budget_stops_the_search_before_a_trial_that_would_not_fit(ws, monke
 
 def test_the_space_leaves_out_fixed_settings_and_those_a_model_does_not_read(ws):
     names = {d.name for d in searched(base_config(ws, TuneConfig(fixed={"d_model": 16}))[0], {"d_model": 16})}
-    assert "d_model" not in names and {"lr", "transitions", "follow", "successor_sum"} <= names
+    assert "d_model" not in names and {"lr", "transitions", "follow", "successor_sum", "rule_rank", "freeze_items"} <= names
     assert "alpha" not in names  # no contrastive term to weigh
     bert = {d.name for d in searched(base_config(ws, TuneConfig(model="bert4rec"))[0], {})}
-    assert not bert & {"transitions", "follow", "successor_sum"}  # no repeat head
+    assert not bert & {"transitions", "follow", "successor_sum", "rule_rank"}  # no repeat head
+    assert "freeze_items" in bert
     contrastive = {d.name for d in searched(base_config(ws, TuneConfig(feedback="contrastive"))[0], {})}
     assert "alpha" in contrastive
     assert len({d.name for d in SPACE}) == len(SPACE)

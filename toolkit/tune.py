@@ -90,6 +90,11 @@ SPACE = (
     Dimension("transitions", choices=(0, 20), needs=_copies),
     Dimension("follow", choices=(False, True), needs=_successors),
     Dimension("successor_sum", choices=(False, True), needs=_successors),
+    # the pair that let the network beat the count rule on personal exports (benchmarks/README.md,
+    # "The rule's places and frozen track embeddings"); either alone gave nothing there, so the search
+    # has to be able to try them together
+    Dimension("rule_rank", choices=(False, True), needs=_copies),
+    Dimension("freeze_items", choices=(False, True)),
     Dimension("alpha", low=0.01, high=1.0, log=True, needs=lambda cfg: "contrastive" in cfg.modes),
 )
 
