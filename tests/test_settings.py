@@ -247,6 +247,28 @@ def test_study_gives_the_baselines_the_protocol_and_nothing_else():
     assert all(c.window == 0 for c in runs if c.model in ("pop", "markov", "sknn"))
 
 
+@pytest.mark.parametrize("grid", ["core", "paper", "full"])
+def test_under_frozen_track_vectors_the_study_gives_its_skip_terms_a_context_that_trains(grid):
+    from toolkit.study import GRIDS, StudyConfig, labelled_cells, left_out
+
+    cfg = StudyConfig(grid=grid, seeds=1, overrides={"freeze_items": True})
+    runs = labelled_cells(cfg, "d")
+    aware = [(label, c) for label, c in runs if "contrastive" in c.feedback]
+    assert aware and all(c.context == "output" and not c.frozen_skip_term for _, c in aware)
+    assert all("context=output" in label for label, c in aware)
+    gone = left_out(cfg)  # the cells nothing could train are named, not dropped in silence
+    cells_in_grid = sum(1 for m, *_ in GRIDS[grid] if m not in ("pop", "markov", "sknn", "repeat"))
+    assert len({label.rsplit(", seed", 1)[0] for label, c in runs if c.model not in ("pop", "markov", "sknn", "repeat")}) \
+        + len(gone) == cells_in_grid
+    if grid == "core":
+        assert len(gone) == 1 and "positives-only+contrastive" in gone[0]
+    if grid == "paper":  # its e_t cells are left out, its y_i cells train as they are
+        assert len(gone) == 2 and all("context=input" in g for g in gone)
+    assert left_out(StudyConfig(grid=grid)) == []  # trained track vectors: every cell as the grid has it
+    with pytest.raises(ConfigError, match="freeze_items keeps the track vectors"):
+        labelled_cells(StudyConfig(grid=grid, overrides={"freeze_items": True, "context": "input"}), "d")
+
+
 def test_choices_offered_are_the_checked_ones():
     for f in fields(TrainConfig):
         for bad in ("bogus",) if f.metadata["choices"] else ():

@@ -485,6 +485,23 @@ def test_rule_rank_with_frozen_track_embeddings_trains_and_scores(ws):
         TrainConfig(repeat_head=False, rule_rank=True)
 
 
+def test_under_frozen_track_vectors_the_skip_term_needs_the_output_context(ws):
+    frozen = {**SMALL, "freeze_items": True}
+    # the play embeddings e_t are the frozen table itself: the term would have no parameter to move
+    with pytest.raises(ConfigError, match="freeze_items keeps the track vectors"):
+        TrainConfig(feedback="contrastive", **frozen)
+    with pytest.raises(ConfigError, match="freeze_items keeps the track vectors"):
+        TrainConfig(feedback="positives-only+contrastive", **frozen)
+    TrainConfig(feedback="contrastive", artists=True, **frozen)  # the artist vectors still train: allowed
+    blind = train(ws, TrainConfig(feedback="all", **frozen))
+    aware = train(ws, TrainConfig(feedback="contrastive", context="output", **frozen))
+    assert aware.status == "finished" and read_metrics(run_dir(ws, aware.id))[0]["loss_contrastive"] > 0
+    a, b = (load_torch(run_dir(ws, r.id).best)["model"] for r in (blind, aware))
+    assert torch.equal(a["encoder.item_emb.weight"], b["encoder.item_emb.weight"])  # both tables stayed put
+    moved = [k for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k])]
+    assert moved  # and the term changed the rest of the model
+
+
 def test_repeat_baseline_ranks_the_listeners_successors_first(ws):
     result = train(ws, TrainConfig(model="repeat", successors=2))
     assert result.status == "finished"

@@ -111,7 +111,9 @@ def test_the_space_leaves_out_fixed_settings_and_those_a_model_does_not_read(ws)
     assert not bert & {"transitions", "follow", "successor_sum", "rule_rank"}  # no repeat head
     assert "freeze_items" in bert
     contrastive = {d.name for d in searched(base_config(ws, TuneConfig(feedback="contrastive"))[0], {})}
-    assert "alpha" in contrastive
+    assert "alpha" in contrastive and "freeze_items" not in contrastive  # frozen, its e_t term would train nothing
+    output = {d.name for d in searched(base_config(ws, TuneConfig(feedback="contrastive", fixed={"context": "output"}))[0], {})}
+    assert "freeze_items" in output
     assert len({d.name for d in SPACE}) == len(SPACE)
     for d in SPACE:  # every searched name is a training setting
         assert hasattr(TrainConfig(), d.name), d.name

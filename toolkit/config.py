@@ -457,6 +457,13 @@ class TrainConfig:
         return tuple(sorted(self.feedback.split("+")))
 
     @property
+    def frozen_skip_term(self) -> bool:
+        """Whether the contrastive term would compare frozen vectors only: with ``freeze_items`` and the
+        play embeddings e_t as its context (no artist vectors added to them), neither side of its cosine
+        has a parameter, so the term's gradient is zero and the run trains exactly as the skip-blind one."""
+        return frozen_skip_term(self.feedback, self.freeze_items, self.context, self.artists)
+
+    @property
     def validation(self) -> Evaluation:
         """The protocol validation ranks with; recorded with the run, so the report applies it too."""
         return Evaluation(split="valid", positions="all", exclude_played=self.exclude_played)
@@ -515,6 +522,10 @@ class TrainConfig:
             problems.append("rule_start sets where the repeat head starts: set repeat_head=true too, or leave it off")
         if self.rule_rank and not self.repeat_head:
             problems.append("rule_rank weighs the repeat head's candidates: set repeat_head=true too, or leave it off")
+        if self.frozen_skip_term:
+            problems.append("freeze_items keeps the track vectors at their start, and the contrastive term with "
+                            "--context input compares only those, so it would train nothing: use --context output "
+                            "(not with positives-only, whose model never reads the skips), or leave freeze_items off")
         if self.history < 0:
             problems.append(f"history={self.history}: use 0 (the session alone) or the number of earlier plays to read")
         if self.history and self.model in ("pop", "markov", "sknn"):
@@ -669,6 +680,11 @@ DEFAULT_SUCCESSORS = 10
 SUCCESSOR_OPTIONS = ("follow", "successor_sum", "successor_mute")
 # every setting of the repeat head, off: what a run without "before" to read gets (bert4rec, and the
 # negative-target mode, whose unlikelihood term has no copy candidates), in the study and in tune alike
+def frozen_skip_term(feedback: str, freeze_items: bool, context: str, artists: bool) -> bool:
+    """``TrainConfig.frozen_skip_term`` from the settings alone (the study asks before it builds a run)."""
+    return bool(freeze_items) and "contrastive" in feedback.split("+") and context == "input" and not artists
+
+
 NO_REPEAT_HEAD = {"repeat_head": False, "successors": 0, "transitions": 0, "window": 0, "rule_start": False,
                   "rule_rank": False,
                   **dict.fromkeys(SUCCESSOR_OPTIONS, False)}

@@ -19,7 +19,7 @@ from typing import Callable
 
 from toolkit import splits
 from toolkit.artifacts import Workspace, read_json, read_manifest, run_dir
-from toolkit.config import NEURAL, NO_REPEAT_HEAD, PROTOCOL_SETTINGS, TrainConfig
+from toolkit.config import NEURAL, NO_REPEAT_HEAD, PROTOCOL_SETTINGS, TrainConfig, frozen_skip_term
 from toolkit.errors import ArtifactMissingError, ConfigError
 from toolkit.grids import DEFAULT_GRID, GRIDS, SUCCESSORS, cell_name
 from toolkit.manifest import Manifest
@@ -90,10 +90,39 @@ def labelled_cells(cfg: StudyConfig, dataset: str) -> list[tuple[str, TrainConfi
             # the repeat head reads the plays before each position and adds to the next-item softmax:
             # a masked model has no "before", the unlikelihood term has no copy candidates
             settings.update(NO_REPEAT_HEAD)
+        plan = _frozen_plan(cfg, model, feedback, extra)
+        if plan == "leave":
+            continue  # no context left that could train the term: left_out says so
+        if plan == "output":
+            # frozen track vectors leave the play embeddings nothing to learn from the skips; the
+            # model's output (the paper's other context) still can
+            extra = {**extra, "context": "output"}
+            settings["context"] = "output"
+            label = cell_name(model, feedback, extra)
         for seed in range(cfg.seeds):
             out.append((f"{label}, seed {seed}",
                         TrainConfig(dataset=dataset, model=model, feedback=feedback, seed=seed, **settings)))
     return out
+
+
+def left_out(cfg: StudyConfig) -> list[str]:
+    """The grid's cells the study does not train, each with why: a skip term that would train nothing."""
+    return [f"`{cell_name(model, feedback, extra)}`: with freeze_items its contrastive term could only compare the "
+            "frozen track vectors, so it would train exactly as the run without the term (the model's output, the "
+            "other context, needs a model that reads the skips and a grid that does not fix the context)"
+            for model, feedback, extra in GRIDS[cfg.grid] if _frozen_plan(cfg, model, feedback, extra) == "leave"]
+
+
+def _frozen_plan(cfg: StudyConfig, model: str, feedback: str, extra: dict) -> str:
+    """What a cell's contrastive term does under frozen track vectors (TrainConfig.frozen_skip_term):
+    "keep" the cell as it is (no such term, or a --set context the run's own check then judges),
+    "output" (the term reads the model's output instead), or "leave" it out (nothing could train it)."""
+    settings = {**SMALL, **cfg.overrides, **extra}
+    frozen = frozen_skip_term(feedback, settings.get("freeze_items", False), settings.get("context", "input"),
+                              settings.get("artists", False))
+    if model not in NEURAL or not frozen or "context" in cfg.overrides:
+        return "keep"
+    return "leave" if "positives-only" in feedback.split("+") or "context" in extra else "output"
 
 
 def train_grid(ws: Workspace, runs: list[tuple[str, TrainConfig]],
@@ -141,6 +170,8 @@ def study(ws: Workspace, cfg: StudyConfig, progress: Progress | None = None) -> 
     dataset = cfg.dataset or latest_dataset(ws)
     expected = document_table(cfg.check, dataset) if cfg.check is not None else None  # fail before training
     todo = labelled_cells(cfg, dataset)
+    for line in left_out(cfg):
+        say(f"not trained: {line.replace('`', '')}")
     started = time.perf_counter()
     ids, trained = train_grid(ws, todo, say)
     say("scoring the test split")
@@ -218,7 +249,11 @@ def results_section(cfg: StudyConfig, dataset: str, reports: dict, seconds: floa
             unit = rep["protocol"].get("resampled", "sessions")
             blocks += [("h3", f"Paired differences against `{baseline}` (bootstrap over test {unit} and seeds)"),
                        ("table", comparison_table(rep))]
-    blocks += baseline_target(reports) + verdict(reports) + paper_comparison(main)
+    skipped = left_out(cfg)
+    blocks += baseline_target(reports) + verdict(reports)
+    if skipped:
+        blocks += [("p", "Not trained:"), ("ul", skipped)]
+    blocks += paper_comparison(main)
     wall = [(r["group"], r["wall_s"]) for r in main["runs"] if r.get("wall_s") is not None]
     if wall:
         per_group: dict[str, list[float]] = {}

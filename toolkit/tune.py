@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from toolkit.artifacts import Workspace, read_json, read_manifest, read_metrics, write_json
-from toolkit.config import NEURAL, NO_REPEAT_HEAD, TrainConfig
+from toolkit.config import NEURAL, NO_REPEAT_HEAD, TrainConfig, frozen_skip_term
 from toolkit.errors import ConfigError, DamagedArtifactError, TrainingDiverged
 from toolkit.manifest import Manifest
 from toolkit.progress import TrainProgress
@@ -73,6 +73,11 @@ def _successors(cfg: TrainConfig) -> bool:
     return cfg.repeat_head and cfg.successors > 0
 
 
+def _skip_term_trains_when_frozen(cfg: TrainConfig) -> bool:
+    # with context=input a contrastive term compares only track vectors: frozen, it trains nothing
+    return not frozen_skip_term(cfg.feedback, True, cfg.context, cfg.artists)
+
+
 def _sampled(cfg: TrainConfig) -> bool:
     return cfg.loss in ("shared", "sampled", "auto")
 
@@ -94,7 +99,7 @@ SPACE = (
     # "The rule's places and frozen track embeddings"); either alone gave nothing there, so the search
     # has to be able to try them together
     Dimension("rule_rank", choices=(False, True), needs=_copies),
-    Dimension("freeze_items", choices=(False, True)),
+    Dimension("freeze_items", choices=(False, True), needs=_skip_term_trains_when_frozen),
     Dimension("alpha", low=0.01, high=1.0, log=True, needs=lambda cfg: "contrastive" in cfg.modes),
 )
 
