@@ -216,6 +216,22 @@ def test_report_groups_seeds_and_compares_with_the_baseline(trained):
     json.loads(json.dumps(rep, default=float))  # plain data only
 
 
+def test_a_setting_only_one_group_reads_is_named_where_it_is_not_the_default():
+    from toolkit.report.grouping import group_runs
+    from toolkit.runs import RunRecord
+
+    def run(i, **settings):
+        return RunRecord(id=f"r{i}", dir=None, config=TrainConfig(dataset="d", **settings), result=None, recorded={})
+
+    frozen = {"freeze_items": True}
+    keys = list(group_runs([run(0, **frozen), run(1, feedback="contrastive", context="output", **frozen),
+                            run(2, feedback="positives-only", **frozen), run(3, model="markov")]))
+    # freeze_items is every neural group's: the protocol names it; the skip term's context is one group's
+    assert keys == ["markov / all", "sasrec / all", "sasrec / positives-only", "sasrec / contrastive (context=output)"]
+    keys = list(group_runs([run(0), run(1, feedback="contrastive")]))
+    assert keys == ["sasrec / all", "sasrec / contrastive"]  # its defaults stay unnamed
+
+
 def test_the_report_is_typed_records_whose_json_reads_back(trained, tmp_path):
     from toolkit.report.records import Comparison, Group, Report, read_report
 

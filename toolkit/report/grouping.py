@@ -57,10 +57,16 @@ def group_runs(runs: list[RunRecord]) -> dict[str, RunGroup]:
     varying = {(model_of[i], name) for i, o in opts.items() for name in o
                if len({json.dumps(p.get(name)) for j, p in opts.items()
                        if name in p and model_of[j] == model_of[i]}) > 1}
+    # a setting only some of a model's groups read (the skip term's context or alpha) is named where it
+    # is not the default, even when one group alone has it: the protocol lists only what all share
+    carried_by_all = {m: set.intersection(*(set(o) for i, o in opts.items() if model_of[i] == m))
+                      for m in set(model_of.values())}
+    default = TrainConfig()
     out: dict[str, RunGroup] = {}
     for identity, members in sorted(by_identity.items(), key=lambda kv: _order(kv[1][0].config)):
         cfg = members[0].config
-        shown = {k: v for k, v in opts[identity].items() if (cfg.model, k) in varying}
+        shown = {k: v for k, v in opts[identity].items() if (cfg.model, k) in varying
+                 or (k not in carried_by_all[cfg.model] and v != getattr(default, k))}
         key = f"{cfg.model} / {cfg.feedback}" + (" (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")"
                                                  if shown else "")
         if key in out:  # same display key, other settings: keep them apart
