@@ -678,13 +678,15 @@ def _date_ok(text: str) -> bool:
 DEFAULT_SUCCESSORS = 10
 # the settings that change how the repeat head weighs the successors: each needs successors to read
 SUCCESSOR_OPTIONS = ("follow", "successor_sum", "successor_mute")
-# every setting of the repeat head, off: what a run without "before" to read gets (bert4rec, and the
-# negative-target mode, whose unlikelihood term has no copy candidates), in the study and in tune alike
+
+
 def frozen_skip_term(feedback: str, freeze_items: bool, context: str, artists: bool) -> bool:
     """``TrainConfig.frozen_skip_term`` from the settings alone (the study asks before it builds a run)."""
     return bool(freeze_items) and "contrastive" in feedback.split("+") and context == "input" and not artists
 
 
+# every setting of the repeat head, off: what a run without "before" to read gets (bert4rec, and the
+# negative-target mode, whose unlikelihood term has no copy candidates), in the study and in tune alike
 NO_REPEAT_HEAD = {"repeat_head": False, "successors": 0, "transitions": 0, "window": 0, "rule_start": False,
                   "rule_rank": False,
                   **dict.fromkeys(SUCCESSOR_OPTIONS, False)}
