@@ -109,7 +109,7 @@ def left_out(cfg: StudyConfig) -> list[str]:
     """The grid's cells the study does not train, each with why: a skip term that would train nothing."""
     return [f"`{cell_name(model, feedback, extra)}`: with freeze_items its contrastive term could only compare the "
             "frozen track vectors, so it would train exactly as the run without the term (the model's output, the "
-            "other context, needs a model that reads the skips and a grid that does not fix the context)"
+            "other context, needs a model that reads the skips and a grid that does not fix the context)."
             for model, feedback, extra in GRIDS[cfg.grid] if _frozen_plan(cfg, model, feedback, extra) == "leave"]
 
 
