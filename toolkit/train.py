@@ -14,7 +14,7 @@ import math
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
@@ -85,7 +85,8 @@ def train(ws: Workspace, cfg: TrainConfig, progress: Progress | None = None) -> 
         started = time.perf_counter()
         try:
             if cfg.model in NEURAL:
-                outcome = _fit_neural(run, ds, manifest, cfg, device, say, world)
+                with deterministic_kernels(device):
+                    outcome = _fit_neural(run, ds, manifest, cfg, device, say, world)
             else:
                 outcome = _fit_baseline(ds, manifest, cfg, device)
                 if world.is_main:
@@ -135,6 +136,27 @@ def _check_dataset(manifest: Manifest, cfg: TrainConfig) -> None:
 def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def deterministic_kernels(device: torch.device):
+    """torch's deterministic kernels while a run trains on the CPU, then the caller's setting again.
+
+    With two or more threads the backward of an indexed read of the track table (``table[ids]``) adds
+    into shared rows in whatever order the threads get there, so the same seed gave weights that
+    differed in the last digits from run to run (150 steps on the extended histories). The sorted
+    path torch takes in this mode cost nothing measurable on a CPU step. On a GPU it is left to the
+    user: there it needs ``CUBLAS_WORKSPACE_CONFIG`` and costs speed.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)  # an op without such a kernel warns, never stops a run
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)
 
 
 def _fit_baseline(ds, manifest: Manifest, cfg: TrainConfig, device) -> dict:
